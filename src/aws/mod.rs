@@ -1,0 +1,297 @@
+//! One AWS configuration per invocation, and the error helpers every AWS call shares.
+//!
+//! The `SdkConfig` is built once from `--profile`, `--region`, `--endpoint-url` (or the
+//! SDK's standard `AWS_ENDPOINT_URL`, resolved in settings) and the retry settings;
+//! every client is made from it. With an endpoint override (moto, LocalStack) S3 uses
+//! path-style addressing, because virtual-host buckets do not resolve on loopback.
+//!
+//! SDK errors never reach the user as a bare `SdkError` (its Display says only
+//! "service error"): [`AwsResultExt::aws`] renders the code, message and request id,
+//! and attaches a hint for the failures people actually hit.
+
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::display::DisplayErrorContext;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use aws_types::request_id::RequestId;
+use tokio::sync::OnceCell;
+
+use crate::config::{keys, Settings, Source};
+use crate::error::{Fail, Hint};
+
+/// Clients for every AWS service lackey uses, built from one `SdkConfig`.
+pub struct Aws {
+    pub sdk: SdkConfig,
+    endpoint: Option<String>,
+    account: OnceCell<String>,
+}
+
+impl Aws {
+    /// Resolve credentials, region and endpoint once.
+    pub async fn connect(settings: &Settings) -> anyhow::Result<Aws> {
+        let max_attempts: u32 = settings.number(&keys::AWS_MAX_ATTEMPTS)?;
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(max_attempts)
+                    .with_initial_backoff(Duration::from_millis(200))
+                    .with_max_backoff(Duration::from_secs(10)),
+            )
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(5))
+                    .operation_attempt_timeout(Duration::from_secs(60))
+                    .build(),
+            );
+        if let Some(r) = settings.resolved(&keys::AWS_PROFILE) {
+            if r.source != Source::Default {
+                loader = loader.profile_name(&r.value);
+            }
+        }
+        if let Some(region) = settings.get(&keys::AWS_REGION) {
+            loader = loader.region(Region::new(region.to_string()));
+        }
+        let endpoint = settings.get(&keys::AWS_ENDPOINT_URL).map(str::to_string);
+        if let Some(url) = &endpoint {
+            loader = loader.endpoint_url(url);
+        }
+        let sdk = loader.load().await;
+        if sdk.region().is_none() {
+            return Err(crate::config::missing(&keys::AWS_REGION));
+        }
+        Ok(Aws {
+            sdk,
+            endpoint,
+            account: OnceCell::new(),
+        })
+    }
+
+    pub fn region(&self) -> &str {
+        self.sdk.region().map(|r| r.as_ref()).unwrap_or("us-east-1")
+    }
+
+    pub fn endpoint(&self) -> Option<&str> {
+        self.endpoint.as_deref()
+    }
+
+    pub fn s3(&self) -> aws_sdk_s3::Client {
+        let conf = aws_sdk_s3::config::Builder::from(&self.sdk)
+            .force_path_style(self.endpoint.is_some())
+            .build();
+        aws_sdk_s3::Client::from_conf(conf)
+    }
+
+    pub fn ecr(&self) -> aws_sdk_ecr::Client {
+        aws_sdk_ecr::Client::new(&self.sdk)
+    }
+
+    pub fn ecs(&self) -> aws_sdk_ecs::Client {
+        aws_sdk_ecs::Client::new(&self.sdk)
+    }
+
+    pub fn iam(&self) -> aws_sdk_iam::Client {
+        aws_sdk_iam::Client::new(&self.sdk)
+    }
+
+    pub fn ec2(&self) -> aws_sdk_ec2::Client {
+        aws_sdk_ec2::Client::new(&self.sdk)
+    }
+
+    pub fn logs(&self) -> aws_sdk_cloudwatchlogs::Client {
+        aws_sdk_cloudwatchlogs::Client::new(&self.sdk)
+    }
+
+    pub fn secrets(&self) -> aws_sdk_secretsmanager::Client {
+        aws_sdk_secretsmanager::Client::new(&self.sdk)
+    }
+
+    pub fn sts(&self) -> aws_sdk_sts::Client {
+        aws_sdk_sts::Client::new(&self.sdk)
+    }
+
+    /// The caller's account id, asked of STS once per invocation.
+    pub async fn account_id(&self) -> anyhow::Result<String> {
+        self.account
+            .get_or_try_init(|| async {
+                let out = self
+                    .sts()
+                    .get_caller_identity()
+                    .send()
+                    .await
+                    .aws("failed to read the caller identity from STS")?;
+                out.account
+                    .ok_or_else(|| anyhow::anyhow!("STS returned no account id"))
+            })
+            .await
+            .cloned()
+    }
+
+    /// Fill the account id (and so the default bucket and registry) from STS when the
+    /// user has not set them.
+    pub async fn discover_account(&self, settings: &mut Settings) -> anyhow::Result<()> {
+        if settings.get(&keys::AWS_ACCOUNT_ID).is_none() {
+            let account = self.account_id().await?;
+            settings.set_discovered(&keys::AWS_ACCOUNT_ID, account, "STS GetCallerIdentity");
+        }
+        if settings.get(&keys::AWS_REGION).is_none() {
+            settings.set_discovered(&keys::AWS_REGION, self.region(), "AWS profile");
+        }
+        Ok(())
+    }
+}
+
+/// An AWS service error, rendered with its code, message and request id.
+#[derive(Debug)]
+pub struct AwsError {
+    pub code: Option<String>,
+    pub message: String,
+    pub request_id: Option<String>,
+}
+
+impl std::fmt::Display for AwsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.code {
+            Some(code) => write!(f, "{code}: {}", self.message)?,
+            None => f.write_str(&self.message)?,
+        }
+        if let Some(id) = &self.request_id {
+            write!(f, " (request id {id})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for AwsError {}
+
+/// Turn an `SdkError` into an error that says what happened.
+pub fn render_sdk_error<E, R>(err: SdkError<E, R>) -> AwsError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+    SdkError<E, R>: RequestId,
+{
+    let request_id = err.request_id().map(str::to_string);
+    match &err {
+        SdkError::ServiceError(se) => {
+            let e = se.err();
+            AwsError {
+                code: e.code().map(str::to_string),
+                message: e
+                    .message()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| DisplayErrorContext(e).to_string()),
+                request_id,
+            }
+        }
+        SdkError::DispatchFailure(_) => AwsError {
+            code: None,
+            message: format!("could not reach AWS: {}", DisplayErrorContext(&err)),
+            request_id: None,
+        },
+        SdkError::TimeoutError(_) => AwsError {
+            code: None,
+            message: "the request to AWS timed out".into(),
+            request_id: None,
+        },
+        SdkError::ResponseError(_) => AwsError {
+            code: None,
+            message: format!("could not read AWS's response: {}", DisplayErrorContext(&err)),
+            request_id,
+        },
+        _ => AwsError {
+            code: None,
+            message: DisplayErrorContext(&err).to_string(),
+            request_id,
+        },
+    }
+}
+
+/// The fix for the AWS failures users hit most, by error code.
+fn hint_for(err: &AwsError) -> Option<&'static str> {
+    let code = err.code.as_deref().unwrap_or("");
+    if code.contains("AccessDenied") || code == "UnauthorizedOperation" || code == "AuthFailure" {
+        return Some("the credentials in use lack this permission: check `aws sts get-caller-identity` and the attached IAM policies");
+    }
+    if code == "ExpiredToken" || code == "ExpiredTokenException" || code == "RequestExpired" {
+        return Some("your AWS session has expired: refresh the credentials (`aws sso login` or a new key)");
+    }
+    if code == "InvalidClientTokenId" || code == "UnrecognizedClientException" || code == "SignatureDoesNotMatch" {
+        return Some("the AWS credentials are not valid: run `aws configure` or set AWS_PROFILE");
+    }
+    if err.message.contains("could not reach AWS") {
+        if err.message.contains("credentials") {
+            return Some("no AWS credentials found: run `aws configure`, set AWS_PROFILE, or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY");
+        }
+        return Some("check the network, the region, and --endpoint-url / AWS_ENDPOINT_URL if you set one");
+    }
+    None
+}
+
+pub trait AwsResultExt<T> {
+    /// Render an SDK error with what lackey was doing: `failed to create ECS cluster `x``.
+    fn aws(self, doing: impl Into<String>) -> anyhow::Result<T>;
+}
+
+impl<T, E, R> AwsResultExt<T> for Result<T, SdkError<E, R>>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+    SdkError<E, R>: RequestId,
+{
+    fn aws(self, doing: impl Into<String>) -> anyhow::Result<T> {
+        self.map_err(|e| {
+            let rendered = render_sdk_error(e);
+            let hint = hint_for(&rendered);
+            let err = anyhow::Error::new(rendered).context(doing.into());
+            match hint {
+                Some(h) => err.context(Hint(h.to_string())),
+                None => err,
+            }
+        })
+    }
+}
+
+/// The service error's code, for the few places that must decide on it.
+pub fn error_code<E, R>(err: &SdkError<E, R>) -> Option<&str>
+where
+    E: ProvideErrorMetadata,
+{
+    match err {
+        SdkError::ServiceError(se) => se.err().code(),
+        _ => None,
+    }
+}
+
+/// Whether an error is worth retrying at lackey's level (after the SDK's own retries):
+/// throttling, 5xx and connection failures.
+pub fn is_transient<E, R>(err: &SdkError<E, R>) -> bool
+where
+    E: ProvideErrorMetadata,
+{
+    match err {
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => true,
+        SdkError::ServiceError(se) => matches!(
+            se.err().code(),
+            Some(
+                "Throttling"
+                    | "ThrottlingException"
+                    | "TooManyRequestsException"
+                    | "RequestLimitExceeded"
+                    | "ServiceUnavailable"
+                    | "InternalFailure"
+                    | "InternalError"
+                    | "SlowDown"
+            )
+        ),
+        _ => false,
+    }
+}
+
+/// A bounded failure with a hint, for expected states found in AWS (a role missing, …).
+pub fn state_error(message: impl Into<String>, hint: impl Into<String>) -> anyhow::Error {
+    Fail::new(message).with_hint(hint).into()
+}

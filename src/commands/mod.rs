@@ -1,0 +1,231 @@
+//! One file per command: each turns its arguments into [`Settings`] and calls the
+//! library. Nothing here talks to AWS, Docker or the LLM directly.
+//!
+//! [`main`] owns the process: it loads `.env` and `lackey.toml`, builds the runtime,
+//! turns Ctrl-C and SIGTERM into a cancellation that long commands observe (so they can
+//! stop a container or a task and keep what was made), and maps the result to an exit
+//! code.
+
+mod config_cmd;
+mod init;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::aws::Aws;
+use crate::cli::{Cli, Command, GlobalArgs};
+use crate::config::{keys, ConfigFile, EnvVars, Key, Settings};
+use crate::error::{Fail, Interrupted};
+use crate::output::{OutputOptions, Printer};
+
+/// What every command gets: the printer, the inputs, and the cancellation token.
+pub struct Ctx {
+    pub printer: Printer,
+    pub global: GlobalArgs,
+    pub env: EnvVars,
+    pub file: ConfigFile,
+    pub cancel: CancellationToken,
+}
+
+impl Ctx {
+    /// Resolve settings with this command's own flags on top.
+    pub fn settings(&self, flags: &[(&'static Key, String)]) -> anyhow::Result<Settings> {
+        let mut all = self.global_flags();
+        all.extend_from_slice(flags);
+        Settings::resolve(&all, &self.env, &self.file)
+    }
+
+    /// The settings the global flags carry: `--region`, `--profile`, `--endpoint-url`.
+    pub fn global_flags(&self) -> Vec<(&'static Key, String)> {
+        let g = &self.global;
+        [
+            (&keys::AWS_REGION, &g.region),
+            (&keys::AWS_PROFILE, &g.profile),
+            (&keys::AWS_ENDPOINT_URL, &g.endpoint_url),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.clone().map(|v| (k, v)))
+        .collect()
+    }
+
+    pub async fn aws(&self, settings: &Settings) -> anyhow::Result<Aws> {
+        Aws::connect(settings).await
+    }
+}
+
+/// Where the config file is, and whether the user named it (then it must exist).
+fn config_path(global: &GlobalArgs, env: &EnvVars) -> (PathBuf, bool) {
+    if let Some(p) = &global.config {
+        return (p.clone(), true);
+    }
+    if let Some(p) = env.value("LACKEY_CONFIG") {
+        return (PathBuf::from(p), true);
+    }
+    (PathBuf::from("lackey.toml"), false)
+}
+
+fn load_inputs(global: &GlobalArgs) -> anyhow::Result<(EnvVars, ConfigFile)> {
+    let (dotenv, explicit) = match &global.env_file {
+        Some(p) => (p.clone(), true),
+        None => (PathBuf::from(".env"), false),
+    };
+    let env = EnvVars::load(&dotenv, explicit)?;
+    // Let the AWS SDK's own credential chain see AWS_* variables that only .env sets.
+    // This runs before the runtime starts, while the process has a single thread.
+    for (k, v) in env.dotenv_only() {
+        std::env::set_var(k, v);
+    }
+    let (path, explicit) = config_path(global, &env);
+    let file = if path.exists() {
+        ConfigFile::load(&path)?
+    } else if explicit {
+        return Err(Fail::new(format!("config file `{}` does not exist", path.display()))
+            .with_hint("run `lackey init` to write one, or fix --config / LACKEY_CONFIG")
+            .into());
+    } else {
+        ConfigFile::default()
+    };
+    Ok((env, file))
+}
+
+fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 | 1 => "warn",
+        2 => "lackey=debug,info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LACKEY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// Whether a command stops cleanly on Ctrl-C by itself (stopping containers, tasks, or
+/// finishing the resource it is changing). Others are simply dropped.
+fn handles_interrupt(cmd: &Command) -> bool {
+    matches!(cmd, Command::Run(_) | Command::Minion(_))
+}
+
+/// The whole process: inputs, runtime, signals, command, exit code.
+pub fn main(cli: Cli) -> ExitCode {
+    let printer = Printer::new(OutputOptions {
+        json: cli.global.json,
+        quiet: cli.global.quiet,
+        verbose: cli.global.verbose,
+        no_progress: cli.global.no_progress,
+    });
+    init_tracing(cli.global.verbose);
+    let (env, file) = match load_inputs(&cli.global) {
+        Ok(x) => x,
+        Err(e) => {
+            printer.error(&e);
+            return ExitCode::from(crate::error::exit_code(&e));
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            printer.error(&anyhow::anyhow!("cannot start the async runtime: {e}"));
+            return ExitCode::from(2);
+        }
+    };
+    let cancel = CancellationToken::new();
+    let graceful = handles_interrupt(&cli.command);
+    let ctx = Ctx {
+        printer: printer.clone(),
+        global: cli.global.clone(),
+        env,
+        file,
+        cancel: cancel.clone(),
+    };
+    let result = runtime.block_on(async move {
+        let signals = tokio::spawn(watch_signals(cancel.clone()));
+        let command = dispatch(&ctx, cli.command);
+        tokio::pin!(command);
+        let result = tokio::select! {
+            r = &mut command => r,
+            _ = cancel.cancelled(), if !graceful => Err(anyhow::Error::new(Interrupted)),
+        };
+        signals.abort();
+        result
+    });
+    // Do not wait for stray background work (a log follower, an SDK connection).
+    runtime.shutdown_timeout(Duration::from_millis(200));
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            printer.error(&e);
+            ExitCode::from(crate::error::exit_code(&e))
+        }
+    }
+}
+
+/// Ctrl-C or SIGTERM cancels once; a second one exits at once.
+async fn watch_signals(cancel: CancellationToken) {
+    #[cfg(unix)]
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    loop {
+        #[cfg(unix)]
+        let terminated = async {
+            match term.as_mut() {
+                Some(t) => {
+                    t.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let terminated = std::future::pending::<()>();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminated => {}
+        }
+        if cancel.is_cancelled() {
+            eprintln!("interrupted twice: exiting without cleaning up");
+            std::process::exit(130);
+        }
+        cancel.cancel();
+    }
+}
+
+/// Run one command; the returned number is the exit code on success paths that are not
+/// plain 0 (`plan --detailed-exitcode`, a run that did not succeed).
+async fn dispatch(ctx: &Ctx, command: Command) -> anyhow::Result<u8> {
+    match command {
+        Command::Init(args) => init::run(ctx, args).await,
+        Command::Config(args) => config_cmd::run(ctx, args).await,
+        Command::Plan(_) | Command::Up(_) | Command::Down(_) => {
+            not_yet("the stack reconciler (plan/up/down)")
+        }
+        Command::Secret(_) => not_yet("`lackey secret put`"),
+        Command::Doctor(_) => not_yet("`lackey doctor`"),
+        Command::Run(_) | Command::Runs(_) | Command::Logs(_) | Command::Stop(_) => {
+            not_yet("minion runs")
+        }
+        Command::Image(_) => not_yet("`lackey image`"),
+        Command::Minion(_) => not_yet("the in-container minion"),
+    }
+}
+
+fn not_yet(what: &str) -> anyhow::Result<u8> {
+    Err(Fail::new(format!("{what} is not built yet in this version of lackey")).into())
+}
+
+/// Show a path relative to the working directory when it is inside it.
+pub fn display_path(p: &Path) -> String {
+    if let Ok(cwd) = std::env::current_dir() {
+        if let Ok(rel) = p.strip_prefix(&cwd) {
+            return rel.display().to_string();
+        }
+    }
+    p.display().to_string()
+}

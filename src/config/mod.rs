@@ -1,0 +1,500 @@
+//! Settings: every input merged once, with where each value came from.
+//!
+//! Precedence, highest first (SPEC §2): command-line flag > environment variable >
+//! `.env` > `lackey.toml` > value discovered from AWS > built-in default. Environment
+//! variables are read here and nowhere else; the rest of lackey asks [`Settings`].
+//! Values are validated as they are resolved, so a bad name fails before any AWS call.
+
+pub mod file;
+pub mod keys;
+pub mod validate;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+pub use file::ConfigFile;
+pub use keys::Key;
+
+use crate::error::Fail;
+
+/// Where a value came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub enum Source {
+    #[serde(rename = "flag")]
+    Flag,
+    #[serde(rename = "env")]
+    Env,
+    #[serde(rename = ".env")]
+    DotEnv,
+    #[serde(rename = "toml")]
+    Toml,
+    #[serde(rename = "discovered")]
+    Discovered,
+    #[serde(rename = "default")]
+    Default,
+}
+
+impl Source {
+    pub fn label(self) -> &'static str {
+        match self {
+            Source::Flag => "flag",
+            Source::Env => "env",
+            Source::DotEnv => ".env",
+            Source::Toml => "toml",
+            Source::Discovered => "discovered",
+            Source::Default => "default",
+        }
+    }
+}
+
+/// A resolved value and its provenance.
+#[derive(Clone, Debug, Serialize)]
+pub struct Resolved {
+    pub value: String,
+    pub source: Source,
+    /// The exact place: `--region`, `AWS_REGION`, `lackey.toml:4`, `STS`, …
+    pub origin: String,
+}
+
+/// The process environment plus the `.env` file, each variable tagged with which one set it.
+#[derive(Clone, Debug, Default)]
+pub struct EnvVars {
+    vars: BTreeMap<String, (String, Source)>,
+    pub dotenv_path: Option<PathBuf>,
+}
+
+impl EnvVars {
+    /// Capture the process environment and the `.env` file. `explicit` means the user
+    /// named the file, so a missing one is an error; the default `./.env` is optional.
+    pub fn load(dotenv: &Path, explicit: bool) -> anyhow::Result<EnvVars> {
+        let process: Vec<(String, String)> = std::env::vars().collect();
+        let mut dot = Vec::new();
+        let mut dotenv_path = None;
+        if dotenv.exists() {
+            let iter = dotenvy::from_path_iter(dotenv).map_err(|e| {
+                Fail::new(format!("cannot read env file `{}`: {e}", dotenv.display()))
+            })?;
+            for item in iter {
+                let (k, v) = item.map_err(|e| {
+                    Fail::new(format!("invalid line in env file `{}`: {e}", dotenv.display()))
+                        .with_hint("each line should read NAME=value")
+                })?;
+                dot.push((k, v));
+            }
+            dotenv_path = Some(dotenv.to_path_buf());
+        } else if explicit {
+            return Err(Fail::new(format!("env file `{}` does not exist", dotenv.display()))
+                .with_hint("check the --env-file path")
+                .into());
+        }
+        let mut env = EnvVars::from_pairs(process, dot);
+        env.dotenv_path = dotenv_path;
+        Ok(env)
+    }
+
+    /// Build from explicit pairs (process variables win over `.env` ones, like dotenvy).
+    pub fn from_pairs(
+        process: impl IntoIterator<Item = (String, String)>,
+        dotenv: impl IntoIterator<Item = (String, String)>,
+    ) -> EnvVars {
+        let mut vars = BTreeMap::new();
+        for (k, v) in dotenv {
+            vars.insert(k, (v, Source::DotEnv));
+        }
+        for (k, v) in process {
+            vars.insert(k, (v, Source::Env));
+        }
+        EnvVars {
+            vars,
+            dotenv_path: None,
+        }
+    }
+
+    /// A variable's value, treating an empty value as unset.
+    pub fn get(&self, name: &str) -> Option<(&str, Source)> {
+        self.vars
+            .get(name)
+            .filter(|(v, _)| !v.trim().is_empty())
+            .map(|(v, s)| (v.as_str(), *s))
+    }
+
+    pub fn value(&self, name: &str) -> Option<&str> {
+        self.get(name).map(|(v, _)| v)
+    }
+
+    /// Variables that only `.env` sets; exported into the process so the AWS SDK's own
+    /// credential chain sees `AWS_ACCESS_KEY_ID` and friends from `.env` too.
+    pub fn dotenv_only(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.vars
+            .iter()
+            .filter(|(_, (_, s))| *s == Source::DotEnv)
+            .map(|(k, (v, _))| (k.as_str(), v.as_str()))
+    }
+}
+
+/// The resolved settings of one invocation.
+#[derive(Clone, Debug, Default)]
+pub struct Settings {
+    values: BTreeMap<&'static str, Resolved>,
+    pub config_path: Option<PathBuf>,
+    pub env_file: Option<PathBuf>,
+}
+
+impl Settings {
+    /// Merge flags, environment, `.env` and `lackey.toml`, then fill defaults and validate.
+    pub fn resolve(
+        flags: &[(&'static Key, String)],
+        env: &EnvVars,
+        file: &ConfigFile,
+    ) -> anyhow::Result<Settings> {
+        let mut values = BTreeMap::new();
+        for key in keys::ALL {
+            let from_flag = flags
+                .iter()
+                .find(|(k, v)| std::ptr::eq(*k, *key) && !v.is_empty())
+                .map(|(_, v)| Resolved {
+                    value: v.clone(),
+                    source: Source::Flag,
+                    origin: key.flag.unwrap_or("flag").to_string(),
+                });
+            // The process environment beats .env whichever alias sets the value, so
+            // look through every name for a process variable before any .env one.
+            let from_env = [Source::Env, Source::DotEnv].into_iter().find_map(|want| {
+                key.env.iter().find_map(|name| {
+                    env.get(name)
+                        .filter(|(_, s)| *s == want)
+                        .map(|(v, source)| Resolved {
+                            value: v.to_string(),
+                            source,
+                            origin: match source {
+                                Source::DotEnv => format!(
+                                    "{name} in {}",
+                                    env.dotenv_path
+                                        .as_deref()
+                                        .map(|p| p.display().to_string())
+                                        .unwrap_or_else(|| ".env".into())
+                                ),
+                                _ => name.to_string(),
+                            },
+                        })
+                })
+            });
+            let from_file = || {
+                file.values.get(key.name).map(|fv| Resolved {
+                    value: fv.value.clone(),
+                    source: Source::Toml,
+                    origin: format!(
+                        "{}:{}",
+                        file.path
+                            .as_deref()
+                            .map(|p| p.display().to_string())
+                            .unwrap_or_else(|| "lackey.toml".into()),
+                        fv.line
+                    ),
+                })
+            };
+            if let Some(r) = from_flag.or(from_env).or_else(from_file) {
+                values.insert(key.name, r);
+            }
+        }
+        let mut settings = Settings {
+            values,
+            config_path: file.path.clone(),
+            env_file: env.dotenv_path.clone(),
+        };
+        settings.fill_defaults();
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Fill built-in defaults, including templates whose inputs are now known.
+    fn fill_defaults(&mut self) {
+        for key in keys::ALL {
+            let current = self.values.get(key.name);
+            let replaceable = current.map(|r| r.source == Source::Default).unwrap_or(true);
+            if !replaceable {
+                continue;
+            }
+            match key.default {
+                keys::DefaultValue::None => {}
+                keys::DefaultValue::Value(v) => {
+                    self.values.insert(
+                        key.name,
+                        Resolved {
+                            value: v.to_string(),
+                            source: Source::Default,
+                            origin: "default".into(),
+                        },
+                    );
+                }
+                keys::DefaultValue::Template(t) => {
+                    if let Some(v) = self.expand(t) {
+                        self.values.insert(
+                            key.name,
+                            Resolved {
+                                value: v,
+                                source: Source::Default,
+                                origin: t.to_string(),
+                            },
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    fn expand(&self, template: &str) -> Option<String> {
+        let mut out = String::new();
+        let mut rest = template;
+        while let Some(start) = rest.find('{') {
+            let end = rest[start..].find('}')? + start;
+            out.push_str(&rest[..start]);
+            out.push_str(self.get_name(&rest[start + 1..end])?);
+            rest = &rest[end + 1..];
+        }
+        out.push_str(rest);
+        Some(out)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        for key in keys::ALL {
+            let (Some(check), Some(r)) = (key.validate, self.values.get(key.name)) else {
+                continue;
+            };
+            if let Err(rule) = check(&r.value) {
+                return Err(invalid(key, r, &rule));
+            }
+        }
+        let cpu = self.get(&keys::ECS_CPU).and_then(|v| v.parse::<u32>().ok());
+        let memory = self.get(&keys::ECS_MEMORY).and_then(|v| v.parse::<u32>().ok());
+        if let (Some(cpu), Some(memory)) = (cpu, memory) {
+            if let Err(rule) = validate::fargate_size(cpu, memory) {
+                let r = &self.values["ecs.memory"];
+                return Err(invalid(&keys::ECS_MEMORY, r, &rule));
+            }
+        }
+        Ok(())
+    }
+
+    /// Record a value discovered from AWS. It only fills a gap: anything the user set wins.
+    pub fn set_discovered(&mut self, key: &'static Key, value: impl Into<String>, origin: &str) {
+        let keep = self
+            .values
+            .get(key.name)
+            .map(|r| r.source < Source::Discovered)
+            .unwrap_or(false);
+        if keep {
+            return;
+        }
+        self.values.insert(
+            key.name,
+            Resolved {
+                value: value.into(),
+                source: Source::Discovered,
+                origin: origin.to_string(),
+            },
+        );
+        self.fill_defaults();
+    }
+
+    /// Override a value from inside lackey (the minion's own settings, tests).
+    pub fn set(&mut self, key: &'static Key, value: impl Into<String>, source: Source) {
+        self.values.insert(
+            key.name,
+            Resolved {
+                value: value.into(),
+                source,
+                origin: source.label().to_string(),
+            },
+        );
+        self.fill_defaults();
+    }
+
+    pub fn get(&self, key: &Key) -> Option<&str> {
+        self.get_name(key.name)
+    }
+
+    fn get_name(&self, name: &str) -> Option<&str> {
+        self.values.get(name).map(|r| r.value.as_str())
+    }
+
+    pub fn resolved(&self, key: &Key) -> Option<&Resolved> {
+        self.values.get(key.name)
+    }
+
+    /// A value that must be set: the error names the variable and the toml key
+    /// (`missing LACKEY_ECR_REGISTRY (or [ecr] registry in lackey.toml)`).
+    pub fn require(&self, key: &Key) -> anyhow::Result<&str> {
+        self.get(key).ok_or_else(|| missing(key))
+    }
+
+    pub fn flag(&self, key: &Key) -> bool {
+        self.get(key)
+            .and_then(validate::parse_bool)
+            .unwrap_or(false)
+    }
+
+    pub fn number<T: std::str::FromStr>(&self, key: &Key) -> anyhow::Result<T> {
+        let raw = self.require(key)?;
+        raw.parse::<T>().map_err(|_| {
+            let r = &self.values[key.name];
+            invalid(key, r, "expected a number")
+        })
+    }
+
+    /// Every key with its resolved value (secrets masked) for `lackey config`.
+    pub fn entries(&self) -> Vec<(&'static Key, Option<Resolved>)> {
+        keys::ALL
+            .iter()
+            .map(|k| {
+                let r = self.values.get(k.name).cloned().map(|mut r| {
+                    if k.secret {
+                        r.value = mask(&r.value);
+                    }
+                    r
+                });
+                (*k, r)
+            })
+            .collect()
+    }
+}
+
+/// `********` plus the length, so a user can tell a set key from an empty one without
+/// seeing any of it.
+pub fn mask(secret: &str) -> String {
+    format!("******** ({} chars)", secret.chars().count())
+}
+
+pub fn missing(key: &Key) -> anyhow::Error {
+    let hint = if key.name == keys::AWS_ACCOUNT_ID.name
+        || key.default.to_string_template().is_some_and(|t| t.contains("account_id"))
+    {
+        "run `lackey init` to write the account id into lackey.toml, or set the value".to_string()
+    } else {
+        format!("set {} ({})", key.how_to_set(), key.doc)
+    };
+    Fail::new(format!("missing {}", key.how_to_set()))
+        .with_hint(hint)
+        .into()
+}
+
+fn invalid(key: &Key, r: &Resolved, rule: &str) -> anyhow::Error {
+    Fail::new(format!(
+        "invalid {} `{}` (from {}): {rule}",
+        key.name,
+        if key.secret { mask(&r.value) } else { r.value.clone() },
+        r.origin
+    ))
+    .with_hint(format!("set a valid value with {}", key.how_to_set()))
+    .into()
+}
+
+impl keys::DefaultValue {
+    fn to_string_template(self) -> Option<&'static str> {
+        match self {
+            keys::DefaultValue::Template(t) => Some(t),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(process: &[(&str, &str)], dot: &[(&str, &str)]) -> EnvVars {
+        EnvVars::from_pairs(
+            process.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+            dot.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+    }
+
+    fn toml(text: &str) -> ConfigFile {
+        ConfigFile::parse(text, Path::new("lackey.toml")).unwrap()
+    }
+
+    #[test]
+    fn precedence_flag_env_dotenv_toml_default() {
+        let file = toml("[aws]\nprofile = \"from-toml\"\n");
+        let flag = [(&keys::AWS_PROFILE, "from-flag".to_string())];
+        let both = env(&[("AWS_PROFILE", "from-env")], &[("AWS_PROFILE", "from-dotenv")]);
+        let dot = env(&[], &[("AWS_PROFILE", "from-dotenv")]);
+        let none = env(&[], &[]);
+
+        let s = Settings::resolve(&flag, &both, &file).unwrap();
+        assert_eq!(s.resolved(&keys::AWS_PROFILE).unwrap().source, Source::Flag);
+        let s = Settings::resolve(&[], &both, &file).unwrap();
+        assert_eq!(s.get(&keys::AWS_PROFILE), Some("from-env"));
+        let s = Settings::resolve(&[], &dot, &file).unwrap();
+        assert_eq!(s.get(&keys::AWS_PROFILE), Some("from-dotenv"));
+        assert_eq!(s.resolved(&keys::AWS_PROFILE).unwrap().source, Source::DotEnv);
+        let s = Settings::resolve(&[], &none, &file).unwrap();
+        assert_eq!(s.get(&keys::AWS_PROFILE), Some("from-toml"));
+        let s = Settings::resolve(&[], &none, &ConfigFile::default()).unwrap();
+        assert_eq!(s.get(&keys::AWS_PROFILE), Some("default"));
+        assert_eq!(s.resolved(&keys::AWS_PROFILE).unwrap().source, Source::Default);
+    }
+
+    #[test]
+    fn process_env_beats_dotenv_across_alias_names() {
+        // AWS_DEFAULT_REGION in the real environment beats AWS_REGION in .env.
+        let e = env(&[("AWS_DEFAULT_REGION", "eu-west-1")], &[("AWS_REGION", "us-east-1")]);
+        let s = Settings::resolve(&[], &e, &ConfigFile::default()).unwrap();
+        assert_eq!(s.get(&keys::AWS_REGION), Some("eu-west-1"));
+    }
+
+    #[test]
+    fn templates_fill_once_inputs_are_known() {
+        let e = env(&[("AWS_REGION", "us-east-1")], &[]);
+        let mut s = Settings::resolve(&[], &e, &ConfigFile::default()).unwrap();
+        assert_eq!(s.get(&keys::BUCKET_NAME), None);
+        let err = s.require(&keys::ECR_REGISTRY).unwrap_err().to_string();
+        assert_eq!(err, "missing LACKEY_ECR_REGISTRY (or [ecr] registry in lackey.toml)");
+        s.set_discovered(&keys::AWS_ACCOUNT_ID, "123456789012", "STS");
+        assert_eq!(s.get(&keys::BUCKET_NAME), Some("lackey-artifacts-123456789012"));
+        assert_eq!(
+            s.get(&keys::ECR_REGISTRY),
+            Some("123456789012.dkr.ecr.us-east-1.amazonaws.com")
+        );
+    }
+
+    #[test]
+    fn discovered_never_overrides_the_user() {
+        let e = env(&[("LACKEY_ECS_SG", "sg-0abc")], &[]);
+        let mut s = Settings::resolve(&[], &e, &ConfigFile::default()).unwrap();
+        s.set_discovered(&keys::NETWORK_SECURITY_GROUP_ID, "sg-0fff", "EC2");
+        assert_eq!(s.get(&keys::NETWORK_SECURITY_GROUP_ID), Some("sg-0abc"));
+    }
+
+    #[test]
+    fn invalid_values_name_the_rule_and_the_origin() {
+        let file = toml("[bucket]\nname = \"My_Bucket\"\n");
+        let err = Settings::resolve(&[], &env(&[], &[]), &file)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "invalid bucket.name `My_Bucket` (from lackey.toml:2): bucket names may contain only lowercase letters, digits, dots and hyphens (found `M`)"
+        );
+        let file = toml("[ecs]\ncpu = 256\nmemory = 4096\n");
+        let err = Settings::resolve(&[], &env(&[], &[]), &file)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("Fargate memory for cpu 256"), "{err}");
+    }
+
+    #[test]
+    fn secrets_are_masked() {
+        let e = env(&[("ANTHROPIC_API_KEY", "sk-ant-canary")], &[]);
+        let s = Settings::resolve(&[], &e, &ConfigFile::default()).unwrap();
+        let (_, r) = s
+            .entries()
+            .into_iter()
+            .find(|(k, _)| k.name == "anthropic.api_key")
+            .unwrap();
+        let shown = r.unwrap().value;
+        assert!(!shown.contains("canary"), "{shown}");
+    }
+}

@@ -1,0 +1,183 @@
+//! Errors that carry their own exit code and fix.
+//!
+//! Every fallible function returns `anyhow::Result`. Three kinds of layer can sit in an
+//! error's chain and are read back when the error reaches `main`:
+//!
+//! * [`Fail`]: an error lackey raises itself about the user's input or an expected
+//!   failure (exit 1). Its message is the whole story; an optional hint says the fix.
+//! * [`Hint`]: a fix attached to any error with [`HintExt::hint`]; it prints nothing in
+//!   the chain itself and shows as the `hint:` line.
+//! * [`Interrupted`]: the user pressed Ctrl-C (exit 130).
+//!
+//! Anything else is unexpected and exits 2, as SPEC §1 says.
+
+use std::fmt;
+
+/// An error lackey raises on purpose: bad input, a failed check, a run that did not
+/// succeed. Rendered as `error: {message}` and exits with `code` (1 unless set).
+#[derive(Debug)]
+pub struct Fail {
+    pub message: String,
+    pub hint: Option<String>,
+    pub code: u8,
+}
+
+impl fmt::Display for Fail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Fail {}
+
+impl Fail {
+    pub fn new(message: impl Into<String>) -> Self {
+        Fail {
+            message: message.into(),
+            hint: None,
+            code: 1,
+        }
+    }
+
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    pub fn with_code(mut self, code: u8) -> Self {
+        self.code = code;
+        self
+    }
+}
+
+/// `fail!("…")` / `fail!(hint = "…", "…")`: build an `anyhow::Error` from a [`Fail`].
+#[macro_export]
+macro_rules! fail {
+    (hint = $hint:expr, $($arg:tt)+) => {
+        ::anyhow::Error::new($crate::error::Fail::new(format!($($arg)+)).with_hint($hint))
+    };
+    ($($arg:tt)+) => {
+        ::anyhow::Error::new($crate::error::Fail::new(format!($($arg)+)))
+    };
+}
+
+/// A fix, attached as a context layer. It displays as nothing so it adds no line to the
+/// chain; [`render`] finds it by type and prints it as the `hint:` line.
+#[derive(Debug)]
+pub struct Hint(pub String);
+
+impl fmt::Display for Hint {
+    fn fmt(&self, _: &mut fmt::Formatter<'_>) -> fmt::Result {
+        Ok(())
+    }
+}
+
+/// The user interrupted the operation (Ctrl-C); exit 130.
+#[derive(Debug)]
+pub struct Interrupted;
+
+impl fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("interrupted")
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+pub trait HintExt<T> {
+    /// Attach a fix to the error, shown as `hint: …`.
+    fn hint(self, hint: impl Into<String>) -> anyhow::Result<T>;
+    /// Attach a fix computed only on error.
+    fn with_hint<F: FnOnce() -> String>(self, f: F) -> anyhow::Result<T>;
+}
+
+impl<T, E> HintExt<T> for Result<T, E>
+where
+    E: Into<anyhow::Error>,
+{
+    fn hint(self, hint: impl Into<String>) -> anyhow::Result<T> {
+        self.map_err(|e| e.into().context(Hint(hint.into())))
+    }
+
+    fn with_hint<F: FnOnce() -> String>(self, f: F) -> anyhow::Result<T> {
+        self.map_err(|e| e.into().context(Hint(f())))
+    }
+}
+
+/// The exit code an error maps to (SPEC §1).
+pub fn exit_code(err: &anyhow::Error) -> u8 {
+    for cause in err.chain() {
+        if cause.downcast_ref::<Interrupted>().is_some() {
+            return 130;
+        }
+        if let Some(fail) = cause.downcast_ref::<Fail>() {
+            return fail.code;
+        }
+    }
+    2
+}
+
+/// The lines an error renders to: `error:` first, then `caused by:` for each further
+/// message, then at most one `hint:` (the outermost one, which is the most specific
+/// to what the user asked for).
+pub fn render(err: &anyhow::Error) -> Vec<(&'static str, String)> {
+    let mut lines: Vec<(&'static str, String)> = Vec::new();
+    // anyhow finds a context value by type through the whole chain, outermost first.
+    let mut hint: Option<String> = err.downcast_ref::<Hint>().map(|h| h.0.clone());
+    for cause in err.chain() {
+        if let Some(f) = cause.downcast_ref::<Fail>() {
+            if let Some(h) = &f.hint {
+                hint.get_or_insert_with(|| h.clone());
+            }
+        }
+        let text = cause.to_string();
+        // Some libraries repeat their source's message in their own; skip exact repeats.
+        if lines.last().map(|(_, t)| t == &text).unwrap_or(false) || text.is_empty() {
+            continue;
+        }
+        let label = if lines.is_empty() {
+            "error"
+        } else {
+            "caused by"
+        };
+        lines.push((label, text));
+    }
+    if let Some(h) = hint {
+        lines.push(("hint", h));
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::Context;
+
+    #[test]
+    fn render_orders_error_causes_and_hint() {
+        let err: anyhow::Result<()> = Err(anyhow::anyhow!("connection refused"));
+        let err = err
+            .context("failed to create ECS cluster `lackey`")
+            .hint("check --endpoint-url")
+            .unwrap_err();
+        let lines = render(&err);
+        assert_eq!(
+            lines,
+            vec![
+                ("error", "failed to create ECS cluster `lackey`".to_string()),
+                ("caused by", "connection refused".to_string()),
+                ("hint", "check --endpoint-url".to_string()),
+            ]
+        );
+        assert_eq!(exit_code(&err), 2);
+    }
+
+    #[test]
+    fn fail_exits_one_and_carries_its_hint() {
+        let err = fail!(hint = "run `lackey up`", "missing bucket `b`");
+        assert_eq!(exit_code(&err), 1);
+        assert_eq!(render(&err).last().unwrap().0, "hint");
+        let err = anyhow::Error::new(Interrupted).context("while waiting");
+        assert_eq!(exit_code(&err), 130);
+    }
+}

@@ -1,0 +1,21 @@
+//! lackey: run an autonomous coding agent (a *minion*) against a git repository in a
+//! container, locally in Docker or on AWS ECS Fargate, and provision, verify and tear
+//! down the AWS stack it needs.
+//!
+//! The map, by folder:
+//!
+//! * [`cli`]: the command-line surface (clap definitions only).
+//! * [`commands`]: one file per command; arguments → [`config::Settings`] → library call.
+//! * [`config`]: `lackey.toml`, environment and `.env`, precedence, validation.
+//! * [`output`]: the printer (stdout results, stderr status), progress, JSON.
+//! * [`aws`]: one `SdkConfig`, the clients, SDK error rendering.
+//! * [`stack`]: the reconciler behind `plan`, `up` and `down`.
+//! * [`error`]: errors that carry their exit code and their fix.
+
+pub mod aws;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod error;
+pub mod output;
+pub mod stack;

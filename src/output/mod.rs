@@ -1,0 +1,332 @@
+//! The one place lackey writes to the terminal.
+//!
+//! Results go to stdout, status to stderr, both through [`Printer`]: `--json` replaces
+//! the human result with one JSON document, `-q` silences status, and progress bars and
+//! spinners appear only when stderr is a terminal (and `--no-progress` is not given).
+//! Library code never prints: it reports through the [`Reporter`] trait, which the
+//! printer implements and tests replace with a recorder. Only this module touches
+//! indicatif.
+
+use std::fmt::Display;
+use std::io::{IsTerminal, Write};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+
+/// How a status line is coloured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tone {
+    /// Progress and success (green, like cargo's `Compiling`).
+    Good,
+    /// Something worth a look (yellow).
+    Warn,
+    /// Removal or failure (red).
+    Bad,
+    /// Neutral information (cyan).
+    Info,
+}
+
+/// A handle on one progress indicator; dropping it clears it.
+pub trait Progress: Send + Sync {
+    fn set_message(&self, message: &str);
+    fn set_position(&self, pos: u64);
+    fn set_length(&self, len: u64);
+    fn finish(&self);
+}
+
+/// How library code tells the user what is happening, without printing itself.
+pub trait Reporter: Send + Sync {
+    /// A cargo-style status line: `    Creating s3 bucket `x``.
+    fn status(&self, verb: &str, tone: Tone, message: &str);
+    /// A warning line.
+    fn warn(&self, message: &str);
+    /// A plain informational line on stderr (the guide's "Minting GitHub App installation token...").
+    fn info(&self, message: &str);
+    /// A spinner while waiting on something; cleared when dropped.
+    fn spinner(&self, message: &str) -> Box<dyn Progress>;
+    /// A bar counting to `total` (bytes, layers); cleared when dropped.
+    fn bar(&self, message: &str, total: u64) -> Box<dyn Progress>;
+}
+
+/// A reporter that discards everything (the minion's own reporting goes to its log).
+pub struct Silent;
+
+struct NoProgress;
+
+impl Progress for NoProgress {
+    fn set_message(&self, _: &str) {}
+    fn set_position(&self, _: u64) {}
+    fn set_length(&self, _: u64) {}
+    fn finish(&self) {}
+}
+
+impl Reporter for Silent {
+    fn status(&self, _: &str, _: Tone, _: &str) {}
+    fn warn(&self, _: &str) {}
+    fn info(&self, _: &str) {}
+    fn spinner(&self, _: &str) -> Box<dyn Progress> {
+        Box::new(NoProgress)
+    }
+    fn bar(&self, _: &str, _: u64) -> Box<dyn Progress> {
+        Box::new(NoProgress)
+    }
+}
+
+/// Output options from the global flags.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OutputOptions {
+    pub json: bool,
+    pub quiet: bool,
+    pub verbose: u8,
+    pub no_progress: bool,
+}
+
+/// Writes results to stdout and status to stderr.
+#[derive(Clone)]
+pub struct Printer {
+    opts: OutputOptions,
+    color: bool,
+    progress: bool,
+    multi: Arc<MultiProgress>,
+    // Serialises writes so concurrent status lines from parallel applies never interleave.
+    lock: Arc<Mutex<()>>,
+}
+
+impl Printer {
+    pub fn new(opts: OutputOptions) -> Self {
+        let stderr_tty = std::io::stderr().is_terminal();
+        let color = stderr_tty && std::env::var_os("NO_COLOR").is_none();
+        let progress = stderr_tty && !opts.no_progress && !opts.quiet;
+        let multi = MultiProgress::with_draw_target(if progress {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        });
+        Printer {
+            opts,
+            color,
+            progress,
+            multi: Arc::new(multi),
+            lock: Arc::new(Mutex::new(())),
+        }
+    }
+
+    pub fn json_mode(&self) -> bool {
+        self.opts.json
+    }
+
+    pub fn quiet(&self) -> bool {
+        self.opts.quiet
+    }
+
+    pub fn verbose(&self) -> u8 {
+        self.opts.verbose
+    }
+
+    fn paint(&self, text: &str, tone: Tone, bold: bool) -> String {
+        if !self.color {
+            return text.to_string();
+        }
+        let code = match tone {
+            Tone::Good => "32",
+            Tone::Warn => "33",
+            Tone::Bad => "31",
+            Tone::Info => "36",
+        };
+        let b = if bold { "1;" } else { "" };
+        format!("\x1b[{b}{code}m{text}\x1b[0m")
+    }
+
+    fn err_line(&self, line: &str) {
+        let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        // Suspend progress bars so the line is not drawn over.
+        self.multi.suspend(|| {
+            let mut err = std::io::stderr().lock();
+            let _ = writeln!(err, "{line}");
+        });
+    }
+
+    /// A result line on stdout (human mode only; JSON mode prints one document instead).
+    pub fn result(&self, line: impl Display) {
+        if self.opts.json {
+            return;
+        }
+        let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{line}");
+    }
+
+    /// The one JSON document of a `--json` command, on stdout.
+    pub fn json<T: Serialize + ?Sized>(&self, value: &T) {
+        let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = std::io::stdout().lock();
+        let text = serde_json::to_string_pretty(value).unwrap_or_else(|e| {
+            format!("{{\"error\": \"could not serialise output: {e}\"}}")
+        });
+        let _ = writeln!(out, "{text}");
+    }
+
+    /// Render an error chain as `error:` / `caused by:` / `hint:` lines on stderr.
+    /// Shown even with `-q`: an error is never silent.
+    pub fn error(&self, err: &anyhow::Error) {
+        for (label, text) in crate::error::render(err) {
+            let tone = match label {
+                "error" => Tone::Bad,
+                "hint" => Tone::Info,
+                _ => Tone::Warn,
+            };
+            let head = self.paint(&format!("{label}:"), tone, true);
+            self.err_line(&format!("{head} {text}"));
+        }
+    }
+
+    /// A status line that shows even in JSON mode (it goes to stderr) but not with `-q`.
+    pub fn line(&self, text: impl Display) {
+        if self.opts.quiet {
+            return;
+        }
+        self.err_line(&text.to_string());
+    }
+}
+
+impl Reporter for Printer {
+    fn status(&self, verb: &str, tone: Tone, message: &str) {
+        if self.opts.quiet {
+            return;
+        }
+        let verb = self.paint(&format!("{verb:>12}"), tone, true);
+        self.err_line(&format!("{verb} {message}"));
+    }
+
+    fn warn(&self, message: &str) {
+        let head = self.paint("warning:", Tone::Warn, true);
+        self.err_line(&format!("{head} {message}"));
+    }
+
+    fn info(&self, message: &str) {
+        if self.opts.quiet {
+            return;
+        }
+        self.err_line(message);
+    }
+
+    fn spinner(&self, message: &str) -> Box<dyn Progress> {
+        if !self.progress {
+            return Box::new(NoProgress);
+        }
+        let pb = self.multi.add(ProgressBar::new_spinner());
+        pb.set_style(
+            ProgressStyle::with_template("{spinner:.cyan} {msg} {elapsed:.dim}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        pb.set_message(message.to_string());
+        pb.enable_steady_tick(Duration::from_millis(100));
+        Box::new(Bar(pb))
+    }
+
+    fn bar(&self, message: &str, total: u64) -> Box<dyn Progress> {
+        if !self.progress {
+            return Box::new(NoProgress);
+        }
+        let pb = self.multi.add(ProgressBar::new(total));
+        pb.set_style(
+            ProgressStyle::with_template(
+                "{msg:24} [{bar:30.cyan/blue}] {bytes}/{total_bytes} {bytes_per_sec}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        pb.set_message(message.to_string());
+        Box::new(Bar(pb))
+    }
+}
+
+struct Bar(ProgressBar);
+
+impl Progress for Bar {
+    fn set_message(&self, message: &str) {
+        self.0.set_message(message.to_string());
+    }
+    fn set_position(&self, pos: u64) {
+        self.0.set_position(pos);
+    }
+    fn set_length(&self, len: u64) {
+        self.0.set_length(len);
+    }
+    fn finish(&self) {
+        self.0.finish_and_clear();
+    }
+}
+
+impl Drop for Bar {
+    fn drop(&mut self) {
+        self.0.finish_and_clear();
+    }
+}
+
+/// A reporter that records every line; used by tests and by the minion to keep status
+/// lines in its log.
+#[derive(Default, Clone)]
+pub struct Recorder {
+    pub lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Recorder {
+    pub fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.lines.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+impl Reporter for Recorder {
+    fn status(&self, verb: &str, _: Tone, message: &str) {
+        self.lines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(format!("{verb} {message}"));
+    }
+    fn warn(&self, message: &str) {
+        self.lines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(format!("warning: {message}"));
+    }
+    fn info(&self, message: &str) {
+        self.lines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(message.to_string());
+    }
+    fn spinner(&self, _: &str) -> Box<dyn Progress> {
+        Box::new(NoProgress)
+    }
+    fn bar(&self, _: &str, _: u64) -> Box<dyn Progress> {
+        Box::new(NoProgress)
+    }
+}
+
+/// Format a duration the way people read it: `850ms`, `4.2s`, `3m 05s`.
+pub fn human_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if ms < 60_000 {
+        format!("{:.1}s", d.as_secs_f64())
+    } else {
+        let s = d.as_secs();
+        format!("{}m {:02}s", s / 60, s % 60)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(human_duration(Duration::from_millis(850)), "850ms");
+        assert_eq!(human_duration(Duration::from_millis(4200)), "4.2s");
+        assert_eq!(human_duration(Duration::from_secs(185)), "3m 05s");
+    }
+}

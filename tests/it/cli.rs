@@ -1,0 +1,250 @@
+//! The command-line surface, configuration and `init` / `config` (SPEC §1–2).
+
+use crate::support::{moto::Moto, snapshot_filters, TestEnv};
+
+const COMMANDS: &[&str] = &[
+    "init", "config", "plan", "up", "down", "doctor", "run", "runs", "logs", "stop",
+    "secret", "image",
+];
+
+#[test]
+fn help_lists_every_command_of_the_spec() {
+    let t = TestEnv::new();
+    let out = t.run(&["--help"]);
+    out.assert_success();
+    for cmd in COMMANDS {
+        assert!(
+            out.stdout.lines().any(|l| l.trim_start().starts_with(&format!("{cmd} "))),
+            "`lackey --help` does not list `{cmd}`"
+        );
+    }
+    snapshot_filters(&[]).bind(|| insta::assert_snapshot!("help", out.stdout));
+}
+
+#[test]
+fn every_subcommand_help_shows_an_example() {
+    let t = TestEnv::new();
+    let mut all = String::new();
+    let mut helps: Vec<Vec<&str>> = COMMANDS
+        .iter()
+        .filter(|c| !["secret", "image"].contains(c))
+        .map(|c| vec![*c])
+        .collect();
+    helps.extend([vec!["secret", "put"], vec!["image", "build"], vec!["image", "push"]]);
+    for args in helps {
+        let mut full = args.clone();
+        full.push("--help");
+        let out = t.run(&full);
+        out.assert_success();
+        assert!(
+            out.stdout.contains("Example"),
+            "`lackey {} --help` shows no example:\n{}",
+            args.join(" "),
+            out.stdout
+        );
+        all.push_str(&format!("===== lackey {} --help\n{}\n", args.join(" "), out.stdout));
+    }
+    snapshot_filters(&[]).bind(|| insta::assert_snapshot!("subcommand_help", all));
+}
+
+#[test]
+fn unknown_flag_is_bad_input_exit_1() {
+    let t = TestEnv::new();
+    let out = t.run(&["plan", "--nope"]);
+    out.assert_code(1);
+    assert!(out.stderr.contains("unexpected argument '--nope'"), "{}", out.stderr);
+}
+
+#[test]
+fn misspelt_toml_key_fails_naming_key_and_line() {
+    let t = TestEnv::new();
+    t.write(
+        "lackey.toml",
+        "[aws]\nregion = \"us-east-1\"\n\n[bucket]\nnmae = \"my-bucket\"\n",
+    );
+    let out = t.run(&["config"]);
+    out.assert_code(1);
+    assert_eq!(out.stdout, "");
+    snapshot_filters(&[]).bind(|| insta::assert_snapshot!("misspelt_key", out.stderr));
+}
+
+#[test]
+fn invalid_bucket_name_fails_naming_the_rule() {
+    let t = TestEnv::new();
+    t.write("lackey.toml", "[bucket]\nname = \"Lackey_Artifacts\"\n");
+    let out = t.run(&["config"]);
+    out.assert_code(1);
+    snapshot_filters(&[]).bind(|| insta::assert_snapshot!("invalid_bucket", out.stderr));
+
+    // The same rule applies to a value from the environment, and names it.
+    let mut t = TestEnv::new();
+    t.set("LACKEY_ARTIFACT_BUCKET", "ab");
+    let out = t.run(&["config"]);
+    out.assert_code(1);
+    assert!(
+        out.stderr.contains("(from LACKEY_ARTIFACT_BUCKET): bucket names must be 3 to 63 characters long"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn invalid_fargate_size_and_role_name_fail_before_any_aws_call() {
+    let t = TestEnv::new();
+    t.write("lackey.toml", "[ecs]\ncpu = 512\nmemory = 512\n");
+    let out = t.run(&["config"]);
+    out.assert_code(1);
+    assert!(
+        out.stderr.contains("Fargate memory for cpu 512 must be 1024 to 4096 in steps of 1024 MiB (got 512)"),
+        "{}",
+        out.stderr
+    );
+    t.write("lackey.toml", "[iam]\ntask_role = \"bad role\"\n");
+    let out = t.run(&["config"]);
+    out.assert_code(1);
+    assert!(out.stderr.contains("IAM role names may contain only"), "{}", out.stderr);
+}
+
+fn profile_of(t: &TestEnv, args: &[&str]) -> (String, String) {
+    let mut full = vec!["config", "--json"];
+    full.extend_from_slice(args);
+    let out = t.run(&full);
+    out.assert_success();
+    let v = out.json();
+    let p = &v["settings"]["aws.profile"];
+    (
+        p["value"].as_str().unwrap().to_string(),
+        p["source"].as_str().unwrap().to_string(),
+    )
+}
+
+#[test]
+fn precedence_is_flag_env_dotenv_toml_default() {
+    let mut t = TestEnv::new();
+    assert_eq!(profile_of(&t, &[]), ("default".into(), "default".into()));
+    t.write("lackey.toml", "[aws]\nprofile = \"from-toml\"\n");
+    assert_eq!(profile_of(&t, &[]), ("from-toml".into(), "toml".into()));
+    t.write(".env", "AWS_PROFILE=from-dotenv\n");
+    assert_eq!(profile_of(&t, &[]), ("from-dotenv".into(), ".env".into()));
+    t.set("AWS_PROFILE", "from-env");
+    assert_eq!(profile_of(&t, &[]), ("from-env".into(), "env".into()));
+    assert_eq!(
+        profile_of(&t, &["--profile", "from-flag"]),
+        ("from-flag".into(), "flag".into())
+    );
+}
+
+#[test]
+fn guide_env_variables_are_read_and_secrets_masked() {
+    let mut t = TestEnv::new();
+    t.write(
+        ".env",
+        "ANTHROPIC_API_KEY=sk-ant-canary-0123456789\nLACKEY_REPO=.\nLACKEY_IMAGE=minion-base:latest\n\
+         AWS_REGION=eu-west-1\nLACKEY_ECR_REGISTRY=123456789012.dkr.ecr.eu-west-1.amazonaws.com\n\
+         LACKEY_ECS_CLUSTER=lackey\nLACKEY_ECS_TASK_DEF=lackey-minion\nLACKEY_ECS_SUBNETS=subnet-0aaa,subnet-0bbb\n\
+         LACKEY_ECS_SG=sg-0123\nLACKEY_ARTIFACT_BUCKET=my-artifacts\nLACKEY_GITHUB_APP_ID=12345\n\
+         LACKEY_GITHUB_APP_PRIVATE_KEY_SECRET=lackey/github-app-key\nLACKEY_GITHUB_INSTALLATION_ID=67890\n\
+         LACKEY_ANTHROPIC_SECRET=lackey/anthropic-api-key\nLACKEY_STUBS=1\n",
+    );
+    t.set("LACKEY_ECS_CLUSTER", "from-env");
+    let out = t.run(&["config", "--json"]);
+    out.assert_success();
+    assert!(!out.stdout.contains("canary"), "the API key leaked:\n{}", out.stdout);
+    let v = out.json();
+    let s = &v["settings"];
+    let get = |k: &str| s[k]["value"].as_str().unwrap_or("").to_string();
+    assert_eq!(get("ecr.registry"), "123456789012.dkr.ecr.eu-west-1.amazonaws.com");
+    assert_eq!(get("ecs.cluster"), "from-env");
+    assert_eq!(s["ecs.cluster"]["source"], "env");
+    assert_eq!(get("network.subnets"), "subnet-0aaa,subnet-0bbb");
+    assert_eq!(get("network.security_group_id"), "sg-0123");
+    assert_eq!(get("bucket.name"), "my-artifacts");
+    assert_eq!(get("run.stubs"), "1");
+    assert_eq!(get("github.installation_id"), "67890");
+    assert_eq!(s["anthropic.api_key"]["source"], ".env");
+    assert_eq!(get("anthropic.api_key"), "******** (24 chars)");
+
+    let out = t.run(&["config"]);
+    out.assert_success();
+    assert!(!out.stdout.contains("canary"));
+    snapshot_filters(&[]).bind(|| insta::assert_snapshot!("config_human", out.stdout));
+}
+
+#[test]
+fn explicit_missing_files_are_errors() {
+    let t = TestEnv::new();
+    let out = t.run(&["config", "--config", "nope.toml"]);
+    out.assert_code(1);
+    assert_eq!(
+        out.stderr,
+        "error: config file `nope.toml` does not exist\nhint: run `lackey init` to write one, or fix --config / LACKEY_CONFIG\n"
+    );
+    let out = t.run(&["config", "--env-file", "nope.env"]);
+    out.assert_code(1);
+    assert!(out.stderr.starts_with("error: env file `nope.env` does not exist"), "{}", out.stderr);
+}
+
+#[test]
+fn init_against_moto_writes_a_file_config_reads_back() {
+    let Some(moto) = Moto::start() else { return };
+    let mut t = TestEnv::new();
+    t.with_moto(&moto);
+    t.unset("AWS_REGION");
+    let out = t.run(&["init", "--region", "eu-central-1"]);
+    out.assert_success();
+    assert_eq!(
+        out.stdout,
+        "Wrote lackey.toml (account 123456789012, region eu-central-1)\n"
+    );
+    let written = t.read("lackey.toml");
+    snapshot_filters(&[]).bind(|| insta::assert_snapshot!("init_lackey_toml", written));
+
+    let out = t.run(&["config", "--json"]);
+    out.assert_success();
+    let v = out.json();
+    assert_eq!(v["settings"]["aws.account_id"]["value"], "123456789012");
+    assert_eq!(v["settings"]["aws.account_id"]["source"], "toml");
+    assert_eq!(v["settings"]["aws.region"]["value"], "eu-central-1");
+    assert_eq!(
+        v["settings"]["bucket.name"]["value"],
+        "lackey-artifacts-123456789012"
+    );
+    assert_eq!(
+        v["settings"]["ecr.registry"]["value"],
+        "123456789012.dkr.ecr.eu-central-1.amazonaws.com"
+    );
+
+    // A second init refuses to overwrite; --force does.
+    let out = t.run(&["init"]);
+    out.assert_code(1);
+    snapshot_filters(&[]).bind(|| insta::assert_snapshot!("init_refuses_overwrite", out.stderr));
+    t.write("lackey.toml", "# edited\n");
+    t.run(&["init", "--force", "--json"]).assert_success();
+    assert!(t.read("lackey.toml").contains("account_id = \"123456789012\""));
+}
+
+#[test]
+fn config_discover_fills_account_subnets_and_region_from_moto() {
+    let Some(moto) = Moto::start() else { return };
+    let mut t = TestEnv::new();
+    t.with_moto(&moto);
+    let out = t.run(&["config", "--json", "--discover"]);
+    out.assert_success();
+    let v = out.json();
+    let s = &v["settings"];
+    assert_eq!(s["aws.account_id"]["value"], "123456789012");
+    assert_eq!(s["aws.account_id"]["source"], "discovered");
+    let subnets = s["network.subnets"]["value"].as_str().unwrap();
+    assert!(subnets.split(',').count() >= 3, "{subnets}");
+    assert_eq!(s["network.subnets"]["source"], "discovered");
+}
+
+#[test]
+fn aws_unreachable_names_the_endpoint_problem() {
+    let t = TestEnv::new();
+    let out = t.run(&["init", "--region", "us-east-1", "--endpoint-url", "http://127.0.0.1:9"]);
+    out.assert_code(2);
+    assert!(out.stderr.starts_with("error: failed to read the caller identity from STS\ncaused by: could not reach AWS"), "{}", out.stderr);
+    assert!(out.stderr.contains("hint: check the network, the region, and --endpoint-url"), "{}", out.stderr);
+    assert!(!t.work().join("lackey.toml").exists(), "init left a file behind");
+}

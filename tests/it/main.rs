@@ -1,0 +1,7 @@
+//! The one integration-test binary: every test that runs the `lackey` binary or talks
+//! to a local stand-in (moto, Docker, the fake LLM and GitHub) lives in a module here.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod cli;

@@ -1,0 +1,232 @@
+//! The test harness every integration test uses.
+//!
+//! * [`TestEnv`]: a temporary directory with its own HOME, AWS config files and working
+//!   directory; every `lackey` it starts sees only the environment the test gives it.
+//! * [`moto::Moto`]: the local AWS (moto with the CONTRACTS.md workarounds), started on
+//!   a free loopback port and killed on drop.
+//! * [`require`]: what happens when a dependency (Docker, moto) is missing: under
+//!   `CI=true` the test fails; elsewhere it says loudly that it is skipped.
+//! * [`snapshot_filters`]: insta filters for times, temp paths, ports, ids.
+
+#![allow(dead_code)]
+
+pub mod moto;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// The `lackey` binary cargo built for these tests.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_lackey")
+}
+
+/// Whether this is a CI run, where a missing dependency is a failure, never a skip.
+pub fn in_ci() -> bool {
+    std::env::var("CI").map(|v| v == "true" || v == "1").unwrap_or(false)
+}
+
+/// Check a dependency. Returns false (the test should return early) only outside CI;
+/// under CI a missing dependency panics so the run fails.
+pub fn require(what: &str, available: bool, how_to_get: &str) -> bool {
+    if available {
+        return true;
+    }
+    if in_ci() {
+        panic!("{what} is required under CI=true but is not available: {how_to_get}");
+    }
+    eprintln!("SKIPPED: {what} is not available ({how_to_get}); CI=true makes this a failure");
+    false
+}
+
+/// The result of one `lackey` invocation.
+#[derive(Debug)]
+pub struct Output {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}):\n--- stdout\n{}\n--- stderr\n{}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+
+    #[track_caller]
+    pub fn assert_code(&self, code: i32) -> &Self {
+        assert_eq!(
+            self.code, code,
+            "unexpected exit code\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn assert_success(&self) -> &Self {
+        self.assert_code(0)
+    }
+}
+
+/// An isolated place to run lackey: HOME, AWS config and a working directory of its own.
+pub struct TestEnv {
+    pub dir: tempfile::TempDir,
+    pub env: BTreeMap<String, String>,
+}
+
+impl TestEnv {
+    pub fn new() -> TestEnv {
+        let dir = tempfile::Builder::new()
+            .prefix("lackey-test-")
+            .tempdir()
+            .expect("create temp dir");
+        let home = dir.path().join("home");
+        std::fs::create_dir_all(home.join(".aws")).unwrap();
+        std::fs::create_dir_all(dir.path().join("work")).unwrap();
+        std::fs::write(home.join(".aws/config"), "[default]\nregion = us-east-1\n").unwrap();
+        std::fs::write(
+            home.join(".aws/credentials"),
+            "[default]\naws_access_key_id = testing\naws_secret_access_key = testing\n",
+        )
+        .unwrap();
+        let mut env = BTreeMap::new();
+        env.insert("PATH".into(), std::env::var("PATH").unwrap_or_default());
+        env.insert("HOME".into(), home.display().to_string());
+        env.insert(
+            "AWS_CONFIG_FILE".into(),
+            home.join(".aws/config").display().to_string(),
+        );
+        env.insert(
+            "AWS_SHARED_CREDENTIALS_FILE".into(),
+            home.join(".aws/credentials").display().to_string(),
+        );
+        env.insert("AWS_EC2_METADATA_DISABLED".into(), "true".into());
+        env.insert("NO_COLOR".into(), "1".into());
+        if let Ok(h) = std::env::var("DOCKER_HOST") {
+            env.insert("DOCKER_HOST".into(), h);
+        }
+        TestEnv { dir, env }
+    }
+
+    /// The working directory lackey runs in.
+    pub fn work(&self) -> PathBuf {
+        self.dir.path().join("work")
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn set(&mut self, key: &str, value: impl Into<String>) -> &mut Self {
+        self.env.insert(key.into(), value.into());
+        self
+    }
+
+    pub fn unset(&mut self, key: &str) -> &mut Self {
+        self.env.remove(key);
+        self
+    }
+
+    /// Point the AWS SDK at a moto server.
+    pub fn with_moto(&mut self, moto: &moto::Moto) -> &mut Self {
+        self.set("AWS_ENDPOINT_URL", moto.url());
+        self.set("AWS_REGION", "us-east-1");
+        self
+    }
+
+    pub fn write(&self, rel: &str, text: &str) -> PathBuf {
+        let p = self.work().join(rel);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    pub fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.work().join(rel))
+            .unwrap_or_else(|e| panic!("read {rel}: {e}"))
+    }
+
+    /// A `lackey` command in this environment (not yet run).
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(bin());
+        cmd.args(args)
+            .current_dir(self.work())
+            .env_clear()
+            .envs(&self.env)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Run `lackey` to completion (with a generous timeout so a hang fails the test).
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.run_with_stdin(args, None)
+    }
+
+    pub fn run_with_stdin(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
+        let mut cmd = self.command(args);
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        if stdin.is_some() {
+            cmd.stdin(Stdio::piped());
+        }
+        let mut child = cmd.spawn().expect("spawn lackey");
+        if let Some(data) = stdin {
+            use std::io::Write;
+            let mut s = child.stdin.take().unwrap();
+            s.write_all(data).unwrap();
+        }
+        let out = wait_with_timeout(child, Duration::from_secs(600));
+        Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+/// Wait for a child, killing it if it outlives `timeout`.
+pub fn wait_with_timeout(child: std::process::Child, timeout: Duration) -> std::process::Output {
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(timeout) {
+        Ok(out) => out.expect("wait for lackey"),
+        Err(_) => {
+            unsafe {
+                libc::kill(pid as i32, libc::SIGKILL);
+            }
+            panic!("lackey did not finish within {timeout:?}");
+        }
+    }
+}
+
+/// insta settings with filters for what changes between runs.
+pub fn snapshot_filters(extra: &[(&str, &str)]) -> insta::Settings {
+    let mut s = insta::Settings::clone_current();
+    s.set_snapshot_path("../snapshots");
+    s.set_prepend_module_to_snapshot(false);
+    let mut filters: Vec<(String, String)> = vec![
+        (r"/tmp/lackey-test-[A-Za-z0-9]+".into(), "[TMP]".into()),
+        (r"127\.0\.0\.1:\d+".into(), "127.0.0.1:[PORT]".into()),
+        (r"\b\d{8}-\d{6}-[0-9a-f]{4}\b".into(), "[RUN_ID]".into()),
+        (r"\b\d+(\.\d+)?(ms|s)\b".into(), "[TIME]".into()),
+        (r"\b(subnet|sg|vpc|eni)-[0-9a-f]{8,17}\b".into(), "$1-[ID]".into()),
+        (r"request id [A-Za-z0-9-]+".into(), "request id [ID]".into()),
+    ];
+    for (a, b) in extra {
+        filters.push((a.to_string(), b.to_string()));
+    }
+    for (a, b) in filters {
+        s.add_filter(&a, &b);
+    }
+    s
+}

@@ -1,0 +1,155 @@
+//! moto, started by the harness on a free loopback port, stopped on drop.
+//!
+//! The server is `moto_server.py` beside this file: moto plus the workarounds of
+//! CONTRACTS.md, a request log (for counting mutating calls), fault injection, a way to
+//! hold requests (to kill a client at a known point) and the ECS task lifecycle hook the
+//! Fargate player uses.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+
+/// One AWS request moto served.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Request {
+    pub service: String,
+    pub action: String,
+    pub method: String,
+    pub path: String,
+    pub status: serde_json::Value,
+}
+
+impl Request {
+    /// Whether the request changes state in AWS (by API naming convention, and the
+    /// HTTP method for S3's REST API).
+    pub fn is_mutating(&self) -> bool {
+        if self.service == "s3" {
+            return matches!(self.method.as_str(), "PUT" | "POST" | "DELETE");
+        }
+        const READ: &[&str] = &["Describe", "List", "Get", "Head", "Batch"];
+        !READ.iter().any(|p| self.action.starts_with(p))
+    }
+}
+
+pub struct Moto {
+    child: Child,
+    port: u16,
+    http: reqwest::blocking::Client,
+}
+
+fn moto_available() -> bool {
+    Command::new("python3")
+        .args(["-c", "import moto, werkzeug"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+impl Moto {
+    /// Start moto, or return None when it is not installed (outside CI only; under
+    /// CI=true this panics so the test fails instead of skipping).
+    pub fn start() -> Option<Moto> {
+        Self::start_with(&[])
+    }
+
+    /// Start moto whose FARGATE tasks wait for the Fargate player.
+    pub fn start_for_fargate() -> Option<Moto> {
+        Self::start_with(&["--fargate-player"])
+    }
+
+    fn start_with(args: &[&str]) -> Option<Moto> {
+        if !super::require(
+            "moto",
+            moto_available(),
+            "pip install 'moto[server]'",
+        ) {
+            return None;
+        }
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/moto_server.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto");
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        let started = Instant::now();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read moto's port");
+        let port: u16 = line
+            .trim()
+            .strip_prefix("port=")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("moto did not report its port (got {line:?})"));
+        assert!(started.elapsed() < Duration::from_secs(60));
+        let http = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        Some(Moto { child, port, http })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn post(&self, path: &str, body: serde_json::Value) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.url()))
+            .json(&body)
+            .send()
+            .expect("reach moto harness endpoint");
+        assert!(r.status().is_success(), "moto harness {path}: {}", r.status());
+    }
+
+    /// Every AWS request served since the last reset.
+    pub fn requests(&self) -> Vec<Request> {
+        self.http
+            .get(format!("{}/_harness/requests", self.url()))
+            .send()
+            .and_then(|r| r.json())
+            .expect("read moto's request log")
+    }
+
+    pub fn reset_requests(&self) {
+        self.post("/_harness/requests/reset", serde_json::json!({}));
+    }
+
+    /// Answer `rate` of AWS requests with 503 or throttling.
+    pub fn set_faults(&self, rate: f64, seed: u64) {
+        self.post("/_harness/faults", serde_json::json!({"rate": rate, "seed": seed}));
+    }
+
+    /// Serve `after` more requests, then hold every later one until [`Moto::release`].
+    pub fn hang_after(&self, after: usize) {
+        self.post("/_harness/hang", serde_json::json!({"after": after}));
+    }
+
+    pub fn release(&self) {
+        self.post("/_harness/release", serde_json::json!({}));
+    }
+
+    /// Set fields of an ECS task (the Fargate player's hook).
+    pub fn set_task(&self, body: serde_json::Value) {
+        self.post("/_harness/ecs/task", body);
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
