@@ -10,3 +10,7 @@ test:
 
 build:
 	$(CARGO) build --locked
+
+# Issue 4: prompt-prefix reuse of a scripted 20-turn agent run.
+bench-minion:
+	$(CARGO) test --locked --test it bench_minion -- --ignored --nocapture

@@ -90,7 +90,9 @@ pub enum Command {
     Plan(PlanArgs),
 
     /// Create or update every resource of the stack until it matches lackey.toml
-    #[command(after_help = "Examples:\n  lackey up\n  lackey up --adopt   take over resources that exist without lackey's tags")]
+    #[command(
+        after_help = "Examples:\n  lackey up\n  lackey up --adopt   take over resources that exist without lackey's tags"
+    )]
     Up(UpArgs),
 
     /// Delete every resource this stack owns, in reverse dependency order
@@ -116,7 +118,9 @@ pub enum Command {
     Runs(RunsArgs),
 
     /// Print a run's log
-    #[command(after_help = "Examples:\n  lackey logs 20261124-143015-7f3a\n  lackey logs 20261124-143015-7f3a --follow")]
+    #[command(
+        after_help = "Examples:\n  lackey logs 20261124-143015-7f3a\n  lackey logs 20261124-143015-7f3a --follow"
+    )]
     Logs(LogsArgs),
 
     /// Stop a running run, keeping its partial artifacts

@@ -10,12 +10,20 @@
 //! * [`output`]: the printer (stdout results, stderr status), progress, JSON.
 //! * [`aws`]: one `SdkConfig`, the clients, SDK error rendering.
 //! * [`stack`]: the reconciler behind `plan`, `up` and `down`.
+//! * [`minion`]: the run inside the container: blueprint, agents, tools, git, artifacts.
+//! * [`cloud`]: the deployment guide's building blocks (S3 artifacts, ECR, secrets).
+//! * [`github`]: GitHub App tokens, repositories and pull requests.
+//! * [`summary`]: `run_summary.json`, shared by the minion and the host.
 //! * [`error`]: errors that carry their exit code and their fix.
 
 pub mod aws;
 pub mod cli;
+pub mod cloud;
 pub mod commands;
 pub mod config;
 pub mod error;
+pub mod github;
+pub mod minion;
 pub mod output;
 pub mod stack;
+pub mod summary;

@@ -30,10 +30,38 @@ pub struct Aws {
     account: OnceCell<String>,
 }
 
+/// The inputs of an AWS configuration.
+#[derive(Clone, Debug, Default)]
+pub struct AwsParams {
+    pub region: Option<String>,
+    /// A profile the user chose (not the built-in `default`, which the SDK finds itself).
+    pub profile: Option<String>,
+    pub endpoint_url: Option<String>,
+    pub max_attempts: u32,
+}
+
+impl AwsParams {
+    pub fn from_settings(settings: &Settings) -> anyhow::Result<AwsParams> {
+        Ok(AwsParams {
+            region: settings.get(&keys::AWS_REGION).map(str::to_string),
+            profile: settings
+                .resolved(&keys::AWS_PROFILE)
+                .filter(|r| r.source != Source::Default)
+                .map(|r| r.value.clone()),
+            endpoint_url: settings.get(&keys::AWS_ENDPOINT_URL).map(str::to_string),
+            max_attempts: settings.number(&keys::AWS_MAX_ATTEMPTS)?,
+        })
+    }
+}
+
 impl Aws {
     /// Resolve credentials, region and endpoint once.
     pub async fn connect(settings: &Settings) -> anyhow::Result<Aws> {
-        let max_attempts: u32 = settings.number(&keys::AWS_MAX_ATTEMPTS)?;
+        Self::connect_with(AwsParams::from_settings(settings)?).await
+    }
+
+    pub async fn connect_with(params: AwsParams) -> anyhow::Result<Aws> {
+        let max_attempts = params.max_attempts.max(1);
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .retry_config(
                 RetryConfig::standard()
@@ -47,15 +75,13 @@ impl Aws {
                     .operation_attempt_timeout(Duration::from_secs(60))
                     .build(),
             );
-        if let Some(r) = settings.resolved(&keys::AWS_PROFILE) {
-            if r.source != Source::Default {
-                loader = loader.profile_name(&r.value);
-            }
+        if let Some(p) = &params.profile {
+            loader = loader.profile_name(p);
         }
-        if let Some(region) = settings.get(&keys::AWS_REGION) {
-            loader = loader.region(Region::new(region.to_string()));
+        if let Some(region) = &params.region {
+            loader = loader.region(Region::new(region.clone()));
         }
-        let endpoint = settings.get(&keys::AWS_ENDPOINT_URL).map(str::to_string);
+        let endpoint = params.endpoint_url.clone();
         if let Some(url) = &endpoint {
             loader = loader.endpoint_url(url);
         }
@@ -199,7 +225,10 @@ where
         },
         SdkError::ResponseError(_) => AwsError {
             code: None,
-            message: format!("could not read AWS's response: {}", DisplayErrorContext(&err)),
+            message: format!(
+                "could not read AWS's response: {}",
+                DisplayErrorContext(&err)
+            ),
             request_id,
         },
         _ => AwsError {
@@ -217,16 +246,23 @@ fn hint_for(err: &AwsError) -> Option<&'static str> {
         return Some("the credentials in use lack this permission: check `aws sts get-caller-identity` and the attached IAM policies");
     }
     if code == "ExpiredToken" || code == "ExpiredTokenException" || code == "RequestExpired" {
-        return Some("your AWS session has expired: refresh the credentials (`aws sso login` or a new key)");
+        return Some(
+            "your AWS session has expired: refresh the credentials (`aws sso login` or a new key)",
+        );
     }
-    if code == "InvalidClientTokenId" || code == "UnrecognizedClientException" || code == "SignatureDoesNotMatch" {
+    if code == "InvalidClientTokenId"
+        || code == "UnrecognizedClientException"
+        || code == "SignatureDoesNotMatch"
+    {
         return Some("the AWS credentials are not valid: run `aws configure` or set AWS_PROFILE");
     }
     if err.message.contains("could not reach AWS") {
         if err.message.contains("credentials") {
             return Some("no AWS credentials found: run `aws configure`, set AWS_PROFILE, or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY");
         }
-        return Some("check the network, the region, and --endpoint-url / AWS_ENDPOINT_URL if you set one");
+        return Some(
+            "check the network, the region, and --endpoint-url / AWS_ENDPOINT_URL if you set one",
+        );
     }
     None
 }

@@ -22,10 +22,7 @@ pub async fn run(ctx: &Ctx, args: ConfigArgs) -> anyhow::Result<u8> {
         crate::stack::discover(&aws, &mut settings).await?;
     }
     let entries = settings.entries();
-    let config_file = settings
-        .config_path
-        .as_deref()
-        .map(super::display_path);
+    let config_file = settings.config_path.as_deref().map(super::display_path);
     let env_file = settings.env_file.as_deref().map(super::display_path);
     if ctx.printer.json_mode() {
         ctx.printer.json(&Report {
@@ -38,14 +35,20 @@ pub async fn run(ctx: &Ctx, args: ConfigArgs) -> anyhow::Result<u8> {
     let p = &ctx.printer;
     p.result(format!(
         "config file: {}",
-        config_file.as_deref().unwrap_or("none (no lackey.toml found)")
+        config_file
+            .as_deref()
+            .unwrap_or("none (no lackey.toml found)")
     ));
     p.result(format!(
         "env file:    {}",
         env_file.as_deref().unwrap_or("none (no .env found)")
     ));
     p.result("");
-    let width = entries.iter().map(|(k, _)| k.name.len()).max().unwrap_or(10);
+    let width = entries
+        .iter()
+        .map(|(k, _)| k.name.len())
+        .max()
+        .unwrap_or(10);
     let vwidth = entries
         .iter()
         .filter_map(|(_, r)| r.as_ref().map(|r| r.value.len()))

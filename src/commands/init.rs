@@ -70,9 +70,7 @@ pub async fn run(ctx: &Ctx, args: InitArgs) -> anyhow::Result<u8> {
     // Settings from everything but the file being replaced.
     let settings =
         crate::config::Settings::resolve(&ctx.global_flags(), &ctx.env, &ConfigFile::default())?;
-    let region = settings
-        .get(&keys::AWS_REGION)
-        .map(str::to_string);
+    let region = settings.get(&keys::AWS_REGION).map(str::to_string);
     let aws = ctx.aws(&settings).await?;
     let region = region.unwrap_or_else(|| aws.region().to_string());
     let account = aws.account_id().await?;
@@ -123,9 +121,10 @@ mod tests {
         for key in keys::ALL.iter().filter(|k| k.in_toml) {
             let needle = format!("{} = ", key.field());
             let section = format!("[{}]", key.section());
-            let body = EXAMPLE.split(&section).nth(1).unwrap_or_else(|| {
-                panic!("lackey.toml.example has no {section} section")
-            });
+            let body = EXAMPLE
+                .split(&section)
+                .nth(1)
+                .unwrap_or_else(|| panic!("lackey.toml.example has no {section} section"));
             let body = body.split("\n[").next().unwrap();
             assert!(
                 body.contains(&needle),

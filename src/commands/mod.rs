@@ -8,6 +8,7 @@
 
 mod config_cmd;
 mod init;
+mod minion;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -82,9 +83,11 @@ fn load_inputs(global: &GlobalArgs) -> anyhow::Result<(EnvVars, ConfigFile)> {
     let file = if path.exists() {
         ConfigFile::load(&path)?
     } else if explicit {
-        return Err(Fail::new(format!("config file `{}` does not exist", path.display()))
-            .with_hint("run `lackey init` to write one, or fix --config / LACKEY_CONFIG")
-            .into());
+        return Err(
+            Fail::new(format!("config file `{}` does not exist", path.display()))
+                .with_hint("run `lackey init` to write one, or fix --config / LACKEY_CONFIG")
+                .into(),
+        );
     } else {
         ConfigFile::default()
     };
@@ -212,7 +215,7 @@ async fn dispatch(ctx: &Ctx, command: Command) -> anyhow::Result<u8> {
             not_yet("minion runs")
         }
         Command::Image(_) => not_yet("`lackey image`"),
-        Command::Minion(_) => not_yet("the in-container minion"),
+        Command::Minion(args) => minion::run(ctx, args).await,
     }
 }
 

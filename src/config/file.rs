@@ -47,18 +47,16 @@ impl ConfigFile {
 
     pub fn parse(text: &str, path: &Path) -> anyhow::Result<ConfigFile> {
         let shown = path.display();
-        let raw: BTreeMap<Spanned<String>, RawTable> =
-            toml::from_str(text).map_err(|e| {
-                let (line, col) = e
-                    .span()
-                    .map(|s| line_col(text, s.start))
-                    .unwrap_or((0, 0));
-                let msg = e.message().trim().replace('\n', " ");
-                anyhow::Error::new(
-                    Fail::new(format!("invalid TOML in `{shown}` at line {line}, column {col}: {msg}"))
-                        .with_hint("fix the syntax; `lackey.toml.example` shows every key"),
-                )
-            })?;
+        let raw: BTreeMap<Spanned<String>, RawTable> = toml::from_str(text).map_err(|e| {
+            let (line, col) = e.span().map(|s| line_col(text, s.start)).unwrap_or((0, 0));
+            let msg = e.message().trim().replace('\n', " ");
+            anyhow::Error::new(
+                Fail::new(format!(
+                    "invalid TOML in `{shown}` at line {line}, column {col}: {msg}"
+                ))
+                .with_hint("fix the syntax; `lackey.toml.example` shows every key"),
+            )
+        })?;
         let mut values = BTreeMap::new();
         for (section, body) in raw {
             let (sline, scol) = line_col(text, section.span().start);
@@ -89,7 +87,11 @@ impl ConfigFile {
                         .map(|k| k.field())
                         .collect();
                     let hint = match closest(key.get_ref(), &known) {
-                        Some(c) => format!("did you mean `{c}`? [{}] accepts: {}", section.get_ref(), known.join(", ")),
+                        Some(c) => format!(
+                            "did you mean `{c}`? [{}] accepts: {}",
+                            section.get_ref(),
+                            known.join(", ")
+                        ),
                         None => format!("[{}] accepts: {}", section.get_ref(), known.join(", ")),
                     };
                     let what = if keys::by_name(&full).is_some() {
@@ -201,7 +203,9 @@ mod tests {
         let err = parse("[buckets]\nname = \"x\"\n").unwrap_err().to_string();
         assert!(err.contains("unknown section `[buckets]`"), "{err}");
         assert!(err.contains("line 1"), "{err}");
-        let err = parse("[anthropic]\napi_key = \"sk\"\n").unwrap_err().to_string();
+        let err = parse("[anthropic]\napi_key = \"sk\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("secret value cannot be stored"), "{err}");
     }
 

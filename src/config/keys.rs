@@ -38,11 +38,17 @@ pub struct Key {
 
 impl Key {
     pub fn section(&self) -> &'static str {
-        self.name.split_once('.').map(|(s, _)| s).unwrap_or(self.name)
+        self.name
+            .split_once('.')
+            .map(|(s, _)| s)
+            .unwrap_or(self.name)
     }
 
     pub fn field(&self) -> &'static str {
-        self.name.split_once('.').map(|(_, k)| k).unwrap_or(self.name)
+        self.name
+            .split_once('.')
+            .map(|(_, k)| k)
+            .unwrap_or(self.name)
     }
 
     /// How the user can set this value: `LACKEY_ECR_REGISTRY (or [ecr] registry in lackey.toml)`.
@@ -52,7 +58,11 @@ impl Key {
             parts.push(env.to_string());
         }
         if self.in_toml {
-            parts.push(format!("[{}] {} in lackey.toml", self.section(), self.field()));
+            parts.push(format!(
+                "[{}] {} in lackey.toml",
+                self.section(),
+                self.field()
+            ));
         } else if let Some(flag) = self.flag {
             parts.push(flag.to_string());
         }
@@ -82,94 +92,490 @@ macro_rules! key {
 
 use DefaultValue::{None as NoDefault, Template, Value};
 
-key!(AWS_REGION, "aws.region", env = ["AWS_REGION", "AWS_DEFAULT_REGION"], flag = Some("--region"), toml = true,
-     default = NoDefault, secret = false, validate = Some(validate::region), doc = "AWS region");
-key!(AWS_PROFILE, "aws.profile", env = ["AWS_PROFILE"], flag = Some("--profile"), toml = true,
-     default = Value("default"), secret = false, validate = None, doc = "AWS named profile");
-key!(AWS_ENDPOINT_URL, "aws.endpoint_url", env = ["AWS_ENDPOINT_URL"], flag = Some("--endpoint-url"), toml = true,
-     default = NoDefault, secret = false, validate = Some(validate::url), doc = "send every AWS request to this endpoint (LocalStack, moto)");
-key!(AWS_ACCOUNT_ID, "aws.account_id", env = ["LACKEY_AWS_ACCOUNT_ID"], flag = None, toml = true,
-     default = NoDefault, secret = false, validate = Some(validate::account_id), doc = "AWS account id (discovered with STS)");
-key!(AWS_MAX_ATTEMPTS, "aws.max_attempts", env = ["AWS_MAX_ATTEMPTS"], flag = None, toml = true,
-     default = Value("5"), secret = false, validate = Some(validate::positive_int), doc = "attempts per AWS request, retries included");
-key!(STACK_NAME, "stack.name", env = ["LACKEY_STACK"], flag = None, toml = true,
-     default = Value("lackey"), secret = false, validate = Some(validate::stack_name), doc = "stack name, used in the ownership tags");
-key!(BUCKET_NAME, "bucket.name", env = ["LACKEY_ARTIFACT_BUCKET"], flag = None, toml = true,
-     default = Template("lackey-artifacts-{aws.account_id}"), secret = false, validate = Some(validate::bucket_name), doc = "S3 bucket for run artifacts");
-key!(ECR_REPOSITORY, "ecr.repository", env = ["LACKEY_ECR_REPOSITORY"], flag = None, toml = true,
-     default = Value("lackey-minion"), secret = false, validate = Some(validate::ecr_repository), doc = "ECR repository for the minion image");
-key!(ECR_REGISTRY, "ecr.registry", env = ["LACKEY_ECR_REGISTRY"], flag = None, toml = true,
-     default = Template("{aws.account_id}.dkr.ecr.{aws.region}.amazonaws.com"), secret = false, validate = Some(validate::registry), doc = "registry host the image is pushed to");
-key!(ECS_CLUSTER, "ecs.cluster", env = ["LACKEY_ECS_CLUSTER"], flag = None, toml = true,
-     default = Value("lackey"), secret = false, validate = Some(validate::ecs_name), doc = "ECS cluster");
-key!(ECS_TASK_FAMILY, "ecs.task_family", env = ["LACKEY_ECS_TASK_DEF"], flag = None, toml = true,
-     default = Value("lackey-minion"), secret = false, validate = Some(validate::task_family), doc = "task definition family");
-key!(ECS_CPU, "ecs.cpu", env = ["LACKEY_ECS_CPU"], flag = None, toml = true,
-     default = Value("1024"), secret = false, validate = Some(validate::positive_int), doc = "Fargate task cpu units");
-key!(ECS_MEMORY, "ecs.memory", env = ["LACKEY_ECS_MEMORY"], flag = None, toml = true,
-     default = Value("4096"), secret = false, validate = Some(validate::positive_int), doc = "Fargate task memory (MiB)");
-key!(LOGS_GROUP, "logs.group", env = ["LACKEY_LOG_GROUP"], flag = None, toml = true,
-     default = Value("/ecs/lackey-minion"), secret = false, validate = Some(validate::log_group), doc = "CloudWatch log group");
-key!(LOGS_RETENTION_DAYS, "logs.retention_days", env = [], flag = None, toml = true,
-     default = NoDefault, secret = false, validate = Some(validate::retention_days), doc = "log retention in days (unset: never expire)");
-key!(IAM_EXECUTION_ROLE, "iam.execution_role", env = [], flag = None, toml = true,
-     default = Value("lackey-ecs-execution"), secret = false, validate = Some(validate::iam_role), doc = "task execution role");
-key!(IAM_TASK_ROLE, "iam.task_role", env = [], flag = None, toml = true,
-     default = Value("lackey-ecs-task"), secret = false, validate = Some(validate::iam_role), doc = "task role");
-key!(NETWORK_SECURITY_GROUP, "network.security_group", env = [], flag = None, toml = true,
-     default = Value("lackey-ecs-tasks"), secret = false, validate = Some(validate::security_group_name), doc = "security group name");
-key!(NETWORK_SECURITY_GROUP_ID, "network.security_group_id", env = ["LACKEY_ECS_SG"], flag = None, toml = true,
-     default = NoDefault, secret = false, validate = Some(validate::security_group_id), doc = "security group id (discovered by name)");
-key!(NETWORK_SUBNETS, "network.subnets", env = ["LACKEY_ECS_SUBNETS"], flag = None, toml = true,
-     default = NoDefault, secret = false, validate = Some(validate::subnets), doc = "subnet ids (discovered: the default VPC's)");
-key!(NETWORK_ASSIGN_PUBLIC_IP, "network.assign_public_ip", env = ["LACKEY_ECS_ASSIGN_PUBLIC_IP"], flag = None, toml = true,
-     default = Value("true"), secret = false, validate = Some(validate::boolean), doc = "give tasks a public IP");
-key!(SECRETS_GITHUB_APP_KEY, "secrets.github_app_key", env = ["LACKEY_GITHUB_APP_PRIVATE_KEY_SECRET"], flag = None, toml = true,
-     default = Value("lackey/github-app-key"), secret = false, validate = Some(validate::secret_name), doc = "secret holding the GitHub App private key");
-key!(SECRETS_ANTHROPIC_API_KEY, "secrets.anthropic_api_key", env = ["LACKEY_ANTHROPIC_SECRET"], flag = None, toml = true,
-     default = Value("lackey/anthropic-api-key"), secret = false, validate = Some(validate::secret_name), doc = "secret holding the Anthropic API key");
-key!(GITHUB_APP_ID, "github.app_id", env = ["LACKEY_GITHUB_APP_ID"], flag = None, toml = true,
-     default = NoDefault, secret = false, validate = Some(validate::positive_int), doc = "GitHub App id");
-key!(GITHUB_INSTALLATION_ID, "github.installation_id", env = ["LACKEY_GITHUB_INSTALLATION_ID"], flag = None, toml = true,
-     default = NoDefault, secret = false, validate = Some(validate::positive_int), doc = "GitHub App installation id");
-key!(GITHUB_REPO, "github.repo", env = ["LACKEY_GITHUB_REPO"], flag = None, toml = true,
-     default = NoDefault, secret = false, validate = Some(validate::github_repo), doc = "OWNER/REPO cloud runs work on");
-key!(GITHUB_API_URL, "github.api_url", env = ["LACKEY_GITHUB_API_URL"], flag = None, toml = true,
-     default = Value("https://api.github.com"), secret = false, validate = Some(validate::url), doc = "GitHub REST API (GitHub Enterprise: https://HOST/api/v3)");
-key!(GITHUB_GIT_URL, "github.git_url", env = ["LACKEY_GITHUB_GIT_URL"], flag = None, toml = true,
-     default = Value("https://github.com"), secret = false, validate = Some(validate::url), doc = "base URL for git clone and push");
-key!(IMAGE_LOCAL, "image.local", env = ["LACKEY_IMAGE"], flag = Some("--image"), toml = true,
-     default = Value("minion-base:latest"), secret = false, validate = Some(validate::image_ref), doc = "local minion image");
-key!(RUN_REPO, "run.repo", env = ["LACKEY_REPO"], flag = Some("--repo"), toml = true,
-     default = Value("."), secret = false, validate = None, doc = "repository: a local path, or OWNER/REPO on GitHub");
-key!(RUN_MODEL, "run.model", env = ["LACKEY_MODEL"], flag = Some("--model"), toml = true,
-     default = Value("claude-sonnet-4-5"), secret = false, validate = None, doc = "model the agents use");
-key!(RUN_TIMEOUT, "run.timeout", env = ["LACKEY_TIMEOUT"], flag = Some("--timeout"), toml = true,
-     default = Value("3600"), secret = false, validate = Some(validate::positive_int), doc = "seconds before a run is stopped");
-key!(RUN_BLUEPRINT, "run.blueprint", env = ["LACKEY_BLUEPRINT"], flag = Some("--blueprint"), toml = true,
-     default = NoDefault, secret = false, validate = None, doc = "blueprint name from the repo's .lackey/blueprints/");
-key!(RUN_BRANCH_TEMPLATE, "run.branch_template", env = [], flag = None, toml = true,
-     default = Value("minion/{run_id}"), secret = false, validate = Some(validate::branch_template), doc = "branch name template");
-key!(RUN_LINT, "run.lint", env = ["LACKEY_LINT"], flag = None, toml = true,
-     default = NoDefault, secret = false, validate = None, doc = "lint command run after the executor");
-key!(RUN_TEST, "run.test", env = ["LACKEY_TEST"], flag = None, toml = true,
-     default = NoDefault, secret = false, validate = None, doc = "test command run after the executor");
-key!(RUN_PR, "run.pr", env = ["LACKEY_PR"], flag = Some("--pr"), toml = true,
-     default = Value("false"), secret = false, validate = Some(validate::boolean), doc = "open a pull request after a successful push");
-key!(RUN_STUBS, "run.stubs", env = ["LACKEY_STUBS"], flag = Some("--stubs"), toml = true,
-     default = Value("false"), secret = false, validate = Some(validate::boolean), doc = "stub agents, no LLM call");
-key!(LOCAL_ARTIFACTS_DIR, "local.artifacts_dir", env = ["LACKEY_ARTIFACTS_DIR"], flag = None, toml = true,
-     default = Value("/tmp/lackey"), secret = false, validate = None, doc = "where run artifacts land");
-key!(LOCAL_CPUS, "local.cpus", env = [], flag = None, toml = true,
-     default = Value("2"), secret = false, validate = Some(validate::positive_number), doc = "CPU limit of a local run's container");
-key!(LOCAL_MEMORY_MB, "local.memory_mb", env = [], flag = None, toml = true,
-     default = Value("4096"), secret = false, validate = Some(validate::positive_int), doc = "memory limit (MiB) of a local run's container");
-key!(LOCAL_PIDS_LIMIT, "local.pids_limit", env = [], flag = None, toml = true,
-     default = Value("512"), secret = false, validate = Some(validate::positive_int), doc = "process limit of a local run's container");
-key!(ANTHROPIC_API_KEY, "anthropic.api_key", env = ["ANTHROPIC_API_KEY"], flag = None, toml = false,
-     default = NoDefault, secret = true, validate = None, doc = "Anthropic API key (environment or .env only)");
-key!(ANTHROPIC_BASE_URL, "anthropic.base_url", env = ["ANTHROPIC_BASE_URL"], flag = None, toml = true,
-     default = Value("https://api.anthropic.com"), secret = false, validate = Some(validate::url), doc = "Anthropic API base URL");
+key!(
+    AWS_REGION,
+    "aws.region",
+    env = ["AWS_REGION", "AWS_DEFAULT_REGION"],
+    flag = Some("--region"),
+    toml = true,
+    default = NoDefault,
+    secret = false,
+    validate = Some(validate::region),
+    doc = "AWS region"
+);
+key!(
+    AWS_PROFILE,
+    "aws.profile",
+    env = ["AWS_PROFILE"],
+    flag = Some("--profile"),
+    toml = true,
+    default = Value("default"),
+    secret = false,
+    validate = None,
+    doc = "AWS named profile"
+);
+key!(
+    AWS_ENDPOINT_URL,
+    "aws.endpoint_url",
+    env = ["AWS_ENDPOINT_URL"],
+    flag = Some("--endpoint-url"),
+    toml = true,
+    default = NoDefault,
+    secret = false,
+    validate = Some(validate::url),
+    doc = "send every AWS request to this endpoint (LocalStack, moto)"
+);
+key!(
+    AWS_ACCOUNT_ID,
+    "aws.account_id",
+    env = ["LACKEY_AWS_ACCOUNT_ID"],
+    flag = None,
+    toml = true,
+    default = NoDefault,
+    secret = false,
+    validate = Some(validate::account_id),
+    doc = "AWS account id (discovered with STS)"
+);
+key!(
+    AWS_MAX_ATTEMPTS,
+    "aws.max_attempts",
+    env = ["AWS_MAX_ATTEMPTS"],
+    flag = None,
+    toml = true,
+    default = Value("5"),
+    secret = false,
+    validate = Some(validate::positive_int),
+    doc = "attempts per AWS request, retries included"
+);
+key!(
+    STACK_NAME,
+    "stack.name",
+    env = ["LACKEY_STACK"],
+    flag = None,
+    toml = true,
+    default = Value("lackey"),
+    secret = false,
+    validate = Some(validate::stack_name),
+    doc = "stack name, used in the ownership tags"
+);
+key!(
+    BUCKET_NAME,
+    "bucket.name",
+    env = ["LACKEY_ARTIFACT_BUCKET"],
+    flag = None,
+    toml = true,
+    default = Template("lackey-artifacts-{aws.account_id}"),
+    secret = false,
+    validate = Some(validate::bucket_name),
+    doc = "S3 bucket for run artifacts"
+);
+key!(
+    ECR_REPOSITORY,
+    "ecr.repository",
+    env = ["LACKEY_ECR_REPOSITORY"],
+    flag = None,
+    toml = true,
+    default = Value("lackey-minion"),
+    secret = false,
+    validate = Some(validate::ecr_repository),
+    doc = "ECR repository for the minion image"
+);
+key!(
+    ECR_REGISTRY,
+    "ecr.registry",
+    env = ["LACKEY_ECR_REGISTRY"],
+    flag = None,
+    toml = true,
+    default = Template("{aws.account_id}.dkr.ecr.{aws.region}.amazonaws.com"),
+    secret = false,
+    validate = Some(validate::registry),
+    doc = "registry host the image is pushed to"
+);
+key!(
+    ECS_CLUSTER,
+    "ecs.cluster",
+    env = ["LACKEY_ECS_CLUSTER"],
+    flag = None,
+    toml = true,
+    default = Value("lackey"),
+    secret = false,
+    validate = Some(validate::ecs_name),
+    doc = "ECS cluster"
+);
+key!(
+    ECS_TASK_FAMILY,
+    "ecs.task_family",
+    env = ["LACKEY_ECS_TASK_DEF"],
+    flag = None,
+    toml = true,
+    default = Value("lackey-minion"),
+    secret = false,
+    validate = Some(validate::task_family),
+    doc = "task definition family"
+);
+key!(
+    ECS_CPU,
+    "ecs.cpu",
+    env = ["LACKEY_ECS_CPU"],
+    flag = None,
+    toml = true,
+    default = Value("1024"),
+    secret = false,
+    validate = Some(validate::positive_int),
+    doc = "Fargate task cpu units"
+);
+key!(
+    ECS_MEMORY,
+    "ecs.memory",
+    env = ["LACKEY_ECS_MEMORY"],
+    flag = None,
+    toml = true,
+    default = Value("4096"),
+    secret = false,
+    validate = Some(validate::positive_int),
+    doc = "Fargate task memory (MiB)"
+);
+key!(
+    LOGS_GROUP,
+    "logs.group",
+    env = ["LACKEY_LOG_GROUP"],
+    flag = None,
+    toml = true,
+    default = Value("/ecs/lackey-minion"),
+    secret = false,
+    validate = Some(validate::log_group),
+    doc = "CloudWatch log group"
+);
+key!(
+    LOGS_RETENTION_DAYS,
+    "logs.retention_days",
+    env = [],
+    flag = None,
+    toml = true,
+    default = NoDefault,
+    secret = false,
+    validate = Some(validate::retention_days),
+    doc = "log retention in days (unset: never expire)"
+);
+key!(
+    IAM_EXECUTION_ROLE,
+    "iam.execution_role",
+    env = [],
+    flag = None,
+    toml = true,
+    default = Value("lackey-ecs-execution"),
+    secret = false,
+    validate = Some(validate::iam_role),
+    doc = "task execution role"
+);
+key!(
+    IAM_TASK_ROLE,
+    "iam.task_role",
+    env = [],
+    flag = None,
+    toml = true,
+    default = Value("lackey-ecs-task"),
+    secret = false,
+    validate = Some(validate::iam_role),
+    doc = "task role"
+);
+key!(
+    NETWORK_SECURITY_GROUP,
+    "network.security_group",
+    env = [],
+    flag = None,
+    toml = true,
+    default = Value("lackey-ecs-tasks"),
+    secret = false,
+    validate = Some(validate::security_group_name),
+    doc = "security group name"
+);
+key!(
+    NETWORK_SECURITY_GROUP_ID,
+    "network.security_group_id",
+    env = ["LACKEY_ECS_SG"],
+    flag = None,
+    toml = true,
+    default = NoDefault,
+    secret = false,
+    validate = Some(validate::security_group_id),
+    doc = "security group id (discovered by name)"
+);
+key!(
+    NETWORK_SUBNETS,
+    "network.subnets",
+    env = ["LACKEY_ECS_SUBNETS"],
+    flag = None,
+    toml = true,
+    default = NoDefault,
+    secret = false,
+    validate = Some(validate::subnets),
+    doc = "subnet ids (discovered: the default VPC's)"
+);
+key!(
+    NETWORK_ASSIGN_PUBLIC_IP,
+    "network.assign_public_ip",
+    env = ["LACKEY_ECS_ASSIGN_PUBLIC_IP"],
+    flag = None,
+    toml = true,
+    default = Value("true"),
+    secret = false,
+    validate = Some(validate::boolean),
+    doc = "give tasks a public IP"
+);
+key!(
+    SECRETS_GITHUB_APP_KEY,
+    "secrets.github_app_key",
+    env = ["LACKEY_GITHUB_APP_PRIVATE_KEY_SECRET"],
+    flag = None,
+    toml = true,
+    default = Value("lackey/github-app-key"),
+    secret = false,
+    validate = Some(validate::secret_name),
+    doc = "secret holding the GitHub App private key"
+);
+key!(
+    SECRETS_ANTHROPIC_API_KEY,
+    "secrets.anthropic_api_key",
+    env = ["LACKEY_ANTHROPIC_SECRET"],
+    flag = None,
+    toml = true,
+    default = Value("lackey/anthropic-api-key"),
+    secret = false,
+    validate = Some(validate::secret_name),
+    doc = "secret holding the Anthropic API key"
+);
+key!(
+    GITHUB_APP_ID,
+    "github.app_id",
+    env = ["LACKEY_GITHUB_APP_ID"],
+    flag = None,
+    toml = true,
+    default = NoDefault,
+    secret = false,
+    validate = Some(validate::positive_int),
+    doc = "GitHub App id"
+);
+key!(
+    GITHUB_INSTALLATION_ID,
+    "github.installation_id",
+    env = ["LACKEY_GITHUB_INSTALLATION_ID"],
+    flag = None,
+    toml = true,
+    default = NoDefault,
+    secret = false,
+    validate = Some(validate::positive_int),
+    doc = "GitHub App installation id"
+);
+key!(
+    GITHUB_REPO,
+    "github.repo",
+    env = ["LACKEY_GITHUB_REPO"],
+    flag = None,
+    toml = true,
+    default = NoDefault,
+    secret = false,
+    validate = Some(validate::github_repo),
+    doc = "OWNER/REPO cloud runs work on"
+);
+key!(
+    GITHUB_API_URL,
+    "github.api_url",
+    env = ["LACKEY_GITHUB_API_URL"],
+    flag = None,
+    toml = true,
+    default = Value("https://api.github.com"),
+    secret = false,
+    validate = Some(validate::url),
+    doc = "GitHub REST API (GitHub Enterprise: https://HOST/api/v3)"
+);
+key!(
+    GITHUB_GIT_URL,
+    "github.git_url",
+    env = ["LACKEY_GITHUB_GIT_URL"],
+    flag = None,
+    toml = true,
+    default = Value("https://github.com"),
+    secret = false,
+    validate = Some(validate::url),
+    doc = "base URL for git clone and push"
+);
+key!(
+    IMAGE_LOCAL,
+    "image.local",
+    env = ["LACKEY_IMAGE"],
+    flag = Some("--image"),
+    toml = true,
+    default = Value("minion-base:latest"),
+    secret = false,
+    validate = Some(validate::image_ref),
+    doc = "local minion image"
+);
+key!(
+    RUN_REPO,
+    "run.repo",
+    env = ["LACKEY_REPO"],
+    flag = Some("--repo"),
+    toml = true,
+    default = Value("."),
+    secret = false,
+    validate = None,
+    doc = "repository: a local path, or OWNER/REPO on GitHub"
+);
+key!(
+    RUN_MODEL,
+    "run.model",
+    env = ["LACKEY_MODEL"],
+    flag = Some("--model"),
+    toml = true,
+    default = Value("claude-sonnet-4-5"),
+    secret = false,
+    validate = None,
+    doc = "model the agents use"
+);
+key!(
+    RUN_TIMEOUT,
+    "run.timeout",
+    env = ["LACKEY_TIMEOUT"],
+    flag = Some("--timeout"),
+    toml = true,
+    default = Value("3600"),
+    secret = false,
+    validate = Some(validate::positive_int),
+    doc = "seconds before a run is stopped"
+);
+key!(
+    RUN_BLUEPRINT,
+    "run.blueprint",
+    env = ["LACKEY_BLUEPRINT"],
+    flag = Some("--blueprint"),
+    toml = true,
+    default = NoDefault,
+    secret = false,
+    validate = None,
+    doc = "blueprint name from the repo's .lackey/blueprints/"
+);
+key!(
+    RUN_BRANCH_TEMPLATE,
+    "run.branch_template",
+    env = [],
+    flag = None,
+    toml = true,
+    default = Value("minion/{run_id}"),
+    secret = false,
+    validate = Some(validate::branch_template),
+    doc = "branch name template"
+);
+key!(
+    RUN_LINT,
+    "run.lint",
+    env = ["LACKEY_LINT"],
+    flag = None,
+    toml = true,
+    default = NoDefault,
+    secret = false,
+    validate = None,
+    doc = "lint command run after the executor"
+);
+key!(
+    RUN_TEST,
+    "run.test",
+    env = ["LACKEY_TEST"],
+    flag = None,
+    toml = true,
+    default = NoDefault,
+    secret = false,
+    validate = None,
+    doc = "test command run after the executor"
+);
+key!(
+    RUN_PR,
+    "run.pr",
+    env = ["LACKEY_PR"],
+    flag = Some("--pr"),
+    toml = true,
+    default = Value("false"),
+    secret = false,
+    validate = Some(validate::boolean),
+    doc = "open a pull request after a successful push"
+);
+key!(
+    RUN_STUBS,
+    "run.stubs",
+    env = ["LACKEY_STUBS"],
+    flag = Some("--stubs"),
+    toml = true,
+    default = Value("false"),
+    secret = false,
+    validate = Some(validate::boolean),
+    doc = "stub agents, no LLM call"
+);
+key!(
+    LOCAL_ARTIFACTS_DIR,
+    "local.artifacts_dir",
+    env = ["LACKEY_ARTIFACTS_DIR"],
+    flag = None,
+    toml = true,
+    default = Value("/tmp/lackey"),
+    secret = false,
+    validate = None,
+    doc = "where run artifacts land"
+);
+key!(
+    LOCAL_CPUS,
+    "local.cpus",
+    env = [],
+    flag = None,
+    toml = true,
+    default = Value("2"),
+    secret = false,
+    validate = Some(validate::positive_number),
+    doc = "CPU limit of a local run's container"
+);
+key!(
+    LOCAL_MEMORY_MB,
+    "local.memory_mb",
+    env = [],
+    flag = None,
+    toml = true,
+    default = Value("4096"),
+    secret = false,
+    validate = Some(validate::positive_int),
+    doc = "memory limit (MiB) of a local run's container"
+);
+key!(
+    LOCAL_PIDS_LIMIT,
+    "local.pids_limit",
+    env = [],
+    flag = None,
+    toml = true,
+    default = Value("512"),
+    secret = false,
+    validate = Some(validate::positive_int),
+    doc = "process limit of a local run's container"
+);
+key!(
+    ANTHROPIC_API_KEY,
+    "anthropic.api_key",
+    env = ["ANTHROPIC_API_KEY"],
+    flag = None,
+    toml = false,
+    default = NoDefault,
+    secret = true,
+    validate = None,
+    doc = "Anthropic API key (environment or .env only)"
+);
+key!(
+    ANTHROPIC_BASE_URL,
+    "anthropic.base_url",
+    env = ["ANTHROPIC_BASE_URL"],
+    flag = None,
+    toml = true,
+    default = Value("https://api.anthropic.com"),
+    secret = false,
+    validate = Some(validate::url),
+    doc = "Anthropic API base URL"
+);
 
 /// Every key, in the order `lackey config` prints them.
 pub static ALL: &[&Key] = &[

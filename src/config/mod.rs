@@ -78,16 +78,21 @@ impl EnvVars {
             })?;
             for item in iter {
                 let (k, v) = item.map_err(|e| {
-                    Fail::new(format!("invalid line in env file `{}`: {e}", dotenv.display()))
-                        .with_hint("each line should read NAME=value")
+                    Fail::new(format!(
+                        "invalid line in env file `{}`: {e}",
+                        dotenv.display()
+                    ))
+                    .with_hint("each line should read NAME=value")
                 })?;
                 dot.push((k, v));
             }
             dotenv_path = Some(dotenv.to_path_buf());
         } else if explicit {
-            return Err(Fail::new(format!("env file `{}` does not exist", dotenv.display()))
-                .with_hint("check the --env-file path")
-                .into());
+            return Err(
+                Fail::new(format!("env file `{}` does not exist", dotenv.display()))
+                    .with_hint("check the --env-file path")
+                    .into(),
+            );
         }
         let mut env = EnvVars::from_pairs(process, dot);
         env.dotenv_path = dotenv_path;
@@ -268,7 +273,9 @@ impl Settings {
             }
         }
         let cpu = self.get(&keys::ECS_CPU).and_then(|v| v.parse::<u32>().ok());
-        let memory = self.get(&keys::ECS_MEMORY).and_then(|v| v.parse::<u32>().ok());
+        let memory = self
+            .get(&keys::ECS_MEMORY)
+            .and_then(|v| v.parse::<u32>().ok());
         if let (Some(cpu), Some(memory)) = (cpu, memory) {
             if let Err(rule) = validate::fargate_size(cpu, memory) {
                 let r = &self.values["ecs.memory"];
@@ -369,7 +376,10 @@ pub fn mask(secret: &str) -> String {
 
 pub fn missing(key: &Key) -> anyhow::Error {
     let hint = if key.name == keys::AWS_ACCOUNT_ID.name
-        || key.default.to_string_template().is_some_and(|t| t.contains("account_id"))
+        || key
+            .default
+            .to_string_template()
+            .is_some_and(|t| t.contains("account_id"))
     {
         "run `lackey init` to write the account id into lackey.toml, or set the value".to_string()
     } else {
@@ -384,7 +394,11 @@ fn invalid(key: &Key, r: &Resolved, rule: &str) -> anyhow::Error {
     Fail::new(format!(
         "invalid {} `{}` (from {}): {rule}",
         key.name,
-        if key.secret { mask(&r.value) } else { r.value.clone() },
+        if key.secret {
+            mask(&r.value)
+        } else {
+            r.value.clone()
+        },
         r.origin
     ))
     .with_hint(format!("set a valid value with {}", key.how_to_set()))
@@ -419,7 +433,10 @@ mod tests {
     fn precedence_flag_env_dotenv_toml_default() {
         let file = toml("[aws]\nprofile = \"from-toml\"\n");
         let flag = [(&keys::AWS_PROFILE, "from-flag".to_string())];
-        let both = env(&[("AWS_PROFILE", "from-env")], &[("AWS_PROFILE", "from-dotenv")]);
+        let both = env(
+            &[("AWS_PROFILE", "from-env")],
+            &[("AWS_PROFILE", "from-dotenv")],
+        );
         let dot = env(&[], &[("AWS_PROFILE", "from-dotenv")]);
         let none = env(&[], &[]);
 
@@ -429,18 +446,27 @@ mod tests {
         assert_eq!(s.get(&keys::AWS_PROFILE), Some("from-env"));
         let s = Settings::resolve(&[], &dot, &file).unwrap();
         assert_eq!(s.get(&keys::AWS_PROFILE), Some("from-dotenv"));
-        assert_eq!(s.resolved(&keys::AWS_PROFILE).unwrap().source, Source::DotEnv);
+        assert_eq!(
+            s.resolved(&keys::AWS_PROFILE).unwrap().source,
+            Source::DotEnv
+        );
         let s = Settings::resolve(&[], &none, &file).unwrap();
         assert_eq!(s.get(&keys::AWS_PROFILE), Some("from-toml"));
         let s = Settings::resolve(&[], &none, &ConfigFile::default()).unwrap();
         assert_eq!(s.get(&keys::AWS_PROFILE), Some("default"));
-        assert_eq!(s.resolved(&keys::AWS_PROFILE).unwrap().source, Source::Default);
+        assert_eq!(
+            s.resolved(&keys::AWS_PROFILE).unwrap().source,
+            Source::Default
+        );
     }
 
     #[test]
     fn process_env_beats_dotenv_across_alias_names() {
         // AWS_DEFAULT_REGION in the real environment beats AWS_REGION in .env.
-        let e = env(&[("AWS_DEFAULT_REGION", "eu-west-1")], &[("AWS_REGION", "us-east-1")]);
+        let e = env(
+            &[("AWS_DEFAULT_REGION", "eu-west-1")],
+            &[("AWS_REGION", "us-east-1")],
+        );
         let s = Settings::resolve(&[], &e, &ConfigFile::default()).unwrap();
         assert_eq!(s.get(&keys::AWS_REGION), Some("eu-west-1"));
     }
@@ -451,9 +477,15 @@ mod tests {
         let mut s = Settings::resolve(&[], &e, &ConfigFile::default()).unwrap();
         assert_eq!(s.get(&keys::BUCKET_NAME), None);
         let err = s.require(&keys::ECR_REGISTRY).unwrap_err().to_string();
-        assert_eq!(err, "missing LACKEY_ECR_REGISTRY (or [ecr] registry in lackey.toml)");
+        assert_eq!(
+            err,
+            "missing LACKEY_ECR_REGISTRY (or [ecr] registry in lackey.toml)"
+        );
         s.set_discovered(&keys::AWS_ACCOUNT_ID, "123456789012", "STS");
-        assert_eq!(s.get(&keys::BUCKET_NAME), Some("lackey-artifacts-123456789012"));
+        assert_eq!(
+            s.get(&keys::BUCKET_NAME),
+            Some("lackey-artifacts-123456789012")
+        );
         assert_eq!(
             s.get(&keys::ECR_REGISTRY),
             Some("123456789012.dkr.ecr.us-east-1.amazonaws.com")

@@ -253,7 +253,10 @@ pub fn registry(s: &str) -> Result<(), String> {
 }
 
 pub fn image_ref(s: &str) -> Result<(), String> {
-    if s.is_empty() || s.chars().any(|c| c.is_whitespace() || c.is_ascii_uppercase()) {
+    if s.is_empty()
+        || s.chars()
+            .any(|c| c.is_whitespace() || c.is_ascii_uppercase())
+    {
         return Err(
             "image references are lowercase with no spaces, such as `minion-base:latest`".into(),
         );
@@ -299,10 +302,14 @@ pub fn stack_name(s: &str) -> Result<(), String> {
 
 pub fn branch_template(s: &str) -> Result<(), String> {
     if !s.contains("{run_id}") {
-        return Err("the branch template must contain `{run_id}` so every run gets its own branch".into());
+        return Err(
+            "the branch template must contain `{run_id}` so every run gets its own branch".into(),
+        );
     }
     if s.contains("..") || s.contains(' ') || s.starts_with('/') || s.ends_with('/') {
-        return Err("branch names must not contain `..` or spaces, nor start or end with `/`".into());
+        return Err(
+            "branch names must not contain `..` or spaces, nor start or end with `/`".into(),
+        );
     }
     Ok(())
 }
@@ -381,7 +388,9 @@ mod tests {
         assert!(bucket_name("My_Bucket").unwrap_err().contains("lowercase"));
         assert!(bucket_name("-abc").unwrap_err().contains("begin and end"));
         assert!(bucket_name("a..b").unwrap_err().contains("adjacent"));
-        assert!(bucket_name("192.168.5.4").unwrap_err().contains("IP address"));
+        assert!(bucket_name("192.168.5.4")
+            .unwrap_err()
+            .contains("IP address"));
         assert!(bucket_name("xn--abc").unwrap_err().contains("xn--"));
         assert!(bucket_name("abc-s3alias").unwrap_err().contains("-s3alias"));
     }
@@ -411,8 +420,12 @@ mod tests {
     fn fargate_pairs() {
         assert!(fargate_size(1024, 4096).is_ok());
         assert!(fargate_size(256, 512).is_ok());
-        assert!(fargate_size(256, 4096).unwrap_err().contains("512, 1024 or 2048"));
-        assert!(fargate_size(1000, 4096).unwrap_err().contains("must be one of"));
+        assert!(fargate_size(256, 4096)
+            .unwrap_err()
+            .contains("512, 1024 or 2048"));
+        assert!(fargate_size(1000, 4096)
+            .unwrap_err()
+            .contains("must be one of"));
         assert!(fargate_size(8192, 20000).is_err());
         assert!(fargate_size(16384, 32768).is_ok());
     }

@@ -162,9 +162,8 @@ impl Printer {
     pub fn json<T: Serialize + ?Sized>(&self, value: &T) {
         let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = std::io::stdout().lock();
-        let text = serde_json::to_string_pretty(value).unwrap_or_else(|e| {
-            format!("{{\"error\": \"could not serialise output: {e}\"}}")
-        });
+        let text = serde_json::to_string_pretty(value)
+            .unwrap_or_else(|e| format!("{{\"error\": \"could not serialise output: {e}\"}}"));
         let _ = writeln!(out, "{text}");
     }
 

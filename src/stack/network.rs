@@ -15,7 +15,10 @@ pub async fn default_vpc(aws: &Aws) -> anyhow::Result<Option<String>> {
         .send()
         .await
         .aws("failed to look up the default VPC")?;
-    Ok(out.vpcs().first().and_then(|v| v.vpc_id().map(str::to_string)))
+    Ok(out
+        .vpcs()
+        .first()
+        .and_then(|v| v.vpc_id().map(str::to_string)))
 }
 
 /// The default VPC's default-for-az subnets, sorted for a stable order.
@@ -24,7 +27,12 @@ pub async fn default_subnets(aws: &Aws, vpc_id: &str) -> anyhow::Result<Vec<Stri
         .ec2()
         .describe_subnets()
         .filters(Filter::builder().name("vpc-id").values(vpc_id).build())
-        .filters(Filter::builder().name("default-for-az").values("true").build())
+        .filters(
+            Filter::builder()
+                .name("default-for-az")
+                .values("true")
+                .build(),
+        )
         .send()
         .await
         .aws(format!("failed to list the subnets of VPC `{vpc_id}`"))?;
@@ -38,7 +46,11 @@ pub async fn default_subnets(aws: &Aws, vpc_id: &str) -> anyhow::Result<Vec<Stri
 }
 
 /// The id of the security group with this name in this VPC.
-pub async fn security_group_id(aws: &Aws, vpc_id: &str, name: &str) -> anyhow::Result<Option<String>> {
+pub async fn security_group_id(
+    aws: &Aws,
+    vpc_id: &str,
+    name: &str,
+) -> anyhow::Result<Option<String>> {
     let out = aws
         .ec2()
         .describe_security_groups()
@@ -68,13 +80,21 @@ pub async fn discover(aws: &Aws, settings: &mut Settings) -> anyhow::Result<()> 
     if need_subnets {
         let subnets = default_subnets(aws, &vpc).await?;
         if !subnets.is_empty() {
-            settings.set_discovered(&keys::NETWORK_SUBNETS, subnets.join(","), &format!("default VPC {vpc}"));
+            settings.set_discovered(
+                &keys::NETWORK_SUBNETS,
+                subnets.join(","),
+                &format!("default VPC {vpc}"),
+            );
         }
     }
     if need_sg {
         let name = settings.require(&keys::NETWORK_SECURITY_GROUP)?.to_string();
         if let Some(id) = security_group_id(aws, &vpc, &name).await? {
-            settings.set_discovered(&keys::NETWORK_SECURITY_GROUP_ID, id, &format!("security group `{name}`"));
+            settings.set_discovered(
+                &keys::NETWORK_SECURITY_GROUP_ID,
+                id,
+                &format!("security group `{name}`"),
+            );
         }
     }
     Ok(())

@@ -3,8 +3,8 @@
 use crate::support::{moto::Moto, snapshot_filters, TestEnv};
 
 const COMMANDS: &[&str] = &[
-    "init", "config", "plan", "up", "down", "doctor", "run", "runs", "logs", "stop",
-    "secret", "image",
+    "init", "config", "plan", "up", "down", "doctor", "run", "runs", "logs", "stop", "secret",
+    "image",
 ];
 
 #[test]
@@ -14,7 +14,9 @@ fn help_lists_every_command_of_the_spec() {
     out.assert_success();
     for cmd in COMMANDS {
         assert!(
-            out.stdout.lines().any(|l| l.trim_start().starts_with(&format!("{cmd} "))),
+            out.stdout
+                .lines()
+                .any(|l| l.trim_start().starts_with(&format!("{cmd} "))),
             "`lackey --help` does not list `{cmd}`"
         );
     }
@@ -30,7 +32,11 @@ fn every_subcommand_help_shows_an_example() {
         .filter(|c| !["secret", "image"].contains(c))
         .map(|c| vec![*c])
         .collect();
-    helps.extend([vec!["secret", "put"], vec!["image", "build"], vec!["image", "push"]]);
+    helps.extend([
+        vec!["secret", "put"],
+        vec!["image", "build"],
+        vec!["image", "push"],
+    ]);
     for args in helps {
         let mut full = args.clone();
         full.push("--help");
@@ -42,7 +48,11 @@ fn every_subcommand_help_shows_an_example() {
             args.join(" "),
             out.stdout
         );
-        all.push_str(&format!("===== lackey {} --help\n{}\n", args.join(" "), out.stdout));
+        all.push_str(&format!(
+            "===== lackey {} --help\n{}\n",
+            args.join(" "),
+            out.stdout
+        ));
     }
     snapshot_filters(&[]).bind(|| insta::assert_snapshot!("subcommand_help", all));
 }
@@ -52,7 +62,11 @@ fn unknown_flag_is_bad_input_exit_1() {
     let t = TestEnv::new();
     let out = t.run(&["plan", "--nope"]);
     out.assert_code(1);
-    assert!(out.stderr.contains("unexpected argument '--nope'"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("unexpected argument '--nope'"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
@@ -82,7 +96,9 @@ fn invalid_bucket_name_fails_naming_the_rule() {
     let out = t.run(&["config"]);
     out.assert_code(1);
     assert!(
-        out.stderr.contains("(from LACKEY_ARTIFACT_BUCKET): bucket names must be 3 to 63 characters long"),
+        out.stderr.contains(
+            "(from LACKEY_ARTIFACT_BUCKET): bucket names must be 3 to 63 characters long"
+        ),
         "{}",
         out.stderr
     );
@@ -95,14 +111,20 @@ fn invalid_fargate_size_and_role_name_fail_before_any_aws_call() {
     let out = t.run(&["config"]);
     out.assert_code(1);
     assert!(
-        out.stderr.contains("Fargate memory for cpu 512 must be 1024 to 4096 in steps of 1024 MiB (got 512)"),
+        out.stderr.contains(
+            "Fargate memory for cpu 512 must be 1024 to 4096 in steps of 1024 MiB (got 512)"
+        ),
         "{}",
         out.stderr
     );
     t.write("lackey.toml", "[iam]\ntask_role = \"bad role\"\n");
     let out = t.run(&["config"]);
     out.assert_code(1);
-    assert!(out.stderr.contains("IAM role names may contain only"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("IAM role names may contain only"),
+        "{}",
+        out.stderr
+    );
 }
 
 fn profile_of(t: &TestEnv, args: &[&str]) -> (String, String) {
@@ -149,11 +171,18 @@ fn guide_env_variables_are_read_and_secrets_masked() {
     t.set("LACKEY_ECS_CLUSTER", "from-env");
     let out = t.run(&["config", "--json"]);
     out.assert_success();
-    assert!(!out.stdout.contains("canary"), "the API key leaked:\n{}", out.stdout);
+    assert!(
+        !out.stdout.contains("canary"),
+        "the API key leaked:\n{}",
+        out.stdout
+    );
     let v = out.json();
     let s = &v["settings"];
     let get = |k: &str| s[k]["value"].as_str().unwrap_or("").to_string();
-    assert_eq!(get("ecr.registry"), "123456789012.dkr.ecr.eu-west-1.amazonaws.com");
+    assert_eq!(
+        get("ecr.registry"),
+        "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
+    );
     assert_eq!(get("ecs.cluster"), "from-env");
     assert_eq!(s["ecs.cluster"]["source"], "env");
     assert_eq!(get("network.subnets"), "subnet-0aaa,subnet-0bbb");
@@ -181,7 +210,12 @@ fn explicit_missing_files_are_errors() {
     );
     let out = t.run(&["config", "--env-file", "nope.env"]);
     out.assert_code(1);
-    assert!(out.stderr.starts_with("error: env file `nope.env` does not exist"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .starts_with("error: env file `nope.env` does not exist"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
@@ -220,7 +254,9 @@ fn init_against_moto_writes_a_file_config_reads_back() {
     snapshot_filters(&[]).bind(|| insta::assert_snapshot!("init_refuses_overwrite", out.stderr));
     t.write("lackey.toml", "# edited\n");
     t.run(&["init", "--force", "--json"]).assert_success();
-    assert!(t.read("lackey.toml").contains("account_id = \"123456789012\""));
+    assert!(t
+        .read("lackey.toml")
+        .contains("account_id = \"123456789012\""));
 }
 
 #[test]
@@ -242,9 +278,29 @@ fn config_discover_fills_account_subnets_and_region_from_moto() {
 #[test]
 fn aws_unreachable_names_the_endpoint_problem() {
     let t = TestEnv::new();
-    let out = t.run(&["init", "--region", "us-east-1", "--endpoint-url", "http://127.0.0.1:9"]);
+    let out = t.run(&[
+        "init",
+        "--region",
+        "us-east-1",
+        "--endpoint-url",
+        "http://127.0.0.1:9",
+    ]);
     out.assert_code(2);
-    assert!(out.stderr.starts_with("error: failed to read the caller identity from STS\ncaused by: could not reach AWS"), "{}", out.stderr);
-    assert!(out.stderr.contains("hint: check the network, the region, and --endpoint-url"), "{}", out.stderr);
-    assert!(!t.work().join("lackey.toml").exists(), "init left a file behind");
+    assert!(
+        out.stderr.starts_with(
+            "error: failed to read the caller identity from STS\ncaused by: could not reach AWS"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("hint: check the network, the region, and --endpoint-url"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !t.work().join("lackey.toml").exists(),
+        "init left a file behind"
+    );
 }

@@ -10,12 +10,26 @@
 
 #![allow(dead_code)]
 
+pub mod fake_llm;
 pub mod moto;
+pub mod repo;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
+
+/// The artifact set of SPEC §5.
+pub const ARTIFACTS: &[&str] = &[
+    "run_summary.json",
+    "scope.json",
+    "diff.patch",
+    "diff_stats.txt",
+    "commands.log",
+    "tool_calls.log",
+    "transcript.jsonl",
+    "minion.log",
+];
 
 /// The `lackey` binary cargo built for these tests.
 pub fn bin() -> &'static str {
@@ -24,7 +38,9 @@ pub fn bin() -> &'static str {
 
 /// Whether this is a CI run, where a missing dependency is a failure, never a skip.
 pub fn in_ci() -> bool {
-    std::env::var("CI").map(|v| v == "true" || v == "1").unwrap_or(false)
+    std::env::var("CI")
+        .map(|v| v == "true" || v == "1")
+        .unwrap_or(false)
 }
 
 /// Check a dependency. Returns false (the test should return early) only outside CI;
@@ -150,8 +166,7 @@ impl TestEnv {
     }
 
     pub fn read(&self, rel: &str) -> String {
-        std::fs::read_to_string(self.work().join(rel))
-            .unwrap_or_else(|e| panic!("read {rel}: {e}"))
+        std::fs::read_to_string(self.work().join(rel)).unwrap_or_else(|e| panic!("read {rel}: {e}"))
     }
 
     /// A `lackey` command in this environment (not yet run).
@@ -219,7 +234,10 @@ pub fn snapshot_filters(extra: &[(&str, &str)]) -> insta::Settings {
         (r"127\.0\.0\.1:\d+".into(), "127.0.0.1:[PORT]".into()),
         (r"\b\d{8}-\d{6}-[0-9a-f]{4}\b".into(), "[RUN_ID]".into()),
         (r"\b\d+(\.\d+)?(ms|s)\b".into(), "[TIME]".into()),
-        (r"\b(subnet|sg|vpc|eni)-[0-9a-f]{8,17}\b".into(), "$1-[ID]".into()),
+        (
+            r"\b(subnet|sg|vpc|eni)-[0-9a-f]{8,17}\b".into(),
+            "$1-[ID]".into(),
+        ),
         (r"request id [A-Za-z0-9-]+".into(), "request id [ID]".into()),
     ];
     for (a, b) in extra {

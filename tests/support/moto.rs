@@ -62,11 +62,7 @@ impl Moto {
     }
 
     fn start_with(args: &[&str]) -> Option<Moto> {
-        if !super::require(
-            "moto",
-            moto_available(),
-            "pip install 'moto[server]'",
-        ) {
+        if !super::require("moto", moto_available(), "pip install 'moto[server]'") {
             return None;
         }
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/moto_server.py");
@@ -111,7 +107,11 @@ impl Moto {
             .json(&body)
             .send()
             .expect("reach moto harness endpoint");
-        assert!(r.status().is_success(), "moto harness {path}: {}", r.status());
+        assert!(
+            r.status().is_success(),
+            "moto harness {path}: {}",
+            r.status()
+        );
     }
 
     /// Every AWS request served since the last reset.
@@ -129,7 +129,10 @@ impl Moto {
 
     /// Answer `rate` of AWS requests with 503 or throttling.
     pub fn set_faults(&self, rate: f64, seed: u64) {
-        self.post("/_harness/faults", serde_json::json!({"rate": rate, "seed": seed}));
+        self.post(
+            "/_harness/faults",
+            serde_json::json!({"rate": rate, "seed": seed}),
+        );
     }
 
     /// Serve `after` more requests, then hold every later one until [`Moto::release`].

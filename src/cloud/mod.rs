@@ -1,0 +1,4 @@
+//! The deployment guide's building blocks, each a library function its Verify steps
+//! can be checked against: artifact transfer with S3, the image in ECR, secrets.
+
+pub mod s3;

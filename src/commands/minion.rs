@@ -1,0 +1,15 @@
+//! `lackey minion`: the in-container entrypoint. Reads the input contract from the
+//! environment (see `minion` module docs), performs the run, exits 0 only on success.
+
+use super::Ctx;
+use crate::cli::MinionArgs;
+use crate::minion::{self, MinionInput};
+
+pub async fn run(_ctx: &Ctx, args: MinionArgs) -> anyhow::Result<u8> {
+    let mut input = MinionInput::from_env(|k| std::env::var(k).ok())?;
+    if let Some(dir) = args.workdir {
+        input.work_dir = dir;
+    }
+    let summary = minion::run(input).await;
+    Ok(minion::exit_code(&summary))
+}

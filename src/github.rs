@@ -1,0 +1,314 @@
+//! GitHub, as a GitHub App (CONTRACTS.md): the App JWT, installation tokens narrowed to
+//! one repository, the repository's default branch, and pull requests.
+//!
+//! The same client serves the CLI (token minting as a preflight, `doctor`) and the
+//! minion (which mints its own token inside the task, from the App key ECS injects, so
+//! no token ever travels through RunTask). The API base is configurable for GitHub
+//! Enterprise (`https://HOST/api/v3`). Tokens never appear in errors or logs.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::error::Fail;
+
+const API_VERSION: &str = "2022-11-28";
+
+#[derive(Clone)]
+pub struct GitHub {
+    http: reqwest::Client,
+    pub api_url: String,
+}
+
+/// A minted installation token. Debug never shows the token.
+#[derive(Clone, Deserialize)]
+pub struct InstallationToken {
+    pub token: String,
+    pub expires_at: String,
+}
+
+impl std::fmt::Debug for InstallationToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InstallationToken")
+            .field("token", &"[REDACTED]")
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct Claims {
+    iat: i64,
+    exp: i64,
+    iss: String,
+}
+
+/// A GitHub App JWT (RS256): issued 60 s in the past against clock drift, valid 9 minutes.
+pub fn app_jwt(app_id: &str, private_key_pem: &str) -> anyhow::Result<String> {
+    let key = jsonwebtoken::EncodingKey::from_rsa_pem(private_key_pem.as_bytes()).map_err(|e| {
+        Fail::new(format!("the GitHub App private key is not a valid RSA PEM key: {e}"))
+            .with_hint("store the .pem file GitHub generated for the app: `lackey secret put github_app_key --from-file app.private-key.pem`")
+    })?;
+    let now = chrono::Utc::now().timestamp();
+    let claims = Claims {
+        iat: now - 60,
+        exp: now + 540,
+        iss: app_id.to_string(),
+    };
+    Ok(jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
+        &claims,
+        &key,
+    )?)
+}
+
+/// Split `owner/repo`.
+pub fn split_repo(full: &str) -> anyhow::Result<(&str, &str)> {
+    full.split_once('/')
+        .filter(|(o, r)| !o.is_empty() && !r.is_empty() && !r.contains('/'))
+        .ok_or_else(|| Fail::new(format!("`{full}` is not OWNER/REPO")).into())
+}
+
+impl GitHub {
+    pub fn new(api_url: &str) -> GitHub {
+        GitHub {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .connect_timeout(Duration::from_secs(10))
+                .build()
+                .expect("build HTTP client"),
+            api_url: api_url.trim_end_matches('/').to_string(),
+        }
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str, auth: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.api_url))
+            .header("Accept", "application/vnd.github+json")
+            .header("X-GitHub-Api-Version", API_VERSION)
+            .header("User-Agent", concat!("lackey/", env!("CARGO_PKG_VERSION")))
+            .header("Authorization", format!("Bearer {auth}"))
+    }
+
+    /// Send with retries for 5xx and rate limits (bounded waits), returning status and body.
+    async fn send(
+        &self,
+        make: impl Fn() -> reqwest::RequestBuilder,
+        what: &str,
+    ) -> anyhow::Result<(u16, serde_json::Value, reqwest::header::HeaderMap)> {
+        let mut attempt = 0u32;
+        loop {
+            let resp = make().send().await;
+            let resp = match resp {
+                Ok(r) => r,
+                Err(e) if attempt < 3 => {
+                    tracing::debug!("GitHub request failed ({e}); retrying");
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(500 * 2u64.pow(attempt))).await;
+                    continue;
+                }
+                Err(e) => {
+                    return Err(Fail::new(format!(
+                        "cannot reach GitHub at {} to {what}: {}",
+                        self.api_url,
+                        e.without_url()
+                    ))
+                    .with_hint("check the network and LACKEY_GITHUB_API_URL ([github] api_url)")
+                    .into())
+                }
+            };
+            let status = resp.status().as_u16();
+            let headers = resp.headers().clone();
+            let body: serde_json::Value = resp.json().await.unwrap_or(serde_json::Value::Null);
+            let rate_limited = (status == 403 || status == 429)
+                && (headers.get("retry-after").is_some()
+                    || headers
+                        .get("x-ratelimit-remaining")
+                        .and_then(|v| v.to_str().ok())
+                        == Some("0"));
+            if (status >= 500 || rate_limited) && attempt < 3 {
+                let wait = headers
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .or_else(|| {
+                        headers
+                            .get("x-ratelimit-reset")
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| v.parse::<i64>().ok())
+                            .map(|reset| (reset - chrono::Utc::now().timestamp()).max(1) as u64)
+                    })
+                    .unwrap_or(1 << attempt);
+                if wait > 60 {
+                    return Err(Fail::new(format!("GitHub's rate limit is exhausted for the next {wait} s while trying to {what}"))
+                        .with_hint("wait and run again")
+                        .into());
+                }
+                attempt += 1;
+                tokio::time::sleep(Duration::from_secs(wait)).await;
+                continue;
+            }
+            return Ok((status, body, headers));
+        }
+    }
+
+    fn api_error(status: u16, body: &serde_json::Value, what: &str) -> Fail {
+        let msg = body["message"].as_str().unwrap_or("no message");
+        Fail::new(format!(
+            "GitHub answered {status} when trying to {what}: {msg}"
+        ))
+    }
+
+    /// Mint an installation token, narrowed to `repo` (its name, without the owner) with
+    /// contents write, pull requests write and metadata read.
+    pub async fn installation_token(
+        &self,
+        app_id: &str,
+        private_key_pem: &str,
+        installation_id: &str,
+        repo: Option<&str>,
+    ) -> anyhow::Result<InstallationToken> {
+        let jwt = app_jwt(app_id, private_key_pem)?;
+        let mut body = json!({
+            "permissions": {"contents": "write", "pull_requests": "write", "metadata": "read"}
+        });
+        if let Some(r) = repo {
+            body["repositories"] = json!([r]);
+        }
+        let path = format!("/app/installations/{installation_id}/access_tokens");
+        let what = format!("mint an installation token for installation {installation_id}");
+        let (status, v, _) = self
+            .send(
+                || self.request(reqwest::Method::POST, &path, &jwt).json(&body),
+                &what,
+            )
+            .await?;
+        match status {
+            201 | 200 => Ok(serde_json::from_value(v)
+                .map_err(|e| anyhow::anyhow!("GitHub's token reply is not what the API documents: {e}"))?),
+            401 => Err(Self::api_error(status, &v, &what)
+                .with_hint("GitHub rejected the App's JWT: check LACKEY_GITHUB_APP_ID and that the private key in Secrets Manager belongs to that app")
+                .into()),
+            404 => Err(Self::api_error(status, &v, &what)
+                .with_hint("check LACKEY_GITHUB_INSTALLATION_ID: it is in the URL of the app's installation page")
+                .into()),
+            422 => Err(Self::api_error(status, &v, &what)
+                .with_hint(format!(
+                    "install the app on `{}` and grant it Contents (read & write), Pull requests (read & write) and Metadata (read)",
+                    repo.unwrap_or("the repository")
+                ))
+                .into()),
+            _ => Err(Self::api_error(status, &v, &what).into()),
+        }
+    }
+
+    /// The repositories an installation token can see (`owner/name`), every page.
+    pub async fn installation_repositories(&self, token: &str) -> anyhow::Result<Vec<String>> {
+        let mut out = Vec::new();
+        let mut page = 1;
+        loop {
+            let path = format!("/installation/repositories?per_page=100&page={page}");
+            let (status, v, headers) = self
+                .send(
+                    || self.request(reqwest::Method::GET, &path, token),
+                    "list the installation's repositories",
+                )
+                .await?;
+            if status != 200 {
+                return Err(
+                    Self::api_error(status, &v, "list the installation's repositories").into(),
+                );
+            }
+            for r in v["repositories"].as_array().into_iter().flatten() {
+                if let Some(n) = r["full_name"].as_str() {
+                    out.push(n.to_string());
+                }
+            }
+            let has_next = headers
+                .get("link")
+                .and_then(|l| l.to_str().ok())
+                .is_some_and(|l| l.contains("rel=\"next\""));
+            if !has_next {
+                return Ok(out);
+            }
+            page += 1;
+        }
+    }
+
+    /// The repository's default branch.
+    pub async fn default_branch(&self, token: &str, full: &str) -> anyhow::Result<String> {
+        let (owner, repo) = split_repo(full)?;
+        let path = format!("/repos/{owner}/{repo}");
+        let what = format!("read repository `{full}`");
+        let (status, v, _) = self
+            .send(|| self.request(reqwest::Method::GET, &path, token), &what)
+            .await?;
+        if status != 200 {
+            return Err(Self::api_error(status, &v, &what)
+                .with_hint(format!("check that the app is installed on `{full}`"))
+                .into());
+        }
+        Ok(v["default_branch"].as_str().unwrap_or("main").to_string())
+    }
+
+    /// Open a pull request; when one already exists for the branch, return its URL.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn create_pull_request(
+        &self,
+        token: &str,
+        full: &str,
+        title: &str,
+        head: &str,
+        base: &str,
+        body: &str,
+        draft: bool,
+    ) -> anyhow::Result<String> {
+        let (owner, repo) = split_repo(full)?;
+        let path = format!("/repos/{owner}/{repo}/pulls");
+        let payload =
+            json!({"title": title, "head": head, "base": base, "body": body, "draft": draft});
+        let what = format!("open a pull request from `{head}` into `{base}` of `{full}`");
+        let (status, v, _) = self
+            .send(
+                || {
+                    self.request(reqwest::Method::POST, &path, token)
+                        .json(&payload)
+                },
+                &what,
+            )
+            .await?;
+        match status {
+            201 => Ok(v["html_url"].as_str().unwrap_or_default().to_string()),
+            422 if v.to_string().contains("already exists") => {
+                let list = format!("/repos/{owner}/{repo}/pulls?head={owner}:{head}&state=open");
+                let (s, v2, _) = self
+                    .send(|| self.request(reqwest::Method::GET, &list, token), &what)
+                    .await?;
+                match (s, v2[0]["html_url"].as_str()) {
+                    (200, Some(url)) => Ok(url.to_string()),
+                    _ => Err(Self::api_error(status, &v, &what).into()),
+                }
+            }
+            _ => Err(Self::api_error(status, &v, &what).into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repo_names_split() {
+        assert_eq!(split_repo("acme/app").unwrap(), ("acme", "app"));
+        assert!(split_repo("acme").is_err());
+        assert!(split_repo("a/b/c").is_err());
+    }
+
+    #[test]
+    fn a_bad_key_is_a_clear_error() {
+        let e = app_jwt("1", "not a key").unwrap_err().to_string();
+        assert!(e.contains("not a valid RSA PEM key"), "{e}");
+    }
+}

@@ -1,0 +1,1279 @@
+//! The minion: one run, inside the container (`lackey minion`), the same for local and
+//! cloud runs. It also runs straight on a host against temporary directories, which is
+//! how its tests run without Docker.
+//!
+//! # Input contract (environment variables; this list is the only place it is defined)
+//!
+//! | variable | meaning |
+//! |---|---|
+//! | `LACKEY_RUN_ID` | the run id (required) |
+//! | `LACKEY_TASK` / `LACKEY_TASK_FILE` / `LACKEY_TASK_S3` | the task: inline, in a file, or at `s3://bucket/key` when too long for the environment |
+//! | `LACKEY_REPO_PATH` | a repository to clone, read-only (default `/repo`, the bind mount) |
+//! | `LACKEY_REPO_URL` | or a git URL to clone (with the GitHub token below) |
+//! | `LACKEY_REPO_BUNDLE_S3` | or a git bundle at `s3://bucket/key` |
+//! | `LACKEY_BASE_REF` | branch or commit to start from (default: the clone's HEAD) |
+//! | `LACKEY_WORK_DIR` | where the clone goes (default `/work`) |
+//! | `LACKEY_OUTPUT_DIR` | where artifacts go (default `/output`) |
+//! | `LACKEY_DEADLINE` | Unix time (seconds) at which the run will be killed |
+//! | `LACKEY_TIMEOUT` | the run's timeout in seconds (for the "timed out after N s" text) |
+//! | `LACKEY_BRANCH` | the branch to create (default `minion/<run id>`) |
+//! | `LACKEY_MODEL`, `LACKEY_BLUEPRINT`, `LACKEY_LINT`, `LACKEY_TEST` | agent model, blueprint name, check commands |
+//! | `LACKEY_STUBS` | `1`: stub agents, no LLM call |
+//! | `LACKEY_RUNTIME` | `local` or `cloud` (for the summary) |
+//! | `ANTHROPIC_API_KEY` / `ANTHROPIC_API_KEY_FILE` | the API key, or a file holding it (local runs mount a read-only secret file) |
+//! | `ANTHROPIC_BASE_URL` | the API base (default `https://api.anthropic.com`) |
+//! | `GITHUB_TOKEN` | a GitHub token for clone, push and PR, or instead: |
+//! | `LACKEY_GITHUB_APP_ID`, `LACKEY_GITHUB_INSTALLATION_ID`, `LACKEY_GITHUB_APP_PRIVATE_KEY` (or `…_FILE`) | App credentials: the minion mints its own token, narrowed to the repo |
+//! | `LACKEY_GITHUB_REPO`, `LACKEY_GITHUB_API_URL`, `LACKEY_GITHUB_GIT_URL` | the repository and GitHub's URLs |
+//! | `LACKEY_PR`, `LACKEY_PR_DRAFT` | open a (draft) pull request after the push |
+//! | `LACKEY_ARTIFACT_BUCKET`, `LACKEY_S3_PREFIX` | upload the artifacts to `s3://bucket/prefix/` on every exit path |
+//! | `LACKEY_COMMIT_NAME`, `LACKEY_COMMIT_EMAIL` | commit identity |
+//! | `AWS_REGION`, `AWS_ENDPOINT_URL` | for the S3 transfers above (credentials: the SDK's own chain, the task role on ECS) |
+//!
+//! # What must stay true
+//! * Every exit path writes `run_summary.json` and the rest of the artifact set; a run
+//!   that reaches its deadline stops its loops first and says `timed out after N s`.
+//! * The source repository is never written; the result is a branch in the clone (and a
+//!   bundle of it for local runs, a push for cloud runs).
+//! * Secrets (API key, GitHub token) are redacted from every artifact.
+
+pub mod agents;
+pub mod artifacts;
+pub mod blueprint;
+pub mod git;
+pub mod llm;
+pub mod tools;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Value};
+
+use self::agents::{AgentEnd, Limits};
+use self::artifacts::{clip, Artifacts, Redactor};
+use self::blueprint::{Action, AgentKind, Blueprint, Facts, OnFailure, Templates};
+use self::git::Git;
+use self::llm::{Llm, LlmConfig, LlmError};
+use self::tools::{Terminal, Workspace, WriteScope};
+use crate::summary::{Outcome, RunSummary, Runtime, StepRecord, Usage};
+
+/// GitHub credentials the minion may have.
+#[derive(Clone)]
+pub enum GithubAuth {
+    Token(String),
+    App {
+        app_id: String,
+        installation_id: String,
+        private_key: String,
+    },
+}
+
+/// Where to clone from.
+#[derive(Clone, Debug)]
+pub enum RepoSource {
+    Path(PathBuf),
+    Url(String),
+    BundleS3(String),
+}
+
+/// Where the task text is.
+#[derive(Clone, Debug)]
+pub enum TaskSource {
+    Inline(String),
+    File(PathBuf),
+    S3(String),
+}
+
+/// Everything a run needs, read once from the environment.
+#[derive(Clone)]
+pub struct MinionInput {
+    pub run_id: String,
+    pub task: TaskSource,
+    pub repo: RepoSource,
+    pub base_ref: Option<String>,
+    pub work_dir: PathBuf,
+    pub output_dir: PathBuf,
+    pub deadline: Option<SystemTime>,
+    pub timeout_secs: Option<u64>,
+    pub branch: String,
+    pub model: String,
+    pub blueprint: Option<String>,
+    pub lint: Option<String>,
+    pub test: Option<String>,
+    pub stubs: bool,
+    pub runtime: Runtime,
+    pub api_key: Option<String>,
+    pub base_url: String,
+    pub github: Option<GithubAuth>,
+    pub github_repo: Option<String>,
+    pub github_api_url: String,
+    pub github_git_url: String,
+    pub pr: bool,
+    pub pr_draft: bool,
+    pub bucket: Option<String>,
+    pub s3_prefix: Option<String>,
+    pub commit_name: String,
+    pub commit_email: String,
+    pub aws_region: Option<String>,
+    pub aws_endpoint_url: Option<String>,
+}
+
+fn truthy(v: Option<String>) -> bool {
+    v.as_deref()
+        .and_then(crate::config::validate::parse_bool)
+        .unwrap_or(false)
+}
+
+impl MinionInput {
+    /// Read the input contract through `get` (the process environment in production).
+    pub fn from_env(get: impl Fn(&str) -> Option<String>) -> anyhow::Result<MinionInput> {
+        let get = |k: &str| get(k).filter(|v| !v.trim().is_empty());
+        let required = |k: &str| {
+            get(k).ok_or_else(|| anyhow::anyhow!("the minion needs {k} in its environment"))
+        };
+        let run_id = required("LACKEY_RUN_ID")?;
+        let task = if let Some(t) = get("LACKEY_TASK") {
+            TaskSource::Inline(t)
+        } else if let Some(f) = get("LACKEY_TASK_FILE") {
+            TaskSource::File(PathBuf::from(f))
+        } else if let Some(s) = get("LACKEY_TASK_S3") {
+            TaskSource::S3(s)
+        } else {
+            anyhow::bail!("the minion needs LACKEY_TASK, LACKEY_TASK_FILE or LACKEY_TASK_S3 in its environment");
+        };
+        let repo = if let Some(u) = get("LACKEY_REPO_URL") {
+            RepoSource::Url(u)
+        } else if let Some(b) = get("LACKEY_REPO_BUNDLE_S3") {
+            RepoSource::BundleS3(b)
+        } else {
+            RepoSource::Path(PathBuf::from(
+                get("LACKEY_REPO_PATH").unwrap_or_else(|| "/repo".into()),
+            ))
+        };
+        let deadline = get("LACKEY_DEADLINE")
+            .map(|d| {
+                d.parse::<f64>()
+                    .map(|s| UNIX_EPOCH + Duration::from_secs_f64(s))
+                    .map_err(|_| anyhow::anyhow!("LACKEY_DEADLINE must be a Unix time in seconds"))
+            })
+            .transpose()?;
+        let api_key = match get("ANTHROPIC_API_KEY") {
+            Some(k) => Some(k),
+            None => get("ANTHROPIC_API_KEY_FILE")
+                .map(|f| {
+                    std::fs::read_to_string(&f)
+                        .map(|s| s.trim().to_string())
+                        .map_err(|e| {
+                            anyhow::anyhow!("cannot read ANTHROPIC_API_KEY_FILE `{f}`: {e}")
+                        })
+                })
+                .transpose()?,
+        };
+        let github = if let Some(t) = get("GITHUB_TOKEN") {
+            Some(GithubAuth::Token(t))
+        } else if let (Some(app_id), Some(installation_id)) = (
+            get("LACKEY_GITHUB_APP_ID"),
+            get("LACKEY_GITHUB_INSTALLATION_ID"),
+        ) {
+            let key = match get("LACKEY_GITHUB_APP_PRIVATE_KEY") {
+                Some(k) => Some(k),
+                None => get("LACKEY_GITHUB_APP_PRIVATE_KEY_FILE")
+                    .map(|f| {
+                        std::fs::read_to_string(&f)
+                            .map_err(|e| anyhow::anyhow!("cannot read `{f}`: {e}"))
+                    })
+                    .transpose()?,
+            };
+            key.map(|private_key| GithubAuth::App {
+                app_id,
+                installation_id,
+                private_key,
+            })
+        } else {
+            None
+        };
+        Ok(MinionInput {
+            branch: get("LACKEY_BRANCH").unwrap_or_else(|| format!("minion/{run_id}")),
+            run_id,
+            task,
+            repo,
+            base_ref: get("LACKEY_BASE_REF"),
+            work_dir: PathBuf::from(get("LACKEY_WORK_DIR").unwrap_or_else(|| "/work".into())),
+            output_dir: PathBuf::from(get("LACKEY_OUTPUT_DIR").unwrap_or_else(|| "/output".into())),
+            deadline,
+            timeout_secs: get("LACKEY_TIMEOUT").and_then(|t| t.parse().ok()),
+            model: get("LACKEY_MODEL").unwrap_or_else(|| "claude-sonnet-4-5".into()),
+            blueprint: get("LACKEY_BLUEPRINT"),
+            lint: get("LACKEY_LINT"),
+            test: get("LACKEY_TEST"),
+            stubs: truthy(get("LACKEY_STUBS")),
+            runtime: match get("LACKEY_RUNTIME").as_deref() {
+                Some("cloud") => Runtime::Cloud,
+                _ => Runtime::Local,
+            },
+            api_key,
+            base_url: get("ANTHROPIC_BASE_URL")
+                .unwrap_or_else(|| "https://api.anthropic.com".into()),
+            github,
+            github_repo: get("LACKEY_GITHUB_REPO"),
+            github_api_url: get("LACKEY_GITHUB_API_URL")
+                .unwrap_or_else(|| "https://api.github.com".into()),
+            github_git_url: get("LACKEY_GITHUB_GIT_URL")
+                .unwrap_or_else(|| "https://github.com".into()),
+            pr: truthy(get("LACKEY_PR")),
+            pr_draft: truthy(get("LACKEY_PR_DRAFT")),
+            bucket: get("LACKEY_ARTIFACT_BUCKET"),
+            s3_prefix: get("LACKEY_S3_PREFIX"),
+            commit_name: get("LACKEY_COMMIT_NAME").unwrap_or_else(|| "lackey minion".into()),
+            commit_email: get("LACKEY_COMMIT_EMAIL")
+                .unwrap_or_else(|| "minion@lackey.invalid".into()),
+            aws_region: get("AWS_REGION").or_else(|| get("AWS_DEFAULT_REGION")),
+            aws_endpoint_url: get("AWS_ENDPOINT_URL"),
+        })
+    }
+
+    fn secrets(&self) -> Vec<String> {
+        let mut s: Vec<String> = self.api_key.iter().cloned().collect();
+        match &self.github {
+            Some(GithubAuth::Token(t)) => s.push(t.clone()),
+            Some(GithubAuth::App { private_key, .. }) => s.extend(
+                private_key
+                    .lines()
+                    .filter(|l| l.len() >= 16 && !l.starts_with("-----"))
+                    .map(str::to_string),
+            ),
+            None => {}
+        }
+        s
+    }
+}
+
+/// Why the run's body stopped early.
+#[derive(Debug)]
+enum Stop {
+    /// End with this outcome and message.
+    End(Outcome, String),
+    /// The deadline is near: stop and say so.
+    Deadline,
+}
+
+impl From<anyhow::Error> for Stop {
+    fn from(e: anyhow::Error) -> Stop {
+        Stop::End(Outcome::Error, format!("{e:#}"))
+    }
+}
+
+impl From<git::GitError> for Stop {
+    fn from(e: git::GitError) -> Stop {
+        Stop::End(Outcome::Error, e.to_string())
+    }
+}
+
+/// The state of a run as its steps execute.
+struct Run {
+    input: MinionInput,
+    task: String,
+    art: Arc<Artifacts>,
+    repo_dir: PathBuf,
+    git: Option<Git>,
+    ws: Option<Workspace>,
+    llm: Option<Llm>,
+    s3: Option<aws_sdk_s3::Client>,
+    /// When the run's loops must stop (the kill time minus a margin for the artifacts).
+    deadline: Option<Instant>,
+    base_sha: Option<String>,
+    head_sha: Option<String>,
+    branch: String,
+    branch_created: bool,
+    default_branch: Option<String>,
+    github_token: Option<String>,
+    scope: Option<Value>,
+    steps: Vec<StepRecord>,
+    /// `Some(true)` failed, `Some(false)` succeeded; absent when skipped or not run.
+    results: BTreeMap<String, bool>,
+    /// Checks failing right now: step name → (command, output).
+    failing: BTreeMap<String, (String, String)>,
+    pushed: bool,
+    pr_url: Option<String>,
+    templates: Templates,
+}
+
+impl Facts for Run {
+    fn step_failed(&self, name: &str) -> Option<bool> {
+        self.results.get(name).copied()
+    }
+    fn env(&self, name: &str) -> bool {
+        match name {
+            // The token the minion holds, however it got it.
+            "GITHUB_TOKEN" => self.github_token.is_some(),
+            "ANTHROPIC_API_KEY" => self.input.api_key.is_some(),
+            _ => std::env::var(name).map(|v| !v.is_empty()).unwrap_or(false),
+        }
+    }
+    fn config(&self, name: &str) -> bool {
+        match name {
+            "lint" => self.input.lint.is_some(),
+            "test" => self.input.test.is_some(),
+            "pr" => self.input.pr,
+            "stubs" => self.input.stubs,
+            "github" => self.github_token.is_some(),
+            _ => false,
+        }
+    }
+}
+
+/// The safety margin before the deadline: time to write the artifacts (and upload them).
+fn margin(remaining: Duration) -> Duration {
+    (remaining / 10).clamp(Duration::from_millis(800), Duration::from_secs(10))
+}
+
+/// Perform a run. Never fails: every error becomes `outcome: error` in the summary.
+pub async fn run(input: MinionInput) -> RunSummary {
+    let started_at = chrono::Utc::now();
+    let t0 = Instant::now();
+    let art = match Artifacts::create(&input.output_dir, Redactor::new(input.secrets()), true) {
+        Ok(a) => Arc::new(a),
+        Err(e) => {
+            eprintln!("minion: {e:#}");
+            let mut s = empty_summary(&input, "", started_at);
+            s.error = Some(format!("{e:#}"));
+            return s;
+        }
+    };
+    let hard_deadline = input.deadline.map(|d| {
+        let rem = d.duration_since(SystemTime::now()).unwrap_or_default();
+        t0 + rem
+    });
+    let soft_deadline = hard_deadline.map(|d| d - margin(d.saturating_duration_since(t0)));
+    let mut run = Run {
+        task: String::new(),
+        art: art.clone(),
+        repo_dir: input.work_dir.join("repo"),
+        git: None,
+        ws: None,
+        llm: None,
+        s3: None,
+        deadline: soft_deadline,
+        base_sha: None,
+        head_sha: None,
+        branch: input.branch.clone(),
+        branch_created: false,
+        default_branch: None,
+        github_token: None,
+        scope: None,
+        steps: Vec::new(),
+        results: BTreeMap::new(),
+        failing: BTreeMap::new(),
+        pushed: false,
+        pr_url: None,
+        templates: Templates {
+            values: BTreeMap::new(),
+        },
+        input,
+    };
+    let body = run.body();
+    let stop = match soft_deadline {
+        Some(d) => {
+            let sigterm = terminated();
+            tokio::select! {
+                r = tokio::time::timeout_at(d.into(), body) => r.unwrap_or(Err(Stop::Deadline)),
+                _ = sigterm => Err(if Instant::now() + Duration::from_secs(2) >= d { Stop::Deadline } else {
+                    Stop::End(Outcome::Error, "stopped: the run was stopped before it finished (SIGTERM)".into())
+                }),
+            }
+        }
+        None => {
+            let sigterm = terminated();
+            tokio::select! {
+                r = body => r,
+                _ = sigterm => Err(Stop::End(Outcome::Error, "stopped: the run was stopped before it finished (SIGTERM)".into())),
+            }
+        }
+    };
+    let (outcome, error) = match stop {
+        Ok(()) => run.final_outcome(),
+        Err(Stop::End(o, msg)) => (o, Some(msg)),
+        Err(Stop::Deadline) => {
+            let secs = run.input.timeout_secs.unwrap_or_else(|| {
+                run.input
+                    .deadline
+                    .and_then(|d| d.duration_since(UNIX_EPOCH).ok())
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0)
+            });
+            run.steps.push(StepRecord {
+                name: "deadline".into(),
+                success: false,
+                detail: "stopped before the run's deadline; the work so far is in diff.patch"
+                    .into(),
+            });
+            (Outcome::Error, Some(crate::summary::timed_out(secs)))
+        }
+    };
+    run.finish(outcome, error, started_at, t0).await
+}
+
+/// Resolves when the process receives SIGTERM (docker stop, ECS StopTask).
+async fn terminated() {
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    }
+    #[cfg(not(unix))]
+    std::future::pending::<()>().await
+}
+
+fn empty_summary(
+    input: &MinionInput,
+    task: &str,
+    started: chrono::DateTime<chrono::Utc>,
+) -> RunSummary {
+    let now = chrono::Utc::now();
+    RunSummary {
+        run_id: input.run_id.clone(),
+        task: task.to_string(),
+        outcome: Outcome::Error,
+        runtime: input.runtime,
+        branch: input.branch.clone(),
+        base_sha: None,
+        head_sha: None,
+        started_at: started.to_rfc3339(),
+        finished_at: now.to_rfc3339(),
+        duration_s: (now - started).num_milliseconds() as f64 / 1000.0,
+        steps: vec![],
+        usage: Usage::default(),
+        pr_url: None,
+        s3_prefix: None,
+        error: None,
+    }
+}
+
+impl Run {
+    fn log(&self, msg: &str) {
+        self.art.log("minion", msg);
+    }
+
+    fn record(&mut self, name: &str, success: bool, detail: impl Into<String>) {
+        let detail = detail.into();
+        self.log(&format!(
+            "step `{name}` {}{}",
+            if success { "succeeded" } else { "failed" },
+            if detail.is_empty() {
+                String::new()
+            } else {
+                format!(": {detail}")
+            }
+        ));
+        self.results.insert(name.to_string(), !success);
+        self.steps.push(StepRecord {
+            name: name.to_string(),
+            success,
+            detail,
+        });
+    }
+
+    /// The S3 client, made on first use from the input's region and endpoint.
+    async fn s3(&mut self) -> anyhow::Result<aws_sdk_s3::Client> {
+        if let Some(c) = &self.s3 {
+            return Ok(c.clone());
+        }
+        let aws = crate::aws::Aws::connect_with(crate::aws::AwsParams {
+            region: self.input.aws_region.clone(),
+            profile: None,
+            endpoint_url: self.input.aws_endpoint_url.clone(),
+            max_attempts: 5,
+        })
+        .await?;
+        let c = aws.s3();
+        self.s3 = Some(c.clone());
+        Ok(c)
+    }
+
+    async fn read_task(&mut self) -> anyhow::Result<String> {
+        match self.input.task.clone() {
+            TaskSource::Inline(t) => Ok(t),
+            TaskSource::File(p) => std::fs::read_to_string(&p)
+                .map_err(|e| anyhow::anyhow!("cannot read the task file `{}`: {e}", p.display())),
+            TaskSource::S3(url) => {
+                let (bucket, key) = crate::cloud::s3::parse_url(&url)?;
+                let s3 = self.s3().await?;
+                crate::cloud::s3::get_text(&s3, &bucket, &key).await
+            }
+        }
+    }
+
+    /// Everything from the clone to the last step.
+    async fn body(&mut self) -> Result<(), Stop> {
+        self.task = self.read_task().await?;
+        self.log(&format!(
+            "run {} on branch `{}`: {}",
+            self.input.run_id,
+            self.branch,
+            blueprint::summary_line(&self.task)
+        ));
+        self.templates = Templates {
+            values: [
+                ("run_id", self.input.run_id.clone()),
+                ("task", self.task.clone()),
+                ("task_slug", blueprint::slug(&self.task)),
+                ("task_summary", blueprint::summary_line(&self.task)),
+                ("branch", self.branch.clone()),
+                ("lint", self.input.lint.clone().unwrap_or_default()),
+                ("test", self.input.test.clone().unwrap_or_default()),
+            ]
+            .into_iter()
+            .collect(),
+        };
+        self.github_token = self.github_token().await?;
+        self.clone_repo().await?;
+        let ws_root = self.repo_dir.clone();
+        let blueprint = Blueprint::load(&ws_root, self.input.blueprint.as_deref())?;
+        self.log(&format!(
+            "blueprint `{}`: {}",
+            blueprint.name,
+            blueprint
+                .steps
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(" → ")
+        ));
+        self.ws = Some(
+            Workspace::new(&ws_root, self.art.clone(), self.deadline)
+                .map_err(|e| Stop::End(Outcome::Error, format!("{e:#}")))?,
+        );
+        if !self.input.stubs {
+            let api_key = self.input.api_key.clone().ok_or_else(|| {
+                Stop::End(
+                    Outcome::Error,
+                    "no Anthropic API key: set ANTHROPIC_API_KEY (or run with --stubs)".into(),
+                )
+            })?;
+            self.llm = Some(Llm::new(
+                LlmConfig {
+                    base_url: self.input.base_url.clone(),
+                    api_key,
+                    model: self.input.model.clone(),
+                    request_timeout: Duration::from_secs(600),
+                    max_retries: 6,
+                },
+                self.deadline,
+                self.art.clone(),
+            ));
+        } else {
+            self.log("stubs: agents are stubbed, no LLM call will be made");
+        }
+        for step in blueprint.steps.clone() {
+            if let Some(c) = &step.when {
+                if !c.eval(self) {
+                    self.log(&format!(
+                        "step `{}` skipped (its `when` is false)",
+                        step.name
+                    ));
+                    continue;
+                }
+            }
+            self.log(&format!("step `{}`", step.name));
+            self.step(&step.name, &step.action).await?;
+        }
+        Ok(())
+    }
+
+    async fn github_token(&self) -> anyhow::Result<Option<String>> {
+        match &self.input.github {
+            None => Ok(None),
+            Some(GithubAuth::Token(t)) => Ok(Some(t.clone())),
+            Some(GithubAuth::App {
+                app_id,
+                installation_id,
+                private_key,
+            }) => {
+                let repo = self
+                    .input
+                    .github_repo
+                    .as_deref()
+                    .and_then(|r| r.split_once('/').map(|(_, n)| n.to_string()));
+                self.log("minting a GitHub App installation token for this run");
+                let gh = crate::github::GitHub::new(&self.input.github_api_url);
+                let tok = gh
+                    .installation_token(app_id, private_key, installation_id, repo.as_deref())
+                    .await?;
+                self.art.add_secret(&tok.token);
+                Ok(Some(tok.token))
+            }
+        }
+    }
+
+    async fn clone_repo(&mut self) -> Result<(), Stop> {
+        let git = Git::new(
+            &self.repo_dir,
+            self.art.clone(),
+            &self.input.commit_name,
+            &self.input.commit_email,
+            self.github_token.clone(),
+        );
+        let source = match &self.input.repo {
+            RepoSource::Path(p) => {
+                if !p.join(".git").exists() && !p.join("HEAD").exists() {
+                    return Err(Stop::End(
+                        Outcome::Error,
+                        format!("`{}` is not a git repository", p.display()),
+                    ));
+                }
+                p.display().to_string()
+            }
+            RepoSource::Url(u) => u.clone(),
+            RepoSource::BundleS3(url) => {
+                let local = self.input.work_dir.join("source.bundle");
+                let (bucket, key) = crate::cloud::s3::parse_url(url)?;
+                let s3 = self.s3().await?;
+                crate::cloud::s3::download_key(&s3, &bucket, &key, &local).await?;
+                local.display().to_string()
+            }
+        };
+        self.log(&format!("cloning {}", self.art.redact(&source)));
+        git.clone_from(&source).await?;
+        if let Some(r) = &self.input.base_ref {
+            git.run(&["checkout", "--quiet", r]).await?;
+        }
+        let base = git.head().await?;
+        self.log(&format!("base commit {base}"));
+        self.default_branch = git
+            .run(&["rev-parse", "--abbrev-ref", "HEAD"])
+            .await
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| s != "HEAD");
+        self.base_sha = Some(base);
+        self.git = Some(git);
+        Ok(())
+    }
+
+    fn ws(&self) -> &Workspace {
+        self.ws.as_ref().expect("workspace exists after the clone")
+    }
+
+    fn git(&self) -> &Git {
+        self.git.as_ref().expect("git exists after the clone")
+    }
+
+    fn write_scope(&self) -> WriteScope {
+        match &self.scope {
+            Some(s) => tools::write_scope_from(s),
+            None => WriteScope::everything(),
+        }
+    }
+
+    async fn step(&mut self, name: &str, action: &Action) -> Result<(), Stop> {
+        match action {
+            Action::GitBranch { branch } => {
+                if let Some(b) = branch {
+                    self.branch = self.templates.render(b);
+                    self.templates.values.insert("branch", self.branch.clone());
+                }
+                let b = self.branch.clone();
+                self.git().checkout_new_branch(&b).await?;
+                self.branch_created = true;
+                self.record(name, true, format!("created `{b}`"));
+            }
+            Action::Agent {
+                agent,
+                rounds,
+                recheck,
+                max_turns,
+            } => match agent {
+                AgentKind::Scoper => self.scoper(name, *max_turns).await?,
+                AgentKind::Executor => self.executor(name, *max_turns).await?,
+                AgentKind::Fixer => self.fixer(name, *rounds, recheck, *max_turns).await?,
+            },
+            Action::Command {
+                commands,
+                check,
+                success_codes,
+                timeout,
+                artifact,
+                on_failure,
+            } => {
+                let ok = self
+                    .command(
+                        name,
+                        commands,
+                        *check,
+                        success_codes,
+                        *timeout,
+                        artifact.as_deref(),
+                    )
+                    .await;
+                if !ok {
+                    if let OnFailure::Outcome(o) = on_failure {
+                        return Err(Stop::End(*o, format!("step `{name}` failed")));
+                    }
+                }
+            }
+            Action::GitCommit { message } => {
+                let msg = self.templates.render(message);
+                let msg = format!("{msg}\n\nlackey run {}", self.input.run_id);
+                match self.git().commit_all(&msg).await? {
+                    Some(sha) => {
+                        self.head_sha = Some(sha.clone());
+                        self.record(
+                            name,
+                            true,
+                            format!("committed {}", &sha[..12.min(sha.len())]),
+                        );
+                    }
+                    None => {
+                        self.head_sha = self.base_sha.clone();
+                        self.record(name, true, "nothing to commit");
+                    }
+                }
+            }
+            Action::GitPush => {
+                if self.head_sha == self.base_sha {
+                    self.record(name, true, "nothing to push");
+                    return Ok(());
+                }
+                if !self.branch.contains(&self.input.run_id) {
+                    return Err(Stop::End(
+                        Outcome::Error,
+                        format!(
+                            "refusing to push `{}`: the minion pushes only its own run's branch",
+                            self.branch
+                        ),
+                    ));
+                }
+                let b = self.branch.clone();
+                match self.git().push(&b).await {
+                    Ok(()) => {
+                        self.pushed = true;
+                        self.record(name, true, format!("pushed `{b}`"));
+                    }
+                    Err(e) => {
+                        return Err(Stop::End(
+                            Outcome::Error,
+                            format!("push of `{b}` failed: {}", e.stderr),
+                        ))
+                    }
+                }
+            }
+            Action::GitPr { title, body, draft } => {
+                if !self.pushed {
+                    self.record(name, false, "no pull request: the branch was not pushed");
+                    return Ok(());
+                }
+                let (Some(token), Some(repo)) =
+                    (self.github_token.clone(), self.input.github_repo.clone())
+                else {
+                    self.record(
+                        name,
+                        false,
+                        "no pull request: no GitHub token or repository",
+                    );
+                    return Ok(());
+                };
+                let gh = crate::github::GitHub::new(&self.input.github_api_url);
+                let base = match self.input.base_ref.clone().or(self.default_branch.clone()) {
+                    Some(b) => b,
+                    None => gh.default_branch(&token, &repo).await?,
+                };
+                let url = gh
+                    .create_pull_request(
+                        &token,
+                        &repo,
+                        &self.templates.render(title),
+                        &self.branch,
+                        &base,
+                        &self.templates.render(body),
+                        *draft || self.input.pr_draft,
+                    )
+                    .await?;
+                self.record(name, true, format!("opened {url}"));
+                self.pr_url = Some(url);
+            }
+        }
+        Ok(())
+    }
+
+    fn agent_stop(&self, label: &str, err: LlmError) -> Stop {
+        match err {
+            LlmError::Deadline => Stop::Deadline,
+            other => Stop::End(Outcome::Error, format!("{label}: {other}")),
+        }
+    }
+
+    async fn scoper(&mut self, name: &str, max_turns: Option<u32>) -> Result<(), Stop> {
+        let scope = if self.input.stubs {
+            json!({
+                "summary": "stub scope: the whole repository",
+                "allowed_dirs": ["."],
+                "allowed_files": [],
+                "test_files": [],
+                "rationale": "stub run (LACKEY_STUBS=1): no LLM call",
+            })
+        } else {
+            let listing = self.ws().view(".", None).unwrap_or_default();
+            let first = format!(
+                "Task:\n{}\n\nThe repository's top level:\n{listing}\n\nChecks that will run after the change: lint: {}; test: {}.",
+                self.task,
+                self.input.lint.as_deref().map(|c| format!("`{c}`")).unwrap_or_else(|| "none configured".into()),
+                self.input.test.as_deref().map(|c| format!("`{c}`")).unwrap_or_else(|| "none configured".into()),
+            );
+            let mut limits = Limits::for_agent(AgentKind::Scoper);
+            if let Some(t) = max_turns {
+                limits.max_turns = t as usize;
+            }
+            let llm = self.llm.as_ref().expect("llm exists without stubs");
+            let r = agents::run_agent(
+                llm,
+                self.ws(),
+                AgentKind::Scoper,
+                "scoper",
+                &first,
+                &WriteScope::default(),
+                limits,
+            )
+            .await;
+            match r.end {
+                AgentEnd::Done(Terminal::Scope(s)) => s,
+                AgentEnd::Failed(e) => return Err(self.agent_stop("scoper", e)),
+                AgentEnd::Limit(l) => {
+                    return Err(Stop::End(
+                        Outcome::Error,
+                        format!("the scoper reached its limit ({l}) without submitting a scope"),
+                    ))
+                }
+                _ => {
+                    return Err(Stop::End(
+                        Outcome::Error,
+                        "the scoper ended without submitting a scope".into(),
+                    ))
+                }
+            }
+        };
+        self.art
+            .write(
+                "scope.json",
+                &serde_json::to_string_pretty(&scope).unwrap_or_default(),
+            )
+            .map_err(Stop::from)?;
+        let detail = format!("scope: {}", tools::write_scope_from(&scope).describe());
+        self.scope = Some(scope);
+        self.record(name, true, detail);
+        Ok(())
+    }
+
+    async fn executor(&mut self, name: &str, max_turns: Option<u32>) -> Result<(), Stop> {
+        let scope = self.write_scope();
+        if self.input.stubs {
+            let path = format!(".lackey/stub-runs/{}.md", self.input.run_id);
+            let text = format!(
+                "# lackey stub run {}\n\nTask: {}\n\nThis file is the one deterministic change a stub executor makes, so the branch, commit, bundle and push are exercised without an LLM.\n",
+                self.input.run_id,
+                blueprint::summary_line(&self.task)
+            );
+            self.ws()
+                .create(&path, &text, &WriteScope::everything())
+                .map_err(|e| Stop::End(Outcome::Error, format!("stub executor: {e}")))?;
+            self.record(name, true, format!("stub: wrote {path}"));
+            return Ok(());
+        }
+        let scope_text = self
+            .scope
+            .as_ref()
+            .map(|s| serde_json::to_string_pretty(s).unwrap_or_default())
+            .unwrap_or_else(|| "{\"allowed_dirs\": [\".\"]}".into());
+        let first = format!(
+            "Task:\n{}\n\nScope (you may write only here):\n{scope_text}\n\nChecks that run after you: lint: {}; test: {}.",
+            self.task,
+            self.input.lint.as_deref().map(|c| format!("`{c}`")).unwrap_or_else(|| "none configured".into()),
+            self.input.test.as_deref().map(|c| format!("`{c}`")).unwrap_or_else(|| "none configured".into()),
+        );
+        let mut limits = Limits::for_agent(AgentKind::Executor);
+        if let Some(t) = max_turns {
+            limits.max_turns = t as usize;
+        }
+        let llm = self.llm.as_ref().expect("llm exists without stubs");
+        let r = agents::run_agent(
+            llm,
+            self.ws(),
+            AgentKind::Executor,
+            "executor",
+            &first,
+            &scope,
+            limits,
+        )
+        .await;
+        let detail = match r.end {
+            AgentEnd::Done(Terminal::Finish(s)) => format!("finished in {} turns: {s}", r.turns),
+            AgentEnd::EndTurn(s) => format!(
+                "stopped in {} turns: {}",
+                r.turns,
+                s.chars().take(300).collect::<String>()
+            ),
+            AgentEnd::Done(Terminal::ScopeChange { files, reasoning }) => {
+                let msg = format!(
+                    "the executor needs files outside the scope ({}): {reasoning}",
+                    files.join(", ")
+                );
+                self.record(name, false, msg.clone());
+                if let Some(s) = self.scope.as_mut() {
+                    s["requested_files"] = json!(files);
+                    s["requested_reasoning"] = json!(reasoning);
+                    let _ = self.art.write(
+                        "scope.json",
+                        &serde_json::to_string_pretty(s).unwrap_or_default(),
+                    );
+                }
+                return Err(Stop::End(Outcome::ScopeDisagreement, msg));
+            }
+            AgentEnd::Done(Terminal::Scope(_)) => "finished".into(),
+            AgentEnd::Failed(e) => return Err(self.agent_stop("executor", e)),
+            AgentEnd::Limit(l) => {
+                self.record(name, false, format!("stopped at its limit ({l})"));
+                return Err(Stop::End(
+                    Outcome::Error,
+                    format!("the executor reached its limit ({l}) before finishing"),
+                ));
+            }
+        };
+        self.revert_out_of_scope(&scope).await?;
+        self.record(name, true, detail);
+        Ok(())
+    }
+
+    /// Undo changes outside `scope` (made by shell commands: the edit tools refuse them).
+    async fn revert_out_of_scope(&mut self, scope: &WriteScope) -> Result<(), Stop> {
+        let base = self.base_sha.clone().unwrap_or_default();
+        let changed = self.git().changed_paths(&base).await?;
+        let outside: Vec<String> = changed.into_iter().filter(|p| !scope.allows(p)).collect();
+        if !outside.is_empty() {
+            self.git().revert_paths(&base, &outside).await?;
+            self.log(&format!(
+                "reverted {} change(s) outside the scope: {}",
+                outside.len(),
+                outside.join(", ")
+            ));
+            self.steps.push(StepRecord {
+                name: "revert-out-of-scope".into(),
+                success: true,
+                detail: format!("reverted: {}", outside.join(", ")),
+            });
+        }
+        Ok(())
+    }
+
+    async fn command(
+        &mut self,
+        name: &str,
+        commands: &[String],
+        check: bool,
+        success_codes: &[i32],
+        timeout: u64,
+        artifact: Option<&str>,
+    ) -> bool {
+        let mut all_output = String::new();
+        let mut failed: Option<(String, String)> = None;
+        for c in commands {
+            let cmd = self.templates.render(c);
+            if cmd.trim().is_empty() {
+                continue;
+            }
+            let r = self
+                .ws()
+                .shell(&format!("step:{name}"), &cmd, Duration::from_secs(timeout))
+                .await;
+            all_output.push_str(&format!("$ {cmd}\n{}\n", r.output));
+            let ok = !r.timed_out && r.exit_code.is_some_and(|c| success_codes.contains(&c));
+            if !ok {
+                let why = if r.timed_out {
+                    format!("`{cmd}` timed out after {timeout} s")
+                } else {
+                    format!(
+                        "`{cmd}` exited with {}",
+                        r.exit_code
+                            .map(|c| c.to_string())
+                            .unwrap_or("a signal".into())
+                    )
+                };
+                failed = Some((why, r.output.clone()));
+                break;
+            }
+        }
+        if let Some(a) = artifact {
+            let _ = self.art.write(a, &all_output);
+        }
+        match failed {
+            None => {
+                self.failing.remove(name);
+                self.record(name, true, format!("{} command(s) passed", commands.len()));
+                true
+            }
+            Some((why, output)) => {
+                if check {
+                    self.failing.insert(name.to_string(), (why.clone(), output));
+                }
+                self.record(name, false, why);
+                false
+            }
+        }
+    }
+
+    async fn fixer(
+        &mut self,
+        name: &str,
+        rounds: u32,
+        recheck: &[String],
+        max_turns: Option<u32>,
+    ) -> Result<(), Stop> {
+        if self.failing.is_empty() {
+            self.record(name, true, "nothing to fix");
+            return Ok(());
+        }
+        for round in 1..=rounds {
+            let base = self.base_sha.clone().unwrap_or_default();
+            if !self.input.stubs {
+                let (diff, _) = self.git().diff(&base).await?;
+                let failures: String = self
+                    .failing
+                    .iter()
+                    .map(|(step, (why, out))| {
+                        format!(
+                            "--- check `{step}`: {why}\n{}\n",
+                            clip(out, 12_000, "only the head and tail are shown").0
+                        )
+                    })
+                    .collect();
+                let first = format!(
+                    "Task:\n{}\n\nFailing checks:\n{failures}\nThe diff so far:\n{}",
+                    self.task,
+                    clip(&diff, 20_000, "view the files for the rest").0
+                );
+                let mut touched = self.git().changed_paths(&base).await?;
+                let mut dirs = Vec::new();
+                if let Some(s) = &self.scope {
+                    for t in s["test_files"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|v| v.as_str())
+                    {
+                        touched.push(t.to_string());
+                        if self.repo_dir.join(t).is_dir() {
+                            dirs.push(t.to_string());
+                        }
+                    }
+                }
+                let scope = WriteScope {
+                    dirs,
+                    files: touched,
+                };
+                let mut limits = Limits::for_agent(AgentKind::Fixer);
+                if let Some(t) = max_turns {
+                    limits.max_turns = t as usize;
+                }
+                let label = format!("fixer-{round}");
+                let llm = self.llm.as_ref().expect("llm exists without stubs");
+                let r = agents::run_agent(
+                    llm,
+                    self.ws(),
+                    AgentKind::Fixer,
+                    &label,
+                    &first,
+                    &scope,
+                    limits,
+                )
+                .await;
+                if let AgentEnd::Failed(e) = r.end {
+                    return Err(self.agent_stop(&label, e));
+                }
+                self.revert_out_of_scope(&scope).await?;
+            }
+            // Re-run the checks that are failing and that this fixer re-checks.
+            let to_check: Vec<String> = recheck
+                .iter()
+                .filter(|r| self.failing.contains_key(*r))
+                .cloned()
+                .collect();
+            for step in to_check {
+                if let Some((cmds, code, timeout, artifact)) = self.command_spec(&step) {
+                    self.command(&step, &cmds, true, &code, timeout, artifact.as_deref())
+                        .await;
+                }
+            }
+            if self.failing.is_empty() {
+                self.record(name, true, format!("fixed in round {round}"));
+                return Ok(());
+            }
+        }
+        let still: Vec<&String> = self.failing.keys().collect();
+        let detail = format!(
+            "still failing after {rounds} round(s): {}",
+            still
+                .iter()
+                .map(|s| format!("`{s}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        self.record(name, false, detail);
+        Ok(())
+    }
+
+    /// The definition of a command step (for re-checks), from the loaded blueprint.
+    fn command_spec(&self, step: &str) -> Option<(Vec<String>, Vec<i32>, u64, Option<String>)> {
+        let bp = Blueprint::load(&self.repo_dir, self.input.blueprint.as_deref()).ok()?;
+        bp.steps
+            .into_iter()
+            .find(|s| s.name == step)
+            .and_then(|s| match s.action {
+                Action::Command {
+                    commands,
+                    success_codes,
+                    timeout,
+                    artifact,
+                    ..
+                } => Some((commands, success_codes, timeout, artifact)),
+                _ => None,
+            })
+    }
+
+    fn final_outcome(&self) -> (Outcome, Option<String>) {
+        if self.failing.is_empty() {
+            (Outcome::Success, None)
+        } else {
+            let names: Vec<String> = self
+                .failing
+                .iter()
+                .map(|(k, (why, _))| format!("`{k}` ({why})"))
+                .collect();
+            (
+                Outcome::TestFailure,
+                Some(format!("checks still failing: {}", names.join(", "))),
+            )
+        }
+    }
+
+    /// Write every artifact and the summary; upload them for cloud runs.
+    async fn finish(
+        mut self,
+        outcome: Outcome,
+        error: Option<String>,
+        started_at: chrono::DateTime<chrono::Utc>,
+        t0: Instant,
+    ) -> RunSummary {
+        if let Some(e) = &error {
+            self.log(&format!("outcome {outcome}: {e}"));
+        } else {
+            self.log(&format!("outcome {outcome}"));
+        }
+        // The diff of the work so far, committed or not.
+        if let (Some(git), Some(base)) = (&self.git, &self.base_sha) {
+            match git.diff(base).await {
+                Ok((patch, stat)) => {
+                    let _ = self.art.write("diff.patch", &patch);
+                    let _ = self.art.write("diff_stats.txt", &stat);
+                }
+                Err(e) => self.log(&format!("could not write the diff: {e}")),
+            }
+            if self.head_sha.is_none() {
+                self.head_sha = git.head().await.ok();
+            }
+            if self.input.runtime == Runtime::Local
+                || matches!(self.input.repo, RepoSource::BundleS3(_))
+            {
+                if self.branch_created {
+                    match git
+                        .bundle(base, &self.branch, &self.art.dir.join("repo.bundle"))
+                        .await
+                    {
+                        Ok(true) => self.log("bundled the branch into repo.bundle"),
+                        Ok(false) => self.log("the branch has no new commits; no bundle"),
+                        Err(e) => self.log(&format!("could not bundle the branch: {e}")),
+                    }
+                }
+            }
+        }
+        for name in ["diff.patch", "diff_stats.txt"] {
+            if !self.art.dir.join(name).exists() {
+                let _ = self.art.write(name, "");
+            }
+        }
+        if !self.art.dir.join("scope.json").exists() {
+            let _ = self.art.write("scope.json", "{}\n");
+        }
+        let finished = chrono::Utc::now();
+        let usage = self.llm.as_ref().map(|l| l.usage()).unwrap_or_default();
+        if let Some(llm) = &self.llm {
+            let p = llm.prefix_stats();
+            self.log(&format!(
+                "llm: {} calls, {} bytes sent; {:.1}% of each continuing request repeated the previous request's bytes (cacheable prefix)",
+                p.requests,
+                p.bytes_sent,
+                100.0 * p.share()
+            ));
+        }
+        let s3_prefix = match (&self.input.bucket, &self.input.s3_prefix) {
+            (Some(b), Some(p)) => Some(format!("s3://{b}/{}/", p.trim_end_matches('/'))),
+            (Some(b), None) => Some(format!("s3://{b}/{}/", self.input.run_id)),
+            _ => None,
+        };
+        let summary = RunSummary {
+            run_id: self.input.run_id.clone(),
+            task: self.task.clone(),
+            outcome,
+            runtime: self.input.runtime,
+            branch: self.branch.clone(),
+            base_sha: self.base_sha.clone(),
+            head_sha: self.head_sha.clone(),
+            started_at: started_at.to_rfc3339(),
+            finished_at: finished.to_rfc3339(),
+            duration_s: (t0.elapsed().as_millis() as f64) / 1000.0,
+            steps: self.steps.clone(),
+            usage,
+            pr_url: self.pr_url.clone(),
+            s3_prefix: s3_prefix.clone(),
+            error: error.map(|e| self.art.redact(&e)),
+        };
+        if let Err(e) = summary.write(&self.art.dir.join("run_summary.json")) {
+            self.log(&format!("could not write run_summary.json: {e}"));
+        }
+        if let (Some(url), Some(bucket)) = (&s3_prefix, self.input.bucket.clone()) {
+            self.log(&format!("uploading artifacts to {url}"));
+            let prefix = self
+                .input
+                .s3_prefix
+                .clone()
+                .unwrap_or_else(|| self.input.run_id.clone());
+            let dir = self.art.dir.clone();
+            let uploaded = match self.s3().await {
+                Ok(s3) => crate::cloud::s3::upload_dir(&s3, &dir, &bucket, &prefix).await,
+                Err(e) => Err(e),
+            };
+            match uploaded {
+                Ok(t) => self.log(&format!("uploaded {} files ({} bytes)", t.files, t.bytes)),
+                Err(e) => self.log(&format!("could not upload the artifacts: {e:#}")),
+            }
+        }
+        summary
+    }
+}
+
+/// Exit code of the minion process: 0 only on success.
+pub fn exit_code(summary: &RunSummary) -> u8 {
+    if summary.outcome == Outcome::Success {
+        0
+    } else {
+        1
+    }
+}
+
+/// Where the minion's output lands (for tests and the host).
+pub fn summary_path(output_dir: &Path) -> PathBuf {
+    output_dir.join("run_summary.json")
+}

@@ -1,0 +1,148 @@
+//! Benchmarks: ignored by the test run, run with the README's `make bench-*` commands.
+//! They print figures; they assert only that the measurement itself happened.
+
+use serde_json::json;
+
+use crate::support::fake_llm::{self, FakeLlm};
+use crate::support::{repo, TestEnv};
+
+/// Issue 4: for a scripted 20-turn run, the LLM calls, the bytes sent, and the share of
+/// each request's bytes that repeat the previous request's prefix (what the API can
+/// serve from its prompt cache). Target: ≥ 95 %.
+#[test]
+#[ignore = "benchmark: make bench-minion"]
+fn bench_minion_prompt_prefix() {
+    let mut files: Vec<(String, String)> = (0..8)
+        .map(|i| {
+            let body: String = (0..60)
+                .map(|l| {
+                    format!(
+                        "# module {i}, line {l}: some realistic shell code here\necho step{l}\n"
+                    )
+                })
+                .collect();
+            (format!("lib/part{i}.sh"), body)
+        })
+        .collect();
+    files.push(("hello.sh".into(), "#!/bin/sh\necho \"hello\"\n".into()));
+    files.push((
+        "test.sh".into(),
+        "#!/bin/sh\n[ \"$(sh hello.sh)\" = \"hello, world\" ] && echo ok\n".into(),
+    ));
+    let t = TestEnv::new();
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let src = repo::init(&t.path().join("src"), &refs);
+    let mut script = vec![fake_llm::tool_use(
+        "submit_scope",
+        json!({"summary": "s", "allowed_dirs": ["lib"], "allowed_files": ["hello.sh"], "test_files": ["test.sh"], "rationale": "r"}),
+    )];
+    // The executor: 20 turns of realistic exploration, edits and checks.
+    script.push(fake_llm::tool_use("view", json!({"path": "."})));
+    for i in 0..8 {
+        script.push(fake_llm::tool_use(
+            "view",
+            json!({"path": format!("lib/part{i}.sh")}),
+        ));
+    }
+    script.push(fake_llm::tool_use(
+        "grep",
+        json!({"pattern": "step1[0-9]", "path": "lib"}),
+    ));
+    script.push(fake_llm::tool_use("view", json!({"path": "hello.sh"})));
+    script.push(fake_llm::tool_use(
+        "bash",
+        json!({"command": "sh test.sh || echo failing"}),
+    ));
+    script.push(fake_llm::tool_use("str_replace", json!({"path": "hello.sh", "old_str": "echo \"hello\"", "new_str": "echo \"hello, world\""})));
+    for i in 0..5 {
+        script.push(fake_llm::tool_use("str_replace", json!({"path": format!("lib/part{i}.sh"), "old_str": "line 3:", "new_str": "line three:"})));
+    }
+    script.push(fake_llm::tool_use("bash", json!({"command": "sh test.sh"})));
+    script.push(fake_llm::tool_use("finish", json!({"summary": "done"})));
+    let executor_turns = script.len() - 1;
+    let llm = FakeLlm::start("sk-bench", script);
+    let mut t = t;
+    let out = t.path().join("out");
+    let work = t.path().join("w");
+    t.set("LACKEY_RUN_ID", "20261124-000000-beef")
+        .set(
+            "LACKEY_TASK",
+            "make hello.sh print hello, world and tidy lib/",
+        )
+        .set("LACKEY_REPO_PATH", src.display().to_string())
+        .set("LACKEY_WORK_DIR", work.display().to_string())
+        .set("LACKEY_OUTPUT_DIR", out.display().to_string())
+        .set("ANTHROPIC_API_KEY", "sk-bench")
+        .set("ANTHROPIC_BASE_URL", llm.url());
+    let o = t.run(&["minion"]);
+    o.assert_success();
+    llm.assert_clean();
+    let received = llm.received();
+    let executor: Vec<&Vec<u8>> = received[1..].iter().map(|r| &r.raw).collect();
+    assert_eq!(executor.len(), executor_turns);
+    let mut repeated = 0usize;
+    let mut total = 0usize;
+    let mut min_share = 1.0f64;
+    let mut new_content = 0usize;
+    let bodies: Vec<&serde_json::Value> = received[1..].iter().map(|r| &r.body).collect();
+    for (i, w) in executor.windows(2).enumerate() {
+        let common = w[0]
+            .iter()
+            .zip(w[1].iter())
+            .take_while(|(a, b)| a == b)
+            .count();
+        repeated += common;
+        total += w[1].len();
+        // The bytes of the messages this request added (the assistant turn and the tool
+        // results): they cannot repeat anything, whatever the client does.
+        let prev_n = bodies[i]["messages"].as_array().unwrap().len();
+        let added: usize = bodies[i + 1]["messages"].as_array().unwrap()[prev_n..]
+            .iter()
+            .map(|m| serde_json::to_vec(m).unwrap().len())
+            .sum();
+        new_content += added;
+        min_share = min_share.min(common as f64 / w[1].len() as f64);
+        if std::env::var("BENCH_DETAIL").is_ok() {
+            println!(
+                "  request {} bytes, {} repeated ({:.1}%)",
+                w[1].len(),
+                common,
+                100.0 * common as f64 / w[1].len() as f64
+            );
+        }
+    }
+    let sent: usize = received.iter().map(|r| r.raw.len()).sum();
+    println!(
+        "bench-minion: scripted run, {} LLM calls ({} executor turns)",
+        received.len(),
+        executor_turns
+    );
+    println!("bench-minion: input bytes sent: {sent}");
+    println!(
+        "bench-minion: bytes repeating the previous request's prefix: {:.1}% overall (lowest single request {:.1}%), target >= 95%",
+        100.0 * repeated as f64 / total as f64,
+        100.0 * min_share
+    );
+    let overhead = total - repeated - new_content.min(total - repeated);
+    println!(
+        "bench-minion: of the {} bytes that did not repeat, {} were the turns' new messages; the client's own loss (the moved cache breakpoint) was {} bytes, {:.1} per request",
+        total - repeated,
+        new_content,
+        overhead,
+        overhead as f64 / (executor.len() - 1) as f64
+    );
+    println!(
+        "bench-minion: repeated share of what could repeat (everything but new messages): {:.2}%",
+        100.0 * repeated as f64 / (total - new_content) as f64
+    );
+    let log = std::fs::read_to_string(out.join("minion.log")).unwrap();
+    if let Some(line) = log.lines().find(|l| l.contains("cacheable prefix")) {
+        println!(
+            "bench-minion: the minion's own count: {}",
+            line.split("] ").nth(1).unwrap_or(line)
+        );
+    }
+}
