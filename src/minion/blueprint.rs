@@ -386,9 +386,27 @@ impl Blueprint {
                         .collect()
                 })
                 .unwrap_or_default();
+            let kind: Option<StepType> = value
+                .get("type")
+                .and_then(|t| serde_yaml::from_value(t.clone()).ok());
             let rs: RawStep = serde_path_to_error::deserialize(value).map_err(|e| {
                 let path = e.path().to_string();
-                if path.is_empty() || path == "." {
+                let inner = e.inner().to_string();
+                if inner.starts_with("unknown field") {
+                    let field = inner.split('`').nth(1).unwrap_or("?");
+                    let accepts = match kind {
+                        Some(k) => format!(
+                            "a `{}` step accepts name, type, when{}",
+                            k.as_str(),
+                            k.fields()
+                                .iter()
+                                .map(|f| format!(", {f}"))
+                                .collect::<String>()
+                        ),
+                        None => "check the field names".to_string(),
+                    };
+                    bad(origin, format!("{at}: unknown field `{field}`: {accepts}"))
+                } else if path.is_empty() || path == "." {
                     bad(origin, format!("{at}: {}", e.inner()))
                 } else {
                     bad(origin, format!("{at}: field `{path}`: {}", e.inner()))
@@ -641,7 +659,7 @@ mod tests {
     fn errors_name_the_step_and_field() {
         assert_eq!(
             err("steps:\n  - {name: a, type: command, comands: [x]}\n"),
-            "invalid blueprint `t.yaml`: step 1 (`a`): unknown field `comands`, expected one of `name`, `type`, `when`, `agent`, `rounds`, `recheck`, `max_turns`, `commands`, `check`, `success_codes`, `timeout`, `artifact`, `on_failure`, `branch`, `message`, `title`, `body`, `draft`"
+            "invalid blueprint `t.yaml`: step 1 (`a`): unknown field `comands`: a `command` step accepts name, type, when, commands, check, success_codes, timeout, artifact, on_failure"
         );
         assert_eq!(
             err("steps:\n  - {name: a, type: git_branch}\n  - {name: b, type: command, commands: [x], agent: scoper}\n"),

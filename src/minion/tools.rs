@@ -108,9 +108,11 @@ impl Workspace {
         let rel: PathBuf = if p.is_absolute() {
             match p.strip_prefix(&self.root) {
                 Ok(r) => r.to_path_buf(),
-                Err(_) => return Err(format!(
+                Err(_) => {
+                    return Err(format!(
                     "`{path}` is outside the work tree: use paths relative to the repository root"
-                )),
+                ))
+                }
             }
         } else {
             p.to_path_buf()
