@@ -680,7 +680,7 @@ mod tests {
                 .contains("field `on_failure`")
         );
         assert!(err("steps:\n  - {name: b, type: launch}\n")
-            .contains("step 1 (`b`): unknown variant `launch`"));
+            .contains("step 1 (`b`): field `type`: unknown variant `launch`"));
         assert!(err("steps: []\n").contains("no steps"));
     }
 
