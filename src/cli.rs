@@ -286,7 +286,7 @@ pub struct SecretPutArgs {
 pub enum ImageCommand {
     /// Build the minion image from docker/ (or a project image from .lackey/Dockerfile)
     #[command(
-        after_help = "Examples:\n  lackey image build\n  lackey image build --offline   from a local Debian base, no registry needed\n  lackey image build --project   extend minion-base with the repo's .lackey/Dockerfile"
+        after_help = "Examples:\n  lackey image build                 this machine's lackey on debian:bookworm-slim\n  lackey image build --offline       from a local Debian base, no registry needed\n  lackey image build --from-source   compile in Docker from this source tree\n  lackey image build --project       extend minion-base with the repo's .lackey/Dockerfile"
     )]
     Build(ImageBuildArgs),
 
@@ -306,8 +306,12 @@ pub struct ImageBuildArgs {
     pub project: bool,
 
     /// Build without pulling: a debootstrap base and a lackey binary built on this host
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["from_source", "project"])]
     pub offline: bool,
+
+    /// Compile lackey inside Docker from this source tree (docker/Dockerfile)
+    #[arg(long, conflicts_with = "project")]
+    pub from_source: bool,
 
     /// Repository whose .lackey/Dockerfile --project uses [env: LACKEY_REPO]
     #[arg(long, value_name = "PATH")]

@@ -10,6 +10,7 @@
 //! * [`output`]: the printer (stdout results, stderr status), progress, JSON.
 //! * [`aws`]: one `SdkConfig`, the clients, SDK error rendering.
 //! * [`stack`]: the reconciler behind `plan`, `up` and `down`.
+//! * [`runner`]: the host side of a run: Docker backend, image builds, artifacts, fetch-back.
 //! * [`minion`]: the run inside the container: blueprint, agents, tools, git, artifacts.
 //! * [`cloud`]: the deployment guide's building blocks (S3 artifacts, ECR, secrets).
 //! * [`github`]: GitHub App tokens, repositories and pull requests.
@@ -25,5 +26,6 @@ pub mod error;
 pub mod github;
 pub mod minion;
 pub mod output;
+pub mod runner;
 pub mod stack;
 pub mod summary;

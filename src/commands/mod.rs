@@ -7,8 +7,14 @@
 //! code.
 
 mod config_cmd;
+mod image;
 mod init;
+mod logs;
 mod minion;
+mod run;
+mod run_cloud;
+mod runs;
+mod stop;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -112,7 +118,7 @@ fn init_tracing(verbose: u8) {
 /// Whether a command stops cleanly on Ctrl-C by itself (stopping containers, tasks, or
 /// finishing the resource it is changing). Others are simply dropped.
 fn handles_interrupt(cmd: &Command) -> bool {
-    matches!(cmd, Command::Run(_) | Command::Minion(_))
+    matches!(cmd, Command::Run(_) | Command::Minion(_) | Command::Logs(_))
 }
 
 /// The whole process: inputs, runtime, signals, command, exit code.
@@ -211,10 +217,11 @@ async fn dispatch(ctx: &Ctx, command: Command) -> anyhow::Result<u8> {
         }
         Command::Secret(_) => not_yet("`lackey secret put`"),
         Command::Doctor(_) => not_yet("`lackey doctor`"),
-        Command::Run(_) | Command::Runs(_) | Command::Logs(_) | Command::Stop(_) => {
-            not_yet("minion runs")
-        }
-        Command::Image(_) => not_yet("`lackey image`"),
+        Command::Run(args) => run::run(ctx, args).await,
+        Command::Runs(args) => runs::run(ctx, args).await,
+        Command::Logs(args) => logs::run(ctx, args).await,
+        Command::Stop(args) => stop::run(ctx, args).await,
+        Command::Image(cmd) => image::run(ctx, cmd).await,
         Command::Minion(args) => minion::run(ctx, args).await,
     }
 }
@@ -227,7 +234,8 @@ fn not_yet(what: &str) -> anyhow::Result<u8> {
 pub fn display_path(p: &Path) -> String {
     if let Ok(cwd) = std::env::current_dir() {
         if let Ok(rel) = p.strip_prefix(&cwd) {
-            return rel.display().to_string();
+            let rel = rel.display().to_string();
+            return if rel.is_empty() { ".".into() } else { rel };
         }
     }
     p.display().to_string()

@@ -56,7 +56,6 @@ impl Git {
         // Configuration through the environment, so nothing lands in a config file and no
         // secret lands on the command line.
         let mut config: Vec<(&str, String)> = vec![
-            ("safe.directory", "*".into()),
             ("user.name", self.name.clone()),
             ("user.email", self.email.clone()),
             ("init.defaultBranch", "main".into()),
@@ -73,6 +72,7 @@ impl Git {
         }
         cmd.args(args)
             .current_dir(cwd)
+            .env("GIT_CONFIG_GLOBAL", self.global_config())
             .env("GIT_TERMINAL_PROMPT", "0")
             .env("GIT_CONFIG_NOSYSTEM", "1")
             .env("GIT_CONFIG_COUNT", config.len().to_string())
@@ -88,6 +88,19 @@ impl Git {
             cmd.env("LACKEY_GIT_TOKEN", t);
         }
         cmd
+    }
+
+    /// A global config of the minion's own. Git (2.39, Debian 12) honours
+    /// `safe.directory` only in global or system config, and the clone source (a read-only
+    /// mount owned by another user) needs it.
+    fn global_config(&self) -> PathBuf {
+        let parent = self.root.parent().unwrap_or(Path::new("/tmp"));
+        let path = parent.join(".lackey-gitconfig");
+        if !path.exists() {
+            let _ = std::fs::create_dir_all(parent);
+            let _ = std::fs::write(&path, "[safe]\n\tdirectory = *\n");
+        }
+        path
     }
 
     async fn run_in(&self, cwd: &Path, args: &[&str]) -> Result<String, GitError> {

@@ -6,4 +6,5 @@ mod support;
 
 mod bench;
 mod cli;
+mod local;
 mod minion;

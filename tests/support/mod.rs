@@ -10,6 +10,7 @@
 
 #![allow(dead_code)]
 
+pub mod docker;
 pub mod fake_llm;
 pub mod moto;
 pub mod repo;

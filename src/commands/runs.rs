@@ -1,0 +1,104 @@
+//! `lackey runs`: past and running runs, newest first.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::Ctx;
+use crate::cli::RunsArgs;
+use crate::config::keys;
+use crate::summary::{is_run_id, RunSummary, Runtime};
+
+#[derive(Serialize, Clone)]
+pub struct RunRow {
+    pub run_id: String,
+    pub backend: String,
+    pub outcome: String,
+    pub duration_s: Option<f64>,
+    pub branch: Option<String>,
+    pub location: String,
+}
+
+/// Runs with an artifact directory under `root`.
+pub fn local_rows(root: &Path) -> Vec<RunRow> {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return vec![];
+    };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let id = e.file_name().to_string_lossy().to_string();
+            if !is_run_id(&id) || !e.path().is_dir() {
+                return None;
+            }
+            let s = RunSummary::read(&e.path().join("run_summary.json")).ok();
+            Some(RunRow {
+                backend: match s.as_ref().map(|s| s.runtime) {
+                    Some(Runtime::Cloud) => "cloud".into(),
+                    _ => "local".into(),
+                },
+                outcome: s
+                    .as_ref()
+                    .map(|s| s.outcome.to_string())
+                    .unwrap_or_else(|| "running".into()),
+                duration_s: s.as_ref().map(|s| s.duration_s),
+                branch: s.as_ref().map(|s| s.branch.clone()),
+                location: format!("{}/", e.path().display()),
+                run_id: id,
+            })
+        })
+        .collect()
+}
+
+pub async fn run(ctx: &Ctx, args: RunsArgs) -> anyhow::Result<u8> {
+    let settings = ctx.settings(&[])?;
+    let root = std::path::PathBuf::from(settings.require(&keys::LOCAL_ARTIFACTS_DIR)?);
+    let mut rows = local_rows(&root);
+    // A run whose container is gone without a summary did not finish.
+    if rows.iter().any(|r| r.outcome == "running") {
+        if let Ok(docker) = crate::runner::docker::connect().await {
+            let live = crate::runner::docker::list_runs(&docker)
+                .await
+                .unwrap_or_default();
+            for r in rows.iter_mut().filter(|r| r.outcome == "running") {
+                if !live.iter().any(|l| l.run_id == r.run_id) {
+                    r.outcome = "unknown".into();
+                }
+            }
+        }
+    }
+    rows.extend(super::run_cloud::s3_rows(ctx, &settings, &rows).await);
+    rows.sort_by(|a, b| b.run_id.cmp(&a.run_id));
+    rows.dedup_by(|a, b| a.run_id == b.run_id);
+    rows.truncate(args.limit);
+    if ctx.printer.json_mode() {
+        ctx.printer.json(&serde_json::json!({ "runs": rows }));
+        return Ok(0);
+    }
+    if rows.is_empty() {
+        ctx.printer
+            .result(format!("no runs yet (artifacts go to {}/)", root.display()));
+        return Ok(0);
+    }
+    ctx.printer.result(format!(
+        "{:<22} {:<7} {:<19} {:>9}  BRANCH",
+        "RUN ID", "BACKEND", "OUTCOME", "DURATION"
+    ));
+    for r in rows {
+        ctx.printer.result(format!(
+            "{:<22} {:<7} {:<19} {:>9}  {}",
+            r.run_id,
+            r.backend,
+            r.outcome,
+            r.duration_s
+                .map(
+                    |d| crate::output::human_duration(std::time::Duration::from_secs_f64(
+                        d.max(0.0)
+                    ))
+                )
+                .unwrap_or_else(|| "-".into()),
+            r.branch.unwrap_or_else(|| "-".into())
+        ));
+    }
+    Ok(0)
+}

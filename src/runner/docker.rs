@@ -1,0 +1,575 @@
+//! Local runs in Docker (bollard).
+//!
+//! What must stay true:
+//! * The container is hardened: read-only root filesystem, tmpfs for `/work` and
+//!   `/tmp`, every capability dropped, no-new-privileges, a non-root user, cpu, memory
+//!   and pids limits. The repository is mounted read-only at `/repo`; only `/output`
+//!   (the run's artifact directory) is writable on the host.
+//! * The API key reaches the container as a read-only file (from a 0400 file removed
+//!   after the run), never as an environment variable: `docker inspect` shows no secret.
+//! * No run leaves a container behind: timeout, Ctrl-C, errors, all remove it.
+//! * The run stops at its timeout (the minion stops itself just before; the container
+//!   is stopped if it has not), keeping the partial artifacts.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
+    RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
+};
+use bollard::Docker;
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+use super::forward::{loopback_target, Forwarder};
+use super::image::{docker_error, image_exists};
+use super::{HostEnd, RunSpec};
+use crate::error::Fail;
+use crate::output::{Printer, Reporter, Tone};
+use crate::summary::{RunSummary, Runtime};
+
+pub const LABEL_RUN_ID: &str = "lackey.run-id";
+pub const LABEL_MANAGED: &str = "lackey.managed";
+pub const LABEL_ARTIFACTS: &str = "lackey.artifacts";
+
+/// Connect to the Docker daemon (DOCKER_HOST or the local socket) and agree on an API
+/// version, so older engines work too.
+pub async fn connect() -> anyhow::Result<Docker> {
+    let where_ =
+        std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
+    let fail = |e: String| -> anyhow::Error {
+        Fail::new(format!("cannot reach the Docker daemon at {where_}: {e}"))
+            .with_hint("start Docker, or point DOCKER_HOST at a running daemon")
+            .into()
+    };
+    let docker = Docker::connect_with_defaults().map_err(|e| fail(e.to_string()))?;
+    let docker = tokio::time::timeout(Duration::from_secs(10), docker.negotiate_version())
+        .await
+        .map_err(|_| fail("no answer within 10 s".into()))?
+        .map_err(|e| fail(e.to_string()))?;
+    tokio::time::timeout(Duration::from_secs(10), docker.ping())
+        .await
+        .map_err(|_| fail("no answer within 10 s".into()))?
+        .map_err(|e| fail(e.to_string()))?;
+    Ok(docker)
+}
+
+pub fn container_name(run_id: &str) -> String {
+    format!("lackey-{run_id}")
+}
+
+/// Container limits and identity for local runs.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    pub cpus: f64,
+    pub memory_mb: i64,
+    pub pids: i64,
+}
+
+/// The uid:gid the container runs as: the invoking user's, so artifacts are theirs;
+/// 1000:1000 when lackey runs as root (never root in the container).
+fn container_user() -> (u32, u32) {
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    if uid == 0 {
+        (1000, 1000)
+    } else {
+        (uid, gid)
+    }
+}
+
+/// A file holding a secret for one run, mounted read-only; removed on drop.
+struct SecretFile {
+    dir: PathBuf,
+    path: PathBuf,
+}
+
+impl SecretFile {
+    fn create(
+        run_id: &str,
+        name: &str,
+        value: &str,
+        owner: (u32, u32),
+    ) -> anyhow::Result<SecretFile> {
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+        let dir = std::env::temp_dir().join(format!("lackey-secrets-{run_id}"));
+        std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+        let path = dir.join(name);
+        {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)?;
+            f.write_all(value.as_bytes())?;
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400))?;
+        if unsafe { libc::getuid() } == 0 {
+            std::os::unix::fs::chown(&path, Some(owner.0), Some(owner.1))?;
+        }
+        Ok(SecretFile { dir, path })
+    }
+}
+
+impl Drop for SecretFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The gateway address of Docker's default bridge (where a forwarder can listen).
+async fn bridge_gateway(docker: &Docker) -> anyhow::Result<IpAddr> {
+    let net = docker
+        .inspect_network(
+            "bridge",
+            None::<bollard::query_parameters::InspectNetworkOptions>,
+        )
+        .await
+        .map_err(|e| docker_error(e, "inspect the `bridge` network"))?;
+    let configs = net.ipam.and_then(|i| i.config).unwrap_or_default();
+    if let Some(gw) = configs
+        .iter()
+        .find_map(|c| c.gateway.as_deref().and_then(|g| g.parse().ok()))
+    {
+        return Ok(gw);
+    }
+    // The default bridge often lists only its subnet; its gateway (the docker0 address)
+    // is then the subnet's first host address.
+    configs
+        .iter()
+        .find_map(|c| c.subnet.as_deref().and_then(first_host))
+        .ok_or_else(|| anyhow::anyhow!("Docker's `bridge` network has no gateway address"))
+}
+
+/// `172.17.0.0/16` → `172.17.0.1`.
+fn first_host(subnet: &str) -> Option<IpAddr> {
+    let (net, _) = subnet.split_once('/')?;
+    let ip: std::net::Ipv4Addr = net.parse().ok()?;
+    Some(IpAddr::V4(std::net::Ipv4Addr::from(u32::from(ip) + 1)))
+}
+
+/// Remove a run's container, whatever state it is in.
+pub async fn remove(docker: &Docker, name: &str) {
+    let _ = docker
+        .remove_container(
+            name,
+            Some(
+                RemoveContainerOptionsBuilder::default()
+                    .force(true)
+                    .v(true)
+                    .build(),
+            ),
+        )
+        .await;
+}
+
+/// The run's container output (stdout and stderr), for when the minion wrote no log.
+async fn container_output(docker: &Docker, name: &str) -> String {
+    let mut out = String::new();
+    let mut logs = docker.logs(
+        name,
+        Some(
+            LogsOptionsBuilder::default()
+                .stdout(true)
+                .stderr(true)
+                .build(),
+        ),
+    );
+    while let Some(Ok(chunk)) = logs.next().await {
+        out.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+    }
+    out
+}
+
+/// What a local run ended with.
+pub struct LocalResult {
+    pub summary: RunSummary,
+    pub interrupted: bool,
+    pub fetched: Option<bool>,
+}
+
+/// Run one minion in a local container, from image check to fetch-back.
+pub async fn run_local(
+    spec: &mut RunSpec,
+    limits: &Limits,
+    printer: &Printer,
+    cancel: &CancellationToken,
+) -> anyhow::Result<LocalResult> {
+    let repo = spec
+        .repo
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("a local run needs a local repository"))?;
+    let docker = connect().await?;
+    if !image_exists(&docker, &spec.image).await? {
+        return Err(Fail::new(format!("image `{}` not found in the local Docker", spec.image))
+            .with_hint("build it with `make build-base` (or `lackey image build`; `--offline` where nothing can be pulled), or pass --image")
+            .into());
+    }
+    if super::is_dirty(&repo) {
+        printer.warn("the repository has uncommitted changes; the run starts from the last commit");
+    }
+    let dir = super::create_artifacts_dir(spec)?;
+    let spec: &RunSpec = spec;
+    let user = container_user();
+    if unsafe { libc::getuid() } == 0 {
+        std::os::unix::fs::chown(&dir, Some(user.0), Some(user.1))?;
+    }
+    let started = chrono::Utc::now();
+    let t0 = Instant::now();
+    let deadline = SystemTime::now() + spec.timeout;
+    let mut env = spec.minion_env(
+        Runtime::Local,
+        deadline.duration_since(UNIX_EPOCH)?.as_secs_f64(),
+    );
+    env.extend([
+        ("LACKEY_REPO_PATH".to_string(), "/repo".to_string()),
+        ("LACKEY_WORK_DIR".into(), "/work".into()),
+        ("LACKEY_OUTPUT_DIR".into(), "/output".into()),
+        ("HOME".into(), "/tmp".into()),
+    ]);
+    let mut binds = vec![
+        format!("{}:/repo:ro", repo.display()),
+        format!("{}:/output:rw", dir.display()),
+    ];
+    let secret = match (&spec.api_key, spec.stubs) {
+        (Some(key), _) => {
+            let f = SecretFile::create(&spec.run_id, "anthropic_api_key", key, user)?;
+            binds.push(format!(
+                "{}:/run/secrets/anthropic_api_key:ro",
+                f.path.display()
+            ));
+            env.push((
+                "ANTHROPIC_API_KEY_FILE".into(),
+                "/run/secrets/anthropic_api_key".into(),
+            ));
+            Some(f)
+        }
+        (None, _) => None,
+    };
+    // A loopback ANTHROPIC_BASE_URL is reached through a forwarder on the bridge gateway.
+    let mut forwarder = None;
+    let base_url = match loopback_target(&spec.base_url) {
+        Some((url, target)) if !spec.stubs => {
+            let gw = bridge_gateway(&docker).await?;
+            let f = Forwarder::start(gw, target).await?;
+            let rewritten = f.rewrite(&url);
+            tracing::info!("forwarding {} -> {target} for the container", f.listen);
+            forwarder = Some(f);
+            rewritten
+        }
+        _ => spec.base_url.clone(),
+    };
+    env.push(("ANTHROPIC_BASE_URL".into(), base_url));
+    let name = container_name(&spec.run_id);
+    let labels: HashMap<String, String> = [
+        (LABEL_RUN_ID.to_string(), spec.run_id.clone()),
+        (LABEL_MANAGED.to_string(), "true".to_string()),
+        (LABEL_ARTIFACTS.to_string(), dir.display().to_string()),
+    ]
+    .into();
+    let tmpfs: HashMap<String, String> = [
+        (
+            "/work".to_string(),
+            format!(
+                "rw,exec,nosuid,size=8g,uid={},gid={},mode=0755",
+                user.0, user.1
+            ),
+        ),
+        (
+            "/tmp".to_string(),
+            "rw,exec,nosuid,size=2g,mode=1777".to_string(),
+        ),
+    ]
+    .into();
+    let body = ContainerCreateBody {
+        image: Some(spec.image.clone()),
+        env: Some(env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+        labels: Some(labels),
+        user: Some(format!("{}:{}", user.0, user.1)),
+        working_dir: Some("/work".into()),
+        host_config: Some(HostConfig {
+            binds: Some(binds),
+            readonly_rootfs: Some(true),
+            tmpfs: Some(tmpfs),
+            cap_drop: Some(vec!["ALL".into()]),
+            security_opt: Some(vec!["no-new-privileges".into()]),
+            nano_cpus: Some((limits.cpus * 1e9) as i64),
+            memory: Some(limits.memory_mb * 1024 * 1024),
+            pids_limit: Some(limits.pids),
+            init: Some(true),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    printer.status(
+        "Starting",
+        Tone::Good,
+        &format!(
+            "run {} in `{}` ({})",
+            spec.run_id,
+            spec.image,
+            if spec.stubs { "stubs" } else { &spec.model }
+        ),
+    );
+    let created = docker
+        .create_container(
+            Some(CreateContainerOptionsBuilder::default().name(&name).build()),
+            body,
+        )
+        .await
+        .map_err(|e| docker_error(e, &format!("create container `{name}`")))?;
+    let guard = ContainerGuard {
+        docker: docker.clone(),
+        name: name.clone(),
+        armed: true,
+    };
+    if let Err(e) = docker
+        .start_container(
+            &created.id,
+            None::<bollard::query_parameters::StartContainerOptions>,
+        )
+        .await
+    {
+        guard.remove().await;
+        return Err(docker_error(e, &format!("start container `{name}`")));
+    }
+    if let Some(f) = &forwarder {
+        if let Ok(info) = docker
+            .inspect_container(
+                &name,
+                None::<bollard::query_parameters::InspectContainerOptions>,
+            )
+            .await
+        {
+            if let Some(ip) = info
+                .network_settings
+                .and_then(|n| n.ip_address)
+                .and_then(|ip| ip.parse::<IpAddr>().ok())
+            {
+                f.allow_only(ip);
+            }
+        }
+    }
+    let follow = spec.follow.then(|| {
+        let docker = docker.clone();
+        let name = name.clone();
+        let printer = printer.clone();
+        tokio::spawn(async move {
+            let mut logs = docker.logs(
+                &name,
+                Some(
+                    LogsOptionsBuilder::default()
+                        .follow(true)
+                        .stdout(true)
+                        .stderr(true)
+                        .build(),
+                ),
+            );
+            while let Some(Ok(chunk)) = logs.next().await {
+                for line in String::from_utf8_lossy(&chunk.into_bytes()).lines() {
+                    printer.line(line);
+                }
+            }
+        })
+    });
+    let spinner = if spec.follow {
+        None
+    } else {
+        Some(printer.spinner(&format!("minion {} running", spec.run_id)))
+    };
+    let end = wait(
+        &docker,
+        &name,
+        spec.timeout.saturating_sub(t0.elapsed()),
+        cancel,
+    )
+    .await;
+    drop(spinner);
+    if let Some(h) = follow {
+        // Let the log stream drain what the container wrote before it stopped.
+        let _ = tokio::time::timeout(Duration::from_secs(2), h).await;
+    }
+    let log = container_output(&docker, &name).await;
+    guard.remove().await;
+    drop(forwarder);
+    drop(secret);
+    let interrupted = matches!(end, HostEnd::Interrupted);
+    let summary = super::settle_summary(spec, Runtime::Local, &end, started, Some(&log));
+    let fetched = match super::fetch_back(&repo, &dir, &summary) {
+        Ok(f) => Some(f),
+        Err(e) => {
+            printer.error(&e);
+            None
+        }
+    };
+    Ok(LocalResult {
+        summary,
+        interrupted,
+        fetched,
+    })
+}
+
+/// Wait for the container to exit, stopping it at the timeout or on Ctrl-C.
+async fn wait(
+    docker: &Docker,
+    name: &str,
+    timeout: Duration,
+    cancel: &CancellationToken,
+) -> HostEnd {
+    let mut waiter = docker.wait_container(
+        name,
+        None::<bollard::query_parameters::WaitContainerOptions>,
+    );
+    let exited = async {
+        match waiter.next().await {
+            Some(Ok(r)) => HostEnd::Exited(r.status_code),
+            Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => {
+                HostEnd::Exited(code)
+            }
+            Some(Err(e)) => HostEnd::Failed(format!("lost track of the container: {e}")),
+            None => HostEnd::Failed("lost track of the container".into()),
+        }
+    };
+    tokio::pin!(exited);
+    let reason = tokio::select! {
+        end = &mut exited => return end,
+        // The minion stops itself a little before its deadline; this is the backstop.
+        _ = tokio::time::sleep(timeout + Duration::from_millis(500)) => HostEnd::TimedOut,
+        _ = cancel.cancelled() => HostEnd::Interrupted,
+    };
+    // SIGTERM lets the minion write its summary; SIGKILL follows after the grace period.
+    let grace = if matches!(reason, HostEnd::TimedOut) {
+        5
+    } else {
+        10
+    };
+    let _ = docker
+        .stop_container(
+            name,
+            Some(StopContainerOptionsBuilder::default().t(grace).build()),
+        )
+        .await;
+    let _ = tokio::time::timeout(Duration::from_secs(grace as u64 + 5), &mut exited).await;
+    reason
+}
+
+/// Removes the container unless disarmed; the async path removes it explicitly, and
+/// Drop covers a panic or an early return.
+struct ContainerGuard {
+    docker: Docker,
+    name: String,
+    armed: bool,
+}
+
+impl ContainerGuard {
+    async fn remove(mut self) {
+        remove(&self.docker, &self.name).await;
+        self.armed = false;
+    }
+}
+
+impl Drop for ContainerGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            let docker = self.docker.clone();
+            let name = self.name.clone();
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move { remove(&docker, &name).await });
+            }
+        }
+    }
+}
+
+/// A run's container, if one is running.
+#[derive(Debug, Clone)]
+pub struct RunningRun {
+    pub run_id: String,
+    pub name: String,
+    pub artifacts: Option<PathBuf>,
+    pub state: String,
+}
+
+/// Containers lackey started for runs.
+pub async fn list_runs(docker: &Docker) -> anyhow::Result<Vec<RunningRun>> {
+    let filters: HashMap<String, Vec<String>> =
+        [("label".to_string(), vec![format!("{LABEL_MANAGED}=true")])].into();
+    let list = docker
+        .list_containers(Some(
+            ListContainersOptionsBuilder::default()
+                .all(true)
+                .filters(&filters)
+                .build(),
+        ))
+        .await
+        .map_err(|e| docker_error(e, "list containers"))?;
+    Ok(list
+        .into_iter()
+        .filter_map(|c| {
+            let labels = c.labels.unwrap_or_default();
+            Some(RunningRun {
+                run_id: labels.get(LABEL_RUN_ID)?.clone(),
+                name: c
+                    .names
+                    .and_then(|n| n.first().cloned())
+                    .unwrap_or_default()
+                    .trim_start_matches('/')
+                    .to_string(),
+                artifacts: labels.get(LABEL_ARTIFACTS).map(PathBuf::from),
+                state: c.state.map(|s| s.to_string()).unwrap_or_default(),
+            })
+        })
+        .collect())
+}
+
+/// Stop a local run: SIGTERM (the minion writes its summary), SIGKILL after 10 s. The
+/// `lackey run` waiting on it removes the container; if none is, it is removed here.
+pub async fn stop_run(docker: &Docker, run_id: &str) -> anyhow::Result<bool> {
+    let runs = list_runs(docker).await?;
+    let Some(run) = runs.into_iter().find(|r| r.run_id == run_id) else {
+        return Ok(false);
+    };
+    let _ = docker
+        .stop_container(
+            &run.name,
+            Some(StopContainerOptionsBuilder::default().t(10).build()),
+        )
+        .await;
+    // Give the run's own `lackey run` a moment to collect and remove it.
+    for _ in 0..30 {
+        if !list_runs(docker).await?.iter().any(|r| r.run_id == run_id) {
+            return Ok(true);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    remove(docker, &run.name).await;
+    Ok(true)
+}
+
+/// Stream a running run's container output until it ends.
+pub async fn follow_logs(docker: &Docker, name: &str, printer: &Printer) {
+    let mut logs = docker.logs(
+        name,
+        Some(
+            LogsOptionsBuilder::default()
+                .follow(true)
+                .stdout(true)
+                .stderr(true)
+                .build(),
+        ),
+    );
+    while let Some(Ok(chunk)) = logs.next().await {
+        for line in String::from_utf8_lossy(&chunk.into_bytes()).lines() {
+            printer.result(line);
+        }
+    }
+}
+
+/// The artifact directory of a run, local or found through its container.
+pub fn artifacts_for(root: &Path, run_id: &str) -> PathBuf {
+    root.join(run_id)
+}

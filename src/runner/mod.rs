@@ -1,0 +1,397 @@
+//! The host side of a run: what both backends share.
+//!
+//! * [`RunSpec`]: a run's inputs, resolved from settings once.
+//! * The artifact directory `<artifacts_dir>/<run_id>/`, and the summary the host
+//!   writes itself when the minion could not (killed before it wrote one).
+//! * Bringing the branch back into the user's repository from the run's bundle (the
+//!   container never writes to it).
+//! * Printing the final summary.
+//!
+//! Backends: [`docker`] (local) and `ecs` (cloud).
+
+pub mod docker;
+pub mod forward;
+pub mod image;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::config::{keys, validate, Settings};
+use crate::error::Fail;
+use crate::output::{human_duration, Printer};
+use crate::summary::{self, Outcome, RunSummary, Runtime};
+
+/// Everything a run needs from the host, resolved once.
+#[derive(Clone, Debug)]
+pub struct RunSpec {
+    pub run_id: String,
+    pub task: String,
+    /// The local repository (local runs, and cloud runs that ship it as a bundle).
+    pub repo: Option<PathBuf>,
+    /// OWNER/REPO on GitHub (cloud runs).
+    pub github_repo: Option<String>,
+    pub image: String,
+    pub timeout: Duration,
+    pub stubs: bool,
+    pub model: String,
+    pub blueprint: Option<String>,
+    pub lint: Option<String>,
+    pub test: Option<String>,
+    pub branch: String,
+    pub pr: bool,
+    pub follow: bool,
+    pub artifacts_root: PathBuf,
+    pub api_key: Option<String>,
+    pub base_url: String,
+}
+
+impl RunSpec {
+    pub fn from_settings(settings: &Settings, task: &str, cloud: bool) -> anyhow::Result<RunSpec> {
+        if task.trim().is_empty() {
+            return Err(Fail::new("the task is empty")
+                .with_hint("say what the minion should do: lackey run \"add a hello world test\"")
+                .into());
+        }
+        let run_id = summary::new_run_id();
+        let repo_value = settings.require(&keys::RUN_REPO)?.to_string();
+        let (repo, github_repo) = if validate::is_github_repo(&repo_value)
+            && !Path::new(&repo_value).exists()
+        {
+            if !cloud {
+                return Err(Fail::new(format!(
+                    "`{repo_value}` is a GitHub repository, but local runs work on a local clone"
+                ))
+                .with_hint("pass --repo PATH (or LACKEY_REPO=.) for a local run, or add --cloud")
+                .into());
+            }
+            (None, Some(repo_value))
+        } else {
+            (
+                Some(resolve_repo(Path::new(&repo_value))?),
+                settings.get(&keys::GITHUB_REPO).map(str::to_string),
+            )
+        };
+        let template = settings.require(&keys::RUN_BRANCH_TEMPLATE)?;
+        let stubs = settings.flag(&keys::RUN_STUBS);
+        let api_key = settings.get(&keys::ANTHROPIC_API_KEY).map(str::to_string);
+        if !stubs && !cloud && api_key.is_none() {
+            return Err(Fail::new("missing ANTHROPIC_API_KEY")
+                .with_hint("set ANTHROPIC_API_KEY in the environment or .env, or pass --stubs for a run without the LLM")
+                .into());
+        }
+        Ok(RunSpec {
+            branch: template.replace("{run_id}", &run_id),
+            run_id,
+            task: task.to_string(),
+            repo,
+            github_repo,
+            image: settings.require(&keys::IMAGE_LOCAL)?.to_string(),
+            timeout: Duration::from_secs(settings.number(&keys::RUN_TIMEOUT)?),
+            stubs,
+            model: settings.require(&keys::RUN_MODEL)?.to_string(),
+            blueprint: settings.get(&keys::RUN_BLUEPRINT).map(str::to_string),
+            lint: settings.get(&keys::RUN_LINT).map(str::to_string),
+            test: settings.get(&keys::RUN_TEST).map(str::to_string),
+            pr: settings.flag(&keys::RUN_PR),
+            follow: false,
+            artifacts_root: PathBuf::from(settings.require(&keys::LOCAL_ARTIFACTS_DIR)?),
+            api_key,
+            base_url: settings.require(&keys::ANTHROPIC_BASE_URL)?.to_string(),
+        })
+    }
+
+    pub fn artifacts_dir(&self) -> PathBuf {
+        self.artifacts_root.join(&self.run_id)
+    }
+
+    /// The environment of the minion (the input contract in `minion`), without secrets.
+    pub fn minion_env(&self, runtime: Runtime, deadline_unix: f64) -> Vec<(String, String)> {
+        let mut env = vec![
+            ("LACKEY_RUN_ID".to_string(), self.run_id.clone()),
+            ("LACKEY_TASK".into(), self.task.clone()),
+            ("LACKEY_BRANCH".into(), self.branch.clone()),
+            ("LACKEY_MODEL".into(), self.model.clone()),
+            ("LACKEY_DEADLINE".into(), format!("{deadline_unix:.3}")),
+            ("LACKEY_TIMEOUT".into(), self.timeout.as_secs().to_string()),
+            (
+                "LACKEY_RUNTIME".into(),
+                match runtime {
+                    Runtime::Local => "local",
+                    Runtime::Cloud => "cloud",
+                }
+                .into(),
+            ),
+            (
+                "LACKEY_STUBS".into(),
+                if self.stubs { "1" } else { "0" }.into(),
+            ),
+        ];
+        for (k, v) in [
+            ("LACKEY_BLUEPRINT", &self.blueprint),
+            ("LACKEY_LINT", &self.lint),
+            ("LACKEY_TEST", &self.test),
+        ] {
+            if let Some(v) = v {
+                env.push((k.into(), v.clone()));
+            }
+        }
+        if self.pr {
+            env.push(("LACKEY_PR".into(), "1".into()));
+        }
+        env
+    }
+}
+
+/// The top of the git work tree containing `path`, which must have a commit.
+pub fn resolve_repo(path: &Path) -> anyhow::Result<PathBuf> {
+    let shown = path.display();
+    if !path.exists() {
+        return Err(
+            Fail::new(format!("repository path `{shown}` does not exist"))
+                .with_hint("pass --repo PATH (or set LACKEY_REPO) to a git repository")
+                .into(),
+        );
+    }
+    let out = std::process::Command::new("git")
+        .args(["rev-parse", "--show-toplevel"])
+        .current_dir(path)
+        .output()
+        .map_err(|e| Fail::new(format!("cannot run git: {e}")).with_hint("install git"))?;
+    if !out.status.success() {
+        return Err(Fail::new(format!("`{shown}` is not a git repository"))
+            .with_hint("run lackey inside a git repository, or pass --repo PATH (git init && git commit first)")
+            .into());
+    }
+    let top = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "--verify", "--quiet", "HEAD"])
+        .current_dir(&top)
+        .output()?;
+    if !head.status.success() {
+        return Err(Fail::new(format!(
+            "the repository `{}` has no commit yet",
+            top.display()
+        ))
+        .with_hint("commit something first: the minion works from the checked-out commit")
+        .into());
+    }
+    Ok(top)
+}
+
+/// Whether the repository has uncommitted changes (they are not part of a run).
+pub fn is_dirty(repo: &Path) -> bool {
+    std::process::Command::new("git")
+        .args(["status", "--porcelain", "--untracked-files=no"])
+        .current_dir(repo)
+        .output()
+        .map(|o| !o.stdout.is_empty())
+        .unwrap_or(false)
+}
+
+/// Create the run's artifact directory, exclusively: two runs started in the same
+/// millisecond that drew the same id get different ids.
+pub fn create_artifacts_dir(spec: &mut RunSpec) -> anyhow::Result<PathBuf> {
+    let fail = |dir: &Path, e: std::io::Error| -> anyhow::Error {
+        Fail::new(format!(
+            "cannot create the artifact directory `{}`: {e}",
+            dir.display()
+        ))
+        .with_hint("set [local] artifacts_dir (or LACKEY_ARTIFACTS_DIR) to a writable directory")
+        .into()
+    };
+    std::fs::create_dir_all(&spec.artifacts_root).map_err(|e| fail(&spec.artifacts_root, e))?;
+    for _ in 0..20 {
+        let dir = spec.artifacts_dir();
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let id = summary::new_run_id();
+                spec.branch = spec.branch.replace(&spec.run_id, &id);
+                spec.run_id = id;
+            }
+            Err(e) => return Err(fail(&dir, e)),
+        }
+    }
+    Err(anyhow::anyhow!("could not find a free run id"))
+}
+
+/// How the host saw a run end, for the summary it writes when the minion could not.
+#[derive(Debug, Clone)]
+pub enum HostEnd {
+    Exited(i64),
+    TimedOut,
+    Interrupted,
+    Failed(String),
+}
+
+/// The run's summary: the minion's, or one the host writes when there is none. Missing
+/// artifacts are created empty so every run leaves the same set.
+pub fn settle_summary(
+    spec: &RunSpec,
+    runtime: Runtime,
+    end: &HostEnd,
+    started: chrono::DateTime<chrono::Utc>,
+    container_log: Option<&str>,
+) -> RunSummary {
+    let dir = spec.artifacts_dir();
+    let path = dir.join("run_summary.json");
+    let mut changed = false;
+    let mut summary = match RunSummary::read(&path) {
+        Ok(s) => s,
+        Err(_) => {
+            changed = true;
+            let finished = chrono::Utc::now();
+            let error = match end {
+                HostEnd::TimedOut => summary::timed_out(spec.timeout.as_secs()),
+                HostEnd::Interrupted => {
+                    "stopped: the run was interrupted before it finished".to_string()
+                }
+                HostEnd::Exited(code) => {
+                    format!("the minion exited with code {code} without writing run_summary.json")
+                }
+                HostEnd::Failed(msg) => msg.clone(),
+            };
+            RunSummary {
+                run_id: spec.run_id.clone(),
+                task: spec.task.clone(),
+                outcome: Outcome::Error,
+                runtime,
+                branch: spec.branch.clone(),
+                base_sha: None,
+                head_sha: None,
+                started_at: started.to_rfc3339(),
+                finished_at: finished.to_rfc3339(),
+                duration_s: (finished - started).num_milliseconds() as f64 / 1000.0,
+                steps: vec![],
+                usage: Default::default(),
+                pr_url: None,
+                s3_prefix: None,
+                error: Some(error),
+            }
+        }
+    };
+    // A run the host had to stop for its timeout is an error whatever it had reached.
+    if matches!(end, HostEnd::TimedOut) && summary.outcome == Outcome::Success {
+        summary.outcome = Outcome::Error;
+        summary.error = Some(summary::timed_out(spec.timeout.as_secs()));
+        changed = true;
+    }
+    if let Some(log) = container_log {
+        let minion_log = dir.join("minion.log");
+        let empty = std::fs::metadata(&minion_log)
+            .map(|m| m.len() == 0)
+            .unwrap_or(true);
+        if empty && !log.is_empty() {
+            let _ = std::fs::write(&minion_log, log);
+        }
+    }
+    for name in summary::ARTIFACTS {
+        let p = dir.join(name);
+        if !p.exists() {
+            let _ = std::fs::write(&p, if *name == "scope.json" { "{}\n" } else { "" });
+        }
+    }
+    if changed {
+        let _ = summary.write(&path);
+    }
+    summary
+}
+
+/// Bring the run's branch into the user's repository from `repo.bundle`. Without a
+/// bundle the run made no commit, and no branch is created.
+pub fn fetch_back(repo: &Path, artifacts: &Path, summary: &RunSummary) -> anyhow::Result<bool> {
+    let bundle = artifacts.join("repo.bundle");
+    let branch = &summary.branch;
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(["-c", "gc.auto=0", "-c", "maintenance.auto=false"])
+            .args(args)
+            .current_dir(repo)
+            .output()
+    };
+    if bundle.is_file() {
+        let refspec = format!("refs/heads/{branch}:refs/heads/{branch}");
+        let mut last = String::new();
+        // Parallel runs fetch into one repository: retry on a busy lock.
+        for attempt in 0..10 {
+            let out = git(&[
+                "fetch",
+                "--quiet",
+                "--no-write-fetch-head",
+                &bundle.display().to_string(),
+                &refspec,
+            ])?;
+            if out.status.success() {
+                return Ok(true);
+            }
+            last = String::from_utf8_lossy(&out.stderr).trim().to_string();
+            if !last.contains(".lock") {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100 * (attempt + 1)));
+        }
+        return Err(Fail::new(format!(
+            "could not fetch `{branch}` into `{}`: {last}",
+            repo.display()
+        ))
+        .with_hint(format!(
+            "fetch it by hand: git fetch {} {refspec}",
+            bundle.display()
+        ))
+        .into());
+    }
+    Ok(false)
+}
+
+/// The summary object `--json` prints: run_summary.json plus where the artifacts are.
+#[derive(Serialize)]
+pub struct SummaryOutput<'a> {
+    #[serde(flatten)]
+    pub summary: &'a RunSummary,
+    pub artifacts_dir: String,
+}
+
+/// Print the final summary (human) or the summary object (`--json`).
+pub fn print_summary(printer: &Printer, summary: &RunSummary, artifacts: &Path, branch_note: &str) {
+    let dir = format!("{}/", artifacts.display());
+    if printer.json_mode() {
+        printer.json(&SummaryOutput {
+            summary,
+            artifacts_dir: dir,
+        });
+        return;
+    }
+    let runtime = match summary.runtime {
+        Runtime::Local => "local",
+        Runtime::Cloud => "cloud",
+    };
+    printer.result(format!("outcome:   {}", summary.outcome));
+    printer.result(format!(
+        "runtime:   {runtime}, {}",
+        human_duration(Duration::from_secs_f64(summary.duration_s.max(0.0)))
+    ));
+    printer.result(format!("branch:    {}{branch_note}", summary.branch));
+    if let Some(pr) = &summary.pr_url {
+        printer.result(format!("pr:        {pr}"));
+    }
+    printer.result(format!("artifacts: {dir}"));
+    if let Some(s3) = &summary.s3_prefix {
+        printer.result(format!("s3:        {s3}"));
+    }
+    if let Some(e) = &summary.error {
+        printer.result(format!("error:     {e}"));
+    }
+}
+
+/// The exit code of a finished run (SPEC §1 and §5).
+pub fn exit_code(summary: &RunSummary, interrupted: bool) -> u8 {
+    if interrupted {
+        130
+    } else if summary.outcome == Outcome::Success {
+        0
+    } else {
+        1
+    }
+}

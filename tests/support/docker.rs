@@ -1,0 +1,98 @@
+//! Docker for the tests: availability (a failure under CI=true), the test image (built
+//! once per test process with `lackey image build --offline`, the product's own
+//! offline path), and container look-ups by label.
+
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+pub const TEST_IMAGE: &str = "lackey-minion:test";
+
+fn docker_ok() -> bool {
+    Command::new("docker")
+        .args(["info", "--format", "{{.ServerVersion}}"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+/// Docker is reachable (or, outside CI, the test should return early).
+pub fn available() -> bool {
+    super::require(
+        "Docker",
+        docker_ok(),
+        "start the Docker daemon (or set DOCKER_HOST)",
+    )
+}
+
+/// The minion image for tests, built once per test process.
+pub fn test_image() -> &'static str {
+    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+    let r = BUILT.get_or_init(|| {
+        let base = Command::new("docker")
+            .args(["image", "inspect", "lackey/debian-base:bookworm"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if !base {
+            let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/build-offline-base.sh");
+            let out = Command::new("bash")
+                .arg(script)
+                .output()
+                .map_err(|e| e.to_string())?;
+            if !out.status.success() {
+                return Err(format!(
+                    "building the offline base failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                ));
+            }
+        }
+        let out = Command::new(super::bin())
+            .args(["image", "build", "--offline", "--tag", TEST_IMAGE, "-q"])
+            .current_dir(std::env::temp_dir())
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(format!(
+                "lackey image build --offline failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        Ok(())
+    });
+    if let Err(e) = r {
+        panic!("{e}");
+    }
+    TEST_IMAGE
+}
+
+/// Names of containers (running or not) with a label.
+pub fn containers_with_label(label: &str) -> Vec<String> {
+    let out = Command::new("docker")
+        .args([
+            "ps",
+            "-a",
+            "--format",
+            "{{.Names}}",
+            "--filter",
+            &format!("label={label}"),
+        ])
+        .output()
+        .expect("docker ps");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// `docker inspect` of a container, as text.
+pub fn inspect(name: &str) -> String {
+    let out = Command::new("docker")
+        .args(["inspect", name])
+        .output()
+        .expect("docker inspect");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
