@@ -2,7 +2,11 @@
 CARGO ?= cargo
 IMAGE ?= minion-base:latest
 
-.PHONY: test build build-base build-app demo bench-stack bench-local bench-minion
+.PHONY: test build build-base build-base-offline build-app demo bench-stack bench-local bench-minion
+
+# The main job: build the minion image, then a stub run on a demo repository.
+demo:
+	scripts/demo.sh
 
 # The whole test suite (unit tests and the one integration-test binary).
 test:
@@ -11,6 +15,23 @@ test:
 build:
 	$(CARGO) build --locked
 
+# The deployment guide's `make build-base`: minion-base:latest, compiled in Docker from
+# this tree (docker/Dockerfile). Where nothing can be pulled: `make build-base-offline`.
+build-base: build
+	$(CARGO) run --locked --quiet -- image build --from-source --tag $(IMAGE)
+
+build-base-offline: build
+	scripts/build-offline-base.sh
+	$(CARGO) run --locked --quiet -- image build --offline --tag $(IMAGE)
+
+# A project image from a repository's .lackey/Dockerfile: make build-app REPO=path
+build-app: build
+	$(CARGO) run --locked --quiet -- image build --project --repo $(or $(REPO),.)
+
 # Issue 4: prompt-prefix reuse of a scripted 20-turn agent run.
 bench-minion:
 	$(CARGO) test --locked --test it bench_minion -- --ignored --nocapture
+
+# Issue 5: a stub run's wall time against a bare `docker run` of the same image.
+bench-local:
+	$(CARGO) test --locked --test it bench_local -- --ignored --nocapture

@@ -639,7 +639,8 @@ impl Run {
             }
         };
         self.log(&format!("cloning {}", self.art.redact(&source)));
-        git.clone_from(&source).await?;
+        git.clone_from(&source, self.input.base_ref.is_none())
+            .await?;
         if let Some(r) = &self.input.base_ref {
             git.run(&["checkout", "--quiet", r]).await?;
         }

@@ -146,3 +146,81 @@ fn bench_minion_prompt_prefix() {
         );
     }
 }
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn time_it(mut f: impl FnMut()) -> f64 {
+    let t = std::time::Instant::now();
+    f();
+    t.elapsed().as_secs_f64()
+}
+
+/// Issue 5: the wall time of a stub run against `docker run --rm` of the same image
+/// doing nothing, for a small repository and a 5,000-file one. Target: lackey's
+/// overhead over the bare container ≤ 1 s on the small repository.
+#[test]
+#[ignore = "benchmark: make bench-local"]
+fn bench_local_stub_run_overhead() {
+    use crate::support::docker;
+    assert!(docker::available(), "the benchmark needs Docker");
+    let image = docker::test_image();
+    let mut t = TestEnv::new();
+    t.set(
+        "LACKEY_ARTIFACTS_DIR",
+        t.path().join("artifacts").display().to_string(),
+    );
+    let small = repo::hello_project(&t.work().join("small"));
+    let big_files: Vec<(String, String)> = (0..5000)
+        .map(|i| (format!("src/d{}/f{i}.txt", i % 50), format!("file {i}\n")))
+        .collect();
+    let refs: Vec<(&str, &str)> = big_files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let big = repo::init(&t.work().join("big"), &refs);
+    const N: usize = 5;
+    let bare = median(
+        (0..N)
+            .map(|_| {
+                time_it(|| {
+                    let s = std::process::Command::new("docker")
+                        .args(["run", "--rm", "--entrypoint", "/bin/true", image])
+                        .status()
+                        .unwrap();
+                    assert!(s.success());
+                })
+            })
+            .collect(),
+    );
+    println!(
+        "bench-local: `docker run --rm --entrypoint /bin/true {image}`: median {bare:.3}s over {N}"
+    );
+    for (name, path) in [("small (4 files)", &small), ("5,000 files", &big)] {
+        let runs: Vec<f64> = (0..N)
+            .map(|_| {
+                time_it(|| {
+                    t.run(&[
+                        "run",
+                        "bench",
+                        "--stubs",
+                        "--image",
+                        image,
+                        "--repo",
+                        path.to_str().unwrap(),
+                    ])
+                    .assert_success();
+                })
+            })
+            .collect();
+        let m = median(runs.clone());
+        println!(
+            "bench-local: `lackey run --stubs` on the {name} repo: median {m:.3}s over {N} (min {:.3}s, max {:.3}s); overhead over the bare container {:.3}s",
+            runs.iter().cloned().fold(f64::MAX, f64::min),
+            runs.iter().cloned().fold(0.0, f64::max),
+            m - bare
+        );
+    }
+}
