@@ -213,11 +213,27 @@ where
                 request_id,
             }
         }
-        SdkError::DispatchFailure(_) => AwsError {
-            code: None,
-            message: format!("could not reach AWS: {}", DisplayErrorContext(&err)),
-            request_id: None,
-        },
+        SdkError::DispatchFailure(d) => {
+            let full = DisplayErrorContext(&err).to_string();
+            let message = if full.contains("loading credentials") || full.contains("no credentials")
+            {
+                "could not reach AWS: no credentials were found (environment, profile files, SSO, instance metadata)".to_string()
+            } else if d.is_timeout() {
+                "could not reach AWS: the connection timed out".to_string()
+            } else {
+                // The innermost cause says it best ("Connection refused (os error 111)").
+                let mut cause: &dyn std::error::Error = &err;
+                while let Some(next) = cause.source() {
+                    cause = next;
+                }
+                format!("could not reach AWS: {cause}")
+            };
+            AwsError {
+                code: None,
+                message,
+                request_id: None,
+            }
+        }
         SdkError::TimeoutError(_) => AwsError {
             code: None,
             message: "the request to AWS timed out".into(),
@@ -257,7 +273,7 @@ fn hint_for(err: &AwsError) -> Option<&'static str> {
         return Some("the AWS credentials are not valid: run `aws configure` or set AWS_PROFILE");
     }
     if err.message.contains("could not reach AWS") {
-        if err.message.contains("credentials") {
+        if err.message.contains("no credentials") {
             return Some("no AWS credentials found: run `aws configure`, set AWS_PROFILE, or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY");
         }
         return Some(

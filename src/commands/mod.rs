@@ -14,6 +14,7 @@ mod minion;
 mod run;
 mod run_cloud;
 mod runs;
+mod stack_cmd;
 mod stop;
 
 use std::path::{Path, PathBuf};
@@ -101,8 +102,10 @@ fn load_inputs(global: &GlobalArgs) -> anyhow::Result<(EnvVars, ConfigFile)> {
 }
 
 fn init_tracing(verbose: u8) {
+    // Other crates speak only of errors by default: the AWS credential chain warns about
+    // every provider it tries, which is noise when the next one succeeds.
     let default = match verbose {
-        0 | 1 => "warn",
+        0 | 1 => "lackey=warn,error",
         2 => "lackey=debug,info",
         _ => "debug",
     };
@@ -212,10 +215,12 @@ async fn dispatch(ctx: &Ctx, command: Command) -> anyhow::Result<u8> {
     match command {
         Command::Init(args) => init::run(ctx, args).await,
         Command::Config(args) => config_cmd::run(ctx, args).await,
-        Command::Plan(_) | Command::Up(_) | Command::Down(_) => {
-            not_yet("the stack reconciler (plan/up/down)")
+        Command::Plan(args) => stack_cmd::plan(ctx, args).await,
+        Command::Up(args) => stack_cmd::up(ctx, args).await,
+        Command::Down(args) => stack_cmd::down(ctx, args).await,
+        Command::Secret(crate::cli::SecretCommand::Put(args)) => {
+            stack_cmd::secret_put(ctx, args).await
         }
-        Command::Secret(_) => not_yet("`lackey secret put`"),
         Command::Doctor(_) => not_yet("`lackey doctor`"),
         Command::Run(args) => run::run(ctx, args).await,
         Command::Runs(args) => runs::run(ctx, args).await,

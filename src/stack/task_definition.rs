@@ -1,0 +1,454 @@
+//! The Fargate task definition (guide Phase 3e), plus the secrets ECS injects.
+//!
+//! Compared as normalised JSON: the fields lackey writes, with what AWS fills in on
+//! its own removed (empty lists, `cpu: 0` on a container, nulls, read-only fields) and
+//! lists that are sets sorted. So a definition registered by `up` never shows a change
+//! on the next plan, and a real edit shows as a field-level diff. A new revision is
+//! registered only when the content differs; the family's older revisions this stack
+//! owns are then deregistered, leaving one ACTIVE revision.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_ecs::types::{
+    Compatibility, ContainerDefinition, KeyValuePair, LogConfiguration, LogDriver, NetworkMode,
+    Secret, Tag, TaskDefinition, TaskDefinitionField, TaskDefinitionStatus,
+};
+use serde_json::{json, Map, Value};
+
+use super::{policy, Action, Change, Deletion, FieldDiff, Seen, StackCtx, StackSpec};
+use crate::aws::{error_code, AwsResultExt};
+
+const TEMPLATE: &str = include_str!("../../templates/task-definition.json");
+
+#[derive(Clone, Debug)]
+pub struct Have {
+    pub arn: String,
+    pub json: Value,
+}
+
+/// The task definition the config asks for, as API JSON.
+pub fn desired(spec: &StackSpec, secret_arns: &BTreeMap<&'static str, String>) -> Value {
+    let text = policy::render(
+        TEMPLATE,
+        &[
+            ("family", &spec.task_family),
+            ("cpu", &spec.cpu.to_string()),
+            ("memory", &spec.memory.to_string()),
+            ("execution_role_arn", &spec.role_arn(&spec.execution_role)),
+            ("task_role_arn", &spec.role_arn(&spec.task_role)),
+            ("image", &spec.image_uri()),
+            ("log_group", &spec.log_group),
+            ("region", &spec.region),
+            (
+                "anthropic_api_key_secret_arn",
+                secret_arns
+                    .get("anthropic_api_key")
+                    .map(String::as_str)
+                    .unwrap_or("(known after apply)"),
+            ),
+            (
+                "github_app_key_secret_arn",
+                secret_arns
+                    .get("github_app_key")
+                    .map(String::as_str)
+                    .unwrap_or("(known after apply)"),
+            ),
+        ],
+    );
+    serde_json::from_str(&text).expect("templates/task-definition.json is valid JSON")
+}
+
+fn kv_json(pairs: &[KeyValuePair]) -> Value {
+    Value::Array(
+        pairs
+            .iter()
+            .map(|p| json!({"name": p.name(), "value": p.value()}))
+            .collect(),
+    )
+}
+
+fn container_json(c: &ContainerDefinition) -> Value {
+    json!({
+        "name": c.name(),
+        "image": c.image(),
+        "essential": c.essential(),
+        "cpu": c.cpu(),
+        "memory": c.memory(),
+        "memoryReservation": c.memory_reservation(),
+        "command": c.command(),
+        "entryPoint": c.entry_point(),
+        "environment": kv_json(c.environment()),
+        "secrets": c.secrets().iter().map(|s| json!({"name": s.name(), "valueFrom": s.value_from()})).collect::<Vec<_>>(),
+        "logConfiguration": c.log_configuration().map(|l| json!({
+            "logDriver": l.log_driver().as_str(),
+            "options": l.options(),
+        })),
+        "portMappings": c.port_mappings().iter().map(|p| json!({"containerPort": p.container_port(), "hostPort": p.host_port(), "protocol": p.protocol().map(|x| x.as_str())})).collect::<Vec<_>>(),
+        "readonlyRootFilesystem": c.readonly_root_filesystem(),
+        "user": c.user(),
+        "workingDirectory": c.working_directory(),
+    })
+}
+
+/// The SDK's task definition as API JSON (the fields lackey compares).
+pub fn to_json(td: &TaskDefinition) -> Value {
+    json!({
+        "family": td.family(),
+        "networkMode": td.network_mode().map(|m| m.as_str()),
+        "requiresCompatibilities": td.requires_compatibilities().iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+        "cpu": td.cpu(),
+        "memory": td.memory(),
+        "executionRoleArn": td.execution_role_arn(),
+        "taskRoleArn": td.task_role_arn(),
+        "containerDefinitions": td.container_definitions().iter().map(container_json).collect::<Vec<_>>(),
+        "volumes": td.volumes().iter().map(|v| json!({"name": v.name()})).collect::<Vec<_>>(),
+        "ephemeralStorage": td.ephemeral_storage().map(|e| json!({"sizeInGiB": e.size_in_gib()})),
+    })
+}
+
+/// Drop what AWS fills in by itself, sort what is a set.
+pub fn normalize(v: &Value) -> Value {
+    fn strip(v: &Value) -> Option<Value> {
+        match v {
+            Value::Null => None,
+            Value::Array(a) => {
+                let items: Vec<Value> = a.iter().filter_map(strip).collect();
+                (!items.is_empty()).then_some(Value::Array(items))
+            }
+            Value::Object(m) => {
+                let out: Map<String, Value> = m
+                    .iter()
+                    .filter_map(|(k, v)| strip(v).map(|v| (k.clone(), v)))
+                    .collect();
+                (!out.is_empty()).then_some(Value::Object(out))
+            }
+            other => Some(other.clone()),
+        }
+    }
+    let mut v = strip(v).unwrap_or(Value::Null);
+    if let Some(cs) = v
+        .get_mut("containerDefinitions")
+        .and_then(|c| c.as_array_mut())
+    {
+        for c in cs.iter_mut() {
+            if let Some(m) = c.as_object_mut() {
+                if m.get("cpu") == Some(&json!(0)) {
+                    m.remove("cpu");
+                }
+                // `essential` defaults to true.
+                if m.get("essential") == Some(&json!(true)) {
+                    m.remove("essential");
+                }
+                for list in ["environment", "secrets"] {
+                    if let Some(a) = m.get_mut(list).and_then(|x| x.as_array_mut()) {
+                        a.sort_by_key(|e| e["name"].as_str().unwrap_or_default().to_string());
+                    }
+                }
+            }
+        }
+        cs.sort_by_key(|c| c["name"].as_str().unwrap_or_default().to_string());
+    }
+    if let Some(a) = v
+        .get_mut("requiresCompatibilities")
+        .and_then(|x| x.as_array_mut())
+    {
+        a.sort_by_key(|x| x.to_string());
+    }
+    v
+}
+
+/// Field-level differences between normalised documents (`containerDefinitions[minion].image`).
+pub fn field_diffs(path: &str, have: &Value, want: &Value, out: &mut Vec<FieldDiff>) {
+    match (have, want) {
+        (Value::Object(h), Value::Object(w)) => {
+            let mut keys: Vec<&String> = h.keys().chain(w.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            for k in keys {
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                field_diffs(
+                    &p,
+                    h.get(k).unwrap_or(&Value::Null),
+                    w.get(k).unwrap_or(&Value::Null),
+                    out,
+                );
+            }
+        }
+        (Value::Array(h), Value::Array(w)) if path.ends_with("containerDefinitions") => {
+            let by_name = |a: &Vec<Value>| -> BTreeMap<String, Value> {
+                a.iter()
+                    .map(|c| {
+                        (
+                            c["name"].as_str().unwrap_or_default().to_string(),
+                            c.clone(),
+                        )
+                    })
+                    .collect()
+            };
+            let (hm, wm) = (by_name(h), by_name(w));
+            let mut names: Vec<&String> = hm.keys().chain(wm.keys()).collect();
+            names.sort();
+            names.dedup();
+            for n in names {
+                field_diffs(
+                    &format!("{path}[{n}]"),
+                    hm.get(n).unwrap_or(&Value::Null),
+                    wm.get(n).unwrap_or(&Value::Null),
+                    out,
+                );
+            }
+        }
+        (h, w) if h != w => out.push(FieldDiff::new(path, h.clone(), w.clone())),
+        _ => {}
+    }
+}
+
+pub fn diff(want: &Value, have: &Have) -> Vec<FieldDiff> {
+    let mut out = Vec::new();
+    field_diffs("", &normalize(&have.json), &normalize(want), &mut out);
+    out
+}
+
+pub async fn observe(cx: &StackCtx<'_>) -> anyhow::Result<Option<Seen<Have>>> {
+    let family = &cx.spec.task_family;
+    match cx
+        .aws
+        .ecs()
+        .describe_task_definition()
+        .task_definition(family)
+        .include(TaskDefinitionField::Tags)
+        .send()
+        .await
+    {
+        Ok(out) => {
+            let Some(td) = out.task_definition() else {
+                return Ok(None);
+            };
+            let tags = super::tag_map(
+                out.tags()
+                    .iter()
+                    .map(|t| (t.key().map(str::to_string), t.value().map(str::to_string))),
+            );
+            Ok(Some(Seen::new(
+                &cx.spec.stack,
+                tags,
+                Have {
+                    arn: td.task_definition_arn().unwrap_or_default().to_string(),
+                    json: to_json(td),
+                },
+            )))
+        }
+        // ECS answers a ClientException for a family with no ACTIVE revision.
+        Err(e) if matches!(error_code(&e), Some("ClientException")) => Ok(None),
+        Err(e) => Err(e).aws(format!("failed to describe task definition `{family}`")),
+    }
+}
+
+fn str_list(v: &Value) -> Option<Vec<String>> {
+    v.as_array().map(|a| {
+        a.iter()
+            .filter_map(|x| x.as_str().map(str::to_string))
+            .collect()
+    })
+}
+
+fn container_from_json(c: &Value) -> anyhow::Result<ContainerDefinition> {
+    let mut b = ContainerDefinition::builder()
+        .set_name(c["name"].as_str().map(str::to_string))
+        .set_image(c["image"].as_str().map(str::to_string))
+        .set_essential(c["essential"].as_bool())
+        .set_command(str_list(&c["command"]))
+        .set_entry_point(str_list(&c["entryPoint"]));
+    for e in c["environment"].as_array().into_iter().flatten() {
+        b = b.environment(
+            KeyValuePair::builder()
+                .set_name(e["name"].as_str().map(str::to_string))
+                .set_value(e["value"].as_str().map(str::to_string))
+                .build(),
+        );
+    }
+    for s in c["secrets"].as_array().into_iter().flatten() {
+        b = b.secrets(
+            Secret::builder()
+                .name(s["name"].as_str().unwrap_or_default())
+                .value_from(s["valueFrom"].as_str().unwrap_or_default())
+                .build()?,
+        );
+    }
+    if let Some(l) = c.get("logConfiguration") {
+        let options: Option<std::collections::HashMap<String, String>> =
+            l["options"].as_object().map(|o| {
+                o.iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                    .collect()
+            });
+        b = b.log_configuration(
+            LogConfiguration::builder()
+                .log_driver(LogDriver::from(
+                    l["logDriver"].as_str().unwrap_or("awslogs"),
+                ))
+                .set_options(options)
+                .build()?,
+        );
+    }
+    Ok(b.build())
+}
+
+fn is_role_not_ready(e: &anyhow::Error) -> bool {
+    let text = format!("{e:#}").to_lowercase();
+    text.contains("passrole")
+        || (text.contains("role")
+            && (text.contains("not valid")
+                || text.contains("cannot be assumed")
+                || text.contains("not authorized")))
+}
+
+/// Register the desired definition (a new revision), then deregister the family's older
+/// revisions this stack owns.
+pub async fn apply(
+    cx: &StackCtx<'_>,
+    c: &Change,
+    want: &Value,
+    seen: Option<&Seen<Have>>,
+) -> anyhow::Result<()> {
+    let ecs = cx.aws.ecs();
+    let family = &cx.spec.task_family;
+    if c.action == Action::Update && c.diff.iter().all(|d| d.field == "tags") {
+        if let Some(s) = seen {
+            ecs.tag_resource()
+                .resource_arn(&s.state.arn)
+                .set_tags(Some(tags(cx)))
+                .send()
+                .await
+                .aws(format!("failed to tag task definition `{family}`"))?;
+        }
+        return Ok(());
+    }
+    let containers: Vec<ContainerDefinition> = want["containerDefinitions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(container_from_json)
+        .collect::<anyhow::Result<_>>()?;
+    let register = || {
+        let ecs = ecs.clone();
+        let containers = containers.clone();
+        async move {
+            ecs.register_task_definition()
+                .family(family)
+                .network_mode(NetworkMode::from(
+                    want["networkMode"].as_str().unwrap_or("awsvpc"),
+                ))
+                .set_requires_compatibilities(
+                    str_list(&want["requiresCompatibilities"])
+                        .map(|l| l.iter().map(|s| Compatibility::from(s.as_str())).collect()),
+                )
+                .set_cpu(want["cpu"].as_str().map(str::to_string))
+                .set_memory(want["memory"].as_str().map(str::to_string))
+                .set_execution_role_arn(want["executionRoleArn"].as_str().map(str::to_string))
+                .set_task_role_arn(want["taskRoleArn"].as_str().map(str::to_string))
+                .set_container_definitions(Some(containers))
+                .set_tags(Some(tags(cx)))
+                .send()
+                .await
+                .aws(format!("failed to register task definition `{family}`"))
+        }
+    };
+    // A role created moments ago may not be usable yet: a named, bounded wait.
+    let out = match register().await {
+        Ok(o) => o,
+        Err(e) if is_role_not_ready(&e) => {
+            let spinner = cx.reporter.spinner("waiting for IAM role to propagate");
+            let r =
+                super::retry_while(cx.iam_propagation_timeout, is_role_not_ready, register).await;
+            drop(spinner);
+            r?
+        }
+        Err(e) => return Err(e),
+    };
+    let new_arn = out
+        .task_definition()
+        .and_then(|t| t.task_definition_arn())
+        .unwrap_or_default()
+        .to_string();
+    deregister_owned(cx, Some(&new_arn)).await?;
+    Ok(())
+}
+
+fn tags(cx: &StackCtx) -> Vec<Tag> {
+    cx.spec
+        .tags()
+        .into_iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect()
+}
+
+/// Deregister the family's ACTIVE revisions this stack owns, except `keep`. Returns how
+/// many were deregistered and how many were found but not owned.
+async fn deregister_owned(cx: &StackCtx<'_>, keep: Option<&str>) -> anyhow::Result<(usize, usize)> {
+    let ecs = cx.aws.ecs();
+    let family = &cx.spec.task_family;
+    let mut arns = Vec::new();
+    let mut pages = ecs
+        .list_task_definitions()
+        .family_prefix(family)
+        .status(TaskDefinitionStatus::Active)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.aws(format!("failed to list task definitions of `{family}`"))?;
+        for a in page.task_definition_arns() {
+            // familyPrefix is a prefix: keep only this family's revisions.
+            let fam = a
+                .rsplit('/')
+                .next()
+                .and_then(|x| x.rsplit_once(':'))
+                .map(|(f, _)| f);
+            if fam == Some(family.as_str()) && Some(a.as_str()) != keep {
+                arns.push(a.to_string());
+            }
+        }
+    }
+    let mut deregistered = 0;
+    let mut foreign = 0;
+    for arn in arns {
+        let d = ecs
+            .describe_task_definition()
+            .task_definition(&arn)
+            .include(TaskDefinitionField::Tags)
+            .send()
+            .await
+            .aws(format!("failed to describe `{arn}`"))?;
+        let owned = d.tags().iter().any(|t| {
+            t.key() == Some(super::TAG_STACK) && t.value() == Some(cx.spec.stack.as_str())
+        });
+        if !owned {
+            foreign += 1;
+            continue;
+        }
+        match ecs
+            .deregister_task_definition()
+            .task_definition(&arn)
+            .send()
+            .await
+        {
+            Ok(_) => deregistered += 1,
+            Err(e) if error_code(&e) == Some("ClientException") => {}
+            Err(e) => return Err(e).aws(format!("failed to deregister `{arn}`")),
+        }
+    }
+    Ok((deregistered, foreign))
+}
+
+pub async fn delete(cx: &StackCtx<'_>) -> anyhow::Result<Deletion> {
+    let (deregistered, foreign) = deregister_owned(cx, None).await?;
+    Ok(match (deregistered, foreign) {
+        (0, 0) => Deletion::Absent,
+        (0, _) => Deletion::NotOwned(format!("{foreign} revision(s) without lackey's tags; kept")),
+        _ => Deletion::Deleted,
+    })
+}
