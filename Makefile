@@ -35,3 +35,7 @@ bench-minion:
 # Issue 5: a stub run's wall time against a bare `docker run` of the same image.
 bench-local:
 	$(CARGO) test --locked --test it bench_local -- --ignored --nocapture
+
+# Issue 3: wall time and request count of up, plan, no-op up and down against moto.
+bench-stack:
+	$(CARGO) test --locked --test it bench_stack -- --ignored --nocapture

@@ -15,6 +15,7 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_runtime_api::http::Response as HttpResponse;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use aws_types::request_id::RequestId;
@@ -194,22 +195,26 @@ impl std::fmt::Display for AwsError {
 impl std::error::Error for AwsError {}
 
 /// Turn an `SdkError` into an error that says what happened.
-pub fn render_sdk_error<E, R>(err: SdkError<E, R>) -> AwsError
+pub fn render_sdk_error<E>(err: SdkError<E, HttpResponse>) -> AwsError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug + Send + Sync + 'static,
-    SdkError<E, R>: RequestId,
 {
     let request_id = err.request_id().map(str::to_string);
     match &err {
         SdkError::ServiceError(se) => {
             let e = se.err();
+            let message = match (e.code(), e.message()) {
+                (_, Some(m)) => m.to_string(),
+                (Some(_), None) => "no message".to_string(),
+                // An error body the SDK could not read: say what the service answered.
+                (None, None) => format!(
+                    "AWS answered HTTP {} with an error body lackey cannot read",
+                    se.raw().status().as_u16()
+                ),
+            };
             AwsError {
                 code: e.code().map(str::to_string),
-                message: e
-                    .message()
-                    .map(str::to_string)
-                    .unwrap_or_else(|| DisplayErrorContext(e).to_string()),
+                message,
                 request_id,
             }
         }
@@ -288,11 +293,9 @@ pub trait AwsResultExt<T> {
     fn aws(self, doing: impl Into<String>) -> anyhow::Result<T>;
 }
 
-impl<T, E, R> AwsResultExt<T> for Result<T, SdkError<E, R>>
+impl<T, E> AwsResultExt<T> for Result<T, SdkError<E, HttpResponse>>
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug + Send + Sync + 'static,
-    SdkError<E, R>: RequestId,
 {
     fn aws(self, doing: impl Into<String>) -> anyhow::Result<T> {
         self.map_err(|e| {

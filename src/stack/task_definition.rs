@@ -228,6 +228,11 @@ pub async fn observe(cx: &StackCtx<'_>) -> anyhow::Result<Option<Seen<Have>>> {
             let Some(td) = out.task_definition() else {
                 return Ok(None);
             };
+            // AWS describes a family by its latest ACTIVE revision; moto also returns an
+            // INACTIVE one. Either way, no ACTIVE revision means no task definition.
+            if td.status().map(|s| s.as_str()) == Some("INACTIVE") {
+                return Ok(None);
+            }
             let tags = super::tag_map(
                 out.tags()
                     .iter()

@@ -8,3 +8,4 @@ mod bench;
 mod cli;
 mod local;
 mod minion;
+mod stack;

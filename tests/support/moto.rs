@@ -156,3 +156,31 @@ impl Drop for Moto {
         let _ = self.child.wait();
     }
 }
+
+impl Moto {
+    /// An AWS SDK configuration pointing at this moto, for tests to look at (or break)
+    /// what lackey made.
+    pub fn sdk_config(&self) -> aws_config::SdkConfig {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let creds = aws_sdk_s3::config::Credentials::new("testing", "testing", None, None, "test");
+        rt.block_on(
+            aws_config::defaults(aws_config::BehaviorVersion::latest())
+                .region(aws_config::Region::new("us-east-1"))
+                .endpoint_url(self.url())
+                .credentials_provider(creds)
+                .load(),
+        )
+    }
+}
+
+/// Run an async block on a small runtime (tests are synchronous).
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}

@@ -311,7 +311,14 @@ def _fault(service, start_response):
         data = b"Service Unavailable"
         start_response("503 Service Unavailable", [("Content-Type", "text/plain"), ("Content-Length", str(len(data)))])
         return [data]
-    if service in ("iam", "ec2", "sts"):
+    if service == "ec2":
+        # EC2's own error document and throttling code.
+        data = (
+            b"<Response><Errors><Error><Code>RequestLimitExceeded</Code>"
+            b"<Message>Request limit exceeded.</Message></Error></Errors><RequestID>fault</RequestID></Response>"
+        )
+        ctype = "text/xml"
+    elif service in ("iam", "sts"):
         data = (
             b'<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code>'
             b"<Message>Rate exceeded</Message></Error><RequestId>fault</RequestId></ErrorResponse>"
