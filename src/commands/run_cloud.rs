@@ -1,39 +1,291 @@
 //! Cloud runs (ECS Fargate): `run --cloud`, and the cloud side of `runs`, `logs`,
 //! `stop` and `image push`.
 
+use std::time::Duration;
+
 use super::Ctx;
+use crate::aws::Aws;
 use crate::cli::{ImagePushArgs, LogsArgs, RunArgs};
-use crate::config::Settings;
+use crate::config::{keys, validate, Settings};
 use crate::error::Fail;
+use crate::output::{Reporter, Tone};
+use crate::runner::ecs::{CloudSpec, GithubTarget};
+use crate::runner::{self, RunSpec};
 
-fn not_yet(what: &str) -> anyhow::Error {
-    Fail::new(format!("{what} is not built yet in this version of lackey")).into()
+/// Settings a cloud run needs, with the account, subnets and security group
+/// discovered when not given. A value found nowhere is an error naming its variable.
+pub async fn cloud_settings(ctx: &Ctx, settings: &mut Settings) -> anyhow::Result<Aws> {
+    // The region may also come from the AWS profile; with none anywhere, connecting
+    // fails naming AWS_REGION.
+    let aws = ctx.aws(settings).await?;
+    crate::stack::discover(&aws, settings).await?;
+    Ok(aws)
 }
 
-pub async fn run(_ctx: &Ctx, _args: RunArgs, _settings: Settings) -> anyhow::Result<u8> {
-    Err(not_yet("`lackey run --cloud` (ECS Fargate runs)"))
+pub fn cloud_spec(settings: &Settings, github_repo: Option<&str>) -> anyhow::Result<CloudSpec> {
+    let subnets: Vec<String> = settings
+        .require(&keys::NETWORK_SUBNETS)?
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    let github = match github_repo {
+        Some(repo) => Some(GithubTarget {
+            repo: repo.to_string(),
+            app_id: settings.require(&keys::GITHUB_APP_ID)?.to_string(),
+            installation_id: settings.require(&keys::GITHUB_INSTALLATION_ID)?.to_string(),
+            key_secret: settings.require(&keys::SECRETS_GITHUB_APP_KEY)?.to_string(),
+            api_url: settings.require(&keys::GITHUB_API_URL)?.to_string(),
+            git_url: settings.require(&keys::GITHUB_GIT_URL)?.to_string(),
+        }),
+        None => None,
+    };
+    Ok(CloudSpec {
+        stack: settings.require(&keys::STACK_NAME)?.to_string(),
+        region: settings.require(&keys::AWS_REGION)?.to_string(),
+        endpoint_url: settings.get(&keys::AWS_ENDPOINT_URL).map(str::to_string),
+        cluster: settings.require(&keys::ECS_CLUSTER)?.to_string(),
+        task_family: settings.require(&keys::ECS_TASK_FAMILY)?.to_string(),
+        subnets,
+        security_group_id: settings
+            .require(&keys::NETWORK_SECURITY_GROUP_ID)?
+            .to_string(),
+        assign_public_ip: settings.flag(&keys::NETWORK_ASSIGN_PUBLIC_IP),
+        bucket: settings.require(&keys::BUCKET_NAME)?.to_string(),
+        registry: settings.require(&keys::ECR_REGISTRY)?.to_string(),
+        repository: settings.require(&keys::ECR_REPOSITORY)?.to_string(),
+        anthropic_secret: settings
+            .require(&keys::SECRETS_ANTHROPIC_API_KEY)?
+            .to_string(),
+        github,
+    })
 }
 
+pub async fn run(ctx: &Ctx, args: RunArgs, mut settings: Settings) -> anyhow::Result<u8> {
+    let mut spec = RunSpec::from_settings(&settings, &args.task, true)?;
+    spec.follow = args.follow;
+    // A GitHub repository needs the App's settings; they are checked before anything
+    // is created in AWS.
+    let github_repo = spec
+        .github_repo
+        .clone()
+        .filter(|r| validate::is_github_repo(r));
+    if spec.repo.is_some() && github_repo.is_none() {
+        ctx.printer.info("No GitHub repository configured: the local repository goes up as a git bundle, and the branch comes back as one");
+    }
+    if github_repo.is_some() {
+        // These need no AWS call to check, and name their variables.
+        settings.require(&keys::GITHUB_APP_ID)?;
+        settings.require(&keys::GITHUB_INSTALLATION_ID)?;
+    }
+    let aws = cloud_settings(ctx, &mut settings).await?;
+    let cloud = cloud_spec(&settings, github_repo.as_deref())?;
+    let result = runner::ecs::run_cloud(&mut spec, &cloud, &aws, &ctx.printer, &ctx.cancel).await?;
+    let note = match result.fetched {
+        Some(true) => " (fetched into the local repository)".to_string(),
+        Some(false) => " (not created: the run made no commit)".to_string(),
+        None if cloud.github.is_some() => format!(
+            " (pushed to {})",
+            cloud
+                .github
+                .as_ref()
+                .map(|g| g.repo.as_str())
+                .unwrap_or_default()
+        ),
+        None => String::new(),
+    };
+    runner::print_summary(&ctx.printer, &result.summary, &spec.artifacts_dir(), &note);
+    if result.interrupted {
+        return Err(
+            anyhow::Error::new(crate::error::Interrupted).context(format!(
+                "run {} was interrupted; its task was stopped and its artifacts are in {}/",
+                spec.run_id,
+                spec.artifacts_dir().display()
+            )),
+        );
+    }
+    Ok(runner::exit_code(&result.summary, false))
+}
+
+/// Runs in the artifact bucket that are not on this machine (when AWS is configured).
 pub async fn s3_rows(
-    _ctx: &Ctx,
-    _settings: &Settings,
-    _local: &[super::runs::RunRow],
+    ctx: &Ctx,
+    settings: &Settings,
+    local: &[super::runs::RunRow],
 ) -> Vec<super::runs::RunRow> {
-    Vec::new()
+    let (Some(bucket), Some(_)) = (
+        settings.get(&keys::BUCKET_NAME),
+        settings.get(&keys::AWS_REGION),
+    ) else {
+        return vec![];
+    };
+    let Ok(aws) = ctx.aws(settings).await else {
+        return vec![];
+    };
+    let s3 = aws.s3();
+    let listed = tokio::time::timeout(
+        Duration::from_secs(10),
+        s3.list_objects_v2().bucket(bucket).delimiter("/").send(),
+    )
+    .await;
+    let prefixes: Vec<String> = match listed {
+        Ok(Ok(out)) => out
+            .common_prefixes()
+            .iter()
+            .filter_map(|p| p.prefix().map(|p| p.trim_end_matches('/').to_string()))
+            .filter(|p| crate::summary::is_run_id(p))
+            .filter(|p| !local.iter().any(|r| &r.run_id == p))
+            .collect(),
+        _ => return vec![],
+    };
+    let mut rows = Vec::new();
+    for id in prefixes.into_iter().rev().take(50) {
+        let summary = crate::cloud::s3::get_text(&s3, bucket, &format!("{id}/run_summary.json"))
+            .await
+            .ok()
+            .and_then(|t| serde_json::from_str::<crate::summary::RunSummary>(&t).ok());
+        rows.push(super::runs::RunRow {
+            backend: "cloud".into(),
+            outcome: summary
+                .as_ref()
+                .map(|s| s.outcome.to_string())
+                .unwrap_or_else(|| "running".into()),
+            duration_s: summary.as_ref().map(|s| s.duration_s),
+            branch: summary.as_ref().map(|s| s.branch.clone()),
+            location: format!("s3://{bucket}/{id}/"),
+            run_id: id,
+        });
+    }
+    rows
 }
 
-pub async fn logs(_ctx: &Ctx, _settings: &Settings, args: &LogsArgs) -> anyhow::Result<u8> {
-    Err(Fail::new(format!("no local run `{}`", args.run_id))
-        .with_hint("`lackey runs` lists the runs")
-        .into())
+/// `lackey logs` for a run that is not on this machine: its CloudWatch stream, or the
+/// minion.log it uploaded.
+pub async fn logs(ctx: &Ctx, settings: &Settings, args: &LogsArgs) -> anyhow::Result<u8> {
+    let not_found = || -> anyhow::Error {
+        Fail::new(format!("no run `{}` here or in the cloud", args.run_id))
+            .with_hint("`lackey runs` lists the runs")
+            .into()
+    };
+    let mut settings = settings.clone();
+    if settings.get(&keys::AWS_REGION).is_none() {
+        return Err(not_found());
+    }
+    let aws = cloud_settings(ctx, &mut settings).await?;
+    let cluster = settings.require(&keys::ECS_CLUSTER)?.to_string();
+    let started_by: String = format!("lackey:{}", settings.require(&keys::STACK_NAME)?)
+        .chars()
+        .take(36)
+        .collect();
+    if let Some((arn, status)) =
+        runner::ecs::find_task(&aws, &cluster, &started_by, &args.run_id).await?
+    {
+        let task_id = arn.rsplit('/').next().unwrap_or_default().to_string();
+        let group = settings.require(&keys::LOGS_GROUP)?.to_string();
+        let done = tokio_util::sync::CancellationToken::new();
+        if !args.follow || status == "STOPPED" {
+            done.cancel();
+        } else {
+            // Stop tailing when the task stops (or on Ctrl-C).
+            let watcher = runner::ecs::TaskWatcher::start(aws.ecs(), &cluster);
+            let mut rx = watcher.watch(&arn);
+            let d = done.clone();
+            let cancel = ctx.cancel.clone();
+            tokio::spawn(async move {
+                loop {
+                    if rx.borrow().stopped() {
+                        break;
+                    }
+                    tokio::select! {
+                        r = rx.changed() => if r.is_err() { break },
+                        _ = cancel.cancelled() => break,
+                    }
+                }
+                watcher.shutdown();
+                d.cancel();
+            });
+        }
+        runner::ecs::tail_logs(
+            &aws.logs(),
+            &group,
+            &format!("minion/minion/{task_id}"),
+            &ctx.printer,
+            done,
+        )
+        .await;
+        return Ok(0);
+    }
+    let bucket = settings.require(&keys::BUCKET_NAME)?.to_string();
+    match crate::cloud::s3::get_text(&aws.s3(), &bucket, &format!("{}/minion.log", args.run_id))
+        .await
+    {
+        Ok(text) => {
+            for line in text.lines() {
+                ctx.printer.result(line);
+            }
+            Ok(0)
+        }
+        Err(_) => Err(not_found()),
+    }
 }
 
-pub async fn stop(_ctx: &Ctx, _settings: &Settings, run_id: &str) -> anyhow::Result<u8> {
-    Err(Fail::new(format!("no running run `{run_id}`"))
-        .with_hint("`lackey runs` lists the runs")
-        .into())
+/// `lackey stop` for a cloud run: StopTask (the minion uploads its artifacts on SIGTERM).
+pub async fn stop(ctx: &Ctx, settings: &Settings, run_id: &str) -> anyhow::Result<u8> {
+    let not_found = || -> anyhow::Error {
+        Fail::new(format!("no running run `{run_id}`"))
+            .with_hint("`lackey runs` lists the runs")
+            .into()
+    };
+    let mut settings = settings.clone();
+    if settings.get(&keys::AWS_REGION).is_none() {
+        return Err(not_found());
+    }
+    let aws = cloud_settings(ctx, &mut settings).await?;
+    let cluster = settings.require(&keys::ECS_CLUSTER)?.to_string();
+    let started_by: String = format!("lackey:{}", settings.require(&keys::STACK_NAME)?)
+        .chars()
+        .take(36)
+        .collect();
+    match runner::ecs::find_task(&aws, &cluster, &started_by, run_id).await? {
+        Some((arn, status)) if status != "STOPPED" => {
+            runner::ecs::stop_task(&aws.ecs(), &cluster, &arn, "lackey stop").await;
+            ctx.printer.status(
+                "Stopped",
+                Tone::Good,
+                &format!("cloud run {run_id} (task {arn}); its artifacts go to S3"),
+            );
+            Ok(0)
+        }
+        _ => Err(not_found()),
+    }
 }
 
-pub async fn push(_ctx: &Ctx, _args: ImagePushArgs) -> anyhow::Result<u8> {
-    Err(not_yet("`lackey image push`"))
+/// `lackey image push`: the same `ensure_image_in_ecr` cloud runs use.
+pub async fn push(ctx: &Ctx, args: ImagePushArgs) -> anyhow::Result<u8> {
+    let mut flags = Vec::new();
+    if let Some(i) = &args.image {
+        flags.push((&keys::IMAGE_LOCAL, i.clone()));
+    }
+    let mut settings = ctx.settings(&flags)?;
+    let aws = ctx.aws(&settings).await?;
+    aws.discover_account(&mut settings).await?;
+    let image = settings.require(&keys::IMAGE_LOCAL)?.to_string();
+    let registry = settings.require(&keys::ECR_REGISTRY)?.to_string();
+    let repository = settings.require(&keys::ECR_REPOSITORY)?.to_string();
+    let docker = runner::docker::connect().await?;
+    let pushed = crate::cloud::ecr::ensure_image_in_ecr(
+        &docker,
+        &aws,
+        &image,
+        &registry,
+        &repository,
+        &ctx.printer,
+    )
+    .await?;
+    if ctx.printer.json_mode() {
+        ctx.printer.json(&serde_json::json!({"image": pushed.uri, "digest": pushed.digest, "pushed": pushed.pushed}));
+    } else {
+        ctx.printer.result(&pushed.uri);
+    }
+    Ok(0)
 }

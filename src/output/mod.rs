@@ -305,6 +305,22 @@ impl Reporter for Recorder {
     }
 }
 
+/// `1536` → `1.5 KiB`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < UNITS.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[i])
+    }
+}
+
 /// Format a duration the way people read it: `850ms`, `4.2s`, `3m 05s`.
 pub fn human_duration(d: Duration) -> String {
     let ms = d.as_millis();

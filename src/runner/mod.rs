@@ -10,6 +10,7 @@
 //! Backends: [`docker`] (local) and `ecs` (cloud).
 
 pub mod docker;
+pub mod ecs;
 pub mod forward;
 pub mod image;
 
@@ -55,10 +56,15 @@ impl RunSpec {
                 .into());
         }
         let run_id = summary::new_run_id();
+        // What a run works on: `run.repo` when it reads OWNER/REPO; a local path when
+        // it is one and was set explicitly; else, for cloud runs, `[github] repo`; else
+        // the current directory (shipped as a bundle on cloud runs).
         let repo_value = settings.require(&keys::RUN_REPO)?.to_string();
-        let (repo, github_repo) = if validate::is_github_repo(&repo_value)
-            && !Path::new(&repo_value).exists()
-        {
+        let explicit = settings
+            .resolved(&keys::RUN_REPO)
+            .is_some_and(|r| r.source != crate::config::Source::Default);
+        let is_github = validate::is_github_repo(&repo_value) && !Path::new(&repo_value).exists();
+        let (repo, github_repo) = if is_github {
             if !cloud {
                 return Err(Fail::new(format!(
                     "`{repo_value}` is a GitHub repository, but local runs work on a local clone"
@@ -67,11 +73,10 @@ impl RunSpec {
                 .into());
             }
             (None, Some(repo_value))
+        } else if cloud && !explicit && settings.get(&keys::GITHUB_REPO).is_some() {
+            (None, settings.get(&keys::GITHUB_REPO).map(str::to_string))
         } else {
-            (
-                Some(resolve_repo(Path::new(&repo_value))?),
-                settings.get(&keys::GITHUB_REPO).map(str::to_string),
-            )
+            (Some(resolve_repo(Path::new(&repo_value))?), None)
         };
         let template = settings.require(&keys::RUN_BRANCH_TEMPLATE)?;
         let stubs = settings.flag(&keys::RUN_STUBS);

@@ -6,6 +6,7 @@ mod support;
 
 mod bench;
 mod cli;
+mod cloud;
 mod local;
 mod minion;
 mod stack;

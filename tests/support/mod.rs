@@ -11,8 +11,11 @@
 #![allow(dead_code)]
 
 pub mod docker;
+pub mod fake_github;
 pub mod fake_llm;
+pub mod fargate;
 pub mod moto;
+pub mod registry;
 pub mod repo;
 
 use std::collections::BTreeMap;

@@ -1,0 +1,536 @@
+//! Cloud runs end to end, with everything real but the cloud itself: moto as AWS (with
+//! the Fargate player running its tasks in Docker), Debian's docker-registry as the ECR
+//! data plane, a fake GitHub and the fake LLM.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::support::docker;
+use crate::support::fake_github::{self, FakeGitHub};
+use crate::support::fake_llm::{self, Answer, FakeLlm};
+use crate::support::fargate::FargatePlayer;
+use crate::support::moto::{block_on, Moto};
+use crate::support::registry::Registry;
+use crate::support::{repo, wait_with_timeout, TestEnv, ARTIFACTS};
+
+const CANARY_KEY: &str = "sk-ant-api03-CANARY-cloud-c0ffee0123456789";
+
+struct Cloud {
+    moto: Moto,
+    registry: Registry,
+    github: FakeGitHub,
+    t: TestEnv,
+    artifacts: PathBuf,
+    _player: FargatePlayer,
+}
+
+impl Cloud {
+    /// The whole world, with the stack up; `secrets`: store both secret values.
+    fn new(secrets: bool) -> Option<Cloud> {
+        if !docker::available() {
+            return None;
+        }
+        let image = docker::test_image();
+        let moto = Moto::start_for_fargate()?;
+        let registry = Registry::start()?;
+        let github = FakeGitHub::start();
+        github.add_repo(
+            "acme/app",
+            &[
+                ("hello.sh", "#!/bin/sh\necho \"hello\"\n"),
+                ("README.md", "acme app\n"),
+            ],
+        );
+        let mut t = TestEnv::new();
+        let artifacts = t.path().join("artifacts");
+        t.with_moto(&moto)
+            .set("LACKEY_ARTIFACTS_DIR", artifacts.display().to_string());
+        t.write(
+            "lackey.toml",
+            &format!(
+                "[aws]\nregion = \"us-east-1\"\naccount_id = \"123456789012\"\n[ecr]\nregistry = \"{}\"\n[github]\napp_id = {}\ninstallation_id = {}\nrepo = \"acme/app\"\napi_url = \"{}\"\ngit_url = \"{}\"\n[image]\nlocal = \"{image}\"\n",
+                registry.host(),
+                fake_github::APP_ID,
+                fake_github::INSTALLATION_ID,
+                github.api_url(),
+                github.git_url(),
+            ),
+        );
+        t.run(&["up", "-q"]).assert_success();
+        if secrets {
+            let key = t.write("app.pem", &github.private_key_pem);
+            t.run(&[
+                "secret",
+                "put",
+                "github_app_key",
+                "--from-file",
+                key.to_str().unwrap(),
+            ])
+            .assert_success();
+            t.run_with_stdin(
+                &["secret", "put", "anthropic_api_key"],
+                Some(CANARY_KEY.as_bytes()),
+            )
+            .assert_success();
+        }
+        let player = FargatePlayer::start(&moto, "lackey");
+        Some(Cloud {
+            moto,
+            registry,
+            github,
+            t,
+            artifacts,
+            _player: player,
+        })
+    }
+
+    fn run_dir(&self, id: &str) -> PathBuf {
+        self.artifacts.join(id)
+    }
+
+    fn task(&self, arn: &str) -> aws_sdk_ecs::types::Task {
+        let conf = self.moto.sdk_config();
+        block_on(async {
+            aws_sdk_ecs::Client::new(&conf)
+                .describe_tasks()
+                .cluster("lackey")
+                .tasks(arn)
+                .send()
+                .await
+                .unwrap()
+                .tasks()
+                .first()
+                .cloned()
+                .expect("the task is in moto")
+        })
+    }
+
+    fn s3_keys(&self, prefix: &str) -> Vec<String> {
+        let conf = self.moto.sdk_config();
+        block_on(async {
+            let s3 = aws_sdk_s3::Client::from_conf(
+                aws_sdk_s3::config::Builder::from(&conf)
+                    .force_path_style(true)
+                    .build(),
+            );
+            s3.list_objects_v2()
+                .bucket("lackey-artifacts-123456789012")
+                .prefix(prefix)
+                .send()
+                .await
+                .unwrap()
+                .contents()
+                .iter()
+                .filter_map(|o| o.key().map(str::to_string))
+                .collect()
+        })
+    }
+}
+
+fn launched_arn(stderr: &str) -> String {
+    stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("Launched ECS task: "))
+        .unwrap_or_else(|| panic!("no `Launched ECS task` line:\n{stderr}"))
+        .trim()
+        .to_string()
+}
+
+/// The positions of `needles` in `haystack`, each after the previous.
+fn in_order(haystack: &str, needles: &[&str]) {
+    let mut at = 0;
+    for n in needles {
+        match haystack[at..].find(n) {
+            Some(i) => at += i + n.len(),
+            None => panic!("`{n}` missing or out of order in:\n{haystack}"),
+        }
+    }
+}
+
+#[test]
+fn a_stub_cloud_run_end_to_end() {
+    let Some(c) = Cloud::new(true) else { return };
+    let out = c.t.run(&[
+        "run",
+        "add a hello world test",
+        "--cloud",
+        "--stubs",
+        "--pr",
+        "--json",
+    ]);
+    assert_eq!(
+        out.code,
+        0,
+        "stderr:\n{}\nplayer: {:?}",
+        out.stderr,
+        c._player.log.lock().unwrap()
+    );
+    let v = out.json();
+    let id = v["run_id"].as_str().unwrap().to_string();
+    let task_id = launched_arn(&out.stderr)
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
+    // The guide's "Expected output in order".
+    in_order(
+        &out.stderr,
+        &[
+            "Pushed 127.0.0.1",
+            "Minting GitHub App installation token...",
+            "Anthropic API key: not needed (--stubs)",
+            "Launched ECS task: arn:aws:ecs:us-east-1:123456789012:task/lackey/",
+            &format!("Task {task_id}: PROVISIONING"),
+            &format!("Task {task_id}: PENDING"),
+            &format!("Task {task_id}: RUNNING"),
+            &format!("Task {task_id}: STOPPED"),
+            &format!("Downloading artifacts to {}/", c.run_dir(&id).display()),
+        ],
+    );
+    // The summary: outcome, branch, PR, artifacts, S3 prefix.
+    assert_eq!(v["outcome"], "success");
+    assert_eq!(v["runtime"], "cloud");
+    assert_eq!(v["branch"], format!("minion/{id}"));
+    assert_eq!(
+        v["s3_prefix"],
+        format!("s3://lackey-artifacts-123456789012/{id}/")
+    );
+    let pr = v["pr_url"].as_str().expect("a PR url");
+    assert!(pr.ends_with("/acme/app/pull/1"), "{pr}");
+    // Side effects: the branch on the remote, the PR, the artifacts in S3 and here.
+    assert!(
+        c.github
+            .branches("acme/app")
+            .contains(&format!("minion/{id}")),
+        "{:?}",
+        c.github.branches("acme/app")
+    );
+    let pulls = c.github.pulls();
+    assert_eq!(pulls.len(), 1);
+    assert_eq!(pulls[0]["head"], format!("minion/{id}"));
+    assert_eq!(pulls[0]["base"], "main");
+    c.github.assert_clean();
+    let keys = c.s3_keys(&format!("{id}/"));
+    for a in ARTIFACTS {
+        assert!(
+            keys.contains(&format!("{id}/{a}")),
+            "s3 lacks {a}: {keys:?}"
+        );
+        assert!(c.run_dir(&id).join(a).is_file(), "not downloaded: {a}");
+    }
+    let summary: Value = serde_json::from_str(
+        &std::fs::read_to_string(c.run_dir(&id).join("run_summary.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(summary["outcome"], "success");
+    assert_eq!(summary["branch"], format!("minion/{id}"));
+    // The container's log went to CloudWatch; `lackey logs` prints the run's log.
+    let logs = c.t.run(&["logs", &id]);
+    logs.assert_success();
+    assert!(
+        logs.stdout.contains("[minion] outcome success"),
+        "{}",
+        logs.stdout
+    );
+
+    // The same image a second time: no push.
+    let again = c.t.run(&["run", "another stub", "--cloud", "--stubs"]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert!(
+        again
+            .stderr
+            .contains("Image lackey-minion:test already exists in ECR as"),
+        "{}",
+        again.stderr
+    );
+    assert!(!again.stderr.contains("Pushing"), "{}", again.stderr);
+    assert_eq!(c.registry.tags("lackey-minion"), ["latest"]);
+    assert!(
+        again.stdout.contains("outcome:   success")
+            && again
+                .stdout
+                .contains("s3:        s3://lackey-artifacts-123456789012/"),
+        "{}",
+        again.stdout
+    );
+    let runs = c.t.run(&["runs", "--json"]);
+    let rows = runs.json()["runs"].as_array().unwrap().clone();
+    assert_eq!(rows.len(), 2);
+    assert!(
+        rows.iter()
+            .all(|r| r["backend"] == "cloud" && r["outcome"] == "success"),
+        "{rows:?}"
+    );
+}
+
+#[test]
+fn timeout_stops_the_task_and_keeps_the_artifacts() {
+    let Some(mut c) = Cloud::new(true) else {
+        return;
+    };
+    let llm = FakeLlm::start(CANARY_KEY, vec![Answer::Hang]);
+    c.t.set("ANTHROPIC_BASE_URL", llm.url());
+    let started = Instant::now();
+    let out =
+        c.t.run(&["run", "do something complex", "--cloud", "--timeout", "15"]);
+    out.assert_code(1);
+    assert!(started.elapsed() < Duration::from_secs(90));
+    let arn = launched_arn(&out.stderr);
+    let dir = c.run_dir(
+        out.stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("branch:    minion/"))
+            .map(|s| s.split_whitespace().next().unwrap().to_string())
+            .unwrap()
+            .as_str(),
+    );
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("run_summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(summary["outcome"], "error");
+    assert!(
+        summary["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("timed out after 15 s"),
+        "{}",
+        summary["error"]
+    );
+    assert_eq!(c.task(&arn).last_status(), Some("STOPPED"));
+    assert!(llm.received().len() >= 1, "the task never reached the LLM");
+}
+
+#[test]
+fn sigint_stops_the_task() {
+    let Some(mut c) = Cloud::new(true) else {
+        return;
+    };
+    let llm = FakeLlm::start(CANARY_KEY, vec![Answer::Hang]);
+    c.t.set("ANTHROPIC_BASE_URL", llm.url());
+    let mut child =
+        c.t.command(&["run", "do something", "--cloud"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let seen = Arc::new(Mutex::new(String::new()));
+    let s2 = seen.clone();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let mut g = s2.lock().unwrap();
+            g.push_str(&line);
+            g.push('\n');
+        }
+    });
+    let start = Instant::now();
+    while !seen.lock().unwrap().contains(": RUNNING") || llm.received().is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "the task never ran:\n{}",
+            seen.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let out = wait_with_timeout(child, Duration::from_secs(120));
+    reader.join().unwrap();
+    let stderr = seen.lock().unwrap().clone();
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    let arn = launched_arn(&stderr);
+    let task = c.task(&arn);
+    assert_eq!(task.last_status(), Some("STOPPED"));
+    assert_eq!(task.stop_code().map(|s| s.as_str()), Some("UserInitiated"));
+    assert!(stderr.contains("Downloading artifacts to"), "{stderr}");
+}
+
+#[test]
+fn a_task_that_fails_to_start_names_the_reason_and_the_fix() {
+    // No secret values: ECS cannot inject them and the task fails to start.
+    let Some(c) = Cloud::new(false) else { return };
+    let out =
+        c.t.run(&["run", "x", "--cloud", "--stubs", "--repo", "acme/app"]);
+    // The GitHub key is missing first: the preflight says so before any task starts.
+    out.assert_code(1);
+    assert!(
+        out.stderr
+            .contains("secret `lackey/github-app-key` does not exist or has no value"),
+        "{}",
+        out.stderr
+    );
+    let key = c.t.write("app.pem", &c.github.private_key_pem);
+    c.t.run(&[
+        "secret",
+        "put",
+        "github_app_key",
+        "--from-file",
+        key.to_str().unwrap(),
+    ])
+    .assert_success();
+    let out = c.t.run(&["run", "x", "--cloud", "--stubs"]);
+    out.assert_code(1);
+    assert!(out.stdout.contains("outcome:   error"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("ResourceInitializationError"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stderr.contains("hint: ECS could not prepare the task"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_missing_env_variable_is_named_before_anything_starts() {
+    let Some(moto) = Moto::start() else { return };
+    let mut t = TestEnv::new();
+    t.with_moto(&moto);
+    t.write(
+        ".env",
+        "LACKEY_REPO=acme/app\nLACKEY_ECS_CLUSTER=lackey\nLACKEY_ECS_TASK_DEF=lackey-minion\nLACKEY_ARTIFACT_BUCKET=b-123\n\
+         LACKEY_GITHUB_APP_PRIVATE_KEY_SECRET=lackey/github-app-key\nLACKEY_GITHUB_INSTALLATION_ID=67890\nLACKEY_STUBS=1\n",
+    );
+    moto.reset_requests();
+    let out = t.run(&["run", "test", "--cloud"]);
+    out.assert_code(1);
+    assert_eq!(
+        out.stderr.lines().next().unwrap(),
+        "error: missing LACKEY_GITHUB_APP_ID (or [github] app_id in lackey.toml)"
+    );
+    assert!(
+        moto.requests().is_empty(),
+        "AWS was called before the missing variable was noticed"
+    );
+    // With no region anywhere (environment, lackey.toml, AWS profile), the region is named.
+    t.set("LACKEY_GITHUB_APP_ID", "12345").unset("AWS_REGION");
+    std::fs::write(t.path().join("home/.aws/config"), "[default]\n").unwrap();
+    let out = t.run(&["run", "test", "--cloud"]);
+    out.assert_code(1);
+    assert_eq!(
+        out.stderr.lines().next().unwrap(),
+        "error: missing AWS_REGION (or [aws] region in lackey.toml)"
+    );
+}
+
+#[test]
+fn canary_secrets_appear_nowhere() {
+    let Some(mut c) = Cloud::new(true) else {
+        return;
+    };
+    let llm = FakeLlm::start(
+        CANARY_KEY,
+        vec![
+            fake_llm::tool_use(
+                "submit_scope",
+                json!({"summary": "greeting", "allowed_dirs": [], "allowed_files": ["hello.sh"], "test_files": [], "rationale": "r"}),
+            ),
+            fake_llm::tool_use("view", json!({"path": "hello.sh"})),
+            fake_llm::tool_use(
+                "str_replace",
+                json!({"path": "hello.sh", "old_str": "echo \"hello\"", "new_str": "echo \"hello, world\""}),
+            ),
+            fake_llm::tool_use(
+                "bash",
+                json!({"command": "env | grep -ci -e anthropic -e github -e ghs_ ; git remote -v"}),
+            ),
+            fake_llm::tool_use("finish", json!({"summary": "done"})),
+        ],
+    );
+    c.t.set("ANTHROPIC_BASE_URL", llm.url());
+    let out = c.t.run(&[
+        "run",
+        "make hello.sh print hello, world",
+        "--cloud",
+        "--pr",
+        "--json",
+    ]);
+    assert_eq!(
+        out.code,
+        0,
+        "{}\nplayer: {:?}",
+        out.stderr,
+        c._player.log.lock().unwrap()
+    );
+    llm.assert_clean();
+    let v = out.json();
+    let id = v["run_id"].as_str().unwrap();
+    let tokens = c.github.tokens();
+    assert!(
+        tokens.len() >= 2,
+        "the CLI and the minion each mint a token: {}",
+        tokens.len()
+    );
+    let secrets: Vec<&str> = std::iter::once(CANARY_KEY)
+        .chain(tokens.iter().map(String::as_str))
+        .collect();
+    let arn = launched_arn(&out.stderr);
+    let overrides = format!("{:?}", c.task(&arn).overrides());
+    let mut places: Vec<(String, String)> = vec![
+        ("stdout".into(), out.stdout.clone()),
+        ("stderr".into(), out.stderr.clone()),
+        ("RunTask overrides".into(), overrides),
+    ];
+    for e in walkdir::WalkDir::new(c.run_dir(id))
+        .into_iter()
+        .filter_map(Result::ok)
+    {
+        if e.file_type().is_file() {
+            places.push((
+                e.path().display().to_string(),
+                String::from_utf8_lossy(&std::fs::read(e.path()).unwrap()).into_owned(),
+            ));
+        }
+    }
+    assert!(places.iter().any(|(p, _)| p.ends_with("transcript.jsonl")));
+    for (place, text) in &places {
+        for s in &secrets {
+            assert!(
+                !text.contains(s),
+                "a secret ({}…) leaked into {place}",
+                &s[..12]
+            );
+        }
+    }
+    assert!(c
+        .github
+        .branches("acme/app")
+        .contains(&format!("minion/{id}")));
+    let shown = repo::git(
+        &c.github.bare("acme/app"),
+        &["show", &format!("minion/{id}:hello.sh")],
+    );
+    assert!(shown.contains("hello, world"));
+}
+
+#[test]
+fn a_local_repository_goes_up_and_comes_back_as_a_bundle() {
+    let Some(c) = Cloud::new(true) else { return };
+    let local = repo::hello_project(&c.t.work().join("project"));
+    let out = c.t.run(&[
+        "run",
+        "stub work",
+        "--cloud",
+        "--stubs",
+        "--repo",
+        "project",
+        "--json",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let v = out.json();
+    let id = v["run_id"].as_str().unwrap();
+    let branches = repo::git(&local, &["branch", "--list", "minion/*"]);
+    assert!(
+        branches.contains(id),
+        "the branch did not come back: {branches}"
+    );
+    assert!(c.github.pulls().is_empty());
+}

@@ -1,0 +1,387 @@
+//! The Fargate player: no emulator runs moto's ECS tasks, so the harness does.
+//!
+//! It watches moto (started with `--fargate-player`) for new tasks and walks each
+//! through Fargate's lifecycle: PROVISIONING, then PENDING while it pulls the task
+//! definition's image from the local registry and resolves its `secrets` from Secrets
+//! Manager (as the execution role would), then RUNNING while the container runs in
+//! local Docker with the task's overrides, then STOPPED with the container's real exit
+//! code. A pull that fails stops the task with `CannotPullContainerError`, a secret that
+//! cannot be read with `ResourceInitializationError`, both `TaskFailedToStart`. StopTask
+//! (desiredStatus STOPPED) stops the container with SIGTERM. The container's output is
+//! written to the CloudWatch stream `<prefix>/<container>/<task id>`.
+//!
+//! Containers run with host networking so the minion reaches moto, the registry, the
+//! fake GitHub and the fake LLM on loopback, and get test credentials for moto in
+//! place of the task role's.
+
+use std::collections::HashSet;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::moto::Moto;
+
+pub struct FargatePlayer {
+    id: String,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    /// What the player did, for test failure messages.
+    pub log: Arc<Mutex<Vec<String>>>,
+}
+
+/// How long a task stays in PROVISIONING and PENDING (long enough for a poller to see).
+const STEP: Duration = Duration::from_millis(1500);
+
+fn docker(args: &[&str]) -> (bool, String) {
+    let out = Command::new("docker")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("docker");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+struct Ctx {
+    moto_url: String,
+    http: reqwest::Client,
+    ecs: aws_sdk_ecs::Client,
+    sm: aws_sdk_secretsmanager::Client,
+    logs: aws_sdk_cloudwatchlogs::Client,
+    cluster: String,
+    log: Arc<Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+    /// Labels this player's containers, so tests running side by side stay apart.
+    label: String,
+}
+
+impl Ctx {
+    async fn set(&self, body: serde_json::Value) {
+        let _ = self
+            .http
+            .post(format!("{}/_harness/ecs/task", self.moto_url))
+            .json(&body)
+            .send()
+            .await;
+    }
+
+    fn note(&self, s: String) {
+        self.log.lock().unwrap().push(s);
+    }
+
+    async fn fail_to_start(&self, arn: &str, reason: String) {
+        self.note(format!("{arn}: failed to start: {reason}"));
+        self.set(serde_json::json!({"task_arn": arn, "last_status": "STOPPED", "stop_code": "TaskFailedToStart", "stopped_reason": reason})).await;
+    }
+
+    async fn desired_stopped(&self, arn: &str) -> bool {
+        match self
+            .ecs
+            .describe_tasks()
+            .cluster(&self.cluster)
+            .tasks(arn)
+            .send()
+            .await
+        {
+            Ok(o) => o.tasks().first().and_then(|t| t.desired_status()) == Some("STOPPED"),
+            Err(_) => false,
+        }
+    }
+
+    async fn play(self: Arc<Self>, arn: String) {
+        let task_id = arn.rsplit('/').next().unwrap_or_default().to_string();
+        let Ok(d) = self
+            .ecs
+            .describe_tasks()
+            .cluster(&self.cluster)
+            .tasks(&arn)
+            .send()
+            .await
+        else {
+            return;
+        };
+        let Some(task) = d.tasks().first().cloned() else {
+            return;
+        };
+        let td_arn = task.task_definition_arn().unwrap_or_default().to_string();
+        let Ok(td) = self
+            .ecs
+            .describe_task_definition()
+            .task_definition(&td_arn)
+            .send()
+            .await
+        else {
+            return self
+                .fail_to_start(
+                    &arn,
+                    "ResourceNotFoundException: task definition not found".into(),
+                )
+                .await;
+        };
+        let Some(container) = td
+            .task_definition()
+            .and_then(|t| t.container_definitions().first())
+            .cloned()
+        else {
+            return;
+        };
+        let image = container.image().unwrap_or_default().to_string();
+        let mut env: Vec<(String, String)> = task
+            .overrides()
+            .map(|o| {
+                o.container_overrides()
+                    .iter()
+                    .flat_map(|c| c.environment().iter())
+                    .map(|kv| {
+                        (
+                            kv.name().unwrap_or_default().to_string(),
+                            kv.value().unwrap_or_default().to_string(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        tokio::time::sleep(STEP).await;
+        self.set(serde_json::json!({"task_arn": arn, "last_status": "PENDING"}))
+            .await;
+        // PENDING: pull the image, resolve the secrets.
+        let (pulled, out) = tokio::task::spawn_blocking({
+            let image = image.clone();
+            move || docker(&["pull", "-q", &image])
+        })
+        .await
+        .unwrap();
+        if !pulled {
+            return self
+                .fail_to_start(&arn, format!("CannotPullContainerError: pull image manifest has been retried 5 time(s): failed to resolve ref {image}: {}", out.trim()))
+                .await;
+        }
+        for s in container.secrets() {
+            match self.sm.get_secret_value().secret_id(s.value_from()).send().await {
+                Ok(v) if v.secret_string().is_some() => env.push((s.name().to_string(), v.secret_string().unwrap().to_string())),
+                _ => {
+                    return self
+                        .fail_to_start(&arn, format!("ResourceInitializationError: unable to pull secrets or registry auth: execution resource retrieval failed: unable to retrieve secret from asm: service call has been retried 1 time(s): failed to fetch secret {} from secrets manager", s.value_from()))
+                        .await
+                }
+            }
+        }
+        tokio::time::sleep(STEP).await;
+        if self.desired_stopped(&arn).await {
+            self.set(serde_json::json!({"task_arn": arn, "last_status": "STOPPED"}))
+                .await;
+            return;
+        }
+        env.extend([
+            ("AWS_ACCESS_KEY_ID".to_string(), "testing".to_string()),
+            ("AWS_SECRET_ACCESS_KEY".into(), "testing".into()),
+            ("AWS_ENDPOINT_URL".into(), self.moto_url.clone()),
+            ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
+        ]);
+        let name = format!("lackey-fargate-{task_id}");
+        let mut args: Vec<String> = vec![
+            "run".into(),
+            "-d".into(),
+            "--name".into(),
+            name.clone(),
+            "--network".into(),
+            "host".into(),
+            "--label".into(),
+            self.label.clone(),
+        ];
+        for (k, v) in &env {
+            args.push("-e".into());
+            args.push(format!("{k}={v}"));
+        }
+        args.push(image.clone());
+        let (started, out) = tokio::task::spawn_blocking(move || {
+            docker(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        })
+        .await
+        .unwrap();
+        if !started {
+            return self
+                .fail_to_start(&arn, format!("CannotStartContainerError: {}", out.trim()))
+                .await;
+        }
+        self.set(serde_json::json!({"task_arn": arn, "last_status": "RUNNING"}))
+            .await;
+        self.note(format!("{arn}: running {image}"));
+        // Forward the container's output to CloudWatch Logs as the awslogs driver does.
+        let opts = container
+            .log_configuration()
+            .and_then(|l| l.options())
+            .cloned()
+            .unwrap_or_default();
+        let group = opts.get("awslogs-group").cloned().unwrap_or_default();
+        let stream = format!(
+            "{}/{}/{task_id}",
+            opts.get("awslogs-stream-prefix")
+                .cloned()
+                .unwrap_or_else(|| "minion".into()),
+            container.name().unwrap_or("minion")
+        );
+        let forwarder = {
+            let logs = self.logs.clone();
+            let name = name.clone();
+            tokio::spawn(async move { forward_logs(logs, name, group, stream).await })
+        };
+        let mut stop_sent = false;
+        let exit_code = loop {
+            let (_, state) = tokio::task::spawn_blocking({
+                let name = name.clone();
+                move || {
+                    docker(&[
+                        "inspect",
+                        "-f",
+                        "{{.State.Running}} {{.State.ExitCode}}",
+                        &name,
+                    ])
+                }
+            })
+            .await
+            .unwrap();
+            let mut parts = state.split_whitespace();
+            if parts.next() == Some("false") {
+                break parts
+                    .next()
+                    .and_then(|c| c.parse::<i64>().ok())
+                    .unwrap_or(-1);
+            }
+            if !stop_sent && (self.desired_stopped(&arn).await || self.stop.load(Ordering::Relaxed))
+            {
+                // StopTask: SIGTERM, SIGKILL after the grace period (30 s on Fargate).
+                let name = name.clone();
+                tokio::task::spawn_blocking(move || docker(&["stop", "-t", "30", &name]));
+                stop_sent = true;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(10), forwarder).await;
+        self.set(serde_json::json!({"task_arn": arn, "last_status": "DEPROVISIONING"}))
+            .await;
+        self.set(serde_json::json!({
+            "task_arn": arn,
+            "last_status": "STOPPED",
+            "exit_code": exit_code,
+            "stop_code": "EssentialContainerExited",
+            "stopped_reason": "Essential container in task exited",
+        }))
+        .await;
+        self.note(format!("{arn}: stopped with exit code {exit_code}"));
+        let _ = tokio::task::spawn_blocking(move || docker(&["rm", "-f", &name])).await;
+    }
+}
+
+async fn forward_logs(
+    logs: aws_sdk_cloudwatchlogs::Client,
+    name: String,
+    group: String,
+    stream: String,
+) {
+    let _ = logs
+        .create_log_stream()
+        .log_group_name(&group)
+        .log_stream_name(&stream)
+        .send()
+        .await;
+    let mut child = tokio::process::Command::new("docker")
+        .args(["logs", "-f", &name])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("docker logs");
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let ev = aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
+            .timestamp(chrono::Utc::now().timestamp_millis())
+            .message(line)
+            .build()
+            .unwrap();
+        let _ = logs
+            .put_log_events()
+            .log_group_name(&group)
+            .log_stream_name(&stream)
+            .log_events(ev)
+            .send()
+            .await;
+    }
+    let _ = child.wait().await;
+}
+
+impl FargatePlayer {
+    pub fn start(moto: &Moto, cluster: &str) -> FargatePlayer {
+        let conf = moto.sdk_config();
+        let id = format!("{}", moto.port());
+        let stop = Arc::new(AtomicBool::new(false));
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let ctx = Arc::new(Ctx {
+            moto_url: moto.url(),
+            http: reqwest::Client::new(),
+            ecs: aws_sdk_ecs::Client::new(&conf),
+            sm: aws_sdk_secretsmanager::Client::new(&conf),
+            logs: aws_sdk_cloudwatchlogs::Client::new(&conf),
+            cluster: cluster.to_string(),
+            log: log.clone(),
+            stop: stop.clone(),
+            label: format!("lackey.fargate-player={id}"),
+        });
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let mut seen: HashSet<String> = HashSet::new();
+                let mut handles = Vec::new();
+                while !ctx.stop.load(Ordering::Relaxed) {
+                    if let Ok(out) = ctx.ecs.list_tasks().cluster(&ctx.cluster).send().await {
+                        for arn in out.task_arns() {
+                            if seen.insert(arn.clone()) {
+                                handles.push(tokio::spawn(ctx.clone().play(arn.clone())));
+                            }
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                for h in handles {
+                    let _ = tokio::time::timeout(Duration::from_secs(60), h).await;
+                }
+            });
+        });
+        FargatePlayer {
+            id,
+            stop,
+            thread: Some(thread),
+            log,
+        }
+    }
+}
+
+impl Drop for FargatePlayer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        // No container outlives the test.
+        let (_, names) = docker(&[
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=lackey.fargate-player={}", self.id),
+        ]);
+        for n in names.split_whitespace() {
+            let _ = docker(&["rm", "-f", n]);
+        }
+    }
+}
