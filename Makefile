@@ -2,7 +2,7 @@
 CARGO ?= cargo
 IMAGE ?= minion-base:latest
 
-.PHONY: test build build-base build-base-offline build-app demo bench-stack bench-local bench-minion
+.PHONY: test build build-base build-base-offline build-app demo bench-stack bench-local bench-minion bench-cloud bench-doctor
 
 # The main job: build the minion image, then a stub run on a demo repository.
 demo:
@@ -39,3 +39,7 @@ bench-local:
 # Issue 3: wall time and request count of up, plan, no-op up and down against moto.
 bench-stack:
 	$(CARGO) test --locked --test it bench_stack -- --ignored --nocapture
+
+# Issue 6: CLI-side overhead and API calls of a stub cloud run; DescribeTasks per tick.
+bench-cloud:
+	$(CARGO) test --locked --test it bench_cloud -- --ignored --nocapture

@@ -39,6 +39,8 @@ pub struct AwsParams {
     pub profile: Option<String>,
     pub endpoint_url: Option<String>,
     pub max_attempts: u32,
+    /// Named in the User-Agent (`app/<name>`), so AWS-side logs tell the CLI from the minion.
+    pub app_name: &'static str,
 }
 
 impl AwsParams {
@@ -51,6 +53,7 @@ impl AwsParams {
                 .map(|r| r.value.clone()),
             endpoint_url: settings.get(&keys::AWS_ENDPOINT_URL).map(str::to_string),
             max_attempts: settings.number(&keys::AWS_MAX_ATTEMPTS)?,
+            app_name: "lackey",
         })
     }
 }
@@ -64,6 +67,7 @@ impl Aws {
     pub async fn connect_with(params: AwsParams) -> anyhow::Result<Aws> {
         let max_attempts = params.max_attempts.max(1);
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .app_name(aws_config::AppName::new(params.app_name).expect("a valid app name"))
             .retry_config(
                 RetryConfig::standard()
                     .with_max_attempts(max_attempts)

@@ -489,6 +489,7 @@ impl Run {
             profile: None,
             endpoint_url: self.input.aws_endpoint_url.clone(),
             max_attempts: 5,
+            app_name: "lackey-minion",
         })
         .await?;
         let c = aws.s3();

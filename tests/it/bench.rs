@@ -278,3 +278,121 @@ fn bench_stack_operations() {
         requests[1][0] as f64 / 12.0
     );
 }
+
+/// Issue 6: the CLI-side overhead of a stub cloud run (its wall time less the task's
+/// own life from creation to STOPPED, which includes the Fargate player's staged
+/// PROVISIONING and PENDING), the AWS calls per run, and the DescribeTasks calls per
+/// poll tick with 20 runs in flight (target: one).
+#[test]
+#[ignore = "benchmark: make bench-cloud"]
+fn bench_cloud_run() {
+    use crate::cloud::Cloud;
+    let c = Cloud::new(true).expect("the benchmark needs Docker, moto and docker-registry");
+    // A first run pushes the image; the measured ones find it in the registry.
+    c.t.run(&["run", "warm-up", "--cloud", "--stubs"])
+        .assert_success();
+    let conf = c.moto.sdk_config();
+    for i in 0..3 {
+        c.moto.reset_requests();
+        let t0 = std::time::Instant::now();
+        let out =
+            c.t.run(&["run", &format!("bench {i}"), "--cloud", "--stubs"]);
+        let wall = t0.elapsed().as_secs_f64();
+        out.assert_success();
+        let arn = out
+            .stderr
+            .lines()
+            .find_map(|l| l.strip_prefix("Launched ECS task: "))
+            .unwrap()
+            .trim()
+            .to_string();
+        let (created, stopped) = crate::support::moto::block_on(async {
+            let t = aws_sdk_ecs::Client::new(&conf)
+                .describe_tasks()
+                .cluster("lackey")
+                .tasks(&arn)
+                .send()
+                .await
+                .unwrap();
+            let t = t.tasks()[0].clone();
+            (
+                t.created_at().unwrap().as_secs_f64(),
+                t.stopped_at().unwrap().as_secs_f64(),
+            )
+        });
+        let task = stopped - created;
+        let reqs = c.moto.requests();
+        let mut by: std::collections::BTreeMap<String, usize> = Default::default();
+        for r in reqs.iter().filter(|r| r.caller == "cli") {
+            *by.entry(format!("{}:{}", r.service, r.action)).or_default() += 1;
+        }
+        let count = |who: &str| reqs.iter().filter(|r| r.caller == who).count();
+        println!(
+            "bench-cloud: stub run {i}: wall {wall:.2}s, task life (created to STOPPED) {task:.2}s, CLI-side overhead {:.2}s; AWS requests: CLI {}, minion {}, Fargate player {}; the CLI's: {by:?}",
+            wall - task,
+            count("cli"),
+            count("minion"),
+            count("other"),
+        );
+    }
+    // 20 runs in flight, one watcher: DescribeTasks per tick.
+    let watched = crate::support::moto::block_on(async {
+        let ecs = aws_sdk_ecs::Client::new(&conf);
+        let ec2 = aws_sdk_ec2::Client::new(&conf);
+        let subnet = ec2.describe_subnets().send().await.unwrap().subnets()[0]
+            .subnet_id()
+            .unwrap()
+            .to_string();
+        let sg = ec2
+            .describe_security_groups()
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name("group-name")
+                    .values("lackey-ecs-tasks")
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap()
+            .security_groups()[0]
+            .group_id()
+            .unwrap()
+            .to_string();
+        let watcher = lackey::runner::ecs::TaskWatcher::start(ecs.clone(), "lackey");
+        let mut rxs = Vec::new();
+        for _ in 0..20 {
+            let out = ecs
+                .run_task()
+                .cluster("lackey")
+                .task_definition("lackey-minion")
+                .launch_type(aws_sdk_ecs::types::LaunchType::Fargate)
+                .network_configuration(
+                    aws_sdk_ecs::types::NetworkConfiguration::builder()
+                        .awsvpc_configuration(
+                            aws_sdk_ecs::types::AwsVpcConfiguration::builder()
+                                .subnets(&subnet)
+                                .security_groups(&sg)
+                                .build()
+                                .unwrap(),
+                        )
+                        .build(),
+                )
+                .send()
+                .await
+                .unwrap();
+            rxs.push(watcher.watch(out.tasks()[0].task_arn().unwrap()));
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        let calls = watcher.calls.load(std::sync::atomic::Ordering::Relaxed);
+        let ticks = watcher.ticks.load(std::sync::atomic::Ordering::Relaxed);
+        watcher.shutdown();
+        (calls, ticks, rxs.len())
+    });
+    println!(
+        "bench-cloud: {} tasks watched for 5 s: {} DescribeTasks calls over {} poll ticks ({:.2} per tick)",
+        watched.2,
+        watched.0,
+        watched.1,
+        watched.0 as f64 / watched.1.max(1) as f64
+    );
+}

@@ -20,18 +20,18 @@ use crate::support::{repo, wait_with_timeout, TestEnv, ARTIFACTS};
 
 const CANARY_KEY: &str = "sk-ant-api03-CANARY-cloud-c0ffee0123456789";
 
-struct Cloud {
-    moto: Moto,
+pub(crate) struct Cloud {
+    pub(crate) moto: Moto,
     registry: Registry,
     github: FakeGitHub,
-    t: TestEnv,
+    pub(crate) t: TestEnv,
     artifacts: PathBuf,
     _player: FargatePlayer,
 }
 
 impl Cloud {
     /// The whole world, with the stack up; `secrets`: store both secret values.
-    fn new(secrets: bool) -> Option<Cloud> {
+    pub(crate) fn new(secrets: bool) -> Option<Cloud> {
         if !docker::available() {
             return None;
         }

@@ -19,6 +19,9 @@ pub struct Request {
     pub method: String,
     pub path: String,
     pub status: serde_json::Value,
+    /// `cli`, `minion` or `other` (the harness), from the User-Agent.
+    #[serde(default)]
+    pub caller: String,
 }
 
 impl Request {

@@ -263,6 +263,16 @@ def _classify(environ, body):
     return service, action
 
 
+def _caller(environ):
+    """Who sent a request: lackey's CLI and minion name themselves in the User-Agent."""
+    ua = environ.get("HTTP_USER_AGENT", "") + " " + environ.get("HTTP_X_AMZ_USER_AGENT", "")
+    if "app/lackey-minion" in ua:
+        return "minion"
+    if "app/lackey" in ua:
+        return "cli"
+    return "other"
+
+
 def _json_response(start_response, status, payload):
     data = json.dumps(payload).encode()
     start_response(f"{status} OK" if status == 200 else f"{status} ERR", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
@@ -382,6 +392,7 @@ def make_app():
                 "method": environ["REQUEST_METHOD"],
                 "path": environ["PATH_INFO"],
                 "status": int(captured["status"].split()[0]),
+                "caller": _caller(environ),
             })
         start_response(captured["status"], headers)
         return [data]
