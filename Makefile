@@ -43,3 +43,7 @@ bench-stack:
 # Issue 6: CLI-side overhead and API calls of a stub cloud run; DescribeTasks per tick.
 bench-cloud:
 	$(CARGO) test --locked --test it bench_cloud -- --ignored --nocapture
+
+# Issue 7: wall time of a full `lackey doctor` on a healthy stack.
+bench-doctor:
+	$(CARGO) test --locked --test it bench_doctor -- --ignored --nocapture

@@ -15,6 +15,7 @@
 //! * [`cloud`]: the deployment guide's building blocks (S3 artifacts, ECR, secrets).
 //! * [`github`]: GitHub App tokens, repositories and pull requests.
 //! * [`summary`]: `run_summary.json`, shared by the minion and the host.
+//! * [`doctor`]: every setup phase checked, with a fix per failure.
 //! * [`error`]: errors that carry their exit code and their fix.
 
 pub mod aws;
@@ -22,6 +23,7 @@ pub mod cli;
 pub mod cloud;
 pub mod commands;
 pub mod config;
+pub mod doctor;
 pub mod error;
 pub mod github;
 pub mod minion;

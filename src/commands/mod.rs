@@ -7,6 +7,7 @@
 //! code.
 
 mod config_cmd;
+mod doctor;
 mod image;
 mod init;
 mod logs;
@@ -121,7 +122,10 @@ fn init_tracing(verbose: u8) {
 /// Whether a command stops cleanly on Ctrl-C by itself (stopping containers, tasks, or
 /// finishing the resource it is changing). Others are simply dropped.
 fn handles_interrupt(cmd: &Command) -> bool {
-    matches!(cmd, Command::Run(_) | Command::Minion(_) | Command::Logs(_))
+    matches!(
+        cmd,
+        Command::Run(_) | Command::Minion(_) | Command::Logs(_) | Command::Doctor(_)
+    )
 }
 
 /// The whole process: inputs, runtime, signals, command, exit code.
@@ -221,7 +225,7 @@ async fn dispatch(ctx: &Ctx, command: Command) -> anyhow::Result<u8> {
         Command::Secret(crate::cli::SecretCommand::Put(args)) => {
             stack_cmd::secret_put(ctx, args).await
         }
-        Command::Doctor(_) => not_yet("`lackey doctor`"),
+        Command::Doctor(args) => doctor::run(ctx, args).await,
         Command::Run(args) => run::run(ctx, args).await,
         Command::Runs(args) => runs::run(ctx, args).await,
         Command::Logs(args) => logs::run(ctx, args).await,
@@ -229,10 +233,6 @@ async fn dispatch(ctx: &Ctx, command: Command) -> anyhow::Result<u8> {
         Command::Image(cmd) => image::run(ctx, cmd).await,
         Command::Minion(args) => minion::run(ctx, args).await,
     }
-}
-
-fn not_yet(what: &str) -> anyhow::Result<u8> {
-    Err(Fail::new(format!("{what} is not built yet in this version of lackey")).into())
 }
 
 /// Show a path relative to the working directory when it is inside it.

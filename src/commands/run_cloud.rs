@@ -9,7 +9,7 @@ use crate::cli::{ImagePushArgs, LogsArgs, RunArgs};
 use crate::config::{keys, validate, Settings};
 use crate::error::Fail;
 use crate::output::{Reporter, Tone};
-use crate::runner::ecs::{CloudSpec, GithubTarget};
+use crate::runner::ecs::CloudSpec;
 use crate::runner::{self, RunSpec};
 
 /// Settings a cloud run needs, with the account, subnets and security group
@@ -20,45 +20,6 @@ pub async fn cloud_settings(ctx: &Ctx, settings: &mut Settings) -> anyhow::Resul
     let aws = ctx.aws(settings).await?;
     crate::stack::discover(&aws, settings).await?;
     Ok(aws)
-}
-
-pub fn cloud_spec(settings: &Settings, github_repo: Option<&str>) -> anyhow::Result<CloudSpec> {
-    let subnets: Vec<String> = settings
-        .require(&keys::NETWORK_SUBNETS)?
-        .split(',')
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .collect();
-    let github = match github_repo {
-        Some(repo) => Some(GithubTarget {
-            repo: repo.to_string(),
-            app_id: settings.require(&keys::GITHUB_APP_ID)?.to_string(),
-            installation_id: settings.require(&keys::GITHUB_INSTALLATION_ID)?.to_string(),
-            key_secret: settings.require(&keys::SECRETS_GITHUB_APP_KEY)?.to_string(),
-            api_url: settings.require(&keys::GITHUB_API_URL)?.to_string(),
-            git_url: settings.require(&keys::GITHUB_GIT_URL)?.to_string(),
-        }),
-        None => None,
-    };
-    Ok(CloudSpec {
-        stack: settings.require(&keys::STACK_NAME)?.to_string(),
-        region: settings.require(&keys::AWS_REGION)?.to_string(),
-        endpoint_url: settings.get(&keys::AWS_ENDPOINT_URL).map(str::to_string),
-        cluster: settings.require(&keys::ECS_CLUSTER)?.to_string(),
-        task_family: settings.require(&keys::ECS_TASK_FAMILY)?.to_string(),
-        subnets,
-        security_group_id: settings
-            .require(&keys::NETWORK_SECURITY_GROUP_ID)?
-            .to_string(),
-        assign_public_ip: settings.flag(&keys::NETWORK_ASSIGN_PUBLIC_IP),
-        bucket: settings.require(&keys::BUCKET_NAME)?.to_string(),
-        registry: settings.require(&keys::ECR_REGISTRY)?.to_string(),
-        repository: settings.require(&keys::ECR_REPOSITORY)?.to_string(),
-        anthropic_secret: settings
-            .require(&keys::SECRETS_ANTHROPIC_API_KEY)?
-            .to_string(),
-        github,
-    })
 }
 
 pub async fn run(ctx: &Ctx, args: RunArgs, mut settings: Settings) -> anyhow::Result<u8> {
@@ -79,7 +40,7 @@ pub async fn run(ctx: &Ctx, args: RunArgs, mut settings: Settings) -> anyhow::Re
         settings.require(&keys::GITHUB_INSTALLATION_ID)?;
     }
     let aws = cloud_settings(ctx, &mut settings).await?;
-    let cloud = cloud_spec(&settings, github_repo.as_deref())?;
+    let cloud = CloudSpec::from_settings(&settings, github_repo.as_deref())?;
     let result = runner::ecs::run_cloud(&mut spec, &cloud, &aws, &ctx.printer, &ctx.cancel).await?;
     let note = match result.fetched {
         Some(true) => " (fetched into the local repository)".to_string(),

@@ -66,6 +66,51 @@ pub struct CloudSpec {
 }
 
 impl CloudSpec {
+    /// The cloud side of a run, from settings (values found nowhere are errors naming
+    /// their variable).
+    pub fn from_settings(
+        settings: &crate::config::Settings,
+        github_repo: Option<&str>,
+    ) -> anyhow::Result<CloudSpec> {
+        use crate::config::keys;
+        let subnets: Vec<String> = settings
+            .require(&keys::NETWORK_SUBNETS)?
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        let github = match github_repo {
+            Some(repo) => Some(GithubTarget {
+                repo: repo.to_string(),
+                app_id: settings.require(&keys::GITHUB_APP_ID)?.to_string(),
+                installation_id: settings.require(&keys::GITHUB_INSTALLATION_ID)?.to_string(),
+                key_secret: settings.require(&keys::SECRETS_GITHUB_APP_KEY)?.to_string(),
+                api_url: settings.require(&keys::GITHUB_API_URL)?.to_string(),
+                git_url: settings.require(&keys::GITHUB_GIT_URL)?.to_string(),
+            }),
+            None => None,
+        };
+        Ok(CloudSpec {
+            stack: settings.require(&keys::STACK_NAME)?.to_string(),
+            region: settings.require(&keys::AWS_REGION)?.to_string(),
+            endpoint_url: settings.get(&keys::AWS_ENDPOINT_URL).map(str::to_string),
+            cluster: settings.require(&keys::ECS_CLUSTER)?.to_string(),
+            task_family: settings.require(&keys::ECS_TASK_FAMILY)?.to_string(),
+            subnets,
+            security_group_id: settings
+                .require(&keys::NETWORK_SECURITY_GROUP_ID)?
+                .to_string(),
+            assign_public_ip: settings.flag(&keys::NETWORK_ASSIGN_PUBLIC_IP),
+            bucket: settings.require(&keys::BUCKET_NAME)?.to_string(),
+            registry: settings.require(&keys::ECR_REGISTRY)?.to_string(),
+            repository: settings.require(&keys::ECR_REPOSITORY)?.to_string(),
+            anthropic_secret: settings
+                .require(&keys::SECRETS_ANTHROPIC_API_KEY)?
+                .to_string(),
+            github,
+        })
+    }
+
     pub fn started_by(&self) -> String {
         format!("lackey:{}", self.stack).chars().take(36).collect()
     }

@@ -396,3 +396,28 @@ fn bench_cloud_run() {
         watched.0 as f64 / watched.1.max(1) as f64
     );
 }
+
+/// Issue 7: the wall time of a full `lackey doctor` (no --e2e) on a healthy stack
+/// against moto and the fakes. Target: under 1 s.
+#[test]
+#[ignore = "benchmark: make bench-doctor"]
+fn bench_doctor() {
+    let c = crate::doctor::healthy().expect("the benchmark needs Docker, moto and docker-registry");
+    c.t.run(&["doctor", "-q"]).assert_success();
+    let times: Vec<f64> = (0..5)
+        .map(|_| {
+            time_it(|| {
+                c.t.run(&["doctor", "-q"]).assert_success();
+            })
+        })
+        .collect();
+    c.moto.reset_requests();
+    c.t.run(&["doctor", "-q"]).assert_success();
+    println!(
+        "bench-doctor: full doctor (16 checks, healthy stack): median {:.3}s over 5 (min {:.3}s, max {:.3}s); {} AWS requests",
+        median(times.clone()),
+        times.iter().cloned().fold(f64::MAX, f64::min),
+        times.iter().cloned().fold(0.0, f64::max),
+        c.moto.requests().len()
+    );
+}

@@ -89,6 +89,14 @@ impl Cloud {
         })
     }
 
+    pub(crate) fn github_key(&self) -> String {
+        self.github.private_key_pem.clone()
+    }
+
+    pub(crate) fn registry_host(&self) -> String {
+        self.registry.host()
+    }
+
     fn run_dir(&self, id: &str) -> PathBuf {
         self.artifacts.join(id)
     }

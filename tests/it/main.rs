@@ -7,6 +7,7 @@ mod support;
 mod bench;
 mod cli;
 mod cloud;
+mod doctor;
 mod local;
 mod minion;
 mod stack;

@@ -187,3 +187,64 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .unwrap()
         .block_on(f)
 }
+
+impl Moto {
+    /// Give the default VPC what every AWS default VPC has and moto's lacks: an internet
+    /// gateway and the 0.0.0.0/0 route to it.
+    pub fn add_internet_gateway(&self) {
+        let conf = self.sdk_config();
+        block_on(async {
+            let ec2 = aws_sdk_ec2::Client::new(&conf);
+            let vpc = ec2
+                .describe_vpcs()
+                .filters(
+                    aws_sdk_ec2::types::Filter::builder()
+                        .name("isDefault")
+                        .values("true")
+                        .build(),
+                )
+                .send()
+                .await
+                .unwrap()
+                .vpcs()[0]
+                .vpc_id()
+                .unwrap()
+                .to_string();
+            let igw = ec2
+                .create_internet_gateway()
+                .send()
+                .await
+                .unwrap()
+                .internet_gateway
+                .unwrap()
+                .internet_gateway_id
+                .unwrap();
+            ec2.attach_internet_gateway()
+                .internet_gateway_id(&igw)
+                .vpc_id(&vpc)
+                .send()
+                .await
+                .unwrap();
+            let tables = ec2
+                .describe_route_tables()
+                .filters(
+                    aws_sdk_ec2::types::Filter::builder()
+                        .name("vpc-id")
+                        .values(&vpc)
+                        .build(),
+                )
+                .send()
+                .await
+                .unwrap();
+            for t in tables.route_tables() {
+                ec2.create_route()
+                    .route_table_id(t.route_table_id().unwrap())
+                    .destination_cidr_block("0.0.0.0/0")
+                    .gateway_id(&igw)
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        });
+    }
+}

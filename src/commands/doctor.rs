@@ -1,0 +1,61 @@
+//! `lackey doctor`: every setup phase checked, a fix for each failure.
+
+use std::time::Instant;
+
+use super::Ctx;
+use crate::cli::{DoctorArgs, Phase};
+use crate::doctor::{self, Doctor, Status};
+use crate::output::Reporter;
+
+pub async fn run(ctx: &Ctx, args: DoctorArgs) -> anyhow::Result<u8> {
+    let settings = ctx.settings(&[])?;
+    let mut phases = if args.phase.is_empty() {
+        vec![Phase::Local, Phase::Aws, Phase::Infra]
+    } else {
+        args.phase.clone()
+    };
+    if args.e2e && !phases.contains(&Phase::Cloud) {
+        phases.push(Phase::Cloud);
+    }
+    let t0 = Instant::now();
+    let aws = if phases.iter().any(|p| *p != Phase::Local) {
+        ctx.aws(&settings).await.ok()
+    } else {
+        None
+    };
+    let d = Doctor {
+        settings,
+        aws: aws.as_ref(),
+        reporter: &ctx.printer,
+    };
+    let spinner = ctx.printer.spinner("checking");
+    let checks = doctor::run(&d, &phases, &ctx.printer, &ctx.cancel).await;
+    drop(spinner);
+    let failed = checks.iter().filter(|c| c.status == Status::Fail).count();
+    if ctx.printer.json_mode() {
+        ctx.printer.json(&serde_json::json!({ "checks": checks }));
+    } else {
+        for c in &checks {
+            let mark = match c.status {
+                Status::Pass => "✓",
+                Status::Warn => "!",
+                Status::Fail => "✗",
+            };
+            ctx.printer
+                .result(format!("{mark} {}/{} — {}", c.phase, c.name, c.detail));
+            if c.status != Status::Pass {
+                if let Some(h) = &c.hint {
+                    ctx.printer.result(format!("    hint: {h}"));
+                }
+            }
+        }
+        let warned = checks.iter().filter(|c| c.status == Status::Warn).count();
+        ctx.printer.line(format!(
+            "{} checks in {:.2}s: {} passed, {warned} warned, {failed} failed",
+            checks.len(),
+            t0.elapsed().as_secs_f64(),
+            checks.len() - warned - failed
+        ));
+    }
+    Ok(if failed > 0 { 1 } else { 0 })
+}
