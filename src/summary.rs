@@ -123,14 +123,15 @@ pub fn timed_out(secs: u64) -> String {
     format!("timed out after {secs} s")
 }
 
-/// A sortable, unique run id: `20261124-143015-7f3a` (UTC time plus 16 random bits).
+/// A sortable, unique run id: `20261124-143015-7f3a`: the UTC second, then 16 bits
+/// whose top 10 are the millisecond (so ids sort by time within a second too) and whose
+/// low 6 are random. Callers that create a directory per run create it exclusively and
+/// draw again on a clash.
 pub fn new_run_id() -> String {
     let now = chrono::Utc::now();
-    format!(
-        "{}-{:04x}",
-        now.format("%Y%m%d-%H%M%S"),
-        rand::random::<u16>()
-    )
+    let ms = now.timestamp_subsec_millis().min(999) as u16;
+    let suffix = (ms << 6) | (rand::random::<u16>() & 0x3f);
+    format!("{}-{suffix:04x}", now.format("%Y%m%d-%H%M%S"))
 }
 
 /// Whether `s` has the shape of a run id (guards paths built from user input).
@@ -164,6 +165,11 @@ mod tests {
 
     #[test]
     fn run_ids_sort_and_validate() {
+        // Ids drawn later sort later, within one second too.
+        let first = new_run_id();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let second = new_run_id();
+        assert!(second > first, "{second} <= {first}");
         let a = new_run_id();
         assert!(is_run_id(&a), "{a}");
         assert!(is_run_id("20261124-143015-7f3a"));

@@ -246,8 +246,10 @@ fn a_stub_cloud_run_end_to_end() {
         logs.stdout
     );
 
-    // The same image a second time: no push.
-    let again = c.t.run(&["run", "another stub", "--cloud", "--stubs"]);
+    // The same image a second time: no push. With --follow the task's CloudWatch stream
+    // is printed from its first line to its last.
+    let again =
+        c.t.run(&["run", "another stub", "--cloud", "--stubs", "--follow"]);
     assert_eq!(again.code, 0, "{}", again.stderr);
     assert!(
         again
@@ -257,6 +259,15 @@ fn a_stub_cloud_run_end_to_end() {
         again.stderr
     );
     assert!(!again.stderr.contains("Pushing"), "{}", again.stderr);
+    in_order(
+        &again.stderr,
+        &[
+            "[minion] run ",
+            "[minion] cloning ",
+            "[minion] outcome success",
+            "[minion] uploaded ",
+        ],
+    );
     assert_eq!(c.registry.tags("lackey-minion"), ["latest"]);
     assert!(
         again.stdout.contains("outcome:   success")
@@ -541,4 +552,49 @@ fn a_local_repository_goes_up_and_comes_back_as_a_bundle() {
         "the branch did not come back: {branches}"
     );
     assert!(c.github.pulls().is_empty());
+}
+
+#[test]
+fn a_push_refused_inside_the_progress_stream_fails_clearly() {
+    if !docker::available() {
+        return;
+    }
+    let image = docker::test_image();
+    let Some(moto) = Moto::start() else { return };
+    let Some(registry) = Registry::start_read_only() else {
+        return;
+    };
+    let mut t = TestEnv::new();
+    t.with_moto(&moto);
+    t.write(
+        "lackey.toml",
+        &format!("[aws]\nregion = \"us-east-1\"\naccount_id = \"123456789012\"\n[ecr]\nregistry = \"{}\"\n[image]\nlocal = \"{image}\"\n", registry.host()),
+    );
+    let out = t.run(&["image", "push"]);
+    out.assert_code(1);
+    let first = out
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_default();
+    assert!(
+        first.starts_with(&format!(
+            "error: pushing `{}/lackey-minion:latest` failed:",
+            registry.host()
+        )),
+        "{}",
+        out.stderr
+    );
+    // The registry's refusal, as Docker reported it inside the stream.
+    assert!(
+        out.stderr.contains("405") || out.stderr.contains("read-only"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("hint: check that the ECR repository exists"),
+        "{}",
+        out.stderr
+    );
 }

@@ -151,8 +151,9 @@ fn a_stub_run_end_to_end() {
         out.stderr
     );
 
-    // The human summary names outcome, runtime, branch and artifact path.
-    let out = l.t.run(&l.args("another", &["--stubs"]));
+    // The human summary names outcome, runtime, branch and artifact path; --follow
+    // streams the run's log as it happens.
+    let out = l.t.run(&l.args("another", &["--stubs", "--follow"]));
     out.assert_success();
     let lines: Vec<&str> = out.stdout.lines().collect();
     assert!(lines[0].starts_with("outcome:   success"), "{}", out.stdout);
@@ -163,6 +164,12 @@ fn a_stub_run_end_to_end() {
         lines[2]
     );
     assert!(lines[3].starts_with(&format!("artifacts: {}/", l.artifacts.display())));
+    assert!(
+        out.stderr.contains("[minion] cloning /repo")
+            && out.stderr.contains("[minion] outcome success"),
+        "{}",
+        out.stderr
+    );
 
     // `lackey runs` lists both, newest first; `lackey logs` prints the log.
     let runs = l.t.run(&["runs", "--json"]);
@@ -481,4 +488,46 @@ fn the_api_key_never_shows_and_the_container_is_hardened() {
     assert!(
         repo::git(&l.repo, &["show", &format!("minion/{id}:hello.sh")]).contains("hello, world")
     );
+}
+
+#[test]
+fn a_project_image_extends_the_base_from_the_repository() {
+    let Some(l) = Local::new() else { return };
+    l.t.write(
+        "project/.lackey/Dockerfile",
+        "ARG BASE=minion-base:latest\nFROM ${BASE}\nUSER root\nRUN echo project-tools > /etc/project-marker\nUSER 1000:1000\n",
+    );
+    let tag = format!("lackey-minion-app:test-{}", std::process::id());
+    let out = l.t.run(&[
+        "image",
+        "build",
+        "--project",
+        "--repo",
+        "project",
+        "--tag",
+        &tag,
+    ]);
+    out.assert_success();
+    let check = std::process::Command::new("docker")
+        .args([
+            "run",
+            "--rm",
+            "--entrypoint",
+            "cat",
+            &tag,
+            "/etc/project-marker",
+        ])
+        .output()
+        .unwrap();
+    let _ = std::process::Command::new("docker")
+        .args(["rmi", "-f", &tag])
+        .output();
+    assert_eq!(
+        String::from_utf8_lossy(&check.stdout).trim(),
+        "project-tools"
+    );
+    // A repository without one says how to write it.
+    let out =
+        l.t.run(&["image", "build", "--project", "--repo", "missing-dir"]);
+    out.assert_code(1);
 }

@@ -20,6 +20,16 @@ fn free_port() -> u16 {
 
 impl Registry {
     pub fn start() -> Option<Registry> {
+        Self::start_with("")
+    }
+
+    /// A registry that answers reads but refuses every push (maintenance read-only mode):
+    /// the push error only shows inside Docker's progress stream.
+    pub fn start_read_only() -> Option<Registry> {
+        Self::start_with("  maintenance:\n    readonly:\n      enabled: true\n")
+    }
+
+    fn start_with(storage_extra: &str) -> Option<Registry> {
         let available = Command::new("docker-registry")
             .arg("--version")
             .stdout(Stdio::null())
@@ -39,7 +49,7 @@ impl Registry {
         std::fs::write(
             &config,
             format!(
-                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n{storage_extra}http:\n  addr: 127.0.0.1:{port}\n",
                 dir.path().join("data").display()
             ),
         )
