@@ -298,6 +298,9 @@ struct Run {
     pushed: bool,
     pr_url: Option<String>,
     templates: Templates,
+    /// The blueprint as loaded before any work (re-checks use it, not the file, which an
+    /// agent may have edited since).
+    blueprint: Option<Blueprint>,
 }
 
 impl Facts for Run {
@@ -371,6 +374,7 @@ pub async fn run(input: MinionInput) -> RunSummary {
         templates: Templates {
             values: BTreeMap::new(),
         },
+        blueprint: None,
         input,
     };
     let body = run.body();
@@ -571,7 +575,8 @@ impl Run {
         } else {
             self.log("stubs: agents are stubbed, no LLM call will be made");
         }
-        for step in blueprint.steps.clone() {
+        self.blueprint = Some(blueprint.clone());
+        for step in blueprint.steps {
             if let Some(c) = &step.when {
                 if !c.eval(self) {
                     self.log(&format!(
@@ -1104,9 +1109,23 @@ impl Run {
                 .cloned()
                 .collect();
             for step in to_check {
-                if let Some((cmds, code, timeout, artifact)) = self.command_spec(&step) {
-                    self.command(&step, &cmds, true, &code, timeout, artifact.as_deref())
-                        .await;
+                if let Some(Action::Command {
+                    commands,
+                    success_codes,
+                    timeout,
+                    artifact,
+                    ..
+                }) = self.command_step(&step)
+                {
+                    self.command(
+                        &step,
+                        &commands,
+                        true,
+                        &success_codes,
+                        timeout,
+                        artifact.as_deref(),
+                    )
+                    .await;
                 }
             }
             if self.failing.is_empty() {
@@ -1127,22 +1146,15 @@ impl Run {
         Ok(())
     }
 
-    /// The definition of a command step (for re-checks), from the loaded blueprint.
-    fn command_spec(&self, step: &str) -> Option<(Vec<String>, Vec<i32>, u64, Option<String>)> {
-        let bp = Blueprint::load(&self.repo_dir, self.input.blueprint.as_deref()).ok()?;
-        bp.steps
-            .into_iter()
+    /// The definition of a command step, for re-checks.
+    fn command_step(&self, step: &str) -> Option<Action> {
+        self.blueprint
+            .as_ref()?
+            .steps
+            .iter()
             .find(|s| s.name == step)
-            .and_then(|s| match s.action {
-                Action::Command {
-                    commands,
-                    success_codes,
-                    timeout,
-                    artifact,
-                    ..
-                } => Some((commands, success_codes, timeout, artifact)),
-                _ => None,
-            })
+            .map(|s| s.action.clone())
+            .filter(|a| matches!(a, Action::Command { .. }))
     }
 
     fn final_outcome(&self) -> (Outcome, Option<String>) {
@@ -1186,18 +1198,16 @@ impl Run {
             if self.head_sha.is_none() {
                 self.head_sha = git.head().await.ok();
             }
-            if self.input.runtime == Runtime::Local
-                || matches!(self.input.repo, RepoSource::BundleS3(_))
-            {
-                if self.branch_created {
-                    match git
-                        .bundle(base, &self.branch, &self.art.dir.join("repo.bundle"))
-                        .await
-                    {
-                        Ok(true) => self.log("bundled the branch into repo.bundle"),
-                        Ok(false) => self.log("the branch has no new commits; no bundle"),
-                        Err(e) => self.log(&format!("could not bundle the branch: {e}")),
-                    }
+            let bundled = self.input.runtime == Runtime::Local
+                || matches!(self.input.repo, RepoSource::BundleS3(_));
+            if bundled && self.branch_created {
+                match git
+                    .bundle(base, &self.branch, &self.art.dir.join("repo.bundle"))
+                    .await
+                {
+                    Ok(true) => self.log("bundled the branch into repo.bundle"),
+                    Ok(false) => self.log("the branch has no new commits; no bundle"),
+                    Err(e) => self.log(&format!("could not bundle the branch: {e}")),
                 }
             }
         }

@@ -54,7 +54,7 @@ impl Forwarder {
                 };
                 let permitted = gate
                     .lock()
-                    .map(|g| g.map_or(true, |ip| ip == peer.ip()))
+                    .map(|g| g.is_none_or(|ip| ip == peer.ip()))
                     .unwrap_or(false);
                 if !permitted {
                     continue;

@@ -339,7 +339,7 @@ async fn git(
         .get("authorization")
         .and_then(|h| h.to_str().ok())
         .and_then(|h| h.strip_prefix("Basic "))
-        .and_then(|b| base64_decode(b))
+        .and_then(base64_decode)
         .and_then(|up| up.split_once(':').map(|(_, p)| p.to_string()))
         .and_then(|token| app.inner.lock().unwrap().tokens.get(&token).cloned())
         .is_some_and(|repos| repos.contains(&repo_part));

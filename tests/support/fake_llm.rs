@@ -181,7 +181,7 @@ fn check(inner: &mut Inner, headers: &HeaderMap, body: &Value) {
     if !body["model"].is_string() {
         v.push("no model".into());
     }
-    if !body["max_tokens"].as_u64().is_some_and(|n| n > 0) {
+    if body["max_tokens"].as_u64().is_none_or(|n| n == 0) {
         v.push("max_tokens missing or zero".into());
     }
     let name_re = regex::Regex::new("^[a-zA-Z0-9_-]{1,64}$").unwrap();
@@ -264,7 +264,7 @@ fn check(inner: &mut Inner, headers: &HeaderMap, body: &Value) {
         .last()
         .and_then(|m| m["content"].as_array())
         .and_then(|c| c.last());
-    if !last_block.is_some_and(|b| b.get("cache_control").is_some()) {
+    if last_block.is_none_or(|b| b.get("cache_control").is_none()) {
         v.push("the newest message's last block carries no cache_control breakpoint".into());
     }
     // Earlier turns unchanged.
