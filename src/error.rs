@@ -14,12 +14,11 @@
 use std::fmt;
 
 /// An error lackey raises on purpose: bad input, a failed check, a run that did not
-/// succeed. Rendered as `error: {message}` and exits with `code` (1 unless set).
+/// succeed. Rendered as `error: {message}`; exits 1.
 #[derive(Debug)]
 pub struct Fail {
     pub message: String,
     pub hint: Option<String>,
-    pub code: u8,
 }
 
 impl fmt::Display for Fail {
@@ -35,7 +34,6 @@ impl Fail {
         Fail {
             message: message.into(),
             hint: None,
-            code: 1,
         }
     }
 
@@ -43,22 +41,6 @@ impl Fail {
         self.hint = Some(hint.into());
         self
     }
-
-    pub fn with_code(mut self, code: u8) -> Self {
-        self.code = code;
-        self
-    }
-}
-
-/// `fail!("…")` / `fail!(hint = "…", "…")`: build an `anyhow::Error` from a [`Fail`].
-#[macro_export]
-macro_rules! fail {
-    (hint = $hint:expr, $($arg:tt)+) => {
-        ::anyhow::Error::new($crate::error::Fail::new(format!($($arg)+)).with_hint($hint))
-    };
-    ($($arg:tt)+) => {
-        ::anyhow::Error::new($crate::error::Fail::new(format!($($arg)+)))
-    };
 }
 
 /// A fix, attached as a context layer. It displays as nothing so it adds no line to the
@@ -110,8 +92,8 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         if cause.downcast_ref::<Interrupted>().is_some() {
             return 130;
         }
-        if let Some(fail) = cause.downcast_ref::<Fail>() {
-            return fail.code;
+        if cause.downcast_ref::<Fail>().is_some() {
+            return 1;
         }
     }
     2
@@ -174,7 +156,7 @@ mod tests {
 
     #[test]
     fn fail_exits_one_and_carries_its_hint() {
-        let err = fail!(hint = "run `lackey up`", "missing bucket `b`");
+        let err = anyhow::Error::new(Fail::new("missing bucket `b`").with_hint("run `lackey up`"));
         assert_eq!(exit_code(&err), 1);
         assert_eq!(render(&err).last().unwrap().0, "hint");
         let err = anyhow::Error::new(Interrupted).context("while waiting");

@@ -44,7 +44,7 @@ pub async fn get_secret_value(aws: &Aws, name: &str) -> anyhow::Result<String> {
 
 pub async fn get_github_app_private_key(aws: &Aws, secret_name: &str) -> anyhow::Result<String> {
     let key = get_secret_value(aws, secret_name).await?;
-    if !key.contains("PRIVATE KEY-----") {
+    if !crate::config::validate::is_pem_private_key(&key) {
         return Err(Fail::new(format!(
             "secret `{secret_name}` does not hold a PEM private key"
         ))

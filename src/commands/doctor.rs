@@ -9,6 +9,13 @@ use crate::output::Reporter;
 
 pub async fn run(ctx: &Ctx, args: DoctorArgs) -> anyhow::Result<u8> {
     let settings = ctx.settings(&[])?;
+    if args.phase.contains(&Phase::Cloud) && !args.e2e {
+        return Err(crate::error::Fail::new(
+            "the `cloud` phase launches a task on Fargate and runs only with --e2e",
+        )
+        .with_hint("lackey doctor --e2e (or --phase cloud --e2e)")
+        .into());
+    }
     let mut phases = if args.phase.is_empty() {
         vec![Phase::Local, Phase::Aws, Phase::Infra]
     } else {
@@ -56,6 +63,9 @@ pub async fn run(ctx: &Ctx, args: DoctorArgs) -> anyhow::Result<u8> {
             t0.elapsed().as_secs_f64(),
             checks.len() - warned - failed
         ));
+    }
+    if ctx.cancel.is_cancelled() {
+        return Err(anyhow::Error::new(crate::error::Interrupted));
     }
     Ok(if failed > 0 { 1 } else { 0 })
 }

@@ -27,7 +27,8 @@ pub async fn run(ctx: &Ctx, args: LogsArgs) -> anyhow::Result<u8> {
         if let Ok(docker) = crate::runner::docker::connect().await {
             let live = crate::runner::docker::list_runs(&docker).await?;
             if let Some(run) = live.iter().find(|r| r.run_id == args.run_id) {
-                crate::runner::docker::follow_logs(&docker, &run.name, &ctx.printer).await;
+                crate::runner::docker::follow_logs(&docker, &run.name, |l| ctx.printer.raw(l))
+                    .await;
                 return Ok(0);
             }
         }
@@ -36,7 +37,7 @@ pub async fn run(ctx: &Ctx, args: LogsArgs) -> anyhow::Result<u8> {
     if log.is_file() {
         let text = std::fs::read_to_string(&log)?;
         for line in text.lines() {
-            ctx.printer.result(line);
+            ctx.printer.raw(line);
         }
         return Ok(0);
     }

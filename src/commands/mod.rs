@@ -76,19 +76,27 @@ fn config_path(global: &GlobalArgs, env: &EnvVars) -> (PathBuf, bool) {
     (PathBuf::from("lackey.toml"), false)
 }
 
-fn load_inputs(global: &GlobalArgs) -> anyhow::Result<(EnvVars, ConfigFile)> {
+/// Read `.env` and `lackey.toml`. `init` reads no config file: it writes one, at a path
+/// that may not exist yet, over one that may be broken.
+fn load_inputs(global: &GlobalArgs, read_config: bool) -> anyhow::Result<(EnvVars, ConfigFile)> {
     let (dotenv, explicit) = match &global.env_file {
         Some(p) => (p.clone(), true),
         None => (PathBuf::from(".env"), false),
     };
     let env = EnvVars::load(&dotenv, explicit)?;
-    // Let the AWS SDK's own credential chain see AWS_* variables that only .env sets.
-    // This runs before the runtime starts, while the process has a single thread.
+    // The AWS SDK (credentials) and bollard (DOCKER_HOST) read their own variables:
+    // let them see the ones only .env sets. Nothing else is exported, so no secret from
+    // .env reaches a child process. This runs before the runtime starts, while the
+    // process has a single thread.
     for (k, v) in env.dotenv_only() {
-        std::env::set_var(k, v);
+        if k.starts_with("AWS_") || k.starts_with("DOCKER_") {
+            std::env::set_var(k, v);
+        }
     }
     let (path, explicit) = config_path(global, &env);
-    let file = if path.exists() {
+    let file = if !read_config {
+        ConfigFile::default()
+    } else if path.exists() {
         ConfigFile::load(&path)?
     } else if explicit {
         return Err(
@@ -122,10 +130,12 @@ fn init_tracing(verbose: u8) {
 /// Whether a command stops cleanly on Ctrl-C by itself (stopping containers, tasks, or
 /// finishing the resource it is changing). Others are simply dropped.
 fn handles_interrupt(cmd: &Command) -> bool {
-    matches!(
-        cmd,
-        Command::Run(_) | Command::Minion(_) | Command::Logs(_) | Command::Doctor(_)
-    )
+    match cmd {
+        Command::Run(_) | Command::Minion(_) => true,
+        // Only the end-to-end check has a task to stop.
+        Command::Doctor(d) => d.e2e,
+        _ => false,
+    }
 }
 
 /// The whole process: inputs, runtime, signals, command, exit code.
@@ -137,7 +147,7 @@ pub fn main(cli: Cli) -> ExitCode {
         no_progress: cli.global.no_progress,
     });
     init_tracing(cli.global.verbose);
-    let (env, file) = match load_inputs(&cli.global) {
+    let (env, file) = match load_inputs(&cli.global, !matches!(cli.command, Command::Init(_))) {
         Ok(x) => x,
         Err(e) => {
             printer.error(&e);
@@ -206,6 +216,7 @@ async fn watch_signals(cancel: CancellationToken) {
             _ = terminated => {}
         }
         if cancel.is_cancelled() {
+            crate::runner::docker::remove_live_secrets();
             eprintln!("interrupted twice: exiting without cleaning up");
             std::process::exit(130);
         }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::Ctx;
-use crate::aws::Aws;
+use crate::aws::{Aws, AwsResultExt};
 use crate::cli::{ImagePushArgs, LogsArgs, RunArgs};
 use crate::config::{keys, validate, Settings};
 use crate::error::Fail;
@@ -68,11 +68,14 @@ pub async fn run(ctx: &Ctx, args: RunArgs, mut settings: Settings) -> anyhow::Re
     Ok(runner::exit_code(&result.summary, false))
 }
 
-/// Runs in the artifact bucket that are not on this machine (when AWS is configured).
+/// The newest runs in the artifact bucket (when AWS is configured), with their
+/// summaries; `have` lists the ids whose summary is already on this machine (not fetched
+/// again). A bucket that cannot be listed is reported, not fatal.
 pub async fn s3_rows(
     ctx: &Ctx,
     settings: &Settings,
-    local: &[super::runs::RunRow],
+    have: &[String],
+    limit: usize,
 ) -> Vec<super::runs::RunRow> {
     let (Some(bucket), Some(_)) = (
         settings.get(&keys::BUCKET_NAME),
@@ -84,23 +87,47 @@ pub async fn s3_rows(
         return vec![];
     };
     let s3 = aws.s3();
-    let listed = tokio::time::timeout(
-        Duration::from_secs(10),
-        s3.list_objects_v2().bucket(bucket).delimiter("/").send(),
-    )
-    .await;
-    let prefixes: Vec<String> = match listed {
-        Ok(Ok(out)) => out
-            .common_prefixes()
-            .iter()
-            .filter_map(|p| p.prefix().map(|p| p.trim_end_matches('/').to_string()))
-            .filter(|p| crate::summary::is_run_id(p))
-            .filter(|p| !local.iter().any(|r| &r.run_id == p))
-            .collect(),
-        _ => return vec![],
+    let mut ids: Vec<String> = Vec::new();
+    let listing = async {
+        let mut pages = s3
+            .list_objects_v2()
+            .bucket(bucket)
+            .delimiter("/")
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.aws(format!("failed to list `s3://{bucket}/`"))?;
+            ids.extend(
+                page.common_prefixes()
+                    .iter()
+                    .filter_map(|p| p.prefix().map(|p| p.trim_end_matches('/').to_string()))
+                    .filter(|p| crate::summary::is_run_id(p)),
+            );
+        }
+        Ok::<_, anyhow::Error>(())
     };
+    match tokio::time::timeout(Duration::from_secs(20), listing).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            ctx.printer.warn(&format!("cloud runs not listed: {e:#}"));
+            return vec![];
+        }
+        Err(_) => {
+            ctx.printer.warn(&format!(
+                "cloud runs not listed: listing s3://{bucket}/ took over 20 s"
+            ));
+            return vec![];
+        }
+    }
+    // Run ids sort by time: the newest are last in S3's order.
+    ids.sort();
+    ids.reverse();
+    ids.truncate(limit);
     let mut rows = Vec::new();
-    for id in prefixes.into_iter().rev().take(50) {
+    for id in ids {
+        if have.contains(&id) {
+            continue;
+        }
         let summary = crate::cloud::s3::get_text(&s3, bucket, &format!("{id}/run_summary.json"))
             .await
             .ok()
@@ -134,10 +161,7 @@ pub async fn logs(ctx: &Ctx, settings: &Settings, args: &LogsArgs) -> anyhow::Re
     }
     let aws = cloud_settings(ctx, &mut settings).await?;
     let cluster = settings.require(&keys::ECS_CLUSTER)?.to_string();
-    let started_by: String = format!("lackey:{}", settings.require(&keys::STACK_NAME)?)
-        .chars()
-        .take(36)
-        .collect();
+    let started_by = crate::stack::started_by(settings.require(&keys::STACK_NAME)?);
     if let Some((arn, status)) =
         runner::ecs::find_task(&aws, &cluster, &started_by, &args.run_id).await?
     {
@@ -170,7 +194,7 @@ pub async fn logs(ctx: &Ctx, settings: &Settings, args: &LogsArgs) -> anyhow::Re
             &aws.logs(),
             &group,
             &format!("minion/minion/{task_id}"),
-            &ctx.printer,
+            |l| ctx.printer.raw(l),
             done,
         )
         .await;
@@ -182,7 +206,7 @@ pub async fn logs(ctx: &Ctx, settings: &Settings, args: &LogsArgs) -> anyhow::Re
     {
         Ok(text) => {
             for line in text.lines() {
-                ctx.printer.result(line);
+                ctx.printer.raw(line);
             }
             Ok(0)
         }
@@ -203,10 +227,7 @@ pub async fn stop(ctx: &Ctx, settings: &Settings, run_id: &str) -> anyhow::Resul
     }
     let aws = cloud_settings(ctx, &mut settings).await?;
     let cluster = settings.require(&keys::ECS_CLUSTER)?.to_string();
-    let started_by: String = format!("lackey:{}", settings.require(&keys::STACK_NAME)?)
-        .chars()
-        .take(36)
-        .collect();
+    let started_by = crate::stack::started_by(settings.require(&keys::STACK_NAME)?);
     match runner::ecs::find_task(&aws, &cluster, &started_by, run_id).await? {
         Some((arn, status)) if status != "STOPPED" => {
             runner::ecs::stop_task(&aws.ecs(), &cluster, &arn, "lackey stop").await;

@@ -19,7 +19,8 @@ pub struct RunRow {
     pub location: String,
 }
 
-/// Runs with an artifact directory under `root`.
+/// Runs with an artifact directory under `root`. A cloud run writes `.ecs-task` into
+/// its directory at launch, so one still going (or whose CLI died) shows as cloud.
 pub fn local_rows(root: &Path) -> Vec<RunRow> {
     let Ok(entries) = std::fs::read_dir(root) else {
         return vec![];
@@ -32,9 +33,10 @@ pub fn local_rows(root: &Path) -> Vec<RunRow> {
                 return None;
             }
             let s = RunSummary::read(&e.path().join("run_summary.json")).ok();
+            let cloud = e.path().join(".ecs-task").is_file();
             Some(RunRow {
-                backend: match s.as_ref().map(|s| s.runtime) {
-                    Some(Runtime::Cloud) => "cloud".into(),
+                backend: match (s.as_ref().map(|s| s.runtime), cloud) {
+                    (Some(Runtime::Cloud), _) | (None, true) => "cloud".into(),
                     _ => "local".into(),
                 },
                 outcome: s
@@ -54,22 +56,43 @@ pub async fn run(ctx: &Ctx, args: RunsArgs) -> anyhow::Result<u8> {
     let settings = ctx.settings(&[])?;
     let root = std::path::PathBuf::from(settings.require(&keys::LOCAL_ARTIFACTS_DIR)?);
     let mut rows = local_rows(&root);
-    // A run whose container is gone without a summary did not finish.
-    if rows.iter().any(|r| r.outcome == "running") {
+    // A local run whose container is gone without a summary did not finish.
+    if rows
+        .iter()
+        .any(|r| r.outcome == "running" && r.backend == "local")
+    {
         if let Ok(docker) = crate::runner::docker::connect().await {
             let live = crate::runner::docker::list_runs(&docker)
                 .await
                 .unwrap_or_default();
-            for r in rows.iter_mut().filter(|r| r.outcome == "running") {
+            for r in rows
+                .iter_mut()
+                .filter(|r| r.outcome == "running" && r.backend == "local")
+            {
                 if !live.iter().any(|l| l.run_id == r.run_id) {
                     r.outcome = "unknown".into();
                 }
             }
         }
     }
-    rows.extend(super::run_cloud::s3_rows(ctx, &settings, &rows).await);
+    // The bucket knows every cloud run: those of other machines, and the outcome of ones
+    // this machine launched but did not see finish.
+    let finished: Vec<String> = rows
+        .iter()
+        .filter(|r| r.outcome != "running")
+        .map(|r| r.run_id.clone())
+        .collect();
+    for s3row in super::run_cloud::s3_rows(ctx, &settings, &finished, args.limit).await {
+        match rows.iter_mut().find(|r| r.run_id == s3row.run_id) {
+            Some(local) => {
+                local.outcome = s3row.outcome;
+                local.duration_s = s3row.duration_s;
+                local.branch = s3row.branch;
+            }
+            None => rows.push(s3row),
+        }
+    }
     rows.sort_by(|a, b| b.run_id.cmp(&a.run_id));
-    rows.dedup_by(|a, b| a.run_id == b.run_id);
     rows.truncate(args.limit);
     if ctx.printer.json_mode() {
         ctx.printer.json(&serde_json::json!({ "runs": rows }));

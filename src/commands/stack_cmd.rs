@@ -261,14 +261,12 @@ pub async fn secret_put(ctx: &Ctx, args: SecretPutArgs) -> anyhow::Result<u8> {
             .into());
     }
     match key {
-        "github_app_key"
-            if !value.contains("-----BEGIN") || !value.contains("PRIVATE KEY-----") =>
-        {
+        "github_app_key" if !crate::config::validate::is_pem_private_key(&value) => {
             return Err(Fail::new("the GitHub App key is not a PEM private key")
                 .with_hint("store the .pem file GitHub generated: --from-file app.private-key.pem")
                 .into());
         }
-        "anthropic_api_key" if !value.starts_with("sk-ant-") => {
+        "anthropic_api_key" if !crate::config::validate::is_anthropic_key(&value) => {
             ctx.printer.warn(
                 "the value does not look like an Anthropic API key (sk-ant-...); stored anyway",
             );

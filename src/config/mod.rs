@@ -3,6 +3,11 @@
 //! Precedence, highest first (SPEC §2): command-line flag > environment variable >
 //! `.env` > `lackey.toml` > value discovered from AWS > built-in default. Environment
 //! variables are read here and nowhere else; the rest of lackey asks [`Settings`].
+//! The exceptions are variables other tools define and read themselves, honoured as
+//! those tools do: the AWS SDK's (`AWS_*`), Docker's `DOCKER_HOST` (bollard),
+//! `NO_COLOR`, `LACKEY_LOG` (log filter, read before settings exist), the XDG state
+//! directory of the stack's journal, and the minion's input contract (`minion` module),
+//! which is its own configuration.
 //! Values are validated as they are resolved, so a bad name fails before any AWS call.
 
 pub mod file;

@@ -342,6 +342,16 @@ pub fn parse_bool(s: &str) -> Option<bool> {
     }
 }
 
+/// Whether a value has the shape of an Anthropic API key.
+pub fn is_anthropic_key(s: &str) -> bool {
+    s.trim().starts_with("sk-ant-")
+}
+
+/// Whether a value is a PEM private key (what GitHub generates for an App).
+pub fn is_pem_private_key(s: &str) -> bool {
+    s.contains("-----BEGIN") && s.contains("PRIVATE KEY-----")
+}
+
 /// Valid Fargate cpu/memory pairs:
 /// <https://docs.aws.amazon.com/AmazonECS/latest/developerguide/fargate-tasks-services.html#fargate-tasks-size>
 pub fn fargate_size(cpu: u32, memory: u32) -> Result<(), String> {

@@ -31,7 +31,13 @@ pub struct Check {
     pub name: &'static str,
     pub status: Status,
     pub detail: String,
+    /// The fix; an empty string when there is nothing to fix.
+    #[serde(serialize_with = "hint_as_string")]
     pub hint: Option<String>,
+}
+
+fn hint_as_string<S: serde::Serializer>(h: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(h.as_deref().unwrap_or(""))
 }
 
 fn pass(phase: &'static str, name: &'static str, detail: impl Into<String>) -> Check {
@@ -183,7 +189,7 @@ fn check_anthropic_key(settings: &Settings) -> Check {
         );
     }
     match settings.resolved(&keys::ANTHROPIC_API_KEY) {
-        Some(r) if r.value.starts_with("sk-ant-") => pass(
+        Some(r) if validate::is_anthropic_key(&r.value) => pass(
             "local",
             "anthropic-key",
             format!("set ({}, {} characters)", r.origin, r.value.len()),
@@ -371,8 +377,8 @@ async fn check_secrets(aws: &Aws, cx: &StackCtx<'_>) -> Check {
         match crate::cloud::secrets::get_secret_value(aws, name).await {
             Ok(v) => {
                 let ok = match *key {
-                    "github_app_key" => v.contains("PRIVATE KEY-----"),
-                    _ => v.trim().starts_with("sk-ant-"),
+                    "github_app_key" => validate::is_pem_private_key(&v),
+                    _ => validate::is_anthropic_key(&v),
                 };
                 if !ok {
                     problems.push(format!(

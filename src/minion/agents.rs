@@ -232,6 +232,8 @@ pub async fn run_agent(
                 duration_ms: t0.elapsed().as_millis(),
                 summary: &summary,
             });
+            // The model never sees a secret the minion knows, whatever the tool read.
+            let text = art.redact(&text);
             let mut block = json!({"type": "tool_result", "tool_use_id": id, "content": text});
             if is_error {
                 block["is_error"] = Value::Bool(true);

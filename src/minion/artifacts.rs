@@ -12,10 +12,16 @@ use std::sync::Mutex;
 
 use serde::Serialize;
 
-/// Replaces known secret values with `[REDACTED]`.
-#[derive(Clone, Debug, Default)]
+/// Replaces known secret values with `[REDACTED]`. (Debug shows only how many.)
+#[derive(Clone, Default)]
 pub struct Redactor {
     secrets: Vec<String>,
+}
+
+impl std::fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Redactor({} secrets)", self.secrets.len())
+    }
 }
 
 impl Redactor {

@@ -115,7 +115,8 @@ impl Git {
             ),
             Err(e) => (None, String::new(), format!("cannot run git: {e}")),
         };
-        let logged = format!("{stdout}{stderr}");
+        // Redacted before clipping: a cut could leave half a secret unrecognised.
+        let logged = self.artifacts.redact(&format!("{stdout}{stderr}"));
         let (logged, truncated) = clip(&logged, 4_000, "git output cut");
         self.artifacts.command(&CommandRecord {
             ts: now_rfc3339(),

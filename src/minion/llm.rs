@@ -22,7 +22,7 @@ use crate::summary::Usage;
 
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct LlmConfig {
     /// Scheme and host, no `/v1` (ANTHROPIC_BASE_URL).
     pub base_url: String,
@@ -30,6 +30,16 @@ pub struct LlmConfig {
     pub model: String,
     pub request_timeout: Duration,
     pub max_retries: u32,
+}
+
+impl std::fmt::Debug for LlmConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LlmConfig")
+            .field("base_url", &self.base_url)
+            .field("api_key", &"[REDACTED]")
+            .field("model", &self.model)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why a call failed for good.

@@ -45,7 +45,7 @@ pub mod llm;
 pub mod tools;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -1252,7 +1252,9 @@ impl Run {
             s3_prefix: s3_prefix.clone(),
             error: error.map(|e| self.art.redact(&e)),
         };
-        if let Err(e) = summary.write(&self.art.dir.join("run_summary.json")) {
+        // Through the redactor: step details carry the model's own words.
+        let text = serde_json::to_string_pretty(&summary).unwrap_or_default() + "\n";
+        if let Err(e) = self.art.write("run_summary.json", &text) {
             self.log(&format!("could not write run_summary.json: {e}"));
         }
         if let (Some(url), Some(bucket)) = (&s3_prefix, self.input.bucket.clone()) {
@@ -1283,9 +1285,4 @@ pub fn exit_code(summary: &RunSummary) -> u8 {
     } else {
         1
     }
-}
-
-/// Where the minion's output lands (for tests and the host).
-pub fn summary_path(output_dir: &Path) -> PathBuf {
-    output_dir.join("run_summary.json")
 }

@@ -554,6 +554,12 @@ impl Workspace {
                 }
             }
         };
+        // Redact before anything else sees the output (the model included), and before
+        // clipping, which could cut a secret in two and leave half of it unrecognised.
+        let result = ShellResult {
+            output: self.artifacts.redact(&result.output),
+            ..result
+        };
         let (logged, truncated) = clip(&result.output, 8_000, "see the agent's transcript");
         self.artifacts.command(&CommandRecord {
             ts: now_rfc3339(),

@@ -158,6 +158,14 @@ impl Printer {
         let _ = writeln!(out, "{line}");
     }
 
+    /// A line of content (a run's log) on stdout, in every mode: `--json` has no document
+    /// to wrap a stream of log lines in.
+    pub fn raw(&self, line: impl Display) {
+        let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{line}");
+    }
+
     /// The one JSON document of a `--json` command, on stdout.
     pub fn json<T: Serialize + ?Sized>(&self, value: &T) {
         let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());

@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bollard::models::{ContainerCreateBody, HostConfig};
@@ -87,6 +87,47 @@ struct SecretFile {
     path: PathBuf,
 }
 
+/// The secret directories of the runs in flight, so a forced exit (a second Ctrl-C)
+/// can still remove them.
+static LIVE_SECRETS: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+/// Remove every secret file of this process's runs (called before a forced exit).
+pub fn remove_live_secrets() {
+    let dirs = std::mem::take(&mut *LIVE_SECRETS.lock().unwrap_or_else(|e| e.into_inner()));
+    for d in dirs {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
+
+/// Remove secret directories left by runs that were killed outright (their container
+/// is gone). Only this user's, only lackey's.
+async fn sweep_stale_secrets(docker: &Docker) {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    let me = unsafe { libc::getuid() };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        let Some(id) = name.strip_prefix("lackey-secrets-") else {
+            continue;
+        };
+        use std::os::unix::fs::MetadataExt;
+        if e.metadata().map(|m| m.uid() != me).unwrap_or(true) {
+            continue;
+        }
+        if docker
+            .inspect_container(
+                &container_name(id),
+                None::<bollard::query_parameters::InspectContainerOptions>,
+            )
+            .await
+            .is_err()
+        {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
 impl SecretFile {
     fn create(
         run_id: &str,
@@ -97,21 +138,29 @@ impl SecretFile {
         use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
         let dir = std::env::temp_dir().join(format!("lackey-secrets-{run_id}"));
         std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
-        let path = dir.join(name);
+        LIVE_SECRETS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(dir.clone());
+        // From here on, dropping `file` (an error below included) removes the directory.
+        let file = SecretFile {
+            path: dir.join(name),
+            dir,
+        };
         {
             use std::io::Write;
             let mut f = std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .mode(0o600)
-                .open(&path)?;
+                .open(&file.path)?;
             f.write_all(value.as_bytes())?;
         }
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400))?;
+        std::fs::set_permissions(&file.path, std::fs::Permissions::from_mode(0o400))?;
         if unsafe { libc::getuid() } == 0 {
-            std::os::unix::fs::chown(&path, Some(owner.0), Some(owner.1))?;
+            std::os::unix::fs::chown(&file.path, Some(owner.0), Some(owner.1))?;
         }
-        Ok(SecretFile { dir, path })
+        Ok(file)
     }
 }
 
@@ -119,6 +168,10 @@ impl Drop for SecretFile {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
         let _ = std::fs::remove_dir_all(&self.dir);
+        LIVE_SECRETS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|d| d != &self.dir);
     }
 }
 
@@ -205,6 +258,7 @@ pub async fn run_local(
         .clone()
         .ok_or_else(|| anyhow::anyhow!("a local run needs a local repository"))?;
     let docker = connect().await?;
+    sweep_stale_secrets(&docker).await;
     if !image_exists(&docker, &spec.image).await? {
         return Err(Fail::new(format!("image `{}` not found in the local Docker", spec.image))
             .with_hint("build it with `make build-base` (or `lackey image build`; `--offline` where nothing can be pulled), or pass --image")
@@ -214,6 +268,7 @@ pub async fn run_local(
         printer.warn("the repository has uncommitted changes; the run starts from the last commit");
     }
     let dir = super::create_artifacts_dir(spec)?;
+    let dir_guard = super::RunDirGuard::new(&dir);
     let spec: &RunSpec = spec;
     let user = container_user();
     if unsafe { libc::getuid() } == 0 {
@@ -328,6 +383,7 @@ pub async fn run_local(
         name: name.clone(),
         armed: true,
     };
+    dir_guard.keep();
     if let Err(e) = docker
         .start_container(
             &created.id,
@@ -339,43 +395,27 @@ pub async fn run_local(
         return Err(docker_error(e, &format!("start container `{name}`")));
     }
     if let Some(f) = &forwarder {
-        if let Ok(info) = docker
+        let ip = docker
             .inspect_container(
                 &name,
                 None::<bollard::query_parameters::InspectContainerOptions>,
             )
             .await
-        {
-            if let Some(ip) = info
-                .network_settings
-                .and_then(|n| n.ip_address)
-                .and_then(|ip| ip.parse::<IpAddr>().ok())
-            {
-                f.allow_only(ip);
-            }
+            .ok()
+            .and_then(|info| info.network_settings)
+            .and_then(|n| n.ip_address)
+            .and_then(|ip| ip.parse::<IpAddr>().ok());
+        match ip {
+            Some(ip) => f.allow_only(ip),
+            None => printer.warn("could not learn the container's address: the LLM endpoint on this machine stays closed to it"),
         }
     }
     let follow = spec.follow.then(|| {
         let docker = docker.clone();
         let name = name.clone();
         let printer = printer.clone();
-        tokio::spawn(async move {
-            let mut logs = docker.logs(
-                &name,
-                Some(
-                    LogsOptionsBuilder::default()
-                        .follow(true)
-                        .stdout(true)
-                        .stderr(true)
-                        .build(),
-                ),
-            );
-            while let Some(Ok(chunk)) = logs.next().await {
-                for line in String::from_utf8_lossy(&chunk.into_bytes()).lines() {
-                    printer.line(line);
-                }
-            }
-        })
+        // The run's own status goes to stderr, so its log does too.
+        tokio::spawn(async move { follow_logs(&docker, &name, |l| printer.line(l)).await })
     });
     let spinner = if spec.follow {
         None
@@ -439,12 +479,13 @@ async fn wait(
     let reason = tokio::select! {
         end = &mut exited => return end,
         // The minion stops itself a little before its deadline; this is the backstop.
-        _ = tokio::time::sleep(timeout + Duration::from_millis(500)) => HostEnd::TimedOut,
+        _ = tokio::time::sleep(timeout) => HostEnd::TimedOut,
         _ = cancel.cancelled() => HostEnd::Interrupted,
     };
     // SIGTERM lets the minion write its summary; SIGKILL follows after the grace period.
+    // At the timeout the minion has already had its margin: SIGKILL follows quickly.
     let grace = if matches!(reason, HostEnd::TimedOut) {
-        5
+        3
     } else {
         10
     };
@@ -490,7 +531,6 @@ impl Drop for ContainerGuard {
 pub struct RunningRun {
     pub run_id: String,
     pub name: String,
-    pub artifacts: Option<PathBuf>,
     pub state: String,
 }
 
@@ -519,7 +559,6 @@ pub async fn list_runs(docker: &Docker) -> anyhow::Result<Vec<RunningRun>> {
                     .unwrap_or_default()
                     .trim_start_matches('/')
                     .to_string(),
-                artifacts: labels.get(LABEL_ARTIFACTS).map(PathBuf::from),
                 state: c.state.map(|s| s.to_string()).unwrap_or_default(),
             })
         })
@@ -550,8 +589,8 @@ pub async fn stop_run(docker: &Docker, run_id: &str) -> anyhow::Result<bool> {
     Ok(true)
 }
 
-/// Stream a running run's container output until it ends.
-pub async fn follow_logs(docker: &Docker, name: &str, printer: &Printer) {
+/// Stream a container's output, line by line, until it ends.
+pub async fn follow_logs(docker: &Docker, name: &str, print: impl Fn(&str)) {
     let mut logs = docker.logs(
         name,
         Some(
@@ -564,12 +603,7 @@ pub async fn follow_logs(docker: &Docker, name: &str, printer: &Printer) {
     );
     while let Some(Ok(chunk)) = logs.next().await {
         for line in String::from_utf8_lossy(&chunk.into_bytes()).lines() {
-            printer.result(line);
+            print(line);
         }
     }
-}
-
-/// The artifact directory of a run, local or found through its container.
-pub fn artifacts_for(root: &Path, run_id: &str) -> PathBuf {
-    root.join(run_id)
 }

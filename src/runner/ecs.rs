@@ -112,7 +112,7 @@ impl CloudSpec {
     }
 
     pub fn started_by(&self) -> String {
-        format!("lackey:{}", self.stack).chars().take(36).collect()
+        crate::stack::started_by(&self.stack)
     }
 }
 
@@ -352,196 +352,217 @@ pub async fn run_cloud(
     let mut env: Vec<(String, String)> = Vec::new();
     let mut secret_env: Vec<(String, String)> = Vec::new();
     let started = chrono::Utc::now();
-    // 2. GitHub: mint a token now (it proves the app, the key and the repository),
-    // and let the minion mint its own inside the task from the injected key.
-    let mut base_ref = None;
-    if let Some(gh) = &cloud.github {
-        printer.info("Minting GitHub App installation token...");
-        let key = crate::cloud::secrets::get_github_app_private_key(aws, &gh.key_secret).await?;
-        let client = crate::github::GitHub::new(&gh.api_url);
-        let repo_name = gh.repo.split_once('/').map(|(_, n)| n).unwrap_or(&gh.repo);
-        let token = client
-            .installation_token(&gh.app_id, &key, &gh.installation_id, Some(repo_name))
-            .await?;
-        let default_branch = client.default_branch(&token.token, &gh.repo).await?;
-        base_ref = Some(default_branch);
-        env.extend([
-            (
-                "LACKEY_REPO_URL".to_string(),
-                format!("{}/{}.git", gh.git_url.trim_end_matches('/'), gh.repo),
-            ),
-            ("LACKEY_GITHUB_REPO".into(), gh.repo.clone()),
-            ("LACKEY_GITHUB_API_URL".into(), gh.api_url.clone()),
-            ("LACKEY_GITHUB_GIT_URL".into(), gh.git_url.clone()),
-        ]);
-        if injected
-            .iter()
-            .any(|n| n == "LACKEY_GITHUB_APP_PRIVATE_KEY")
-        {
+    // Everything up to the launch: a failure (or Ctrl-C) here leaves nothing behind,
+    // neither the run's directory nor its inputs in S3.
+    let dir_guard = super::RunDirGuard::new(&dir);
+    let launched: anyhow::Result<String> = async {
+        // 2. GitHub: mint a token now (it proves the app, the key and the repository),
+        // and let the minion mint its own inside the task from the injected key.
+        let mut base_ref = None;
+        if let Some(gh) = &cloud.github {
+            printer.info("Minting GitHub App installation token...");
+            let key = crate::cloud::secrets::get_github_app_private_key(aws, &gh.key_secret).await?;
+            let client = crate::github::GitHub::new(&gh.api_url);
+            let repo_name = gh.repo.split_once('/').map(|(_, n)| n).unwrap_or(&gh.repo);
+            let token = client
+                .installation_token(&gh.app_id, &key, &gh.installation_id, Some(repo_name))
+                .await?;
+            let default_branch = client.default_branch(&token.token, &gh.repo).await?;
+            base_ref = Some(default_branch);
             env.extend([
-                ("LACKEY_GITHUB_APP_ID".to_string(), gh.app_id.clone()),
                 (
-                    "LACKEY_GITHUB_INSTALLATION_ID".into(),
-                    gh.installation_id.clone(),
+                    "LACKEY_REPO_URL".to_string(),
+                    format!("{}/{}.git", gh.git_url.trim_end_matches('/'), gh.repo),
                 ),
+                ("LACKEY_GITHUB_REPO".into(), gh.repo.clone()),
+                ("LACKEY_GITHUB_API_URL".into(), gh.api_url.clone()),
+                ("LACKEY_GITHUB_GIT_URL".into(), gh.git_url.clone()),
             ]);
+            if injected
+                .iter()
+                .any(|n| n == "LACKEY_GITHUB_APP_PRIVATE_KEY")
+            {
+                env.extend([
+                    ("LACKEY_GITHUB_APP_ID".to_string(), gh.app_id.clone()),
+                    (
+                        "LACKEY_GITHUB_INSTALLATION_ID".into(),
+                        gh.installation_id.clone(),
+                    ),
+                ]);
+            } else {
+                printer.warn("the task definition does not inject the GitHub App key: the token goes as an environment override, visible to ecs:DescribeTasks (`lackey up` wires the key as an ECS secret)");
+                secret_env.push(("GITHUB_TOKEN".into(), token.token.clone()));
+            }
+        } else if let Some(repo) = &spec.repo {
+            // Beyond the guide: a local repository goes up as a bundle and comes back as one.
+            let bundle = tempfile::NamedTempFile::new()?;
+            let branch = bundle_repo(repo, bundle.path())?;
+            let key = format!("inputs/{}/source.bundle", spec.run_id);
+            crate::cloud::s3::upload_file(&s3, bundle.path(), &cloud.bucket, &key).await?;
+            env.push((
+                "LACKEY_REPO_BUNDLE_S3".into(),
+                format!("s3://{}/{key}", cloud.bucket),
+            ));
+            if branch != "HEAD" {
+                base_ref = Some(branch);
+            }
+        }
+        if let Some(b) = &base_ref {
+            env.push(("LACKEY_BASE_REF".into(), b.clone()));
+        }
+        // 3. The Anthropic key.
+        if spec.stubs {
+            printer.info("Anthropic API key: not needed (--stubs)");
+        } else if injected.iter().any(|n| n == "ANTHROPIC_API_KEY") {
+            printer.info(&format!(
+                "Anthropic API key: injected by ECS from Secrets Manager ({})",
+                cloud.anthropic_secret
+            ));
         } else {
-            printer.warn("the task definition does not inject the GitHub App key: the token goes as an environment override, visible to ecs:DescribeTasks (`lackey up` wires the key as an ECS secret)");
-            secret_env.push(("GITHUB_TOKEN".into(), token.token.clone()));
+            printer.info("Fetching Anthropic API key from Secrets Manager...");
+            let key = crate::cloud::secrets::get_secret_value(aws, &cloud.anthropic_secret).await?;
+            printer.warn("the task definition does not inject the Anthropic key: it goes as an environment override, visible to ecs:DescribeTasks (`lackey up` wires it as an ECS secret)");
+            secret_env.push(("ANTHROPIC_API_KEY".into(), key));
         }
-    } else if let Some(repo) = &spec.repo {
-        // Beyond the guide: a local repository goes up as a bundle and comes back as one.
-        let bundle = tempfile::NamedTempFile::new()?;
-        let branch = bundle_repo(repo, bundle.path())?;
-        let key = format!("inputs/{}/source.bundle", spec.run_id);
-        crate::cloud::s3::upload_file(&s3, bundle.path(), &cloud.bucket, &key).await?;
-        env.push((
-            "LACKEY_REPO_BUNDLE_S3".into(),
-            format!("s3://{}/{key}", cloud.bucket),
-        ));
-        if branch != "HEAD" {
-            base_ref = Some(branch);
+        let deadline = SystemTime::now() + spec.timeout;
+        let mut minion = spec.minion_env(
+            Runtime::Cloud,
+            deadline.duration_since(UNIX_EPOCH)?.as_secs_f64(),
+        );
+        minion.extend(env);
+        minion.extend([
+            ("LACKEY_ARTIFACT_BUCKET".to_string(), cloud.bucket.clone()),
+            ("LACKEY_S3_PREFIX".into(), spec.run_id.clone()),
+            ("AWS_REGION".into(), cloud.region.clone()),
+        ]);
+        if spec.base_url != "https://api.anthropic.com" {
+            minion.push(("ANTHROPIC_BASE_URL".into(), spec.base_url.clone()));
         }
-    }
-    if let Some(b) = &base_ref {
-        env.push(("LACKEY_BASE_REF".into(), b.clone()));
-    }
-    // 3. The Anthropic key.
-    if spec.stubs {
-        printer.info("Anthropic API key: not needed (--stubs)");
-    } else if injected.iter().any(|n| n == "ANTHROPIC_API_KEY") {
-        printer.info(&format!(
-            "Anthropic API key: injected by ECS from Secrets Manager ({})",
-            cloud.anthropic_secret
-        ));
-    } else {
-        printer.info("Fetching Anthropic API key from Secrets Manager...");
-        let key = crate::cloud::secrets::get_secret_value(aws, &cloud.anthropic_secret).await?;
-        printer.warn("the task definition does not inject the Anthropic key: it goes as an environment override, visible to ecs:DescribeTasks (`lackey up` wires it as an ECS secret)");
-        secret_env.push(("ANTHROPIC_API_KEY".into(), key));
-    }
-    let deadline = SystemTime::now() + spec.timeout;
-    let mut minion = spec.minion_env(
-        Runtime::Cloud,
-        deadline.duration_since(UNIX_EPOCH)?.as_secs_f64(),
-    );
-    minion.extend(env);
-    minion.extend([
-        ("LACKEY_ARTIFACT_BUCKET".to_string(), cloud.bucket.clone()),
-        ("LACKEY_S3_PREFIX".into(), spec.run_id.clone()),
-        ("AWS_REGION".into(), cloud.region.clone()),
-    ]);
-    if spec.base_url != "https://api.anthropic.com" {
-        minion.push(("ANTHROPIC_BASE_URL".into(), spec.base_url.clone()));
-    }
-    minion.extend(secret_env);
-    // A task that does not fit in the overrides goes through S3.
-    let size = |env: &[(String, String)]| -> usize {
-        serde_json::to_string(&serde_json::json!({"containerOverrides": [{"name": "minion", "environment": env.iter().map(|(k, v)| serde_json::json!({"name": k, "value": v})).collect::<Vec<_>>()}]})).map(|s| s.len()).unwrap_or(0)
-    };
-    if size(&minion) > OVERRIDES_LIMIT - 512 {
-        let key = format!("inputs/{}/task.txt", spec.run_id);
-        crate::cloud::s3::put_text(&s3, &cloud.bucket, &key, &spec.task).await?;
-        minion.retain(|(k, _)| k != "LACKEY_TASK");
-        minion.push((
-            "LACKEY_TASK_S3".into(),
-            format!("s3://{}/{key}", cloud.bucket),
-        ));
-    }
-    if size(&minion) > OVERRIDES_LIMIT {
-        return Err(anyhow::anyhow!("the run's environment overrides are {} characters, over ECS's limit of {OVERRIDES_LIMIT}", size(&minion)));
-    }
-    // 4. RunTask, retrying capacity failures (they come back in `failures`).
-    let overrides = TaskOverride::builder()
-        .container_overrides(
-            ContainerOverride::builder()
-                .name("minion")
-                .set_environment(Some(
-                    minion
-                        .iter()
-                        .map(|(k, v)| KeyValuePair::builder().name(k).value(v).build())
-                        .collect(),
-                ))
+        minion.extend(secret_env);
+        // A task that does not fit in the overrides goes through S3.
+        let size = |env: &[(String, String)]| -> usize {
+            serde_json::to_string(&serde_json::json!({"containerOverrides": [{"name": "minion", "environment": env.iter().map(|(k, v)| serde_json::json!({"name": k, "value": v})).collect::<Vec<_>>()}]})).map(|s| s.len()).unwrap_or(0)
+        };
+        if size(&minion) > OVERRIDES_LIMIT - 512 {
+            let key = format!("inputs/{}/task.txt", spec.run_id);
+            crate::cloud::s3::put_text(&s3, &cloud.bucket, &key, &spec.task).await?;
+            minion.retain(|(k, _)| k != "LACKEY_TASK");
+            minion.push((
+                "LACKEY_TASK_S3".into(),
+                format!("s3://{}/{key}", cloud.bucket),
+            ));
+        }
+        if size(&minion) > OVERRIDES_LIMIT {
+            return Err(anyhow::anyhow!("the run's environment overrides are {} characters, over ECS's limit of {OVERRIDES_LIMIT}", size(&minion)));
+        }
+        // 4. RunTask, retrying capacity failures (they come back in `failures`).
+        let overrides = TaskOverride::builder()
+            .container_overrides(
+                ContainerOverride::builder()
+                    .name("minion")
+                    .set_environment(Some(
+                        minion
+                            .iter()
+                            .map(|(k, v)| KeyValuePair::builder().name(k).value(v).build())
+                            .collect(),
+                    ))
+                    .build(),
+            )
+            .build();
+        let network = NetworkConfiguration::builder()
+            .awsvpc_configuration(
+                AwsVpcConfiguration::builder()
+                    .set_subnets(Some(cloud.subnets.clone()))
+                    .security_groups(&cloud.security_group_id)
+                    .assign_public_ip(if cloud.assign_public_ip {
+                        AssignPublicIp::Enabled
+                    } else {
+                        AssignPublicIp::Disabled
+                    })
+                    .build()?,
+            )
+            .build();
+        let tags = vec![
+            Tag::builder()
+                .key("lackey:stack")
+                .value(&cloud.stack)
                 .build(),
-        )
-        .build();
-    let network = NetworkConfiguration::builder()
-        .awsvpc_configuration(
-            AwsVpcConfiguration::builder()
-                .set_subnets(Some(cloud.subnets.clone()))
-                .security_groups(&cloud.security_group_id)
-                .assign_public_ip(if cloud.assign_public_ip {
-                    AssignPublicIp::Enabled
-                } else {
-                    AssignPublicIp::Disabled
+            Tag::builder()
+                .key("lackey:run-id")
+                .value(&spec.run_id)
+                .build(),
+            Tag::builder().key("managed-by").value("lackey").build(),
+        ];
+        let t_launch = Instant::now();
+        let mut wait = Duration::from_secs(2);
+        let task_arn = loop {
+            if cancel.is_cancelled() {
+                return Err(anyhow::Error::new(crate::error::Interrupted));
+            }
+            let out = ecs
+                .run_task()
+                .cluster(&cloud.cluster)
+                .task_definition(&cloud.task_family)
+                .launch_type(LaunchType::Fargate)
+                .network_configuration(network.clone())
+                .overrides(overrides.clone())
+                .count(1)
+                .started_by(cloud.started_by())
+                .set_tags(Some(tags.clone()))
+                .client_token(&spec.run_id)
+                .send()
+                .await
+                .aws(format!(
+                    "failed to run a task of `{}` on cluster `{}`",
+                    cloud.task_family, cloud.cluster
+                ))?;
+            if let Some(arn) = out.tasks().first().and_then(|t| t.task_arn()) {
+                break arn.to_string();
+            }
+            let reasons: Vec<String> = out
+                .failures()
+                .iter()
+                .map(|f| {
+                    format!(
+                        "{} ({})",
+                        f.reason().unwrap_or("?"),
+                        f.detail().unwrap_or("")
+                    )
                 })
-                .build()?,
-        )
-        .build();
-    let tags = vec![
-        Tag::builder()
-            .key("lackey:stack")
-            .value(&cloud.stack)
-            .build(),
-        Tag::builder()
-            .key("lackey:run-id")
-            .value(&spec.run_id)
-            .build(),
-        Tag::builder().key("managed-by").value("lackey").build(),
-    ];
-    let t_launch = Instant::now();
-    let mut wait = Duration::from_secs(2);
-    let task_arn = loop {
-        let out = ecs
-            .run_task()
-            .cluster(&cloud.cluster)
-            .task_definition(&cloud.task_family)
-            .launch_type(LaunchType::Fargate)
-            .network_configuration(network.clone())
-            .overrides(overrides.clone())
-            .count(1)
-            .started_by(cloud.started_by())
-            .set_tags(Some(tags.clone()))
-            .client_token(&spec.run_id)
-            .send()
-            .await
-            .aws(format!(
-                "failed to run a task of `{}` on cluster `{}`",
-                cloud.task_family, cloud.cluster
-            ))?;
-        if let Some(arn) = out.tasks().first().and_then(|t| t.task_arn()) {
-            break arn.to_string();
+                .collect();
+            let capacity = reasons
+                .iter()
+                .any(|r| r.contains("RESOURCE") || r.contains("capacity") || r.contains("Capacity"));
+            if !capacity || t_launch.elapsed() > Duration::from_secs(300) || cancel.is_cancelled() {
+                return Err(Fail::new(format!(
+                    "ECS did not start the task: {}",
+                    reasons.join("; ")
+                ))
+                .with_hint("check the cluster, subnets and security group (`lackey doctor`)")
+                .into());
+            }
+            printer.warn(&format!(
+                "no Fargate capacity yet ({}); retrying in {}s",
+                reasons.join("; "),
+                wait.as_secs()
+            ));
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = cancel.cancelled() => return Err(anyhow::Error::new(crate::error::Interrupted)),
+            }
+            wait = (wait * 2).min(Duration::from_secs(30));
+        };
+        Ok(task_arn)
+    }
+    .await;
+    let task_arn = match launched {
+        Ok(arn) => arn,
+        Err(e) => {
+            delete_inputs(&s3, &cloud.bucket, &spec.run_id).await;
+            return Err(e);
         }
-        let reasons: Vec<String> = out
-            .failures()
-            .iter()
-            .map(|f| {
-                format!(
-                    "{} ({})",
-                    f.reason().unwrap_or("?"),
-                    f.detail().unwrap_or("")
-                )
-            })
-            .collect();
-        let capacity = reasons
-            .iter()
-            .any(|r| r.contains("RESOURCE") || r.contains("capacity") || r.contains("Capacity"));
-        if !capacity || t_launch.elapsed() > Duration::from_secs(300) || cancel.is_cancelled() {
-            return Err(Fail::new(format!(
-                "ECS did not start the task: {}",
-                reasons.join("; ")
-            ))
-            .with_hint("check the cluster, subnets and security group (`lackey doctor`)")
-            .into());
-        }
-        printer.warn(&format!(
-            "no Fargate capacity yet ({}); retrying in {}s",
-            reasons.join("; "),
-            wait.as_secs()
-        ));
-        tokio::time::sleep(wait).await;
-        wait = (wait * 2).min(Duration::from_secs(30));
     };
+    dir_guard.keep();
     printer.info(&format!("Launched ECS task: {task_arn}"));
     std::fs::write(dir.join(".ecs-task"), &task_arn).ok();
     let task_id = task_arn.rsplit('/').next().unwrap_or_default().to_string();
@@ -555,7 +576,9 @@ pub async fn run_cloud(
         let stream = format!("minion/minion/{task_id}");
         let printer = printer.clone();
         let done = log_done.clone();
-        tokio::spawn(async move { tail_logs(&logs, &group, &stream, &printer, done).await })
+        tokio::spawn(
+            async move { tail_logs(&logs, &group, &stream, |l| printer.line(l), done).await },
+        )
     });
     let timeout_at = tokio::time::Instant::now() + spec.timeout;
     let mut end = None;
@@ -599,6 +622,7 @@ pub async fn run_cloud(
     if let Some(h) = follow {
         let _ = tokio::time::timeout(Duration::from_secs(30), h).await;
     }
+    delete_inputs(&s3, &cloud.bucket, &spec.run_id).await;
     // 6. The artifacts.
     printer.info(&format!("Downloading artifacts to {}/", dir.display()));
     let downloaded =
@@ -679,6 +703,16 @@ pub async fn run_cloud(
     })
 }
 
+/// Remove a run's inputs (`inputs/<run id>/`: the task text, the repository bundle).
+pub async fn delete_inputs(s3: &aws_sdk_s3::Client, bucket: &str, run_id: &str) {
+    let prefix = format!("inputs/{run_id}");
+    if let Ok(keys) = crate::cloud::s3::list_keys(s3, bucket, &prefix).await {
+        for (k, _) in keys {
+            let _ = s3.delete_object().bucket(bucket).key(k).send().await;
+        }
+    }
+}
+
 fn log_group_of(
     td: &aws_sdk_ecs::operation::describe_task_definition::DescribeTaskDefinitionOutput,
 ) -> String {
@@ -709,7 +743,7 @@ pub async fn tail_logs(
     logs: &aws_sdk_cloudwatchlogs::Client,
     group: &str,
     stream: &str,
-    printer: &Printer,
+    print: impl Fn(&str),
     done: CancellationToken,
 ) {
     let mut token: Option<String> = None;
@@ -727,7 +761,7 @@ pub async fn tail_logs(
             Ok(out) => {
                 for e in out.events() {
                     if let Some(m) = e.message() {
-                        printer.line(m.trim_end());
+                        print(m.trim_end());
                     }
                 }
                 let next = out.next_forward_token().map(str::to_string);
@@ -774,15 +808,17 @@ pub async fn find_task(
         aws_sdk_ecs::types::DesiredStatus::Running,
         aws_sdk_ecs::types::DesiredStatus::Stopped,
     ] {
-        let out = ecs
+        let mut pages = ecs
             .list_tasks()
             .cluster(cluster)
             .started_by(started_by)
             .desired_status(status)
-            .send()
-            .await
-            .aws(format!("failed to list the tasks of cluster `{cluster}`"))?;
-        arns.extend(out.task_arns().iter().cloned());
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.aws(format!("failed to list the tasks of cluster `{cluster}`"))?;
+            arns.extend(page.task_arns().iter().cloned());
+        }
     }
     for chunk in arns.chunks(100) {
         let d = ecs

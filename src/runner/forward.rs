@@ -5,7 +5,8 @@
 //! would drop the run's network isolation), lackey listens on the Docker bridge's
 //! gateway address for the length of the run and forwards each connection to the
 //! loopback target; the container gets the gateway address in its URL. Only the run's
-//! own container may connect once its address is known.
+//! own container may connect, and nothing may before its address is known (the minion
+//! retries refused connections).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -52,9 +53,10 @@ impl Forwarder {
                 let Ok((mut inbound, peer)) = listener.accept().await else {
                     continue;
                 };
+                // Closed until the run's container is known; then only it may connect.
                 let permitted = gate
                     .lock()
-                    .map(|g| g.is_none_or(|ip| ip == peer.ip()))
+                    .map(|g| g.is_some_and(|ip| ip == peer.ip()))
                     .unwrap_or(false);
                 if !permitted {
                     continue;
@@ -127,6 +129,15 @@ mod tests {
         )
         .await
         .unwrap();
+        // Closed until the container's address is known.
+        let mut early = TcpStream::connect(f.listen).await.unwrap();
+        let mut one = [0u8; 1];
+        assert_eq!(
+            early.read(&mut one).await.unwrap_or(0),
+            0,
+            "a connection got through before allow_only"
+        );
+        f.allow_only(IpAddr::from([127, 0, 0, 1]));
         let mut c = TcpStream::connect(f.listen).await.unwrap();
         c.write_all(b"hello").await.unwrap();
         let mut back = [0u8; 5];

@@ -24,8 +24,8 @@ use crate::error::Fail;
 use crate::output::{human_duration, Printer};
 use crate::summary::{self, Outcome, RunSummary, Runtime};
 
-/// Everything a run needs from the host, resolved once.
-#[derive(Clone, Debug)]
+/// Everything a run needs from the host, resolved once. (Debug leaves the API key out.)
+#[derive(Clone)]
 pub struct RunSpec {
     pub run_id: String,
     pub task: String,
@@ -46,6 +46,19 @@ pub struct RunSpec {
     pub artifacts_root: PathBuf,
     pub api_key: Option<String>,
     pub base_url: String,
+}
+
+impl std::fmt::Debug for RunSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunSpec")
+            .field("run_id", &self.run_id)
+            .field("repo", &self.repo)
+            .field("github_repo", &self.github_repo)
+            .field("image", &self.image)
+            .field("stubs", &self.stubs)
+            .field("api_key", &self.api_key.as_ref().map(|_| "[REDACTED]"))
+            .finish_non_exhaustive()
+    }
 }
 
 impl RunSpec {
@@ -222,6 +235,33 @@ pub fn create_artifacts_dir(spec: &mut RunSpec) -> anyhow::Result<PathBuf> {
     Err(anyhow::anyhow!("could not find a free run id"))
 }
 
+/// Removes a run's artifact directory if the run never started (an error before the
+/// container or task was launched), so nothing half-created is left behind.
+pub struct RunDirGuard {
+    path: Option<PathBuf>,
+}
+
+impl RunDirGuard {
+    pub fn new(path: &Path) -> RunDirGuard {
+        RunDirGuard {
+            path: Some(path.to_path_buf()),
+        }
+    }
+
+    /// The run started: its directory stays, whatever happens next.
+    pub fn keep(mut self) {
+        self.path = None;
+    }
+}
+
+impl Drop for RunDirGuard {
+    fn drop(&mut self) {
+        if let Some(p) = self.path.take() {
+            let _ = std::fs::remove_dir_all(p);
+        }
+    }
+}
+
 /// How the host saw a run end, for the summary it writes when the minion could not.
 #[derive(Debug, Clone)]
 pub enum HostEnd {
@@ -277,11 +317,23 @@ pub fn settle_summary(
             }
         }
     };
-    // A run the host had to stop for its timeout is an error whatever it had reached.
-    if matches!(end, HostEnd::TimedOut) && summary.outcome == Outcome::Success {
-        summary.outcome = Outcome::Error;
-        summary.error = Some(summary::timed_out(spec.timeout.as_secs()));
-        changed = true;
+    // A run the host had to stop for its timeout is an error whatever it had reached,
+    // and its error says so first.
+    if matches!(end, HostEnd::TimedOut) {
+        let timed_out = summary::timed_out(spec.timeout.as_secs());
+        let already = summary.outcome == Outcome::Error
+            && summary
+                .error
+                .as_deref()
+                .is_some_and(|e| e.starts_with("timed out"));
+        if !already {
+            summary.error = Some(match summary.error.take() {
+                Some(e) => format!("{timed_out}; {e}"),
+                None => timed_out,
+            });
+            summary.outcome = Outcome::Error;
+            changed = true;
+        }
     }
     if let Some(log) = container_log {
         let minion_log = dir.join("minion.log");
@@ -317,6 +369,26 @@ pub fn fetch_back(repo: &Path, artifacts: &Path, summary: &RunSummary) -> anyhow
             .output()
     };
     if bundle.is_file() {
+        // The branch name comes from a file the container wrote: accept only a well-formed
+        // branch of this run that the repository does not have yet, so a run can never
+        // move one of the user's own branches.
+        let valid = branch.contains(&summary.run_id)
+            && git(&["check-ref-format", "--branch", branch]).is_ok_and(|o| o.status.success())
+            && !git(&[
+                "rev-parse",
+                "--verify",
+                "--quiet",
+                &format!("refs/heads/{branch}"),
+            ])
+            .is_ok_and(|o| o.status.success());
+        if !valid {
+            return Err(Fail::new(format!(
+                "the run's branch `{branch}` was not fetched: it must be a new branch named after run {}",
+                summary.run_id
+            ))
+            .with_hint(format!("inspect it by hand: git fetch {} {branch}", bundle.display()))
+            .into());
+        }
         let refspec = format!("refs/heads/{branch}:refs/heads/{branch}");
         let mut last = String::new();
         // Parallel runs fetch into one repository: retry on a busy lock.

@@ -219,6 +219,9 @@ pub struct StackSpec {
     pub task_family: String,
     pub cpu: u32,
     pub memory: u32,
+    /// A GitHub App is configured: the task gets its key injected (ECS refuses to start
+    /// a task whose injected secret has no value, so it is wired only when used).
+    pub github_app: bool,
 }
 
 impl StackSpec {
@@ -251,6 +254,7 @@ impl StackSpec {
                 ),
             ],
             task_family: s.require(&keys::ECS_TASK_FAMILY)?.to_string(),
+            github_app: s.get(&keys::GITHUB_APP_ID).is_some(),
             cpu: s.number(&keys::ECS_CPU)?,
             memory: s.number(&keys::ECS_MEMORY)?,
             region,
@@ -279,9 +283,9 @@ impl StackSpec {
         format!("{}/{}:latest", self.registry, self.ecr_repository)
     }
 
-    /// `startedBy` of the tasks this stack runs (ECS allows 36 characters).
+    /// `startedBy` of the tasks this stack runs.
     pub fn started_by(&self) -> String {
-        format!("lackey:{}", self.stack).chars().take(36).collect()
+        started_by(&self.stack)
     }
 
     pub fn secret_name(&self, key: &str) -> &str {
@@ -291,6 +295,12 @@ impl StackSpec {
             .map(|(_, n)| n.as_str())
             .unwrap_or_default()
     }
+}
+
+/// `startedBy` of the tasks a stack runs (ECS allows 36 characters): how `down`,
+/// `logs` and `stop` find them.
+pub fn started_by(stack: &str) -> String {
+    format!("lackey:{stack}").chars().take(36).collect()
 }
 
 /// The AWS partition of a region.

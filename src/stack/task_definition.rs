@@ -55,7 +55,14 @@ pub fn desired(spec: &StackSpec, secret_arns: &BTreeMap<&'static str, String>) -
             ),
         ],
     );
-    serde_json::from_str(&text).expect("templates/task-definition.json is valid JSON")
+    let mut td: Value =
+        serde_json::from_str(&text).expect("templates/task-definition.json is valid JSON");
+    if !spec.github_app {
+        if let Some(secrets) = td["containerDefinitions"][0]["secrets"].as_array_mut() {
+            secrets.retain(|s| s["name"] != "LACKEY_GITHUB_APP_PRIVATE_KEY");
+        }
+    }
+    td
 }
 
 fn kv_json(pairs: &[KeyValuePair]) -> Value {

@@ -343,18 +343,7 @@ fn bench_cloud_run() {
             .subnet_id()
             .unwrap()
             .to_string();
-        let sg = ec2
-            .describe_security_groups()
-            .filters(
-                aws_sdk_ec2::types::Filter::builder()
-                    .name("group-name")
-                    .values("lackey-ecs-tasks")
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap()
-            .security_groups()[0]
+        let sg = crate::support::moto::lackey_security_groups(&ec2).await[0]
             .group_id()
             .unwrap()
             .to_string();

@@ -488,8 +488,14 @@ fn canary_secrets_appear_nowhere() {
         "the CLI and the minion each mint a token: {}",
         tokens.len()
     );
+    // The Anthropic key, every minted token, and the App's private key (its body lines).
+    let pem = c.github_key();
     let secrets: Vec<&str> = std::iter::once(CANARY_KEY)
         .chain(tokens.iter().map(String::as_str))
+        .chain(
+            pem.lines()
+                .filter(|l| l.len() >= 40 && !l.starts_with("-----")),
+        )
         .collect();
     let arn = launched_arn(&out.stderr);
     let overrides = format!("{:?}", c.task(&arn).overrides());
@@ -510,6 +516,55 @@ fn canary_secrets_appear_nowhere() {
         }
     }
     assert!(places.iter().any(|(p, _)| p.ends_with("transcript.jsonl")));
+    // Everything in the bucket (artifacts and inputs), and the task's CloudWatch stream.
+    let conf = c.moto.sdk_config();
+    block_on(async {
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&conf)
+                .force_path_style(true)
+                .build(),
+        );
+        let objects = s3
+            .list_objects_v2()
+            .bucket("lackey-artifacts-123456789012")
+            .send()
+            .await
+            .unwrap();
+        assert!(!objects.contents().is_empty());
+        for o in objects.contents() {
+            let key = o.key().unwrap().to_string();
+            let body = s3
+                .get_object()
+                .bucket("lackey-artifacts-123456789012")
+                .key(&key)
+                .send()
+                .await
+                .unwrap();
+            let bytes = body.body.collect().await.unwrap().into_bytes();
+            places.push((
+                format!("s3://{key}"),
+                String::from_utf8_lossy(&bytes).into_owned(),
+            ));
+        }
+        let logs = aws_sdk_cloudwatchlogs::Client::new(&conf);
+        let task_id = arn.rsplit('/').next().unwrap();
+        let events = logs
+            .get_log_events()
+            .log_group_name("/ecs/lackey-minion")
+            .log_stream_name(format!("minion/minion/{task_id}"))
+            .start_from_head(true)
+            .send()
+            .await
+            .unwrap();
+        let text: String = events
+            .events()
+            .iter()
+            .filter_map(|e| e.message())
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(text.contains("[minion]"), "the CloudWatch stream is empty");
+        places.push(("CloudWatch stream".into(), text));
+    });
     for (place, text) in &places {
         for s in &secrets {
             assert!(

@@ -157,18 +157,7 @@ fn a_healthy_stack_passes_and_each_broken_setup_fails_only_its_check() {
     // An inbound rule added.
     block_on(async {
         let ec2 = aws_sdk_ec2::Client::new(&conf);
-        let id = ec2
-            .describe_security_groups()
-            .filters(
-                aws_sdk_ec2::types::Filter::builder()
-                    .name("group-name")
-                    .values("lackey-ecs-tasks")
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap()
-            .security_groups()[0]
+        let id = crate::support::moto::lackey_security_groups(&ec2).await[0]
             .group_id()
             .unwrap()
             .to_string();
@@ -272,7 +261,17 @@ fn a_healthy_stack_passes_and_each_broken_setup_fails_only_its_check() {
 #[test]
 fn e2e_runs_a_stub_task_on_fargate() {
     let Some(c) = healthy() else { return };
-    let out = c.t.run(&["doctor", "--phase", "cloud", "--json"]);
+    // The cloud phase launches a task: it runs only when asked for with --e2e.
+    let refused = c.t.run(&["doctor", "--phase", "cloud"]);
+    refused.assert_code(1);
+    assert!(
+        refused.stderr.starts_with(
+            "error: the `cloud` phase launches a task on Fargate and runs only with --e2e"
+        ),
+        "{}",
+        refused.stderr
+    );
+    let out = c.t.run(&["doctor", "--phase", "cloud", "--e2e", "--json"]);
     let v = out.json();
     let checks = v["checks"].as_array().unwrap();
     let e2e = checks

@@ -23,17 +23,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-/// The artifact set of SPEC §5.
-pub const ARTIFACTS: &[&str] = &[
-    "run_summary.json",
-    "scope.json",
-    "diff.patch",
-    "diff_stats.txt",
-    "commands.log",
-    "tool_calls.log",
-    "transcript.jsonl",
-    "minion.log",
-];
+/// The artifact set of SPEC §5, as the product defines it.
+pub use lackey::summary::ARTIFACTS;
 
 /// The `lackey` binary cargo built for these tests.
 pub fn bin() -> &'static str {

@@ -248,3 +248,21 @@ impl Moto {
         });
     }
 }
+
+/// The stack's security groups named `lackey-ecs-tasks` (tests look at and break them).
+pub async fn lackey_security_groups(
+    ec2: &aws_sdk_ec2::Client,
+) -> Vec<aws_sdk_ec2::types::SecurityGroup> {
+    ec2.describe_security_groups()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("group-name")
+                .values("lackey-ecs-tasks")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .security_groups()
+        .to_vec()
+}
