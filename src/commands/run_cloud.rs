@@ -147,6 +147,39 @@ pub async fn s3_rows(
     rows
 }
 
+/// A run looked for in the cloud: AWS, the settings with what was discovered, and the
+/// run's ECS task (by its `lackey:run-id` tag) if ECS still knows it.
+struct CloudRun {
+    aws: Aws,
+    settings: Settings,
+    cluster: String,
+    task: Option<(String, String)>,
+}
+
+impl CloudRun {
+    /// None when AWS is not configured at all (no region).
+    async fn find(
+        ctx: &Ctx,
+        settings: &Settings,
+        run_id: &str,
+    ) -> anyhow::Result<Option<CloudRun>> {
+        let mut settings = settings.clone();
+        if settings.get(&keys::AWS_REGION).is_none() {
+            return Ok(None);
+        }
+        let aws = cloud_settings(ctx, &mut settings).await?;
+        let cluster = settings.require(&keys::ECS_CLUSTER)?.to_string();
+        let started_by = crate::stack::started_by(settings.require(&keys::STACK_NAME)?);
+        let task = runner::ecs::find_task(&aws, &cluster, &started_by, run_id).await?;
+        Ok(Some(CloudRun {
+            aws,
+            settings,
+            cluster,
+            task,
+        }))
+    }
+}
+
 /// `lackey logs` for a run that is not on this machine: its CloudWatch stream, or the
 /// minion.log it uploaded.
 pub async fn logs(ctx: &Ctx, settings: &Settings, args: &LogsArgs) -> anyhow::Result<u8> {
@@ -155,16 +188,11 @@ pub async fn logs(ctx: &Ctx, settings: &Settings, args: &LogsArgs) -> anyhow::Re
             .with_hint("`lackey runs` lists the runs")
             .into()
     };
-    let mut settings = settings.clone();
-    if settings.get(&keys::AWS_REGION).is_none() {
+    let Some(cloud) = CloudRun::find(ctx, settings, &args.run_id).await? else {
         return Err(not_found());
-    }
-    let aws = cloud_settings(ctx, &mut settings).await?;
-    let cluster = settings.require(&keys::ECS_CLUSTER)?.to_string();
-    let started_by = crate::stack::started_by(settings.require(&keys::STACK_NAME)?);
-    if let Some((arn, status)) =
-        runner::ecs::find_task(&aws, &cluster, &started_by, &args.run_id).await?
-    {
+    };
+    let (aws, settings, cluster) = (&cloud.aws, &cloud.settings, &cloud.cluster);
+    if let Some((arn, status)) = cloud.task.clone() {
         let task_id = arn.rsplit('/').next().unwrap_or_default().to_string();
         let group = settings.require(&keys::LOGS_GROUP)?.to_string();
         let done = tokio_util::sync::CancellationToken::new();
@@ -172,7 +200,7 @@ pub async fn logs(ctx: &Ctx, settings: &Settings, args: &LogsArgs) -> anyhow::Re
             done.cancel();
         } else {
             // Stop tailing when the task stops (or on Ctrl-C).
-            let watcher = runner::ecs::TaskWatcher::start(aws.ecs(), &cluster);
+            let watcher = runner::ecs::TaskWatcher::start(aws.ecs(), cluster);
             let mut rx = watcher.watch(&arn);
             let d = done.clone();
             let cancel = ctx.cancel.clone();
@@ -221,16 +249,13 @@ pub async fn stop(ctx: &Ctx, settings: &Settings, run_id: &str) -> anyhow::Resul
             .with_hint("`lackey runs` lists the runs")
             .into()
     };
-    let mut settings = settings.clone();
-    if settings.get(&keys::AWS_REGION).is_none() {
+    let Some(cloud) = CloudRun::find(ctx, settings, run_id).await? else {
         return Err(not_found());
-    }
-    let aws = cloud_settings(ctx, &mut settings).await?;
-    let cluster = settings.require(&keys::ECS_CLUSTER)?.to_string();
-    let started_by = crate::stack::started_by(settings.require(&keys::STACK_NAME)?);
-    match runner::ecs::find_task(&aws, &cluster, &started_by, run_id).await? {
+    };
+    let (aws, cluster) = (&cloud.aws, &cloud.cluster);
+    match cloud.task.clone() {
         Some((arn, status)) if status != "STOPPED" => {
-            runner::ecs::stop_task(&aws.ecs(), &cluster, &arn, "lackey stop").await;
+            runner::ecs::stop_task(&aws.ecs(), cluster, &arn, "lackey stop").await;
             ctx.printer.status(
                 "Stopped",
                 Tone::Good,

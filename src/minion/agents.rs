@@ -24,6 +24,14 @@ pub struct Limits {
 }
 
 impl Limits {
+    /// A blueprint's `max_turns`, when it sets one.
+    pub fn with_max_turns(mut self, turns: Option<u32>) -> Limits {
+        if let Some(t) = turns {
+            self.max_turns = t as usize;
+        }
+        self
+    }
+
     pub fn for_agent(kind: AgentKind) -> Limits {
         match kind {
             AgentKind::Scoper => Limits {

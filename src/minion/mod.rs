@@ -671,6 +671,20 @@ impl Run {
         self.git.as_ref().expect("git exists after the clone")
     }
 
+    /// The checks the agents are told about: `lint: `cmd`; test: none configured`.
+    fn checks_text(&self) -> String {
+        let show = |c: &Option<String>| {
+            c.as_deref()
+                .map(|c| format!("`{c}`"))
+                .unwrap_or_else(|| "none configured".into())
+        };
+        format!(
+            "lint: {}; test: {}",
+            show(&self.input.lint),
+            show(&self.input.test)
+        )
+    }
+
     fn write_scope(&self) -> WriteScope {
         match &self.scope {
             Some(s) => tools::write_scope_from(s),
@@ -827,15 +841,11 @@ impl Run {
         } else {
             let listing = self.ws().view(".", None).unwrap_or_default();
             let first = format!(
-                "Task:\n{}\n\nThe repository's top level:\n{listing}\n\nChecks that will run after the change: lint: {}; test: {}.",
+                "Task:\n{}\n\nThe repository's top level:\n{listing}\n\nChecks that will run after the change: {}.",
                 self.task,
-                self.input.lint.as_deref().map(|c| format!("`{c}`")).unwrap_or_else(|| "none configured".into()),
-                self.input.test.as_deref().map(|c| format!("`{c}`")).unwrap_or_else(|| "none configured".into()),
+                self.checks_text(),
             );
-            let mut limits = Limits::for_agent(AgentKind::Scoper);
-            if let Some(t) = max_turns {
-                limits.max_turns = t as usize;
-            }
+            let limits = Limits::for_agent(AgentKind::Scoper).with_max_turns(max_turns);
             let llm = self.llm.as_ref().expect("llm exists without stubs");
             let r = agents::run_agent(
                 llm,
@@ -897,15 +907,11 @@ impl Run {
             .map(|s| serde_json::to_string_pretty(s).unwrap_or_default())
             .unwrap_or_else(|| "{\"allowed_dirs\": [\".\"]}".into());
         let first = format!(
-            "Task:\n{}\n\nScope (you may write only here):\n{scope_text}\n\nChecks that run after you: lint: {}; test: {}.",
+            "Task:\n{}\n\nScope (you may write only here):\n{scope_text}\n\nChecks that run after you: {}.",
             self.task,
-            self.input.lint.as_deref().map(|c| format!("`{c}`")).unwrap_or_else(|| "none configured".into()),
-            self.input.test.as_deref().map(|c| format!("`{c}`")).unwrap_or_else(|| "none configured".into()),
+            self.checks_text(),
         );
-        let mut limits = Limits::for_agent(AgentKind::Executor);
-        if let Some(t) = max_turns {
-            limits.max_turns = t as usize;
-        }
+        let limits = Limits::for_agent(AgentKind::Executor).with_max_turns(max_turns);
         let llm = self.llm.as_ref().expect("llm exists without stubs");
         let r = agents::run_agent(
             llm,
@@ -1081,10 +1087,7 @@ impl Run {
                     dirs,
                     files: touched,
                 };
-                let mut limits = Limits::for_agent(AgentKind::Fixer);
-                if let Some(t) = max_turns {
-                    limits.max_turns = t as usize;
-                }
+                let limits = Limits::for_agent(AgentKind::Fixer).with_max_turns(max_turns);
                 let label = format!("fixer-{round}");
                 let llm = self.llm.as_ref().expect("llm exists without stubs");
                 let r = agents::run_agent(
