@@ -653,3 +653,27 @@ fn a_push_refused_inside_the_progress_stream_fails_clearly() {
         out.stderr
     );
 }
+
+/// Fargate capacity is short now and then: RunTask answers with a `failures` entry
+/// instead of a task, and the run retries (moto never does this; it is injected).
+#[test]
+fn a_capacity_failure_is_retried() {
+    let Some(c) = Cloud::new(true) else { return };
+    c.moto.inject(
+        "RunTask",
+        1,
+        200,
+        "application/x-amz-json-1.1",
+        r#"{"tasks": [], "failures": [{"reason": "RESOURCE:ENI", "detail": "capacity is unavailable at this time"}]}"#,
+    );
+    let out = c.t.run(&["run", "stub", "--cloud", "--stubs"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stderr.contains("warning: no Fargate capacity yet (RESOURCE:ENI (capacity is unavailable at this time)); retrying in 2s"), "{}", out.stderr);
+    let runs: Vec<_> = c
+        .moto
+        .requests()
+        .into_iter()
+        .filter(|r| r.action == "RunTask")
+        .collect();
+    assert_eq!(runs.len(), 2);
+}

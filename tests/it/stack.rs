@@ -854,3 +854,29 @@ fn up_and_down_converge_through_throttling_and_5xx() {
     let plan = s.json(&["plan"]);
     assert_eq!(Stack::actions(&plan), with_action("create"));
 }
+
+/// A security group a task's network interface still holds: `down` retries it with
+/// backoff (moto never refuses, so the refusals are injected, in EC2's own format).
+#[test]
+fn down_retries_a_security_group_still_in_use() {
+    let Some(s) = Stack::new() else { return };
+    s.json(&["up"]);
+    s.moto.inject(
+        "DeleteSecurityGroup",
+        2,
+        400,
+        "text/xml",
+        "<Response><Errors><Error><Code>DependencyViolation</Code><Message>resource sg-0123 has a dependent object</Message></Error></Errors><RequestID>x</RequestID></Response>",
+    );
+    s.moto.reset_requests();
+    let down = s.json(&["down", "--yes", "--force"]);
+    let tries: Vec<String> = s
+        .moto
+        .requests()
+        .into_iter()
+        .filter(|r| r.action == "DeleteSecurityGroup")
+        .map(|r| r.status.to_string())
+        .collect();
+    assert_eq!(tries, ["\"injected\"", "\"injected\"", "200"]);
+    assert_eq!(down["summary"]["delete"], 12);
+}

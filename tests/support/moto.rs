@@ -147,6 +147,14 @@ impl Moto {
         self.post("/_harness/release", serde_json::json!({}));
     }
 
+    /// Answer the next `times` requests for `action` with this response.
+    pub fn inject(&self, action: &str, times: usize, status: u16, content_type: &str, body: &str) {
+        self.post(
+            "/_harness/inject",
+            serde_json::json!({"action": action, "times": times, "status": status, "content_type": content_type, "body": body}),
+        );
+    }
+
     /// Set fields of an ECS task (the Fargate player's hook).
     pub fn set_task(&self, body: serde_json::Value) {
         self.post("/_harness/ecs/task", body);

@@ -30,6 +30,9 @@ Harness endpoints (never reached by lackey itself):
 * `POST /_harness/hang` {"after": n}: serve n more AWS requests, then hold every later
   one until `POST /_harness/release` (so a test can kill a client at a known point).
 * `POST /_harness/ecs/task` {"task_arn", "last_status", ...}: set a task's fields.
+* `POST /_harness/inject` {"action", "times", "status", "body", "content_type"}: answer
+  the next `times` requests for `action` with this response instead of serving them
+  (what moto never says: a DependencyViolation, a RunTask capacity failure).
 """
 
 import io
@@ -239,6 +242,7 @@ LOCK = threading.Lock()
 REQUESTS = []
 FAULTS = {"rate": 0.0, "rng": random.Random(0)}
 HANG = {"after": None, "release": threading.Event()}
+INJECT = {}
 CRED_RE = re.compile(r"Credential=[^/]+/[^/]+/([^/]+)/([^/]+)/")
 
 
@@ -305,6 +309,10 @@ def _harness(environ, start_response):
             HANG["after"] = None
             HANG["release"].set()
         return _json_response(start_response, 200, {"ok": True})
+    if path == "/_harness/inject":
+        with LOCK:
+            INJECT[body["action"]] = dict(body)
+        return _json_response(start_response, 200, {"ok": True})
     if path == "/_harness/ecs/task":
         with LOCK:
             status, payload = _set_task(body)
@@ -363,8 +371,19 @@ def make_app():
             else:
                 hang = False
             fault = FAULTS["rate"] > 0 and FAULTS["rng"].random() < FAULTS["rate"]
+            canned = INJECT.get(action)
+            if canned and canned.get("times", 0) > 0:
+                canned["times"] -= 1
+            else:
+                canned = None
         if hang:
             release.wait()
+        if canned:
+            with LOCK:
+                REQUESTS.append({"service": service, "action": action, "method": environ["REQUEST_METHOD"], "path": environ["PATH_INFO"], "status": "injected", "caller": _caller(environ)})
+            data = canned["body"].encode()
+            start_response(f"{canned['status']} Injected", [("Content-Type", canned.get("content_type", "application/json")), ("Content-Length", str(len(data)))])
+            return [data]
         if fault:
             with LOCK:
                 REQUESTS.append({"service": service, "action": action, "method": environ["REQUEST_METHOD"], "path": environ["PATH_INFO"], "status": "fault"})
