@@ -334,6 +334,9 @@ fn margin(remaining: Duration) -> Duration {
 
 /// Perform a run. Never fails: every error becomes `outcome: error` in the summary.
 pub async fn run(input: MinionInput) -> RunSummary {
+    // Listen for SIGTERM before anything else: a run stopped while it starts must still
+    // write its summary, not die of the signal's default action.
+    let sigterm = terminated();
     let started_at = chrono::Utc::now();
     let t0 = Instant::now();
     let art = match Artifacts::create(&input.output_dir, Redactor::new(input.secrets()), true) {
@@ -380,7 +383,6 @@ pub async fn run(input: MinionInput) -> RunSummary {
     let body = run.body();
     let stop = match soft_deadline {
         Some(d) => {
-            let sigterm = terminated();
             tokio::select! {
                 r = tokio::time::timeout_at(d.into(), body) => r.unwrap_or(Err(Stop::Deadline)),
                 _ = sigterm => Err(if Instant::now() + Duration::from_secs(2) >= d { Stop::Deadline } else {
@@ -389,7 +391,6 @@ pub async fn run(input: MinionInput) -> RunSummary {
             }
         }
         None => {
-            let sigterm = terminated();
             tokio::select! {
                 r = body => r,
                 _ = sigterm => Err(Stop::End(Outcome::Error, "stopped: the run was stopped before it finished (SIGTERM)".into())),
@@ -420,18 +421,18 @@ pub async fn run(input: MinionInput) -> RunSummary {
 }
 
 /// Resolves when the process receives SIGTERM (docker stop, ECS StopTask).
-async fn terminated() {
+/// The handler is installed when this is called (not when it is first awaited).
+fn terminated() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+    let stream = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    async move {
+        #[cfg(unix)]
+        if let Some(mut s) = stream {
+            s.recv().await;
+            return;
         }
+        std::future::pending::<()>().await
     }
-    #[cfg(not(unix))]
-    std::future::pending::<()>().await
 }
 
 fn empty_summary(

@@ -293,6 +293,14 @@ pub fn settle_summary(
                 HostEnd::Interrupted => {
                     "stopped: the run was interrupted before it finished".to_string()
                 }
+                // 128 + SIGTERM / SIGKILL: stopped before the minion could say so itself.
+                HostEnd::Exited(143) => {
+                    "stopped: the run was stopped (SIGTERM) before the minion had started"
+                        .to_string()
+                }
+                HostEnd::Exited(137) => {
+                    "stopped: the run was killed (SIGKILL) before it wrote its summary".to_string()
+                }
                 HostEnd::Exited(code) => {
                     format!("the minion exited with code {code} without writing run_summary.json")
                 }
