@@ -172,16 +172,7 @@ fn up_from_empty_builds_the_guides_stack_and_a_second_up_changes_nothing() {
             arns,
             ["arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"]
         );
-        let secrets_policy = percent_decode(
-            iam.get_role_policy()
-                .role_name("lackey-ecs-execution")
-                .policy_name("lackey-secrets")
-                .send()
-                .await
-                .unwrap()
-                .policy_document(),
-        );
-        let doc: Value = serde_json::from_str(&secrets_policy).unwrap();
+        let doc = inline_policy(&iam, "lackey-ecs-execution", "lackey-secrets").await;
         assert_eq!(
             doc["Statement"][0]["Action"],
             serde_json::json!(["secretsmanager:GetSecretValue"])
@@ -193,16 +184,7 @@ fn up_from_empty_builds_the_guides_stack_and_a_second_up_changes_nothing() {
                 "arn:aws:secretsmanager:us-east-1:123456789012:secret:lackey/anthropic-api-key-??????"
             ])
         );
-        let s3_policy = percent_decode(
-            iam.get_role_policy()
-                .role_name("lackey-ecs-task")
-                .policy_name("lackey-s3-artifacts")
-                .send()
-                .await
-                .unwrap()
-                .policy_document(),
-        );
-        let doc: Value = serde_json::from_str(&s3_policy).unwrap();
+        let doc = inline_policy(&iam, "lackey-ecs-task", "lackey-s3-artifacts").await;
         assert_eq!(
             doc["Statement"][0]["Action"],
             serde_json::json!(["s3:PutObject", "s3:GetObject", "s3:ListBucket"])
@@ -336,6 +318,18 @@ fn up_from_empty_builds_the_guides_stack_and_a_second_up_changes_nothing() {
         "{} requests for a converged plan",
         s.moto.requests().len()
     );
+}
+
+/// A role's inline policy as IAM returns it (URL-encoded), parsed.
+async fn inline_policy(iam: &aws_sdk_iam::Client, role: &str, name: &str) -> Value {
+    let out = iam
+        .get_role_policy()
+        .role_name(role)
+        .policy_name(name)
+        .send()
+        .await
+        .unwrap();
+    serde_json::from_str(&percent_decode(out.policy_document())).unwrap()
 }
 
 fn percent_decode(s: &str) -> String {
