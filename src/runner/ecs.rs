@@ -256,8 +256,6 @@ impl TaskWatcher {
 pub struct CloudResult {
     pub summary: RunSummary,
     pub interrupted: bool,
-    pub task_arn: Option<String>,
-    pub downloaded: bool,
     pub fetched: Option<bool>,
 }
 
@@ -697,8 +695,6 @@ pub async fn run_cloud(
     Ok(CloudResult {
         interrupted: matches!(end, HostEnd::Interrupted),
         summary,
-        task_arn: Some(task_arn),
-        downloaded,
         fetched,
     })
 }

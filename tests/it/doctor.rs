@@ -157,19 +157,7 @@ fn a_healthy_stack_passes_and_each_broken_setup_fails_only_its_check() {
     // An inbound rule added.
     block_on(async {
         let ec2 = aws_sdk_ec2::Client::new(&conf);
-        let id = crate::support::moto::lackey_security_groups(&ec2).await[0]
-            .group_id()
-            .unwrap()
-            .to_string();
-        ec2.authorize_security_group_ingress()
-            .group_id(id)
-            .ip_protocol("tcp")
-            .from_port(22)
-            .to_port(22)
-            .cidr_ip("0.0.0.0/0")
-            .send()
-            .await
-            .unwrap();
+        crate::support::moto::add_ssh_ingress(&ec2).await;
     });
     only_fails(&c, &[], "infra/network", "lackey up");
     c.t.run(&["up", "-q"]).assert_success();

@@ -363,17 +363,7 @@ fn drift_is_shown_field_by_field_and_repaired() {
             .await
             .unwrap();
         let ec2 = aws_sdk_ec2::Client::new(&conf);
-        let sg = crate::support::moto::lackey_security_groups(&ec2).await;
-        let id = sg[0].group_id().unwrap().to_string();
-        ec2.authorize_security_group_ingress()
-            .group_id(&id)
-            .ip_protocol("tcp")
-            .from_port(22)
-            .to_port(22)
-            .cidr_ip("0.0.0.0/0")
-            .send()
-            .await
-            .unwrap();
+        crate::support::moto::add_ssh_ingress(&ec2).await;
     });
     let out = s.t.run(&["plan", "--detailed-exitcode", "--json"]);
     assert_eq!(out.code, 2);

@@ -274,3 +274,21 @@ pub async fn lackey_security_groups(
         .security_groups()
         .to_vec()
 }
+
+/// Open SSH to the world on the stack's security group: the drift `up` must repair and
+/// `doctor` must flag.
+pub async fn add_ssh_ingress(ec2: &aws_sdk_ec2::Client) {
+    let id = lackey_security_groups(ec2).await[0]
+        .group_id()
+        .unwrap()
+        .to_string();
+    ec2.authorize_security_group_ingress()
+        .group_id(id)
+        .ip_protocol("tcp")
+        .from_port(22)
+        .to_port(22)
+        .cidr_ip("0.0.0.0/0")
+        .send()
+        .await
+        .unwrap();
+}
