@@ -254,7 +254,7 @@ fn a_stub_cloud_run_end_to_end() {
     assert!(
         again
             .stderr
-            .contains("Image lackey-minion:test already exists in ECR as"),
+            .contains(&format!("Image {} already exists in ECR as", docker::test_image_tag())),
         "{}",
         again.stderr
     );

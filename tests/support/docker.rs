@@ -5,7 +5,15 @@
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
-pub const TEST_IMAGE: &str = "lackey-minion:test";
+/// The test image's tag: `lackey-minion:test`, or `LACKEY_TEST_IMAGE` where several
+/// checkouts run their suites on one Docker engine at once (each builds its own binary
+/// into the image, so they must not share a tag).
+pub fn test_image_tag() -> &'static str {
+    static TAG: OnceLock<String> = OnceLock::new();
+    TAG.get_or_init(|| {
+        std::env::var("LACKEY_TEST_IMAGE").unwrap_or_else(|_| "lackey-minion:test".to_string())
+    })
+}
 
 fn docker_ok() -> bool {
     Command::new("docker")
@@ -51,7 +59,7 @@ pub fn test_image() -> &'static str {
             }
         }
         let out = Command::new(super::bin())
-            .args(["image", "build", "--offline", "--tag", TEST_IMAGE, "-q"])
+            .args(["image", "build", "--offline", "--tag", test_image_tag(), "-q"])
             .current_dir(std::env::temp_dir())
             .output()
             .map_err(|e| e.to_string())?;
@@ -66,7 +74,7 @@ pub fn test_image() -> &'static str {
     if let Err(e) = r {
         panic!("{e}");
     }
-    TEST_IMAGE
+    test_image_tag()
 }
 
 /// Names of containers (running or not) with a label.
