@@ -1,4 +1,4 @@
-# The deployment guide's `make build-base`, plus the project's test and benchmark entry points.
+# `make build-base` (the minion image), plus the project's test and benchmark entry points.
 CARGO ?= cargo
 IMAGE ?= minion-base:latest
 
@@ -15,7 +15,7 @@ test:
 build:
 	$(CARGO) build --locked
 
-# The deployment guide's `make build-base`: minion-base:latest, compiled in Docker from
+# `make build-base`: minion-base:latest, compiled in Docker from
 # this tree (docker/Dockerfile). Where nothing can be pulled: `make build-base-offline`.
 build-base: build
 	$(CARGO) run --locked --quiet -- image build --from-source --tag $(IMAGE)

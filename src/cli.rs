@@ -14,7 +14,7 @@ const AFTER_HELP: &str = "\
 Examples:
   lackey run \"add a hello world test\"          one local run in Docker
   lackey run \"add a hello world test\" --cloud  the same run on ECS Fargate
-  lackey init && lackey up                     build the AWS stack of the deployment guide
+  lackey init && lackey up                     build the AWS stack cloud runs need
   lackey doctor                                check every setup phase";
 
 #[derive(Debug, Parser)]

@@ -9,7 +9,7 @@
 //!   the chain itself and shows as the `hint:` line.
 //! * [`Interrupted`]: the user pressed Ctrl-C (exit 130).
 //!
-//! Anything else is unexpected and exits 2, as SPEC §1 says.
+//! Anything else is unexpected and exits 2 (the exit codes: ARCHITECTURE.md).
 
 use std::fmt;
 
@@ -86,7 +86,7 @@ where
     }
 }
 
-/// The exit code an error maps to (SPEC §1).
+/// The exit code an error maps to: 130 interrupted, 1 a `Fail`, 2 anything else.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
         if cause.downcast_ref::<Interrupted>().is_some() {

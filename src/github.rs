@@ -1,4 +1,4 @@
-//! GitHub, as a GitHub App (CONTRACTS.md): the App JWT, installation tokens narrowed to
+//! GitHub, as a GitHub App (docs/github.md): the App JWT, installation tokens narrowed to
 //! one repository, the repository's default branch, and pull requests.
 //!
 //! The same client serves the CLI (token minting as a preflight, `doctor`) and the

@@ -12,7 +12,7 @@
 //! * [`stack`]: the reconciler behind `plan`, `up` and `down`.
 //! * [`runner`]: the host side of a run: Docker backend, image builds, artifacts, fetch-back.
 //! * [`minion`]: the run inside the container: blueprint, agents, tools, git, artifacts.
-//! * [`cloud`]: the deployment guide's building blocks (S3 artifacts, ECR, secrets).
+//! * [`cloud`]: the cloud building blocks (S3 artifacts, ECR, secrets).
 //! * [`github`]: GitHub App tokens, repositories and pull requests.
 //! * [`summary`]: `run_summary.json`, shared by the minion and the host.
 //! * [`doctor`]: every setup phase checked, with a fix per failure.

@@ -1,4 +1,4 @@
-//! `run_summary.json` (SPEC §5): written by the minion, read by the host, listed by
+//! `run_summary.json` (docs/artifacts.md): written by the minion, read by the host, listed by
 //! `lackey runs`. One type for all three so the field names cannot drift.
 
 use std::path::Path;
@@ -118,7 +118,7 @@ impl RunSummary {
     }
 }
 
-/// The text a timed-out run's `error` starts with (the deployment guide's wording).
+/// The text a timed-out run's `error` starts with (scripts match on it: keep the wording).
 pub fn timed_out(secs: u64) -> String {
     format!("timed out after {secs} s")
 }
@@ -147,7 +147,8 @@ pub fn is_run_id(s: &str) -> bool {
             .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
 }
 
-/// The artifact files every run leaves (SPEC §5), in the order `lackey runs` checks them.
+/// The artifact files every run leaves (docs/artifacts.md), in the order `lackey runs`
+/// checks them.
 pub const ARTIFACTS: &[&str] = &[
     "run_summary.json",
     "scope.json",

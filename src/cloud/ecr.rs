@@ -1,4 +1,4 @@
-//! The minion image in ECR (guide Phase 2c): pushed only when the registry does not
+//! The minion image in ECR: pushed only when the registry does not
 //! already hold it.
 //!
 //! ```no_run

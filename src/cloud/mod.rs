@@ -1,5 +1,5 @@
-//! The deployment guide's building blocks, each a library function its Verify steps
-//! can be checked against: artifact transfer with S3, the image in ECR, secrets.
+//! The cloud building blocks, each a library function a setup check can be run
+//! against: artifact transfer with S3, the image in ECR, secrets.
 
 pub mod ecr;
 pub mod s3;

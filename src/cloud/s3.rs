@@ -1,6 +1,6 @@
 //! Artifact transfer: a run's directory to and from `s3://bucket/<prefix>/`.
 //!
-//! The guide's Phase 2b round trip, as library functions:
+//! The bucket round trip (upload, download, compare), as library functions:
 //!
 //! ```no_run
 //! # async fn demo(s3: &aws_sdk_s3::Client) -> anyhow::Result<()> {

@@ -1,4 +1,4 @@
-//! Reading the stack's secrets (guide Phase 2e).
+//! Reading the stack's secrets.
 //!
 //! ```no_run
 //! # async fn demo(aws: &lackey::aws::Aws) -> anyhow::Result<()> {

@@ -1,5 +1,5 @@
 //! Every setting lackey reads, in one table: its name (`section.key` in `lackey.toml`),
-//! the environment variables that set it (the deployment guide's names first), the flag
+//! the environment variables that set it (the primary name first, then aliases), the flag
 //! that sets it, its default, and whether it is secret.
 //!
 //! Everything that names a setting to the user (missing-value errors, `lackey config`,

@@ -1,6 +1,6 @@
 //! Settings: every input merged once, with where each value came from.
 //!
-//! Precedence, highest first (SPEC §2): command-line flag > environment variable >
+//! Precedence, highest first (docs/config.md): command-line flag > environment variable >
 //! `.env` > `lackey.toml` > value discovered from AWS > built-in default. Environment
 //! variables are read here and nowhere else; the rest of lackey asks [`Settings`].
 //! The exceptions are variables other tools define and read themselves, honoured as

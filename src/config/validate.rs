@@ -1,7 +1,7 @@
 //! Name and value rules, checked before any AWS call so a typo costs nothing.
 //!
 //! Each validator returns the rule that was broken, in words a user can act on. The
-//! rules are AWS's own (links per function); where AWS is looser than the guide needs,
+//! rules are AWS's own (links per function); where AWS is looser than lackey needs,
 //! the stricter rule wins only when it avoids a later failure.
 
 fn all_chars(s: &str, ok: impl Fn(char) -> bool) -> Option<char> {

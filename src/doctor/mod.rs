@@ -1,4 +1,4 @@
-//! `lackey doctor`: every Verify step of the deployment guide as a check, with the
+//! `lackey doctor`: every setup step a user would verify by hand, as a check, with the
 //! exact fix for each failure.
 //!
 //! Phases: `local` (Docker, image, repository, API key), `aws` (credentials, region,

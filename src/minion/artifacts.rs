@@ -1,4 +1,4 @@
-//! The run's output directory: every artifact of SPEC §5, written as the run goes.
+//! The run's output directory: every artifact (docs/artifacts.md), written as the run goes.
 //!
 //! Each line is appended and flushed at once, so a run killed at any moment (timeout,
 //! Ctrl-C, kill -9) leaves every line it wrote. Every write goes through the

@@ -1,4 +1,4 @@
-//! The Anthropic Messages API client (CONTRACTS.md).
+//! The Anthropic Messages API client (docs/anthropic.md).
 //!
 //! * `POST {ANTHROPIC_BASE_URL}/v1/messages` with `x-api-key`, `anthropic-version`.
 //! * Prompt caching: one breakpoint on the system prompt (which, by the API's prefix

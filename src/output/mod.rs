@@ -42,7 +42,7 @@ pub trait Reporter: Send + Sync {
     fn status(&self, verb: &str, tone: Tone, message: &str);
     /// A warning line.
     fn warn(&self, message: &str);
-    /// A plain informational line on stderr (the guide's "Minting GitHub App installation token...").
+    /// A plain informational line on stderr ("Minting GitHub App installation token...").
     fn info(&self, message: &str);
     /// A spinner while waiting on something; cleared when dropped.
     fn spinner(&self, message: &str) -> Box<dyn Progress>;

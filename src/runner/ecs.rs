@@ -1,8 +1,8 @@
-//! Cloud runs on ECS Fargate (the deployment guide's Phase 4).
+//! Cloud runs on ECS Fargate.
 //!
-//! Output order is the guide's: the image in ECR, the GitHub token, the Anthropic key,
-//! `Launched ECS task: <arn>`, each status transition on stderr, `Downloading artifacts
-//! to …`, the summary.
+//! Output order is fixed (users and tests read it): the image in ECR, the GitHub token,
+//! the Anthropic key, `Launched ECS task: <arn>`, each status transition on stderr,
+//! `Downloading artifacts to …`, the summary.
 //!
 //! What must stay true:
 //! * No secret travels through RunTask: the task definition `lackey up` registers has
@@ -392,7 +392,7 @@ pub async fn run_cloud(
                 secret_env.push(("GITHUB_TOKEN".into(), token.token.clone()));
             }
         } else if let Some(repo) = &spec.repo {
-            // Beyond the guide: a local repository goes up as a bundle and comes back as one.
+            // Without GitHub: a local repository goes up as a bundle and comes back as one.
             let bundle = tempfile::NamedTempFile::new()?;
             let branch = bundle_repo(repo, bundle.path())?;
             let key = format!("inputs/{}/source.bundle", spec.run_id);

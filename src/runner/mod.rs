@@ -470,7 +470,7 @@ pub fn print_summary(printer: &Printer, summary: &RunSummary, artifacts: &Path, 
     }
 }
 
-/// The exit code of a finished run (SPEC §1 and §5).
+/// The exit code of a finished run: 0 only on success, 130 when interrupted, else 1.
 pub fn exit_code(summary: &RunSummary, interrupted: bool) -> u8 {
     if interrupted {
         130

@@ -1,4 +1,4 @@
-//! The artifact bucket (guide Phase 2b). Owned when tagged, or when the journal shows
+//! The artifact bucket. Owned when tagged, or when the journal shows
 //! this stack created it and was stopped before tagging it.
 
 use aws_sdk_s3::types::{

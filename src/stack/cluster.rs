@@ -1,4 +1,4 @@
-//! The ECS cluster (guide Phase 3a), and stopping the stack's tasks before `down`.
+//! The ECS cluster, and stopping the stack's tasks before `down`.
 
 use std::time::{Duration, Instant};
 

@@ -1,4 +1,4 @@
-//! The ECR repository for the minion image (guide Phase 2c).
+//! The ECR repository for the minion image.
 
 use aws_sdk_ecr::types::{ImageTagMutability, Tag};
 

@@ -1,4 +1,4 @@
-//! The CloudWatch log group the task writes to (guide Phase 3b); retention optional.
+//! The CloudWatch log group the task writes to; retention optional.
 
 use aws_sdk_cloudwatchlogs::Client;
 

@@ -1,4 +1,4 @@
-//! The stack: the AWS resources of the deployment guide's Phases 2–3, reconciled.
+//! The stack: the AWS resources cloud runs need, reconciled.
 //!
 //! Each resource follows one contract: *observe* what AWS holds, *diff* it against
 //! what `lackey.toml` declares (a pure function; the plan is a value), then *apply* or
@@ -47,7 +47,7 @@ pub const TASK_POLICY_NAME: &str = "lackey-s3-artifacts";
 pub const EXECUTION_POLICY_NAME: &str = "lackey-secrets";
 const KNOWN_AFTER_APPLY: &str = "(known after apply)";
 
-/// Resource kinds, as SPEC §3 names them.
+/// Resource kinds, as `--json` names them (docs/json-output.md).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
@@ -136,7 +136,7 @@ pub struct Summary {
     pub noop: usize,
 }
 
-/// What `plan`, `up` and `down` print with `--json` (SPEC §3).
+/// What `plan`, `up` and `down` print with `--json` (docs/json-output.md).
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
     pub stack: String,

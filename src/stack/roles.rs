@@ -1,4 +1,4 @@
-//! The execution and task roles (guide Phase 3c) and their inline policies.
+//! The execution and task roles and their inline policies.
 //!
 //! Execution role: trust `ecs-tasks.amazonaws.com`, the managed
 //! `AmazonECSTaskExecutionRolePolicy`, and inline `lackey-secrets` reading the two

@@ -1,4 +1,4 @@
-//! The two Secrets Manager secrets (guide Phase 2e): the GitHub App key and the
+//! The two Secrets Manager secrets: the GitHub App key and the
 //! Anthropic key. Created without a value so their ARNs exist for the policies and the
 //! task definition; `lackey secret put` stores a value; `plan` and `doctor` report a
 //! secret that has none. A secret scheduled for deletion is restored by `up`.

@@ -1,4 +1,4 @@
-//! The tasks' security group (guide Phase 3d): in the default VPC, outbound only.
+//! The tasks' security group: in the default VPC, outbound only.
 //!
 //! An inbound rule added by hand is drift: `plan` shows it and `up` revokes it. `down`
 //! retries a group still held by a network interface (a task's ENI lingers after the
@@ -60,7 +60,7 @@ pub async fn observe(cx: &StackCtx<'_>) -> anyhow::Result<Option<Seen<Have>>> {
             cx.spec.region
         ))
         .with_hint(
-            "create one (`aws ec2 create-default-vpc`), as the deployment guide's Phase 3d assumes",
+            "create one (`aws ec2 create-default-vpc`): the stack puts its tasks in the default VPC",
         )
         .into());
     };

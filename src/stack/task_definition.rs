@@ -1,4 +1,4 @@
-//! The Fargate task definition (guide Phase 3e), plus the secrets ECS injects.
+//! The Fargate task definition, plus the secrets ECS injects.
 //!
 //! Compared as normalised JSON: the fields lackey writes, with what AWS fills in on
 //! its own removed (empty lists, `cpu: 0` on a container, nulls, read-only fields) and

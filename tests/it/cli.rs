@@ -1,4 +1,4 @@
-//! The command-line surface, configuration and `init` / `config` (SPEC §1–2).
+//! The command-line surface, configuration and `init` / `config` (docs/config.md).
 
 use crate::support::{moto::Moto, snapshot_filters, TestEnv};
 

@@ -185,7 +185,7 @@ fn a_stub_cloud_run_end_to_end() {
         .next()
         .unwrap()
         .to_string();
-    // The guide's "Expected output in order".
+    // The cloud run's fixed output order (the `runner::ecs` module docs).
     in_order(
         &out.stderr,
         &[

@@ -206,7 +206,7 @@ fn success_with_the_tests_passing() {
         assert!(s.get(key).is_some(), "summary lacks {key}");
     }
     assert_ne!(s["base_sha"], s["head_sha"]);
-    // Every artifact of SPEC §5, and the bundle for the local fetch-back.
+    // Every artifact of the set (docs/artifacts.md), and the bundle for the local fetch-back.
     for a in [
         "run_summary.json",
         "scope.json",

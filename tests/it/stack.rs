@@ -1,4 +1,4 @@
-//! `lackey plan`, `up` and `down` against moto: the guide's stack, idempotence,
+//! `lackey plan`, `up` and `down` against moto: the default stack, idempotence,
 //! drift, ownership, interruption, faults and teardown.
 
 use std::time::{Duration, Instant};
@@ -120,7 +120,7 @@ fn up_from_empty_builds_the_guides_stack_and_a_second_up_changes_nothing() {
     let up = s.json(&["up"]);
     assert_eq!(Stack::actions(&up), with_action("create"));
 
-    // Every resource with the guide's properties, read back through the SDK.
+    // Every resource with its documented properties, read back through the SDK.
     let conf = s.moto.sdk_config();
     block_on(async {
         let s3 = aws_sdk_s3::Client::from_conf(

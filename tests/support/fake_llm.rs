@@ -1,5 +1,5 @@
 //! A fake Anthropic Messages API that replays a scripted conversation and checks what
-//! it is sent against the real contract (CONTRACTS.md):
+//! it is sent against the real contract (docs/anthropic.md):
 //!
 //! * headers: `x-api-key` (the expected key), `anthropic-version: 2023-06-01`, JSON body;
 //! * body: model, max_tokens, messages starting with `user` and alternating roles, tool

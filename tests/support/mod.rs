@@ -2,7 +2,7 @@
 //!
 //! * [`TestEnv`]: a temporary directory with its own HOME, AWS config files and working
 //!   directory; every `lackey` it starts sees only the environment the test gives it.
-//! * [`moto::Moto`]: the local AWS (moto with the CONTRACTS.md workarounds), started on
+//! * [`moto::Moto`]: the local AWS (moto with the workarounds of docs/stand-ins.md), started on
 //!   a free loopback port and killed on drop.
 //! * [`require`]: what happens when a dependency (Docker, moto) is missing: under
 //!   `CI=true` the test fails; elsewhere it says loudly that it is skipped.
@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-/// The artifact set of SPEC §5, as the product defines it.
+/// The artifact set (docs/artifacts.md), as the product defines it.
 pub use lackey::summary::ARTIFACTS;
 
 /// The `lackey` binary cargo built for these tests.

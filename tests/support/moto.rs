@@ -1,7 +1,7 @@
 //! moto, started by the harness on a free loopback port, stopped on drop.
 //!
 //! The server is `moto_server.py` beside this file: moto plus the workarounds of
-//! CONTRACTS.md, a request log (for counting mutating calls), fault injection, a way to
+//! docs/stand-ins.md, a request log (for counting mutating calls), fault injection, a way to
 //! hold requests (to kill a client at a known point) and the ECS task lifecycle hook the
 //! Fargate player uses.
 

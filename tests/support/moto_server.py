@@ -3,13 +3,13 @@
 Started as `python3 moto_server.py [--fargate-player]`; prints `port=<n>` on its first
 line once it listens on a free loopback port, and serves until killed.
 
-On top of plain moto it carries the workarounds CONTRACTS.md lists, each because
+On top of plain moto it carries the workarounds docs/stand-ins.md lists, each because
 aws-sdk-rust (or a test) meets moto doing something AWS does not:
 
 * ECS `containers[].cpu` / `memory` are serialised as numbers where the API says
   strings, so aws-sdk-rust cannot parse RunTask, DescribeTasks or StopTask.
 * ECS RunTask answers 500 when the container definition has no container-level memory
-  (the deployment guide's task definition has none; Fargate does not need it).
+  (lackey's task definition has none; Fargate does not need it).
 * S3 names the XML root of CompleteMultipartUpload, GetBucketVersioning and ListParts
   `<{Op}Response>` instead of S3's own root element.
 * IAM managed policies only exist with MOTO_IAM_LOAD_MANAGED_POLICIES=true.
