@@ -761,9 +761,9 @@ impl Run {
                 }
             }
             Action::GitCommit { message } => {
-                let msg = if self.input.stubs {
+                let msg = if self.input.stubs && message == "{task_summary}" {
                     // A stub run changes one file of its own; its commit says so rather
-                    // than claiming the task was done.
+                    // than claiming the task was done (a blueprint's own message stays).
                     format!(
                         "Stub run {id}: add .lackey/stub-runs/{id}.md\n\nNo agent ran; the task was: {}",
                         blueprint::summary_line(&self.task),

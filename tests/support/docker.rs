@@ -150,8 +150,9 @@ pub fn remove_tags_of(host: &str) {
     let Ok(out) = Command::new("docker")
         .args([
             "images",
+            "--digests",
             "--format",
-            "{{.Repository}}:{{.Tag}} {{.ID}}",
+            "{{.Repository}}:{{.Tag}} {{.Repository}}@{{.Digest}}",
             "--filter",
             &format!("reference={host}/*"),
         ])
@@ -162,13 +163,16 @@ pub fn remove_tags_of(host: &str) {
     };
     let prefix = format!("{host}/");
     for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let Some((tag, id)) = line.split_once(' ') else {
+        let Some((tag, by_digest)) = line.split_once(' ') else {
             continue;
         };
         if tag.starts_with(&prefix) {
-            // A tag moved to a newer image leaves the old one as `<none>`: remove it by id
-            // (which fails, harmlessly, if another tag still uses that image).
-            let what = if tag.ends_with(":<none>") { id } else { tag };
+            // An image pulled by digest shows as `<none>`: remove that reference.
+            let what = if tag.ends_with(":<none>") {
+                by_digest
+            } else {
+                tag
+            };
             let _ = Command::new("docker")
                 .args(["rmi", what])
                 .stdout(Stdio::null())
