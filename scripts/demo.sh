@@ -9,8 +9,8 @@ IMAGE="${LACKEY_IMAGE:-minion-base:latest}"
 DEMO="${LACKEY_DEMO_REPO:-/tmp/lackey-demo}"
 
 scripts/install-deps.sh
-echo "demo: building lackey"
-cargo build --locked --quiet
+echo "demo: building lackey (a few minutes the first time; cargo shows its progress)"
+cargo build --locked
 lackey="$CARGO_TARGET_DIR/debug/lackey"
 
 if docker image inspect debian:bookworm-slim >/dev/null 2>&1 || docker pull -q debian:bookworm-slim >/dev/null 2>&1; then

@@ -17,6 +17,7 @@ mod run_cloud;
 mod runs;
 mod stack_cmd;
 mod stop;
+mod tty;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -217,6 +218,7 @@ async fn watch_signals(cancel: CancellationToken) {
         }
         if cancel.is_cancelled() {
             crate::runner::docker::remove_live_secrets();
+            tty::restore_terminal();
             eprintln!("interrupted twice: exiting without cleaning up");
             std::process::exit(130);
         }

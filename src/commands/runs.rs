@@ -7,6 +7,7 @@ use serde::Serialize;
 use super::Ctx;
 use crate::cli::RunsArgs;
 use crate::config::keys;
+use crate::error::Fail;
 use crate::summary::{is_run_id, RunSummary, Runtime};
 
 #[derive(Serialize, Clone)]
@@ -56,12 +57,11 @@ pub async fn run(ctx: &Ctx, args: RunsArgs) -> anyhow::Result<u8> {
     let settings = ctx.settings(&[])?;
     let root = std::path::PathBuf::from(settings.require(&keys::LOCAL_ARTIFACTS_DIR)?);
     let mut rows = local_rows(&root);
-    // A local run whose container is gone without a summary did not finish.
-    if rows
-        .iter()
-        .any(|r| r.outcome == "running" && r.backend == "local")
-    {
-        if let Ok(docker) = crate::runner::docker::connect().await {
+    // A local run whose container is gone without a summary did not finish. Without
+    // Docker that cannot be told: the list is shown, then the error.
+    let docker = crate::runner::docker::connect().await;
+    let docker_error = match docker {
+        Ok(docker) => {
             let live = crate::runner::docker::list_runs(&docker)
                 .await
                 .unwrap_or_default();
@@ -73,8 +73,18 @@ pub async fn run(ctx: &Ctx, args: RunsArgs) -> anyhow::Result<u8> {
                     r.outcome = "unknown".into();
                 }
             }
+            None
         }
-    }
+        Err(e) => Some(e),
+    };
+    let result = |code: u8| -> anyhow::Result<u8> {
+        match &docker_error {
+            None => Ok(code),
+            Some(e) => Err(Fail::new(format!("cannot check local runs: {e}"))
+                .with_hint("the list may miss local runs, and one shown as running may have ended: start Docker (or point DOCKER_HOST at a running daemon) and run `lackey runs` again")
+                .into()),
+        }
+    };
     // The bucket knows every cloud run: those of other machines, and the outcome of ones
     // this machine launched but did not see finish.
     let finished: Vec<String> = rows
@@ -96,12 +106,12 @@ pub async fn run(ctx: &Ctx, args: RunsArgs) -> anyhow::Result<u8> {
     rows.truncate(args.limit);
     if ctx.printer.json_mode() {
         ctx.printer.json(&serde_json::json!({ "runs": rows }));
-        return Ok(0);
+        return result(0);
     }
     if rows.is_empty() {
         ctx.printer
             .result(format!("no runs yet (artifacts go to {}/)", root.display()));
-        return Ok(0);
+        return result(0);
     }
     ctx.printer.result(format!(
         "{:<22} {:<7} {:<19} {:>9}  BRANCH",
@@ -123,5 +133,5 @@ pub async fn run(ctx: &Ctx, args: RunsArgs) -> anyhow::Result<u8> {
             r.branch.unwrap_or_else(|| "-".into())
         ));
     }
-    Ok(0)
+    result(0)
 }

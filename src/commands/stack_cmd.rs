@@ -1,6 +1,6 @@
 //! `lackey plan`, `up`, `down` and `secret put`: the stack.
 
-use std::io::{IsTerminal, Read, Write};
+use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -248,7 +248,12 @@ pub async fn secret_put(ctx: &Ctx, args: SecretPutArgs) -> anyhow::Result<u8> {
     let value = match &args.from_file {
         Some(p) => std::fs::read_to_string(p)
             .map_err(|e| Fail::new(format!("cannot read `{}`: {e}", p.display())))?,
-        None => read_secret_from_stdin(name)?,
+        None => {
+            super::tty::read_hidden(&format!(
+                "value for `{name}` (input hidden, end with Enter): "
+            ))
+            .await?
+        }
     };
     let value = if key == "github_app_key" {
         value
@@ -289,32 +294,4 @@ pub async fn secret_put(ctx: &Ctx, args: SecretPutArgs) -> anyhow::Result<u8> {
         );
     }
     Ok(0)
-}
-
-/// Read a secret from stdin without echoing it when stdin is a terminal.
-fn read_secret_from_stdin(name: &str) -> anyhow::Result<String> {
-    let stdin = std::io::stdin();
-    if !stdin.is_terminal() {
-        let mut s = String::new();
-        stdin.lock().read_to_string(&mut s)?;
-        return Ok(s);
-    }
-    eprint!("value for `{name}` (input hidden, end with Enter): ");
-    std::io::stderr().flush()?;
-    let fd = 0;
-    let mut term: libc::termios = unsafe { std::mem::zeroed() };
-    let have_term = unsafe { libc::tcgetattr(fd, &mut term) } == 0;
-    let saved = term;
-    if have_term {
-        term.c_lflag &= !libc::ECHO;
-        unsafe { libc::tcsetattr(fd, libc::TCSANOW, &term) };
-    }
-    let mut line = String::new();
-    let r = stdin.read_line(&mut line);
-    if have_term {
-        unsafe { libc::tcsetattr(fd, libc::TCSANOW, &saved) };
-    }
-    eprintln!();
-    r?;
-    Ok(line)
 }

@@ -107,29 +107,12 @@ impl ConfigFile {
                     .with_hint(hint)
                     .into());
                 };
-                let text_value = match value.into_inner() {
-                    toml::Value::String(s) => s,
-                    toml::Value::Integer(i) => i.to_string(),
-                    toml::Value::Float(f) => f.to_string(),
-                    toml::Value::Boolean(b) => b.to_string(),
-                    toml::Value::Array(items) => {
-                        let mut out = Vec::new();
-                        for item in items {
-                            match item {
-                                toml::Value::String(s) => out.push(s),
-                                other => out.push(other.to_string()),
-                            }
-                        }
-                        out.join(",")
-                    }
-                    toml::Value::Datetime(d) => d.to_string(),
-                    toml::Value::Table(_) => {
-                        return Err(Fail::new(format!(
-                            "`{full}` in `{shown}` at line {line} must be a value, not a table"
-                        ))
-                        .into())
-                    }
-                };
+                let text_value = typed_value(k, value.into_inner()).map_err(|(want, found)| {
+                    Fail::new(format!(
+                        "`{full}` in `{shown}` at line {line} must be {want}, not {found}"
+                    ))
+                    .with_hint(format!("for example: {}", example(k)))
+                })?;
                 values.insert(
                     k.name,
                     FileValue {
@@ -144,6 +127,69 @@ impl ConfigFile {
             values,
         })
     }
+}
+
+/// A TOML value as the text the settings layer validates, if its type fits the key:
+/// otherwise what was wanted and what was found.
+fn typed_value(
+    key: &keys::Key,
+    value: toml::Value,
+) -> Result<String, (&'static str, &'static str)> {
+    use keys::Kind;
+    use toml::Value as V;
+    let found = match &value {
+        V::String(_) => "a string",
+        V::Integer(_) => "a whole number",
+        V::Float(_) => "a decimal number",
+        V::Boolean(_) => "true or false",
+        V::Array(_) => "an array",
+        V::Datetime(_) => "a date",
+        V::Table(_) => "a table",
+    };
+    match (key.kind(), value) {
+        (Kind::Text | Kind::Digits | Kind::List, V::String(s)) => Ok(s),
+        (Kind::Digits | Kind::Integer | Kind::Number, V::Integer(i)) => Ok(i.to_string()),
+        (Kind::Number, V::Float(f)) => Ok(f.to_string()),
+        (Kind::Bool, V::Boolean(b)) => Ok(b.to_string()),
+        (Kind::List, V::Array(items)) => {
+            let mut out = Vec::new();
+            for item in items {
+                match item {
+                    V::String(s) => out.push(s),
+                    _ => return Err(("an array of strings", "an array holding other values")),
+                }
+            }
+            Ok(out.join(","))
+        }
+        (kind, _) => Err((
+            match kind {
+                Kind::Text => "a string",
+                Kind::Digits => "a string of digits",
+                Kind::Integer => "a whole number",
+                Kind::Number => "a number",
+                Kind::Bool => "true or false",
+                Kind::List => "an array of strings",
+            },
+            found,
+        )),
+    }
+}
+
+/// A line of `lackey.toml` that sets `key` with the right type.
+fn example(key: &keys::Key) -> String {
+    use keys::Kind;
+    let default = match key.default {
+        keys::DefaultValue::Value(v) => Some(v),
+        _ => None,
+    };
+    let value = match key.kind() {
+        Kind::Text => format!("\"{}\"", default.unwrap_or("...")),
+        Kind::Digits => "\"123456789012\"".to_string(),
+        Kind::Integer | Kind::Number => default.unwrap_or("1").to_string(),
+        Kind::Bool => default.unwrap_or("true").to_string(),
+        Kind::List => "[\"subnet-0a1b\", \"subnet-2c3d\"]".to_string(),
+    };
+    format!("`{} = {value}`", key.field())
 }
 
 /// The known word closest to a misspelt one (edit distance ≤ 2), for "did you mean".
@@ -207,6 +253,56 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("secret value cannot be stored"), "{err}");
+    }
+
+    #[test]
+    fn values_of_the_wrong_type_are_refused_with_an_example() {
+        let err = |text: &str| parse(text).unwrap_err().to_string();
+        assert_eq!(
+            err("[aws]\nregion = 5\n"),
+            "`aws.region` in `lackey.toml` at line 2 must be a string, not a whole number"
+        );
+        assert_eq!(
+            err("[stack]\nname = [\"a\", \"b\"]\n"),
+            "`stack.name` in `lackey.toml` at line 2 must be a string, not an array"
+        );
+        assert_eq!(
+            err("[ecs]\ncpu = \"lots\"\n"),
+            "`ecs.cpu` in `lackey.toml` at line 2 must be a whole number, not a string"
+        );
+        assert!(err("[run]\nstubs = \"yes\"\n").contains("must be true or false"));
+        assert!(err("[network]\nsubnets = [1, 2]\n").contains("an array of strings"));
+        assert!(err("[local]\nmemory_mb = 1.5\n").contains("whole number, not a decimal"));
+        let e = parse("[ecs]\ncpu = \"lots\"\n").unwrap_err();
+        let fail = e.downcast_ref::<Fail>().unwrap();
+        assert_eq!(fail.hint.as_deref(), Some("for example: `cpu = 1024`"));
+        // Right types pass, whole numbers where decimals are allowed too.
+        let f = parse("[local]\ncpus = 1.5\nmemory_mb = 2048\n[aws]\naccount_id = 123456789012\n")
+            .unwrap();
+        assert_eq!(f.values["local.cpus"].value, "1.5");
+        assert_eq!(f.values["aws.account_id"].value, "123456789012");
+    }
+
+    #[test]
+    fn every_key_kind_fits_its_default() {
+        use keys::Kind;
+        for key in keys::ALL {
+            let keys::DefaultValue::Value(v) = key.default else {
+                continue;
+            };
+            let kind = key.kind();
+            if v.parse::<u64>().is_ok() {
+                assert!(
+                    matches!(kind, Kind::Integer | Kind::Number),
+                    "{}: a numeric default but kind {kind:?}",
+                    key.name
+                );
+            } else if v == "true" || v == "false" {
+                assert_eq!(kind, Kind::Bool, "{}", key.name);
+            } else {
+                assert_eq!(kind, Kind::Text, "{}", key.name);
+            }
+        }
     }
 
     #[test]

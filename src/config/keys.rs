@@ -144,7 +144,7 @@ key!(
     toml = true,
     default = Value("5"),
     secret = false,
-    validate = Some(validate::positive_int),
+    validate = Some(validate::max_attempts),
     doc = "attempts per AWS request, retries included"
 );
 key!(
@@ -221,7 +221,7 @@ key!(
     toml = true,
     default = Value("1024"),
     secret = false,
-    validate = Some(validate::positive_int),
+    validate = Some(validate::fargate_cpu),
     doc = "Fargate task cpu units"
 );
 key!(
@@ -232,7 +232,7 @@ key!(
     toml = true,
     default = Value("4096"),
     secret = false,
-    validate = Some(validate::positive_int),
+    validate = Some(validate::fargate_memory),
     doc = "Fargate task memory (MiB)"
 );
 key!(
@@ -353,7 +353,7 @@ key!(
     toml = true,
     default = NoDefault,
     secret = false,
-    validate = Some(validate::positive_int),
+    validate = Some(validate::github_id),
     doc = "GitHub App id"
 );
 key!(
@@ -364,7 +364,7 @@ key!(
     toml = true,
     default = NoDefault,
     secret = false,
-    validate = Some(validate::positive_int),
+    validate = Some(validate::github_id),
     doc = "GitHub App installation id"
 );
 key!(
@@ -441,7 +441,7 @@ key!(
     toml = true,
     default = Value("3600"),
     secret = false,
-    validate = Some(validate::positive_int),
+    validate = Some(validate::run_timeout),
     doc = "seconds before a run is stopped"
 );
 key!(
@@ -529,7 +529,7 @@ key!(
     toml = true,
     default = Value("2"),
     secret = false,
-    validate = Some(validate::positive_number),
+    validate = Some(validate::local_cpus),
     doc = "CPU limit of a local run's container"
 );
 key!(
@@ -540,7 +540,7 @@ key!(
     toml = true,
     default = Value("4096"),
     secret = false,
-    validate = Some(validate::positive_int),
+    validate = Some(validate::local_memory_mb),
     doc = "memory limit (MiB) of a local run's container"
 );
 key!(
@@ -551,7 +551,7 @@ key!(
     toml = true,
     default = Value("512"),
     secret = false,
-    validate = Some(validate::positive_int),
+    validate = Some(validate::pids_limit),
     doc = "process limit of a local run's container"
 );
 key!(
@@ -627,4 +627,43 @@ pub static ALL: &[&Key] = &[
 
 pub fn by_name(name: &str) -> Option<&'static Key> {
     ALL.iter().copied().find(|k| k.name == name)
+}
+
+/// The TOML type a key takes in `lackey.toml`. The file's types are checked whatever
+/// else sets the value, so a malformed file never hides behind an environment variable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A string (`region = "us-east-1"`).
+    Text,
+    /// A string of digits, or the number itself (`account_id = "123456789012"`).
+    Digits,
+    /// A whole number (`cpu = 1024`).
+    Integer,
+    /// A whole or decimal number (`cpus = 1.5`).
+    Number,
+    /// `true` or `false`.
+    Bool,
+    /// An array of strings, or one comma-separated string.
+    List,
+}
+
+impl Key {
+    pub fn kind(&self) -> Kind {
+        match self.name {
+            "aws.account_id" => Kind::Digits,
+            "aws.max_attempts"
+            | "ecs.cpu"
+            | "ecs.memory"
+            | "logs.retention_days"
+            | "github.app_id"
+            | "github.installation_id"
+            | "run.timeout"
+            | "local.memory_mb"
+            | "local.pids_limit" => Kind::Integer,
+            "local.cpus" => Kind::Number,
+            "network.assign_public_ip" | "run.pr" | "run.stubs" => Kind::Bool,
+            "network.subnets" => Kind::List,
+            _ => Kind::Text,
+        }
+    }
 }

@@ -77,20 +77,20 @@ impl EnvVars {
         let process: Vec<(String, String)> = std::env::vars().collect();
         let mut dot = Vec::new();
         let mut dotenv_path = None;
+        if dotenv.is_dir() {
+            return Err(Fail::new(format!(
+                "env file `{}` is a directory, not a file",
+                dotenv.display()
+            ))
+            .with_hint(if explicit {
+                "pass --env-file a file of NAME=value lines"
+            } else {
+                "lackey reads NAME=value lines from a file `.env` in the working directory: remove or rename the directory, or pass --env-file PATH"
+            })
+            .into());
+        }
         if dotenv.exists() {
-            let iter = dotenvy::from_path_iter(dotenv).map_err(|e| {
-                Fail::new(format!("cannot read env file `{}`: {e}", dotenv.display()))
-            })?;
-            for item in iter {
-                let (k, v) = item.map_err(|e| {
-                    Fail::new(format!(
-                        "invalid line in env file `{}`: {e}",
-                        dotenv.display()
-                    ))
-                    .with_hint("each line should read NAME=value")
-                })?;
-                dot.push((k, v));
-            }
+            dot = read_dotenv(dotenv)?;
             dotenv_path = Some(dotenv.to_path_buf());
         } else if explicit {
             return Err(
@@ -142,6 +142,47 @@ impl EnvVars {
             .filter(|(_, (_, s))| *s == Source::DotEnv)
             .map(|(k, (v, _))| (k.as_str(), v.as_str()))
     }
+}
+
+/// Every `NAME=value` pair of an env file. A line that does not parse is named by its
+/// line and column in the file.
+fn read_dotenv(path: &Path) -> anyhow::Result<Vec<(String, String)>> {
+    let shown = path.display();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Fail::new(format!("cannot read env file `{shown}`: {e}")))?;
+    let mut pairs = Vec::new();
+    for item in dotenvy::from_read_iter(text.as_bytes()) {
+        match item {
+            Ok(pair) => pairs.push(pair),
+            Err(dotenvy::Error::LineParse(line, index)) => {
+                let (number, column) = dotenv_position(&text, &line, index);
+                return Err(Fail::new(format!(
+                    "invalid line {number} in env file `{shown}` (column {column}): `{}`",
+                    clip(text.lines().nth(number - 1).unwrap_or(&line))
+                ))
+                .with_hint("each line should read NAME=value; quote a value that has spaces or `#`")
+                .into());
+            }
+            Err(e) => {
+                return Err(Fail::new(format!("cannot read env file `{shown}`: {e}")).into());
+            }
+        }
+    }
+    Ok(pairs)
+}
+
+/// Line and column in the file of byte `index` of `logical`, a line as the env parser
+/// saw it (several physical lines when a quoted value spans them).
+fn dotenv_position(text: &str, logical: &str, index: usize) -> (usize, usize) {
+    let start = text.find(logical).unwrap_or(0);
+    let mut at = (start + index).min(text.len());
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    let before = &text[..at];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rfind('\n').map(|i| at - i).unwrap_or(at + 1);
+    (line, column)
 }
 
 /// The resolved settings of one invocation.
@@ -205,7 +246,14 @@ impl Settings {
                     ),
                 })
             };
-            if let Some(r) = from_flag.or(from_env).or_else(from_file) {
+            let chosen = from_flag.or(from_env);
+            // A malformed lackey.toml is an error whatever overrides the value.
+            if let (Some(_), Some(check), Some(in_file)) = (&chosen, key.validate, from_file()) {
+                if let Err(rule) = check(&in_file.value) {
+                    return Err(invalid(key, &in_file, &rule));
+                }
+            }
+            if let Some(r) = chosen.or_else(from_file) {
                 values.insert(key.name, r);
             }
         }
@@ -350,7 +398,7 @@ impl Settings {
 
     pub fn number<T: std::str::FromStr>(&self, key: &Key) -> anyhow::Result<T> {
         let raw = self.require(key)?;
-        raw.parse::<T>().map_err(|_| {
+        raw.trim().parse::<T>().map_err(|_| {
             let r = &self.values[key.name];
             invalid(key, r, "expected a number")
         })
@@ -379,6 +427,21 @@ pub fn mask(secret: &str) -> String {
     format!("******** ({} chars)", secret.chars().count())
 }
 
+/// A value as it is shown in a message: whole when short, otherwise its start and its
+/// size, so a 10 MB value does not flood the terminal.
+pub fn clip(value: &str) -> String {
+    const SHOWN: usize = 48;
+    if value.chars().count() <= SHOWN + 16 && !value.contains('\n') {
+        return value.to_string();
+    }
+    let head: String = value
+        .chars()
+        .take_while(|c| *c != '\n')
+        .take(SHOWN)
+        .collect();
+    format!("{head}… ({} bytes in all)", value.len())
+}
+
 pub fn missing(key: &Key) -> anyhow::Error {
     let hint = if key.name == keys::AWS_ACCOUNT_ID.name
         || key
@@ -402,7 +465,7 @@ fn invalid(key: &Key, r: &Resolved, rule: &str) -> anyhow::Error {
         if key.secret {
             mask(&r.value)
         } else {
-            r.value.clone()
+            clip(&r.value)
         },
         r.origin
     ))
@@ -520,6 +583,99 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("Fargate memory for cpu 256"), "{err}");
+    }
+
+    #[test]
+    fn a_malformed_file_fails_whatever_overrides_it() {
+        let e = env(
+            &[
+                ("AWS_REGION", "us-east-1"),
+                ("LACKEY_STACK", "good"),
+                ("LACKEY_ECS_CPU", "1024"),
+            ],
+            &[],
+        );
+        for (text, want) in [
+            (
+                "[aws]\nregion = \"not a region\"\n",
+                "invalid aws.region `not a region` (from lackey.toml:2): regions look like `us-east-1`",
+            ),
+            (
+                "[stack]\nname = \"a b\"\n",
+                "invalid stack.name `a b` (from lackey.toml:2)",
+            ),
+            ("[ecs]\ncpu = 333\n", "invalid ecs.cpu `333` (from lackey.toml:2)"),
+        ] {
+            let err = Settings::resolve(&[], &e, &toml(text))
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with(want), "{err}");
+        }
+        // A flag hides nothing either.
+        let flag = [(&keys::RUN_TIMEOUT, "60".to_string())];
+        let err = Settings::resolve(&flag, &env(&[], &[]), &toml("[run]\ntimeout = 0\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("invalid run.timeout `0` (from lackey.toml:2)"),
+            "{err}"
+        );
+        // A good file under an override resolves to the override.
+        let s = Settings::resolve(&[], &e, &toml("[ecs]\ncpu = 512\nmemory = 2048\n")).unwrap();
+        assert_eq!(s.get(&keys::ECS_CPU), Some("1024"));
+        assert_eq!(s.resolved(&keys::ECS_CPU).unwrap().source, Source::Env);
+    }
+
+    #[test]
+    fn numbers_out_of_range_name_the_key_and_the_range() {
+        let flag = [(&keys::RUN_TIMEOUT, "18446744073709551615".to_string())];
+        let err = Settings::resolve(&flag, &env(&[], &[]), &ConfigFile::default())
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "invalid run.timeout `18446744073709551615` (from --timeout): expected a whole number from 1 to 604800 seconds (604800 is 7 days)"
+        );
+        let err = Settings::resolve(
+            &[],
+            &env(&[], &[]),
+            &toml("[local]\nmemory_mb = 9223372036854775807\n"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("invalid local.memory_mb `9223372036854775807` (from lackey.toml:2): expected a whole number from 64 to 1048576 MiB"),
+            "{err}"
+        );
+        // cpu 333 blames cpu, not the default memory.
+        let err = Settings::resolve(&[], &env(&[], &[]), &toml("[ecs]\ncpu = 333\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("invalid ecs.cpu `333`"), "{err}");
+    }
+
+    #[test]
+    fn long_values_are_clipped_in_messages() {
+        let huge = "x".repeat(10 * 1024 * 1024);
+        let e = env(&[("LACKEY_STACK", huge.as_str())], &[]);
+        let err = Settings::resolve(&[], &e, &ConfigFile::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.len() < 300, "{} bytes", err.len());
+        assert!(err.contains("(10485760 bytes in all)"), "{err}");
+        assert_eq!(clip("short"), "short");
+    }
+
+    #[test]
+    fn env_file_errors_name_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(".env");
+        std::fs::write(&p, "# comment\nA=1\n\nB=2\nnot a pair\nC=3\n").unwrap();
+        let err = EnvVars::load(&p, true).unwrap_err().to_string();
+        assert!(err.starts_with("invalid line 5 in env file"), "{err}");
+        assert!(err.contains("(column 5): `not a pair`"), "{err}");
+        let err = EnvVars::load(dir.path(), true).unwrap_err().to_string();
+        assert!(err.ends_with("is a directory, not a file"), "{err}");
     }
 
     #[test]

@@ -177,13 +177,15 @@ pub fn security_group_id(s: &str) -> Result<(), String> {
 }
 
 pub fn subnets(s: &str) -> Result<(), String> {
-    let ids: Vec<&str> = s
-        .split(',')
-        .map(str::trim)
-        .filter(|x| !x.is_empty())
-        .collect();
-    if ids.is_empty() {
+    if s.trim().is_empty() {
         return Err("give at least one subnet id, comma-separated".into());
+    }
+    let ids: Vec<&str> = s.split(',').map(str::trim).collect();
+    if ids.iter().any(|x| x.is_empty()) {
+        return Err(
+            "the list has an empty subnet id (two commas in a row, or one at an end): give ids separated by single commas, such as `subnet-0a1b,subnet-2c3d`"
+                .into(),
+        );
     }
     if ids.len() > 16 {
         return Err("ECS accepts at most 16 subnets".into());
@@ -194,7 +196,8 @@ pub fn subnets(s: &str) -> Result<(), String> {
             && id[7..].chars().all(|c| c.is_ascii_hexdigit()))
         {
             return Err(format!(
-                "`{id}` is not a subnet id (they look like `subnet-0123abcd`)"
+                "`{}` is not a subnet id (they look like `subnet-0123abcd`)",
+                crate::config::clip(id)
             ));
         }
     }
@@ -314,6 +317,73 @@ pub fn branch_template(s: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A whole number from `lo` to `hi`; `unit` follows the range in the message
+/// (` seconds (7 days)`). Values too large for any integer type are refused here, so
+/// nothing downstream can overflow on them.
+pub fn int_in(s: &str, lo: u64, hi: u64, unit: &str) -> Result<(), String> {
+    match s.trim().parse::<u64>() {
+        Ok(n) if (lo..=hi).contains(&n) => Ok(()),
+        _ => Err(format!("expected a whole number from {lo} to {hi}{unit}")),
+    }
+}
+
+/// Attempts per AWS request, retries included.
+pub fn max_attempts(s: &str) -> Result<(), String> {
+    int_in(s, 1, 20, "")
+}
+
+/// A run's timeout: at most a week.
+pub fn run_timeout(s: &str) -> Result<(), String> {
+    int_in(s, 1, 604_800, " seconds (604800 is 7 days)")
+}
+
+/// GitHub's numeric ids (App, installation) are 64-bit signed integers.
+pub fn github_id(s: &str) -> Result<(), String> {
+    int_in(s, 1, i64::MAX as u64, "")
+}
+
+/// Memory of a local run's container: Docker's floor is 6 MiB, but a minion does not
+/// start in less than 64; the top is 1 TiB.
+pub fn local_memory_mb(s: &str) -> Result<(), String> {
+    int_in(s, 64, 1_048_576, " MiB")
+}
+
+/// Process limit of a local run's container (the kernel's pid_max is at most 4194304).
+pub fn pids_limit(s: &str) -> Result<(), String> {
+    int_in(s, 16, 4_194_304, "")
+}
+
+/// CPUs of a local run's container: Docker accepts steps of 0.01.
+pub fn local_cpus(s: &str) -> Result<(), String> {
+    match s.trim().parse::<f64>() {
+        Ok(n) if n.is_finite() && (0.01..=1024.0).contains(&n) => Ok(()),
+        _ => Err("expected a number of CPUs from 0.01 to 1024".into()),
+    }
+}
+
+/// The cpu units Fargate offers.
+pub const FARGATE_CPUS: [u32; 7] = [256, 512, 1024, 2048, 4096, 8192, 16384];
+
+pub fn fargate_cpu(s: &str) -> Result<(), String> {
+    match s.trim().parse::<u32>() {
+        Ok(n) if FARGATE_CPUS.contains(&n) => Ok(()),
+        _ => Err(
+            "Fargate cpu must be one of 256, 512, 1024, 2048, 4096, 8192, 16384 (cpu units; 1024 is one vCPU)"
+                .into(),
+        ),
+    }
+}
+
+/// Fargate memory alone (the pair with cpu is checked once both are known).
+pub fn fargate_memory(s: &str) -> Result<(), String> {
+    int_in(
+        s,
+        512,
+        122_880,
+        " MiB (Fargate's smallest and largest task memory)",
+    )
+}
+
 pub fn positive_int(s: &str) -> Result<(), String> {
     match s.parse::<u64>() {
         Ok(n) if n > 0 => Ok(()),
@@ -418,12 +488,57 @@ mod tests {
         assert!(log_group("bad group").is_err());
         assert!(subnets("subnet-0a1b,subnet-2c3d").is_ok());
         assert!(subnets("subnet-zz").is_err());
+        assert!(subnets("subnet-01,,subnet-02")
+            .unwrap_err()
+            .contains("empty subnet id"));
+        assert!(subnets("subnet-01,")
+            .unwrap_err()
+            .contains("empty subnet id"));
+        assert!(subnets(" subnet-01 , subnet-02 ").is_ok());
         assert!(security_group_name("sg-foo").is_err());
         assert!(is_github_repo("acme/my-project"));
         assert!(!is_github_repo("."));
         assert!(!is_github_repo("./repo"));
         assert!(!is_github_repo("/abs/path"));
         assert!(!is_github_repo("a/b/c"));
+    }
+
+    #[test]
+    fn numbers_have_ranges_and_never_overflow() {
+        let huge = "18446744073709551615";
+        let beyond = "99999999999999999999999";
+        for check in [
+            max_attempts as fn(&str) -> Result<(), String>,
+            run_timeout,
+            local_memory_mb,
+            pids_limit,
+            local_cpus,
+            fargate_cpu,
+            fargate_memory,
+        ] {
+            assert!(check(huge).is_err());
+            assert!(check(beyond).is_err());
+            assert!(check("-1").is_err());
+            assert!(check("0").is_err());
+            assert!(check("lots").is_err());
+        }
+        assert!(github_id(beyond).is_err());
+        assert!(github_id("9223372036854775808").is_err());
+        assert!(github_id("9223372036854775807").is_ok());
+        assert!(run_timeout("604800").is_ok());
+        assert_eq!(
+            run_timeout("604801").unwrap_err(),
+            "expected a whole number from 1 to 604800 seconds (604800 is 7 days)"
+        );
+        assert!(local_memory_mb("4096").is_ok());
+        assert!(local_memory_mb("9223372036854775807").is_err());
+        assert!(local_cpus("0.5").is_ok());
+        assert!(local_cpus("NaN").is_err());
+        assert!(local_cpus("inf").is_err());
+        assert!(fargate_cpu("1024").is_ok());
+        assert!(fargate_cpu("333").unwrap_err().contains("Fargate cpu"));
+        assert!(max_attempts("5").is_ok());
+        assert!(pids_limit("512").is_ok());
     }
 
     #[test]

@@ -155,8 +155,12 @@ impl MinionInput {
         let deadline = get("LACKEY_DEADLINE")
             .map(|d| {
                 d.parse::<f64>()
-                    .map(|s| UNIX_EPOCH + Duration::from_secs_f64(s))
-                    .map_err(|_| anyhow::anyhow!("LACKEY_DEADLINE must be a Unix time in seconds"))
+                    .ok()
+                    .and_then(|s| Duration::try_from_secs_f64(s).ok())
+                    .and_then(|s| UNIX_EPOCH.checked_add(s))
+                    .ok_or_else(|| {
+                        anyhow::anyhow!("LACKEY_DEADLINE must be a Unix time in seconds")
+                    })
             })
             .transpose()?;
         let api_key = match get("ANTHROPIC_API_KEY") {
@@ -628,6 +632,23 @@ impl Run {
         );
         let source = match &self.input.repo {
             RepoSource::Path(p) => {
+                let denied = |q: std::path::PathBuf| {
+                    std::fs::metadata(q)
+                        .is_err_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied)
+                };
+                if denied(p.join(".git"))
+                    || std::fs::read_dir(p)
+                        .is_err_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied)
+                {
+                    return Err(Stop::End(
+                        Outcome::Error,
+                        format!(
+                            "permission denied: the minion (uid {}) cannot read the repository at `{}`; make it readable to that user (chmod -R o+rX on the host)",
+                            unsafe { libc::getuid() },
+                            p.display()
+                        ),
+                    ));
+                }
                 if !p.join(".git").exists() && !p.join("HEAD").exists() {
                     return Err(Stop::End(
                         Outcome::Error,
@@ -740,7 +761,17 @@ impl Run {
                 }
             }
             Action::GitCommit { message } => {
-                let msg = self.templates.render(message);
+                let msg = if self.input.stubs && message == "{task_summary}" {
+                    // A stub run changes one file of its own; its commit says so rather
+                    // than claiming the task was done (a blueprint's own message stays).
+                    format!(
+                        "Stub run {id}: add .lackey/stub-runs/{id}.md\n\nNo agent ran; the task was: {}",
+                        blueprint::summary_line(&self.task),
+                        id = self.input.run_id
+                    )
+                } else {
+                    self.templates.render(message)
+                };
                 let msg = format!("{msg}\n\nlackey run {}", self.input.run_id);
                 match self.git().commit_all(&msg).await? {
                     Some(sha) => {

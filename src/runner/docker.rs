@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bollard::models::{ContainerCreateBody, HostConfig};
@@ -79,6 +79,50 @@ fn container_user() -> (u32, u32) {
     } else {
         (uid, gid)
     }
+}
+
+/// Check that the container's user can read the repository mounted at `/repo`: the
+/// work tree and its `.git` must be readable (and, for directories, searchable) by that
+/// uid or gid, or by anyone. Inside the container an unreadable repository only looks
+/// like "not a git repository", so the cause is named here, before anything starts.
+pub fn check_readable_by(repo: &Path, uid: u32, gid: u32) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let git = repo.join(".git");
+    for p in [
+        repo.to_path_buf(),
+        git.clone(),
+        git.join("HEAD"),
+        git.join("objects"),
+        git.join("refs"),
+    ] {
+        let Ok(m) = std::fs::metadata(&p) else {
+            continue;
+        };
+        let mode = m.mode();
+        let bits = if m.uid() == uid {
+            (mode >> 6) & 7
+        } else if m.gid() == gid {
+            (mode >> 3) & 7
+        } else {
+            mode & 7
+        };
+        let need = if m.is_dir() { 0o5 } else { 0o4 };
+        if bits & need != need {
+            return Err(Fail::new(format!(
+                "permission denied: the run's container (uid {uid}) cannot read the repository `{}`: `{}` is owned by uid {} with mode {:o}",
+                repo.display(),
+                p.display(),
+                m.uid(),
+                mode & 0o7777
+            ))
+            .with_hint(format!(
+                "make the repository readable to uid {uid} (for example `chmod -R o+rX {}`), or run lackey as a user who owns it (as root, lackey runs containers as uid 1000)",
+                repo.display()
+            ))
+            .into());
+        }
+    }
+    Ok(())
 }
 
 /// A file holding a secret for one run, mounted read-only; removed on drop.
@@ -257,6 +301,8 @@ pub async fn run_local(
         .repo
         .clone()
         .ok_or_else(|| anyhow::anyhow!("a local run needs a local repository"))?;
+    let (uid, gid) = container_user();
+    check_readable_by(&repo, uid, gid)?;
     let docker = connect().await?;
     sweep_stale_secrets(&docker).await;
     if !image_exists(&docker, &spec.image).await? {
@@ -605,5 +651,40 @@ pub async fn follow_logs(docker: &Docker, name: &str, print: impl Fn(&str)) {
         for line in String::from_utf8_lossy(&chunk.into_bytes()).lines() {
             print(line);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    #[test]
+    fn a_repository_the_container_user_cannot_read_is_named_as_a_permission_problem() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().join("repo");
+        std::fs::create_dir_all(repo.join(".git/objects")).unwrap();
+        std::fs::write(repo.join(".git/HEAD"), "ref: refs/heads/main\n").unwrap();
+        let owner = std::fs::metadata(&repo).unwrap().uid();
+        // Another uid and gid than the owner's: only the "other" bits count.
+        let (uid, gid) = (owner.wrapping_add(4242), 4242);
+        std::fs::set_permissions(&repo, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(repo.join(".git"), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+        check_readable_by(&repo, uid, gid).unwrap();
+        std::fs::set_permissions(repo.join(".git"), std::fs::Permissions::from_mode(0o700))
+            .unwrap();
+        let err = check_readable_by(&repo, uid, gid).unwrap_err();
+        let fail = err.downcast_ref::<Fail>().unwrap();
+        assert!(
+            fail.message
+                .starts_with("permission denied: the run's container"),
+            "{}",
+            fail.message
+        );
+        assert!(fail.message.ends_with("with mode 700"), "{}", fail.message);
+        assert!(fail.hint.as_deref().unwrap().contains("chmod -R o+rX"));
+        // The owner itself may read it.
+        check_readable_by(&repo, owner, gid).unwrap();
     }
 }

@@ -172,11 +172,24 @@ pub fn resolve_repo(path: &Path) -> anyhow::Result<PathBuf> {
                 .into(),
         );
     }
+    if !path.is_dir() {
+        return Err(Fail::new(format!(
+            "repository path `{shown}` is a file, not a directory"
+        ))
+        .with_hint("pass --repo (or set LACKEY_REPO to) the directory of a git repository")
+        .into());
+    }
     let out = std::process::Command::new("git")
         .args(["rev-parse", "--show-toplevel"])
         .current_dir(path)
         .output()
-        .map_err(|e| Fail::new(format!("cannot run git: {e}")).with_hint("install git"))?;
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                Fail::new(format!("cannot run git: {e}")).with_hint("install git")
+            }
+            _ => Fail::new(format!("cannot run git in `{shown}`: {e}"))
+                .with_hint("check that the directory exists and that you may enter it"),
+        })?;
     if !out.status.success() {
         return Err(Fail::new(format!("`{shown}` is not a git repository"))
             .with_hint("run lackey inside a git repository, or pass --repo PATH (git init && git commit first)")

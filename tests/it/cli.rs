@@ -169,6 +169,8 @@ fn guide_env_variables_are_read_and_secrets_masked() {
          LACKEY_ANTHROPIC_SECRET=lackey/anthropic-api-key\nLACKEY_STUBS=1\n",
     );
     t.set("LACKEY_ECS_CLUSTER", "from-env");
+    // The harness points run folders into the test's own directory; here the default shows.
+    t.unset("LACKEY_ARTIFACTS_DIR");
     let out = t.run(&["config", "--json"]);
     out.assert_success();
     assert!(
@@ -303,4 +305,272 @@ fn aws_unreachable_names_the_endpoint_problem() {
         !t.work().join("lackey.toml").exists(),
         "init left a file behind"
     );
+}
+
+/// The stderr of several invocations, one block each, for one snapshot.
+fn transcript(t: &TestEnv, cases: &[(&str, &[&str])]) -> String {
+    let mut all = String::new();
+    for (title, args) in cases {
+        let out = t.run(args);
+        out.assert_code(1);
+        assert_eq!(out.stdout, "", "{title}: nothing on stdout");
+        all.push_str(&format!("===== {title}\n{}", out.stderr));
+    }
+    all
+}
+
+#[test]
+fn a_malformed_lackey_toml_fails_whatever_overrides_it() {
+    let mut t = TestEnv::new();
+    t.set("AWS_REGION", "us-east-1")
+        .set("LACKEY_STACK", "stacka")
+        .set("LACKEY_ECS_CPU", "1024");
+    let mut all = String::new();
+    for text in [
+        "[aws]\nregion = 5\n",
+        "[stack]\nname = [\"a\", \"b\"]\n",
+        "[ecs]\ncpu = \"lots\"\n",
+        "[aws]\nregion = \"mars\"\n",
+    ] {
+        t.write("lackey.toml", text);
+        all.push_str(&transcript(&t, &[(text.trim(), &["config"])]));
+    }
+    snapshot_filters(&[]).bind(|| insta::assert_snapshot!("toml_types_under_overrides", all));
+}
+
+#[test]
+fn numbers_out_of_range_name_the_key_and_the_range() {
+    let t = TestEnv::new();
+    let mut all = transcript(
+        &t,
+        &[(
+            "run --timeout 18446744073709551615",
+            &["run", "x", "--stubs", "--timeout", "18446744073709551615"],
+        )],
+    );
+    for text in [
+        "[local]\nmemory_mb = 9223372036854775807\n",
+        "[local]\npids_limit = 0\n",
+        "[local]\ncpus = 1e308\n",
+        "[aws]\nmax_attempts = 4294967297\n",
+        "[github]\napp_id = -1\n",
+        "[ecs]\ncpu = 333\n",
+        "[ecs]\nmemory = 99999999999\n",
+    ] {
+        t.write("lackey.toml", text);
+        all.push_str(&transcript(&t, &[(text.trim(), &["config"])]));
+    }
+    snapshot_filters(&[]).bind(|| insta::assert_snapshot!("numbers_out_of_range", all));
+}
+
+#[test]
+fn env_file_and_subnet_list_mistakes_are_named() {
+    let mut t = TestEnv::new();
+    std::fs::create_dir_all(t.work().join(".env")).unwrap();
+    let mut all = transcript(&t, &[(".env is a directory", &["config"])]);
+    std::fs::remove_dir(t.work().join(".env")).unwrap();
+    t.write(
+        ".env",
+        "# settings\nAWS_REGION=us-east-1\n\nLACKEY_STACK stacka\n",
+    );
+    all.push_str(&transcript(&t, &[(".env line 4", &["config"])]));
+    std::fs::remove_file(t.work().join(".env")).unwrap();
+    t.set("LACKEY_ECS_SUBNETS", "subnet-0a1b,,subnet-2c3d");
+    all.push_str(&transcript(&t, &[("two commas", &["config"])]));
+    t.unset("LACKEY_ECS_SUBNETS");
+    // A 10 MB value is clipped: the message stays one short line.
+    let huge = "x".repeat(10 * 1024 * 1024);
+    t.write("lackey.toml", &format!("[stack]\nname = \"{huge}\"\n"));
+    let out = t.run(&["config"]);
+    out.assert_code(1);
+    assert!(
+        out.stderr.len() < 400,
+        "{} bytes of stderr",
+        out.stderr.len()
+    );
+    all.push_str(&format!("===== 10 MB stack name\n{}", out.stderr));
+    snapshot_filters(&[]).bind(|| insta::assert_snapshot!("env_file_and_lists", all));
+}
+
+#[test]
+fn a_repo_path_that_is_a_file() {
+    let t = TestEnv::new();
+    t.write("notes.txt", "not a repository\n");
+    let all = transcript(
+        &t,
+        &[(
+            "--repo notes.txt",
+            &["run", "x", "--stubs", "--repo", "notes.txt"],
+        )],
+    );
+    snapshot_filters(&[]).bind(|| insta::assert_snapshot!("repo_is_a_file", all));
+}
+
+#[test]
+fn stop_and_runs_say_when_docker_is_unreachable() {
+    let mut t = TestEnv::new();
+    t.set("DOCKER_HOST", "unix:///nonexistent/docker.sock");
+    let artifacts = std::path::PathBuf::from(&t.env["LACKEY_ARTIFACTS_DIR"]);
+    // One local run that was going when Docker went away.
+    std::fs::create_dir_all(artifacts.join("20260101-120000-0a0a")).unwrap();
+    let stop = t.run(&["stop", "20260101-120000-0a0a"]);
+    stop.assert_code(1);
+    // A run this machine knows nothing of: Docker is still named, not "no running run".
+    let unknown = t.run(&["stop", "20260101-120000-0b0b"]);
+    unknown.assert_code(1);
+    let runs = t.run(&["runs"]);
+    runs.assert_code(1);
+    assert!(
+        runs.stdout.contains("20260101-120000-0a0a"),
+        "runs lists what it can:\n{}",
+        runs.stdout
+    );
+    let all = format!(
+        "===== stop (a local run)\n{}===== stop (unknown run)\n{}===== runs: stdout\n{}===== runs: stderr\n{}",
+        stop.stderr, unknown.stderr, runs.stdout, runs.stderr
+    );
+    snapshot_filters(&[(r"lackey-test-[A-Za-z0-9]+", "[TMP]")])
+        .bind(|| insta::assert_snapshot!("docker_unreachable", all));
+}
+
+/// A pseudo-terminal whose slave end becomes the child's stdin and controlling
+/// terminal, so Ctrl-C typed on the master reaches it as SIGINT.
+struct Pty {
+    master: std::fs::File,
+    slave: std::os::fd::OwnedFd,
+}
+
+impl Pty {
+    fn open() -> Pty {
+        use std::os::fd::FromRawFd;
+        let (mut master, mut slave) = (0, 0);
+        let rc = unsafe {
+            libc::openpty(
+                &mut master,
+                &mut slave,
+                std::ptr::null_mut(),
+                std::ptr::null(),
+                std::ptr::null(),
+            )
+        };
+        assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
+        unsafe {
+            Pty {
+                master: std::fs::File::from_raw_fd(master),
+                slave: std::os::fd::OwnedFd::from_raw_fd(slave),
+            }
+        }
+    }
+
+    fn echo_on(&self) -> bool {
+        use std::os::fd::AsRawFd;
+        let mut term: libc::termios = unsafe { std::mem::zeroed() };
+        assert_eq!(
+            unsafe { libc::tcgetattr(self.slave.as_raw_fd(), &mut term) },
+            0
+        );
+        term.c_lflag & libc::ECHO != 0
+    }
+
+    /// Start `cmd` in its own session with this terminal as stdin.
+    fn spawn(&self, cmd: &mut std::process::Command) -> std::process::Child {
+        use std::os::unix::process::CommandExt;
+        cmd.stdin(self.slave.try_clone().unwrap())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY as _, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        cmd.spawn().expect("spawn lackey on a pty")
+    }
+
+    fn type_in(&mut self, bytes: &[u8]) {
+        use std::io::Write;
+        self.master.write_all(bytes).unwrap();
+    }
+
+    /// Wait until the child has turned echo off (its prompt is open).
+    fn wait_for_hidden_prompt(&self) {
+        let start = std::time::Instant::now();
+        while self.echo_on() {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(30),
+                "the prompt never turned echo off"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+fn secret_env() -> TestEnv {
+    let mut t = TestEnv::new();
+    // Enough to reach the prompt without any AWS call; the endpoint refuses connections.
+    t.set("AWS_REGION", "us-east-1")
+        .set("LACKEY_AWS_ACCOUNT_ID", "123456789012")
+        .set("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .set("AWS_MAX_ATTEMPTS", "1");
+    t
+}
+
+#[test]
+fn the_secret_prompt_stops_at_the_first_ctrl_c_and_restores_echo() {
+    let t = secret_env();
+    let mut pty = Pty::open();
+    assert!(pty.echo_on());
+    let child = pty.spawn(&mut t.command(&["secret", "put", "anthropic_api_key"]));
+    pty.wait_for_hidden_prompt();
+    pty.type_in(b"sk-ant-half-typed\x03");
+    let out = crate::support::wait_with_timeout(child, std::time::Duration::from_secs(20));
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(pty.echo_on(), "the terminal was left with echo off");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!stderr.contains("half-typed"), "{stderr}");
+    snapshot_filters(&[]).bind(|| insta::assert_snapshot!("secret_prompt_ctrl_c", stderr));
+}
+
+#[test]
+fn the_secret_prompt_restores_echo_on_every_way_out() {
+    // Two Ctrl-C at once: the forced exit restores the terminal too.
+    let t = secret_env();
+    let mut pty = Pty::open();
+    let child = pty.spawn(&mut t.command(&["secret", "put", "anthropic_api_key"]));
+    pty.wait_for_hidden_prompt();
+    pty.type_in(b"\x03\x03");
+    let out = crate::support::wait_with_timeout(child, std::time::Duration::from_secs(20));
+    assert_eq!(out.status.code(), Some(130));
+    assert!(pty.echo_on(), "a second Ctrl-C left echo off");
+
+    // A value entered, then an AWS error: exit 1 with echo back on, the value unseen.
+    let mut pty = Pty::open();
+    let child = pty.spawn(&mut t.command(&["secret", "put", "anthropic_api_key"]));
+    pty.wait_for_hidden_prompt();
+    pty.type_in(b"sk-ant-canary-typed\n");
+    let out = crate::support::wait_with_timeout(child, std::time::Duration::from_secs(60));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // A failure (the exit code AWS errors get is not this test's subject).
+    assert!(matches!(out.status.code(), Some(1 | 2)), "{stderr}");
+    assert!(stderr.contains("could not reach AWS"), "{stderr}");
+    assert!(pty.echo_on(), "an error left echo off");
+    assert!(!stderr.contains("canary"), "{stderr}");
+
+    // End of input (Ctrl-D) on an empty line: the empty value is refused, echo is on.
+    let mut pty = Pty::open();
+    let child = pty.spawn(&mut t.command(&["secret", "put", "anthropic_api_key"]));
+    pty.wait_for_hidden_prompt();
+    pty.type_in(b"\x04");
+    let out = crate::support::wait_with_timeout(child, std::time::Duration::from_secs(20));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("the secret value is empty"), "{stderr}");
+    assert!(pty.echo_on());
 }

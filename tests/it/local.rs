@@ -139,6 +139,15 @@ fn a_stub_run_end_to_end() {
         &["show", "--name-only", "--format=", &format!("minion/{id}")],
     );
     assert_eq!(files.trim(), format!(".lackey/stub-runs/{id}.md"));
+    // Its commit says it is a stub's, not that the task was done.
+    let subject = repo::git(
+        &l.repo,
+        &["log", "-1", "--format=%s", &format!("minion/{id}")],
+    );
+    assert_eq!(
+        subject.trim(),
+        format!("Stub run {id}: add .lackey/stub-runs/{id}.md")
+    );
     assert_eq!(
         repo::git(&l.repo, &["rev-parse", "--abbrev-ref", "HEAD"]).trim(),
         "main"
@@ -530,4 +539,28 @@ fn a_project_image_extends_the_base_from_the_repository() {
     let out =
         l.t.run(&["image", "build", "--project", "--repo", "missing-dir"]);
     out.assert_code(1);
+}
+
+#[test]
+fn a_repository_the_container_cannot_read_is_a_permission_problem() {
+    // As root, lackey runs the container as uid 1000: a repository only root may read
+    // is refused before anything starts, and the message says why.
+    if unsafe { libc::getuid() } != 0 {
+        eprintln!("note: this test checks a root-owned repository; run as root to exercise it");
+        return;
+    }
+    // The check comes before Docker is asked, so this needs no Docker.
+    let t = TestEnv::new();
+    let project = repo::hello_project(&t.work().join("project"));
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&project, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let out = t.run(&["run", "x", "--stubs", "--repo", "project"]);
+    std::fs::set_permissions(&project, std::fs::Permissions::from_mode(0o755)).unwrap();
+    out.assert_code(1);
+    assert!(
+        !t.path().join("artifacts").exists(),
+        "a run folder was made"
+    );
+    crate::support::snapshot_filters(&[])
+        .bind(|| insta::assert_snapshot!("repo_unreadable_by_container", out.stderr));
 }

@@ -59,7 +59,14 @@ pub fn test_image() -> &'static str {
             }
         }
         let out = Command::new(super::bin())
-            .args(["image", "build", "--offline", "--tag", test_image_tag(), "-q"])
+            .args([
+                "image",
+                "build",
+                "--offline",
+                "--tag",
+                test_image_tag(),
+                "-q",
+            ])
             .current_dir(std::env::temp_dir())
             .output()
             .map_err(|e| e.to_string())?;
@@ -103,4 +110,74 @@ pub fn inspect(name: &str) -> String {
         .output()
         .expect("docker inspect");
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Remove every lackey run container whose artifact directory is under `dir` (the
+/// `lackey.artifacts` label). Quiet and quick when Docker is absent.
+pub fn remove_containers_under(dir: &std::path::Path) {
+    let Ok(out) = Command::new("docker")
+        .args([
+            "ps",
+            "-a",
+            "--filter",
+            "label=lackey.managed=true",
+            "--format",
+            "{{.Names}}\t{{.Label \"lackey.artifacts\"}}",
+        ])
+        .stderr(Stdio::null())
+        .output()
+    else {
+        return;
+    };
+    let prefix = dir.display().to_string();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Some((name, artifacts)) = line.split_once('\t') else {
+            continue;
+        };
+        if artifacts.starts_with(&prefix) {
+            let _ = Command::new("docker")
+                .args(["rm", "-f", name])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// Remove every local image tag in the repository namespace `host/` (a test
+/// registry's `127.0.0.1:<port>/`): pushing to a registry tags the image first.
+pub fn remove_tags_of(host: &str) {
+    let Ok(out) = Command::new("docker")
+        .args([
+            "images",
+            "--digests",
+            "--format",
+            "{{.Repository}}:{{.Tag}} {{.Repository}}@{{.Digest}}",
+            "--filter",
+            &format!("reference={host}/*"),
+        ])
+        .stderr(Stdio::null())
+        .output()
+    else {
+        return;
+    };
+    let prefix = format!("{host}/");
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Some((tag, by_digest)) = line.split_once(' ') else {
+            continue;
+        };
+        if tag.starts_with(&prefix) {
+            // An image pulled by digest shows as `<none>`: remove that reference.
+            let what = if tag.ends_with(":<none>") {
+                by_digest
+            } else {
+                tag
+            };
+            let _ = Command::new("docker")
+                .args(["rmi", what])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
 }

@@ -47,8 +47,37 @@ pub fn require(what: &str, available: bool, how_to_get: &str) -> bool {
     if in_ci() {
         panic!("{what} is required under CI=true but is not available: {how_to_get}");
     }
-    eprintln!("SKIPPED: {what} is not available ({how_to_get}); CI=true makes this a failure");
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("a test")
+        .to_string();
+    eprintln!(
+        "SKIPPED: {test}: {what} is not available ({how_to_get}); CI=true makes this a failure"
+    );
+    record(
+        "skip",
+        &format!("{test}\t{what} is not available ({how_to_get})"),
+    );
     false
+}
+
+/// Append a line to the ledger of this test run, the file named by
+/// `LACKEY_TEST_LEDGER` (`make test` sets it): the tests it skipped, and what it made
+/// (temporary directories, registries), so the run can be checked afterwards for
+/// anything it left behind. Without the variable, nothing is recorded.
+pub fn record(kind: &str, text: &str) {
+    let Ok(path) = std::env::var("LACKEY_TEST_LEDGER") else {
+        return;
+    };
+    use std::io::Write;
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        // One write per line: appends from parallel tests do not interleave.
+        let _ = f.write_all(format!("{kind}\t{text}\n").as_bytes());
+    }
 }
 
 /// The result of one `lackey` invocation.
@@ -122,6 +151,12 @@ impl TestEnv {
         if let Ok(h) = std::env::var("DOCKER_HOST") {
             env.insert("DOCKER_HOST".into(), h);
         }
+        // Run folders go under this directory, removed with it, never to /tmp/lackey.
+        env.insert(
+            "LACKEY_ARTIFACTS_DIR".into(),
+            dir.path().join("artifacts").display().to_string(),
+        );
+        record("dir", &dir.path().display().to_string());
         TestEnv { dir, env }
     }
 
@@ -197,6 +232,20 @@ impl TestEnv {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+impl Drop for TestEnv {
+    /// Remove the run containers whose artifact directory is under this environment
+    /// (a run a failing test left behind); the directory itself goes with `dir`.
+    fn drop(&mut self) {
+        let made_runs = self
+            .env
+            .get("LACKEY_ARTIFACTS_DIR")
+            .is_some_and(|d| Path::new(d).exists());
+        if made_runs {
+            docker::remove_containers_under(self.dir.path());
         }
     }
 }

@@ -69,6 +69,7 @@ impl Registry {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+        super::record("registry", &format!("127.0.0.1:{port}"));
         Some(Registry {
             child,
             port,
@@ -99,5 +100,6 @@ impl Drop for Registry {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        super::docker::remove_tags_of(&self.host());
     }
 }
