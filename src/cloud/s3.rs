@@ -5,29 +5,31 @@
 //! ```no_run
 //! # async fn demo(s3: &aws_sdk_s3::Client) -> anyhow::Result<()> {
 //! use std::path::Path;
-//! use lackey::cloud::s3::{upload_dir, download_dir};
+//! use lackey::cloud::s3::{upload_dir, download_artifacts};
 //! std::fs::create_dir_all("/tmp/lackey-upload-test")?;
 //! std::fs::write("/tmp/lackey-upload-test/run_summary.json", "{\"outcome\":\"success\"}\n")?;
-//! std::fs::write("/tmp/lackey-upload-test/log.txt", "hello from lackey\n")?;
+//! std::fs::write("/tmp/lackey-upload-test/minion.log", "hello from lackey\n")?;
 //! upload_dir(s3, Path::new("/tmp/lackey-upload-test"), "YOUR_BUCKET_NAME", "test-roundtrip").await?;
 //! let dest = Path::new("/tmp/lackey-download-test");
-//! download_dir(s3, "YOUR_BUCKET_NAME", "test-roundtrip", dest).await?;
+//! download_artifacts(s3, "YOUR_BUCKET_NAME", "test-roundtrip", dest).await?;
 //! assert_eq!(std::fs::read_to_string(dest.join("run_summary.json"))?.trim(), "{\"outcome\":\"success\"}");
-//! assert_eq!(std::fs::read_to_string(dest.join("log.txt"))?.trim(), "hello from lackey");
+//! assert_eq!(std::fs::read_to_string(dest.join("minion.log"))?.trim(), "hello from lackey");
 //! # Ok(()) }
 //! ```
 //!
 //! Transfers run concurrently (8 at a time); files over 8 MiB go up in multipart parts;
 //! each request is retried by the SDK, and a whole file once more on a transient failure.
-//! Keys never escape the destination directory on download.
+//! A download writes only the known artifact names, size-capped; other keys (`../x`,
+//! absolute names, names with a NUL or a backslash) are refused.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use futures::stream::{self, StreamExt, TryStreamExt};
 
 use crate::aws::AwsResultExt;
+use crate::runner::rundir::RunDir;
 
 const CONCURRENCY: usize = 8;
 pub const MULTIPART_THRESHOLD: u64 = 8 * 1024 * 1024;
@@ -46,10 +48,12 @@ pub fn parse_url(url: &str) -> anyhow::Result<(String, String)> {
 }
 
 /// What a transfer moved.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Transfer {
     pub files: usize,
     pub bytes: u64,
+    /// Keys a download skipped, each with why.
+    pub refused: Vec<String>,
 }
 
 fn files_under(dir: &Path) -> Vec<PathBuf> {
@@ -98,6 +102,7 @@ pub async fn upload_dir(
     Ok(Transfer {
         files: sizes.len(),
         bytes: sizes.iter().sum(),
+        refused: vec![],
     })
 }
 
@@ -263,18 +268,13 @@ pub async fn list_keys(
     Ok(out)
 }
 
-/// A key's path below `prefix/`, refusing anything that would land outside `dest`.
-fn safe_relative(prefix: &str, key: &str) -> Option<PathBuf> {
-    let rel = key.strip_prefix(&format!("{}/", prefix.trim_matches('/')))?;
-    let p = Path::new(rel);
-    if rel.is_empty() || p.components().any(|c| !matches!(c, Component::Normal(_))) {
-        return None;
-    }
-    Some(p.to_path_buf())
-}
-
-/// Download every object under `s3://bucket/prefix/` into `dest`.
-pub async fn download_dir(
+/// Download a run's artifacts from `s3://bucket/prefix/` into the run directory `dest`.
+///
+/// Only keys naming a known artifact directly below the prefix are written (see
+/// [`artifact_name`]); every other key is skipped and reported in `refused`. Each file is
+/// size-capped and written as a fresh file renamed into place, never through what is
+/// already at its name.
+pub async fn download_artifacts(
     s3: &aws_sdk_s3::Client,
     bucket: &str,
     prefix: &str,
@@ -284,21 +284,100 @@ pub async fn download_dir(
     tokio::fs::create_dir_all(dest)
         .await
         .map_err(|e| anyhow::anyhow!("cannot create `{}`: {e}", dest.display()))?;
-    let sizes: Vec<u64> = stream::iter(
-        keys.into_iter()
-            .filter_map(|(k, _)| {
-                let rel = safe_relative(prefix, &k)?;
-                Some((k, dest.join(rel)))
-            })
-            .map(|(key, path)| async move { download_key(s3, bucket, &key, &path).await }),
-    )
+    let dir =
+        RunDir::open(dest).map_err(|e| anyhow::anyhow!("cannot open `{}`: {e}", dest.display()))?;
+    let mut refused = Vec::new();
+    let mut wanted = Vec::new();
+    for (key, size) in keys {
+        match artifact_name(prefix, &key) {
+            Ok((name, cap)) if (size.max(0) as u64) <= cap => {
+                wanted.push((key.clone(), name.to_string(), cap))
+            }
+            Ok((_, cap)) => refused.push(format!("`{key}` (larger than {cap} bytes)")),
+            Err(why) => refused.push(format!("`{}` ({why})", key.escape_debug())),
+        }
+    }
+    let dir = &dir;
+    let sizes: Vec<u64> = stream::iter(wanted.into_iter().map(|(key, name, cap)| async move {
+        download_capped(s3, bucket, &key, dir, &name, cap).await
+    }))
     .buffer_unordered(CONCURRENCY)
     .try_collect()
     .await?;
     Ok(Transfer {
         files: sizes.len(),
         bytes: sizes.iter().sum(),
+        refused,
     })
+}
+
+/// One artifact into `dir`: at most `cap` bytes, through a fresh file renamed into place.
+async fn download_capped(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    dir: &RunDir,
+    name: &str,
+    cap: u64,
+) -> anyhow::Result<u64> {
+    let out = s3
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .aws(format!("failed to download `s3://{bucket}/{key}`"))?;
+    let reader = out.body.into_async_read();
+    let (file, tmp) = dir
+        .create_temp()
+        .map_err(|e| anyhow::anyhow!("cannot write into `{}`: {e}", dir.path().display()))?;
+    let mut f = tokio::fs::File::from_std(file);
+    let copied = tokio::io::copy(&mut tokio::io::AsyncReadExt::take(reader, cap + 1), &mut f).await;
+    drop(f);
+    let n = match copied {
+        Ok(n) if n <= cap => n,
+        Ok(_) => {
+            dir.discard(&tmp);
+            anyhow::bail!("`s3://{bucket}/{key}` is larger than {cap} bytes: not downloaded");
+        }
+        Err(e) => {
+            dir.discard(&tmp);
+            return Err(anyhow::anyhow!(
+                "failed to download `s3://{bucket}/{key}`: {e}"
+            ));
+        }
+    };
+    dir.commit(&tmp, name).map_err(|e| {
+        dir.discard(&tmp);
+        anyhow::anyhow!("cannot write `{}/{name}`: {e}", dir.path().display())
+    })?;
+    Ok(n)
+}
+
+/// The artifact a key names directly below `prefix/`, with the most the host takes of
+/// it; or why the key is refused: outside the prefix, empty, absolute, with a NUL, a
+/// backslash, a `/` or a dot name, or not an artifact of a run.
+pub fn artifact_name<'k>(prefix: &str, key: &'k str) -> Result<(&'k str, u64), &'static str> {
+    let rel = key
+        .strip_prefix(&format!("{}/", prefix.trim_matches('/')))
+        .ok_or("outside the run's prefix")?;
+    if rel.is_empty() {
+        return Err("an empty name");
+    }
+    if rel.contains('\0') {
+        return Err("a NUL in the name");
+    }
+    if rel.contains('\\') {
+        return Err("a backslash in the name");
+    }
+    if rel.starts_with('/') {
+        return Err("an absolute name");
+    }
+    if rel.contains('/') || rel == "." || rel == ".." {
+        return Err("not a plain file name");
+    }
+    let cap = crate::runner::rundir::accepted(rel).ok_or("not an artifact of a run")?;
+    Ok((rel, cap))
 }
 
 /// Download one object to a file (atomically: a partial download never shows).
@@ -373,8 +452,39 @@ mod tests {
             key_for("run/", Path::new("/d"), Path::new("/d/x/y.log")),
             "run/x/y.log"
         );
-        assert_eq!(safe_relative("run", "run/a/b"), Some(PathBuf::from("a/b")));
-        assert_eq!(safe_relative("run", "run/../etc"), None);
-        assert_eq!(safe_relative("run", "other/x"), None);
+    }
+
+    #[test]
+    fn download_keys_name_only_known_artifacts() {
+        use crate::runner::rundir::{MAX_ARTIFACT_BYTES, MAX_BUNDLE_BYTES, MAX_SUMMARY_BYTES};
+        let id = "20261124-143015-7f3a";
+        assert_eq!(
+            artifact_name(id, &format!("{id}/minion.log")),
+            Ok(("minion.log", MAX_ARTIFACT_BYTES))
+        );
+        assert_eq!(
+            artifact_name(&format!("{id}/"), &format!("{id}/run_summary.json")),
+            Ok(("run_summary.json", MAX_SUMMARY_BYTES))
+        );
+        assert_eq!(
+            artifact_name(id, &format!("{id}/repo.bundle")),
+            Ok(("repo.bundle", MAX_BUNDLE_BYTES))
+        );
+        for (key, why) in [
+            (format!("{id}/../x"), "not a plain file name"),
+            (format!("{id}/.."), "not a plain file name"),
+            (format!("{id}/a/minion.log"), "not a plain file name"),
+            (format!("{id}//etc/passwd"), "an absolute name"),
+            (format!("{id}/minion.log\0"), "a NUL in the name"),
+            (format!("{id}/..\\x"), "a backslash in the name"),
+            (format!("{id}/"), "an empty name"),
+            (format!("{id}/.ecs-task"), "not an artifact of a run"),
+            (format!("{id}/evil.sh"), "not an artifact of a run"),
+            ("/etc/passwd".to_string(), "outside the run's prefix"),
+            (format!("{id}x/minion.log"), "outside the run's prefix"),
+            ("other/minion.log".to_string(), "outside the run's prefix"),
+        ] {
+            assert_eq!(artifact_name(id, &key), Err(why), "{key:?}");
+        }
     }
 }

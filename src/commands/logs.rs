@@ -5,6 +5,7 @@ use super::Ctx;
 use crate::cli::LogsArgs;
 use crate::config::keys;
 use crate::error::Fail;
+use crate::output::Reporter;
 
 pub fn check_run_id(id: &str) -> anyhow::Result<()> {
     if crate::summary::is_run_id(id) {
@@ -33,13 +34,31 @@ pub async fn run(ctx: &Ctx, args: LogsArgs) -> anyhow::Result<u8> {
             }
         }
     }
-    let log = dir.join("minion.log");
-    if log.is_file() {
-        let text = std::fs::read_to_string(&log)?;
-        for line in text.lines() {
-            ctx.printer.raw(line);
+    // The run directory was the container's to write: read `minion.log` no-follow, a
+    // regular file only, size-capped, so a planted link never prints a host file.
+    if let Ok(run_dir) = crate::runner::rundir::RunDir::open(&dir) {
+        match run_dir.entry("minion.log")? {
+            crate::runner::rundir::Entry::Missing => {}
+            _ => {
+                let cap = crate::runner::rundir::MAX_ARTIFACT_BYTES;
+                let (bytes, more) = run_dir.read_capped("minion.log", cap).map_err(|e| {
+                    Fail::new(format!(
+                        "cannot read `{}/minion.log`: {e}",
+                        dir.display()
+                    ))
+                    .with_hint("the run directory holds something other than the minion's log; inspect it by hand")
+                })?;
+                for line in String::from_utf8_lossy(&bytes).lines() {
+                    ctx.printer.raw(line);
+                }
+                if more {
+                    ctx.printer.warn(&format!(
+                        "minion.log is longer than {cap} bytes; the rest was not printed"
+                    ));
+                }
+                return Ok(0);
+            }
         }
-        return Ok(0);
     }
     super::run_cloud::logs(ctx, &settings, &args).await
 }

@@ -8,7 +8,8 @@ use super::Ctx;
 use crate::cli::RunsArgs;
 use crate::config::keys;
 use crate::error::Fail;
-use crate::summary::{is_run_id, RunSummary, Runtime};
+use crate::runner::rundir::{Entry, RunDir};
+use crate::summary::{is_run_id, Runtime};
 
 #[derive(Serialize, Clone)]
 pub struct RunRow {
@@ -30,11 +31,14 @@ pub fn local_rows(root: &Path) -> Vec<RunRow> {
         .flatten()
         .filter_map(|e| {
             let id = e.file_name().to_string_lossy().to_string();
-            if !is_run_id(&id) || !e.path().is_dir() {
+            if !is_run_id(&id) {
                 return None;
             }
-            let s = RunSummary::read(&e.path().join("run_summary.json")).ok();
-            let cloud = e.path().join(".ecs-task").is_file();
+            // A run's directory may have been the container's to write: no-follow,
+            // regular files only, size-capped (runner::rundir).
+            let dir = RunDir::open(&e.path()).ok()?;
+            let s = crate::runner::read_summary(&dir).ok();
+            let cloud = dir.entry(".ecs-task").ok() == Some(Entry::File);
             Some(RunRow {
                 backend: match (s.as_ref().map(|s| s.runtime), cloud) {
                     (Some(Runtime::Cloud), _) | (None, true) => "cloud".into(),

@@ -624,8 +624,13 @@ pub async fn run_cloud(
     // 6. The artifacts.
     printer.info(&format!("Downloading artifacts to {}/", dir.display()));
     let downloaded =
-        match crate::cloud::s3::download_dir(&s3, &cloud.bucket, &spec.run_id, &dir).await {
-            Ok(t) if t.files > 0 => true,
+        match crate::cloud::s3::download_artifacts(&s3, &cloud.bucket, &spec.run_id, &dir).await {
+            Ok(t) if t.files > 0 => {
+                for r in &t.refused {
+                    printer.warn(&format!("not downloaded: {r}"));
+                }
+                true
+            }
             Ok(_) => {
                 printer.warn(&format!(
                     "no artifacts at s3://{}/{}/",

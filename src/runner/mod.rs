@@ -13,6 +13,7 @@ pub mod docker;
 pub mod ecs;
 pub mod forward;
 pub mod image;
+pub mod rundir;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -293,10 +294,15 @@ pub fn settle_summary(
     started: chrono::DateTime<chrono::Utc>,
     container_log: Option<&str>,
 ) -> RunSummary {
-    let dir = spec.artifacts_dir();
-    let path = dir.join("run_summary.json");
+    // The directory is the container's to write: every access below is no-follow and
+    // relative to one handle on it (runner::rundir).
+    let dir = rundir::RunDir::open(&spec.artifacts_dir()).ok();
     let mut changed = false;
-    let mut summary = match RunSummary::read(&path) {
+    let mut summary = match dir
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("the run directory is gone"))
+        .and_then(read_summary)
+    {
         Ok(s) => s,
         Err(_) => {
             changed = true;
@@ -356,32 +362,67 @@ pub fn settle_summary(
             changed = true;
         }
     }
+    let Some(dir) = dir else {
+        return summary;
+    };
     if let Some(log) = container_log {
-        let minion_log = dir.join("minion.log");
-        let empty = std::fs::metadata(&minion_log)
-            .map(|m| m.len() == 0)
+        // Only an empty regular file is filled in; anything else (a link, a FIFO) is
+        // replaced rather than written through.
+        let empty = dir
+            .read_capped("minion.log", 1)
+            .map(|(b, _)| b.is_empty())
             .unwrap_or(true);
         if empty && !log.is_empty() {
-            let _ = std::fs::write(&minion_log, log);
-        }
-    }
-    for name in summary::ARTIFACTS {
-        let p = dir.join(name);
-        if !p.exists() {
-            let _ = std::fs::write(&p, if *name == "scope.json" { "{}\n" } else { "" });
+            let _ = dir.replace("minion.log", log.as_bytes());
         }
     }
     if changed {
-        let _ = summary.write(&path);
+        if let Ok(text) = serde_json::to_string_pretty(&summary) {
+            let _ = dir.replace("run_summary.json", (text + "\n").as_bytes());
+        }
+    }
+    for name in summary::ARTIFACTS {
+        let _ = dir.fill(
+            name,
+            if *name == "scope.json" {
+                &b"{}\n"[..]
+            } else {
+                b""
+            },
+        );
     }
     summary
+}
+
+/// `run_summary.json` from a run directory: no-follow, a regular file, size-capped.
+pub fn read_summary(dir: &rundir::RunDir) -> anyhow::Result<RunSummary> {
+    let bytes = dir
+        .read("run_summary.json", rundir::MAX_SUMMARY_BYTES)
+        .map_err(|e| anyhow::anyhow!("cannot read `run_summary.json`: {e}"))?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| anyhow::anyhow!("`run_summary.json` is not a run summary: {e}"))
 }
 
 /// Bring the run's branch into the user's repository from `repo.bundle`. Without a
 /// bundle the run made no commit, and no branch is created.
 pub fn fetch_back(repo: &Path, artifacts: &Path, summary: &RunSummary) -> anyhow::Result<bool> {
-    let bundle = artifacts.join("repo.bundle");
     let branch = &summary.branch;
+    // The bundle comes from the container's directory: git reads a private copy made
+    // through a no-follow, size-capped read, never the name the container controls.
+    let dir = rundir::RunDir::open(artifacts)
+        .map_err(|e| anyhow::anyhow!("cannot open `{}`: {e}", artifacts.display()))?;
+    let copy = match dir.entry("repo.bundle")? {
+        rundir::Entry::Missing => None,
+        _ => Some(copy_bundle(&dir).map_err(|e| {
+            Fail::new(format!("the run's bundle `{}/repo.bundle` was not fetched: {e}", artifacts.display()))
+                .with_hint("the run directory holds something other than the minion's bundle; inspect it by hand")
+        })?),
+    };
+    let bundle = copy
+        .as_ref()
+        .map(|c| c.path().to_path_buf())
+        .unwrap_or_default();
+    let shown = artifacts.join("repo.bundle");
     let git = |args: &[&str]| {
         std::process::Command::new("git")
             .args(["-c", "gc.auto=0", "-c", "maintenance.auto=false"])
@@ -389,7 +430,7 @@ pub fn fetch_back(repo: &Path, artifacts: &Path, summary: &RunSummary) -> anyhow
             .current_dir(repo)
             .output()
     };
-    if bundle.is_file() {
+    if copy.is_some() {
         // The branch name comes from a file the container wrote: accept only a well-formed
         // branch of this run that the repository does not have yet, so a run can never
         // move one of the user's own branches.
@@ -407,7 +448,7 @@ pub fn fetch_back(repo: &Path, artifacts: &Path, summary: &RunSummary) -> anyhow
                 "the run's branch `{branch}` was not fetched: it must be a new branch named after run {}",
                 summary.run_id
             ))
-            .with_hint(format!("inspect it by hand: git fetch {} {branch}", bundle.display()))
+            .with_hint(format!("inspect it by hand: git fetch {} {branch}", shown.display()))
             .into());
         }
         let refspec = format!("refs/heads/{branch}:refs/heads/{branch}");
@@ -436,11 +477,34 @@ pub fn fetch_back(repo: &Path, artifacts: &Path, summary: &RunSummary) -> anyhow
         ))
         .with_hint(format!(
             "fetch it by hand: git fetch {} {refspec}",
-            bundle.display()
+            shown.display()
         ))
         .into());
     }
     Ok(false)
+}
+
+/// A private copy of the run's `repo.bundle` (a regular file, at most
+/// [`rundir::MAX_BUNDLE_BYTES`]), in a file only this user can read.
+fn copy_bundle(dir: &rundir::RunDir) -> std::io::Result<tempfile::NamedTempFile> {
+    use std::io::{Read, Write};
+    let file = dir.open_file("repo.bundle")?;
+    let mut out = tempfile::Builder::new()
+        .prefix("lackey-bundle-")
+        .suffix(".bundle")
+        .tempfile()?;
+    let n = std::io::copy(
+        &mut file.take(rundir::MAX_BUNDLE_BYTES + 1),
+        out.as_file_mut(),
+    )?;
+    if n > rundir::MAX_BUNDLE_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("it is larger than {} bytes", rundir::MAX_BUNDLE_BYTES),
+        ));
+    }
+    out.as_file_mut().flush()?;
+    Ok(out)
 }
 
 /// The summary object `--json` prints: run_summary.json plus where the artifacts are.

@@ -7,6 +7,7 @@ use aws_sdk_secretsmanager::types::Tag;
 
 use super::{Action, Change, Deletion, FieldDiff, Seen, StackCtx};
 use crate::aws::{error_code, AwsResultExt};
+use crate::error::Fail;
 
 #[derive(Clone, Debug)]
 pub struct Have {
@@ -144,7 +145,12 @@ pub async fn delete(
 }
 
 /// Store a new value (`lackey secret put`); creates the secret (tagged) if missing.
+/// A secret this stack does not own (untagged, or another stack's) is refused, as `up`
+/// and `down` refuse to change it.
 pub async fn put_value(cx: &StackCtx<'_>, name: &str, value: &str) -> anyhow::Result<String> {
+    if let Some(seen) = observe(cx, name).await? {
+        refuse_unowned(&cx.spec.stack, name, &seen.owner)?;
+    }
     let sm = cx.aws.secrets();
     match sm
         .put_secret_value()
@@ -167,5 +173,22 @@ pub async fn put_value(cx: &StackCtx<'_>, name: &str, value: &str) -> anyhow::Re
             Ok(o.version_id().unwrap_or_default().to_string())
         }
         Err(e) => Err(e).aws(format!("failed to store a value in secret `{name}`")),
+    }
+}
+
+/// The refusal for storing a value in a secret `stack` does not own.
+fn refuse_unowned(stack: &str, name: &str, owner: &super::Owner) -> Result<(), Fail> {
+    match owner {
+        super::Owner::Us => Ok(()),
+        super::Owner::OtherStack(other) => Err(Fail::new(format!(
+            "secret `{name}` belongs to lackey stack `{other}`, not to `{stack}`: its value was not changed"
+        ))
+        .with_hint(format!(
+            "store it from that stack (LACKEY_STACK={other} lackey secret put ...), or give stack `{stack}` its own secret name under [secrets] in lackey.toml"
+        ))),
+        super::Owner::Nobody => Err(Fail::new(format!(
+            "secret `{name}` has no lackey tags: stack `{stack}` does not own it, so its value was not changed"
+        ))
+        .with_hint("run `lackey up --adopt` to make it this stack's, then `lackey secret put` again")),
     }
 }

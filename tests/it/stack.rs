@@ -712,6 +712,65 @@ fn secret_put_stores_a_value_and_never_echoes_it() {
 }
 
 #[test]
+fn secret_put_refuses_a_secret_the_stack_does_not_own() {
+    let Some(s) = Stack::new() else { return };
+    let conf = s.moto.sdk_config();
+    let sm = aws_sdk_secretsmanager::Client::new(&conf);
+    let value = |sm: &aws_sdk_secretsmanager::Client| {
+        block_on(async {
+            sm.get_secret_value()
+                .secret_id("lackey/anthropic-api-key")
+                .send()
+                .await
+                .unwrap()
+                .secret_string()
+                .map(str::to_string)
+        })
+    };
+    // Made by hand, untagged: only `up --adopt` may make it this stack's.
+    block_on(async {
+        sm.create_secret()
+            .name("lackey/anthropic-api-key")
+            .secret_string("theirs")
+            .send()
+            .await
+            .unwrap();
+    });
+    let put = |s: &Stack| {
+        s.t.run_with_stdin(
+            &["secret", "put", "anthropic_api_key"],
+            Some(b"sk-ant-api03-CANARY-not-stored-0123456789\n"),
+        )
+    };
+    let untagged = put(&s);
+    untagged.assert_code(1);
+    assert_eq!(untagged.stdout, "");
+    snapshot_filters(&[])
+        .bind(|| insta::assert_snapshot!("secret_put_untagged_refused", untagged.stderr));
+    assert_eq!(value(&sm).as_deref(), Some("theirs"));
+    // Another stack's: the message names it.
+    block_on(async {
+        sm.tag_resource()
+            .secret_id("lackey/anthropic-api-key")
+            .tags(
+                aws_sdk_secretsmanager::types::Tag::builder()
+                    .key("lackey:stack")
+                    .value("team-b")
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    });
+    let other = put(&s);
+    other.assert_code(1);
+    snapshot_filters(&[])
+        .bind(|| insta::assert_snapshot!("secret_put_other_stack_refused", other.stderr));
+    assert_eq!(value(&sm).as_deref(), Some("theirs"));
+    assert!(!other.stderr.contains("CANARY") && !untagged.stderr.contains("CANARY"));
+}
+
+#[test]
 fn plan_json_is_exactly_the_spec_shape() {
     let Some(s) = Stack::new() else { return };
     let out = s.t.run(&["plan", "--json"]);
