@@ -1200,8 +1200,8 @@ fn down_refuses_while_another_party_runs_a_task_in_the_cluster() {
 
 // ------------------------------------------------------------------ interrupted bucket
 
-/// Kill -9 `up` at every one of its requests; the next `up` runs on another machine
-/// (a state directory of its own) or on the same one, alternately. It must converge
+/// Kill -9 `up` at every one of its requests, twice: the next `up` runs on another
+/// machine (a state directory of its own), then on the same one. It must converge
 /// (every resource present, one security group, one active task definition revision),
 /// with the bucket tagged and its creation marker gone, and `down --force` must then
 /// delete all twelve resources, keeping none.
@@ -1214,7 +1214,24 @@ fn up_killed_at_every_request_converges_from_any_machine() {
     let total = s.moto.requests().len();
     s.json(&["down", "--yes", "--force"]);
     let first_state = s.t.path().join("state-a");
-    for point in 0..total {
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&conf)
+            .force_path_style(true)
+            .build(),
+    );
+    // Kills that left the bucket made but untagged, per recovery machine.
+    let mut untagged_recovered = [0usize; 2];
+    for (point, other_machine) in (0..total)
+        .map(|p| (p, true))
+        .chain((0..total).map(|p| (p, false)))
+    {
+        // moto keeps a deleted bucket's tags for the next bucket of that name (AWS does
+        // not), so every attempt gets a bucket name of its own.
+        let bucket = format!(
+            "lackey-artifacts-123456789012-{point}-{}",
+            other_machine as u8
+        );
+        s.t.set("LACKEY_ARTIFACT_BUCKET", bucket.clone());
         s.t.set("XDG_STATE_HOME", first_state.display().to_string());
         s.moto.reset_requests();
         s.moto.hang_after(point);
@@ -1232,7 +1249,15 @@ fn up_killed_at_every_request_converges_from_any_machine() {
         child.kill().unwrap();
         let _ = child.wait();
         s.moto.release();
-        let other_machine = point % 2 == 0;
+        let untagged = block_on(async {
+            match s3.get_bucket_tagging().bucket(&bucket).send().await {
+                Ok(t) => t.tag_set().is_empty(),
+                Err(e) => e.into_service_error().meta().code() == Some("NoSuchTagSet"),
+            }
+        });
+        if untagged {
+            untagged_recovered[other_machine as usize] += 1;
+        }
         if other_machine {
             let dir = s.t.path().join(format!("state-b-{point}"));
             s.t.set("XDG_STATE_HOME", dir.display().to_string());
@@ -1252,7 +1277,7 @@ fn up_killed_at_every_request_converges_from_any_machine() {
             );
             let tags = s3
                 .get_bucket_tagging()
-                .bucket("lackey-artifacts-123456789012")
+                .bucket(&bucket)
                 .send()
                 .await
                 .unwrap();
@@ -1264,7 +1289,7 @@ fn up_killed_at_every_request_converges_from_any_machine() {
             );
             let own = s3
                 .get_bucket_ownership_controls()
-                .bucket("lackey-artifacts-123456789012")
+                .bucket(&bucket)
                 .send()
                 .await
                 .unwrap();
@@ -1301,13 +1326,17 @@ fn up_killed_at_every_request_converges_from_any_machine() {
         let down = s.t.run(&["down", "--yes", "--force", "--json"]);
         assert_eq!(down.code, 0, "{}", down.stderr);
         let v = down.json();
-        assert_eq!(
-            Stack::changed(&v),
-            with_action("delete"),
-            "down after a kill at {point} kept something"
+        let changed = Stack::changed(&v);
+        assert!(
+            changed.len() == 12 && changed.iter().all(|c| c.starts_with("delete ")),
+            "down after a kill at {point} kept something: {changed:?}"
         );
         assert_eq!(v["summary"]["delete"], 12);
     }
+    assert!(
+        untagged_recovered[0] > 0 && untagged_recovered[1] > 0,
+        "no kill left an untagged bucket for each kind of recovery: {untagged_recovered:?}"
+    );
 }
 
 /// A bucket someone made by hand under the stack's name is not mistaken for one an
