@@ -389,7 +389,7 @@ fn change_for<T>(
             let mut c = Change::new(kind, name, Action::Noop);
             match &s.owner {
                 // Proved ours without the tag (an interrupted create): the tag goes on.
-                Owner::Us if s.tags.get(TAG_STACK).is_none() => c.diff.push(FieldDiff::new(
+                Owner::Us if !s.tags.contains_key(TAG_STACK) => c.diff.push(FieldDiff::new(
                     "tags",
                     "(none)",
                     "lackey:stack, managed-by=lackey",
