@@ -145,6 +145,10 @@ pub struct InitArgs {
     /// Overwrite an existing lackey.toml
     #[arg(long)]
     pub force: bool,
+
+    /// Name of the stack; every resource name derives from it (default `lackey`)
+    #[arg(long, value_name = "NAME")]
+    pub stack: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -196,6 +200,14 @@ pub struct DoctorArgs {
     /// Also run the `cloud` phase: a stub run on Fargate
     #[arg(long)]
     pub e2e: bool,
+
+    /// The repository the `local/repo` check looks at [env: LACKEY_REPO]
+    #[arg(long, value_name = "PATH")]
+    pub repo: Option<String>,
+
+    /// The image the `local/image` check looks for [env: LACKEY_IMAGE]
+    #[arg(long, value_name = "TAG")]
+    pub image: Option<String>,
 }
 
 #[derive(Debug, Args, Clone)]

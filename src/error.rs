@@ -9,7 +9,9 @@
 //!   the chain itself and shows as the `hint:` line.
 //! * [`Interrupted`]: the user pressed Ctrl-C (exit 130).
 //!
-//! Anything else is unexpected and exits 2 (the exit codes: ARCHITECTURE.md).
+//! Anything else (an AWS, Docker or network error, a bug) is a failure too and exits 1.
+//! Exit 2 is never an error: it belongs to `plan --detailed-exitcode` alone, meaning
+//! changes are pending, so a script can tell an outage from a diff.
 
 use std::fmt;
 
@@ -86,17 +88,23 @@ where
     }
 }
 
-/// The exit code an error maps to: 130 interrupted, 1 a `Fail`, 2 anything else.
+/// Exit code of every failure, expected or not.
+pub const EXIT_FAILURE: u8 = 1;
+/// Exit code of `plan --detailed-exitcode` when changes are pending; never an error's.
+pub const EXIT_CHANGES_PENDING: u8 = 2;
+/// Exit code of an interrupted command (Ctrl-C, SIGTERM).
+pub const EXIT_INTERRUPTED: u8 = 130;
+
+/// The exit code an error maps to: 130 when the user interrupted, else 1.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
-    for cause in err.chain() {
-        if cause.downcast_ref::<Interrupted>().is_some() {
-            return 130;
-        }
-        if cause.downcast_ref::<Fail>().is_some() {
-            return 1;
-        }
+    if err
+        .chain()
+        .any(|cause| cause.downcast_ref::<Interrupted>().is_some())
+    {
+        EXIT_INTERRUPTED
+    } else {
+        EXIT_FAILURE
     }
-    2
 }
 
 /// The lines an error renders to: `error:` first, then `caused by:` for each further
@@ -151,7 +159,9 @@ mod tests {
                 ("hint", "check --endpoint-url".to_string()),
             ]
         );
-        assert_eq!(exit_code(&err), 2);
+        // An unexpected error is a failure like any other: never 2, which means
+        // "changes pending" to a script reading `plan --detailed-exitcode`.
+        assert_eq!(exit_code(&err), 1);
     }
 
     #[test]

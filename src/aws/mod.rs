@@ -92,7 +92,11 @@ impl Aws {
         }
         let sdk = loader.load().await;
         if sdk.region().is_none() {
-            return Err(crate::config::missing(&keys::AWS_REGION));
+            return Err(Fail::new(format!("missing {}", keys::AWS_REGION.how_to_set()))
+                .with_hint(
+                    "pass --region REGION; `lackey init --region REGION` writes it into lackey.toml",
+                )
+                .into());
         }
         Ok(Aws {
             sdk,

@@ -4,11 +4,19 @@ use std::time::Instant;
 
 use super::Ctx;
 use crate::cli::{DoctorArgs, Phase};
+use crate::config::keys;
 use crate::doctor::{self, Doctor, Status};
 use crate::output::Reporter;
 
 pub async fn run(ctx: &Ctx, args: DoctorArgs) -> anyhow::Result<u8> {
-    let settings = ctx.settings(&[])?;
+    let mut flags: Vec<(&'static crate::config::Key, String)> = Vec::new();
+    if let Some(repo) = &args.repo {
+        flags.push((&keys::RUN_REPO, repo.clone()));
+    }
+    if let Some(image) = &args.image {
+        flags.push((&keys::IMAGE_LOCAL, image.clone()));
+    }
+    let settings = ctx.settings(&flags)?;
     if args.phase.contains(&Phase::Cloud) && !args.e2e {
         return Err(crate::error::Fail::new(
             "the `cloud` phase launches a task on Fargate and runs only with --e2e",
@@ -26,13 +34,13 @@ pub async fn run(ctx: &Ctx, args: DoctorArgs) -> anyhow::Result<u8> {
     }
     let t0 = Instant::now();
     let aws = if phases.iter().any(|p| *p != Phase::Local) {
-        ctx.aws(&settings).await.ok()
+        ctx.aws(&settings).await
     } else {
-        None
+        Err(anyhow::anyhow!("the AWS phases were not asked for"))
     };
     let d = Doctor {
         settings,
-        aws: aws.as_ref(),
+        aws: &aws,
         reporter: &ctx.printer,
     };
     let spinner = ctx.printer.spinner("checking");
@@ -47,21 +55,26 @@ pub async fn run(ctx: &Ctx, args: DoctorArgs) -> anyhow::Result<u8> {
                 Status::Pass => "✓",
                 Status::Warn => "!",
                 Status::Fail => "✗",
+                Status::Skip => "-",
             };
             ctx.printer
                 .result(format!("{mark} {}/{} — {}", c.phase, c.name, c.detail));
-            if c.status != Status::Pass {
+            if matches!(c.status, Status::Warn | Status::Fail) {
                 if let Some(h) = &c.hint {
                     ctx.printer.result(format!("    hint: {h}"));
                 }
             }
         }
-        let warned = checks.iter().filter(|c| c.status == Status::Warn).count();
+        let count = |s: Status| checks.iter().filter(|c| c.status == s).count();
+        let (passed, warned, skipped) = (
+            count(Status::Pass),
+            count(Status::Warn),
+            count(Status::Skip),
+        );
         ctx.printer.line(format!(
-            "{} checks in {:.2}s: {} passed, {warned} warned, {failed} failed",
+            "{} checks in {:.2}s: {passed} passed, {warned} warned, {failed} failed, {skipped} skipped",
             checks.len(),
             t0.elapsed().as_secs_f64(),
-            checks.len() - warned - failed
         ));
     }
     if ctx.cancel.is_cancelled() {

@@ -162,7 +162,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             printer.error(&anyhow::anyhow!("cannot start the async runtime: {e}"));
-            return ExitCode::from(2);
+            return ExitCode::from(crate::error::EXIT_FAILURE);
         }
     };
     let cancel = CancellationToken::new();

@@ -115,7 +115,7 @@ pub async fn plan(ctx: &Ctx, args: PlanArgs) -> anyhow::Result<u8> {
         }
     }
     Ok(if args.detailed_exitcode && report.has_changes() {
-        2
+        crate::error::EXIT_CHANGES_PENDING
     } else {
         0
     })
@@ -216,8 +216,20 @@ pub async fn down(ctx: &Ctx, args: DownArgs) -> anyhow::Result<u8> {
                 t0.elapsed().as_secs_f64()
             ),
         );
-        ctx.printer
-            .result(format!("Deleted: {} resources", report.summary.delete));
+        // What was kept (unowned, or a non-empty bucket or repository without --force)
+        // is said beside the count, never in it.
+        let kept = report
+            .changes
+            .iter()
+            .filter(|c| {
+                c.action == Action::Unowned || (c.action == Action::Noop && !c.notes.is_empty())
+            })
+            .count();
+        let mut line = format!("Deleted: {} resources", report.summary.delete);
+        if kept > 0 {
+            line.push_str(&format!(", kept {kept} (see the warnings above)"));
+        }
+        ctx.printer.result(line);
     }
     Ok(0)
 }

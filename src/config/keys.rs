@@ -13,7 +13,9 @@ pub enum DefaultValue {
     None,
     /// A fixed value.
     Value(&'static str),
-    /// A template over other settings: `{aws.account_id}`, `{aws.region}`.
+    /// A template over other settings: `{aws.account_id}`, `{aws.region}`,
+    /// `{stack.name}` (every default resource name derives from the stack's name, so
+    /// two stacks in one account never share a resource).
     Template(&'static str),
 }
 
@@ -164,7 +166,7 @@ key!(
     env = ["LACKEY_ARTIFACT_BUCKET"],
     flag = None,
     toml = true,
-    default = Template("lackey-artifacts-{aws.account_id}"),
+    default = Template("{stack.name}-artifacts-{aws.account_id}"),
     secret = false,
     validate = Some(validate::bucket_name),
     doc = "S3 bucket for run artifacts"
@@ -175,7 +177,7 @@ key!(
     env = ["LACKEY_ECR_REPOSITORY"],
     flag = None,
     toml = true,
-    default = Value("lackey-minion"),
+    default = Template("{stack.name}-minion"),
     secret = false,
     validate = Some(validate::ecr_repository),
     doc = "ECR repository for the minion image"
@@ -197,7 +199,7 @@ key!(
     env = ["LACKEY_ECS_CLUSTER"],
     flag = None,
     toml = true,
-    default = Value("lackey"),
+    default = Template("{stack.name}"),
     secret = false,
     validate = Some(validate::ecs_name),
     doc = "ECS cluster"
@@ -208,7 +210,7 @@ key!(
     env = ["LACKEY_ECS_TASK_DEF"],
     flag = None,
     toml = true,
-    default = Value("lackey-minion"),
+    default = Template("{stack.name}-minion"),
     secret = false,
     validate = Some(validate::task_family),
     doc = "task definition family"
@@ -241,7 +243,7 @@ key!(
     env = ["LACKEY_LOG_GROUP"],
     flag = None,
     toml = true,
-    default = Value("/ecs/lackey-minion"),
+    default = Template("/ecs/{stack.name}-minion"),
     secret = false,
     validate = Some(validate::log_group),
     doc = "CloudWatch log group"
@@ -263,7 +265,7 @@ key!(
     env = [],
     flag = None,
     toml = true,
-    default = Value("lackey-ecs-execution"),
+    default = Template("{stack.name}-ecs-execution"),
     secret = false,
     validate = Some(validate::iam_role),
     doc = "task execution role"
@@ -274,7 +276,7 @@ key!(
     env = [],
     flag = None,
     toml = true,
-    default = Value("lackey-ecs-task"),
+    default = Template("{stack.name}-ecs-task"),
     secret = false,
     validate = Some(validate::iam_role),
     doc = "task role"
@@ -285,7 +287,7 @@ key!(
     env = [],
     flag = None,
     toml = true,
-    default = Value("lackey-ecs-tasks"),
+    default = Template("{stack.name}-ecs-tasks"),
     secret = false,
     validate = Some(validate::security_group_name),
     doc = "security group name"
@@ -329,7 +331,7 @@ key!(
     env = ["LACKEY_GITHUB_APP_PRIVATE_KEY_SECRET"],
     flag = None,
     toml = true,
-    default = Value("lackey/github-app-key"),
+    default = Template("{stack.name}/github-app-key"),
     secret = false,
     validate = Some(validate::secret_name),
     doc = "secret holding the GitHub App private key"
@@ -340,7 +342,7 @@ key!(
     env = ["LACKEY_ANTHROPIC_SECRET"],
     flag = None,
     toml = true,
-    default = Value("lackey/anthropic-api-key"),
+    default = Template("{stack.name}/anthropic-api-key"),
     secret = false,
     validate = Some(validate::secret_name),
     doc = "secret holding the Anthropic API key"

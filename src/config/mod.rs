@@ -459,17 +459,32 @@ pub fn missing(key: &Key) -> anyhow::Error {
 }
 
 fn invalid(key: &Key, r: &Resolved, rule: &str) -> anyhow::Error {
+    // A default derived from the stack's name breaks a rule only because of that name:
+    // say so, and name the key that takes an explicit value instead.
+    let derived = r.source == Source::Default && r.origin.contains("{stack.name}");
+    let from = if derived {
+        "the default for this stack name".to_string()
+    } else {
+        r.origin.clone()
+    };
+    let hint = if derived {
+        format!(
+            "set {} explicitly, or choose a [stack] name that gives valid names",
+            key.how_to_set()
+        )
+    } else {
+        format!("set a valid value with {}", key.how_to_set())
+    };
     Fail::new(format!(
-        "invalid {} `{}` (from {}): {rule}",
+        "invalid {} `{}` (from {from}): {rule}",
         key.name,
         if key.secret {
             mask(&r.value)
         } else {
             clip(&r.value)
         },
-        r.origin
     ))
-    .with_hint(format!("set a valid value with {}", key.how_to_set()))
+    .with_hint(hint)
     .into()
 }
 
@@ -558,6 +573,87 @@ mod tests {
             s.get(&keys::ECR_REGISTRY),
             Some("123456789012.dkr.ecr.us-east-1.amazonaws.com")
         );
+    }
+
+    #[test]
+    fn default_names_derive_from_the_stack_name() {
+        let names = |stack: Option<&str>| -> Vec<String> {
+            let e = match stack {
+                Some(s) => env(&[("LACKEY_STACK", s)], &[]),
+                None => env(&[], &[]),
+            };
+            let mut s = Settings::resolve(&[], &e, &ConfigFile::default()).unwrap();
+            s.set_discovered(&keys::AWS_ACCOUNT_ID, "123456789012", "STS");
+            [
+                &keys::BUCKET_NAME,
+                &keys::ECR_REPOSITORY,
+                &keys::ECS_CLUSTER,
+                &keys::ECS_TASK_FAMILY,
+                &keys::LOGS_GROUP,
+                &keys::IAM_EXECUTION_ROLE,
+                &keys::IAM_TASK_ROLE,
+                &keys::NETWORK_SECURITY_GROUP,
+                &keys::SECRETS_GITHUB_APP_KEY,
+                &keys::SECRETS_ANTHROPIC_API_KEY,
+            ]
+            .iter()
+            .map(|k| s.get(k).unwrap().to_string())
+            .collect()
+        };
+        // The stack `lackey` keeps the deployment guide's names exactly.
+        let guide = [
+            "lackey-artifacts-123456789012",
+            "lackey-minion",
+            "lackey",
+            "lackey-minion",
+            "/ecs/lackey-minion",
+            "lackey-ecs-execution",
+            "lackey-ecs-task",
+            "lackey-ecs-tasks",
+            "lackey/github-app-key",
+            "lackey/anthropic-api-key",
+        ];
+        assert_eq!(names(None), guide);
+        assert_eq!(names(Some("lackey")), guide);
+        assert_eq!(
+            names(Some("stackb")),
+            [
+                "stackb-artifacts-123456789012",
+                "stackb-minion",
+                "stackb",
+                "stackb-minion",
+                "/ecs/stackb-minion",
+                "stackb-ecs-execution",
+                "stackb-ecs-task",
+                "stackb-ecs-tasks",
+                "stackb/github-app-key",
+                "stackb/anthropic-api-key",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_derived_name_that_breaks_a_rule_names_the_key_to_set() {
+        let e = env(&[("LACKEY_STACK", "Team_B")], &[]);
+        let err = Settings::resolve(&[], &e, &ConfigFile::default()).unwrap_err();
+        let lines = crate::error::render(&err);
+        assert_eq!(
+            lines,
+            [
+                ("error", "invalid ecr.repository `Team_B-minion` (from the default for this stack name): ECR repository names may contain only lowercase letters, digits and `._-/` (found `T`)".to_string()),
+                ("hint", "set LACKEY_ECR_REPOSITORY (or [ecr] repository in lackey.toml) explicitly, or choose a [stack] name that gives valid names".to_string()),
+            ]
+        );
+        // With that name set explicitly, the stack name is fine for every other resource.
+        let e = env(
+            &[
+                ("LACKEY_STACK", "Team_B"),
+                ("LACKEY_ECR_REPOSITORY", "team-b"),
+            ],
+            &[],
+        );
+        let s = Settings::resolve(&[], &e, &ConfigFile::default()).unwrap();
+        assert_eq!(s.get(&keys::ECS_CLUSTER), Some("Team_B"));
     }
 
     #[test]

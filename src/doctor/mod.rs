@@ -23,6 +23,8 @@ pub enum Status {
     Pass,
     Warn,
     Fail,
+    /// Not checked: a prerequisite failed, or the check does not apply.
+    Skip,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -81,7 +83,40 @@ fn fail(
 }
 
 fn skipped(phase: &'static str, name: &'static str, because: &str) -> Check {
-    warn(phase, name, format!("skipped: {because} failed"), None)
+    Check {
+        phase,
+        name,
+        status: Status::Skip,
+        detail: format!("skipped: {because} failed"),
+        hint: None,
+    }
+}
+
+fn is_foreign(owner: &stack::Owner) -> bool {
+    matches!(
+        owner,
+        stack::Owner::OtherStack(_) | stack::Owner::OtherAccount
+    )
+}
+
+/// The failed check of a resource another owner holds: another stack's (or another
+/// account's) resource is never judged healthy for this one.
+fn foreign_check(
+    phase: &'static str,
+    name: &'static str,
+    kind: &str,
+    resource: &str,
+    owner: &stack::Owner,
+) -> Check {
+    fail(
+        phase,
+        name,
+        format!(
+            "{kind} `{resource}` belongs to {}, not to this stack",
+            stack::owner_label(owner)
+        ),
+        "give this stack names of its own (`lackey init --stack NAME` writes them), then `lackey up`",
+    )
 }
 
 /// One line of an error, without its hint, for a check's detail.
@@ -104,7 +139,8 @@ fn hint_of(e: &anyhow::Error) -> Option<String> {
 /// What the checks share.
 pub struct Doctor<'a> {
     pub settings: Settings,
-    pub aws: Option<&'a Aws>,
+    /// The AWS configuration, or why there is none.
+    pub aws: &'a anyhow::Result<Aws>,
     pub reporter: &'a dyn crate::output::Reporter,
 }
 
@@ -203,18 +239,26 @@ fn check_anthropic_key(settings: &Settings) -> Check {
             ),
             Some("check ANTHROPIC_API_KEY"),
         ),
-        None => fail(
+        // Runs with --stubs need no key, and nothing says every run will use them:
+        // missing is worth a warning, not a failure.
+        None => warn(
             "local",
             "anthropic-key",
-            "ANTHROPIC_API_KEY is not set",
-            "set ANTHROPIC_API_KEY in .env (or use --stubs for runs without the LLM)",
+            "ANTHROPIC_API_KEY is not set: only runs with --stubs work",
+            Some("set ANTHROPIC_API_KEY in .env for runs with the LLM (`lackey run --stubs` needs none)"),
         ),
     }
 }
 
 // ---------------------------------------------------------------- aws
 
-async fn check_bucket(aws: &Aws, bucket: &str) -> Check {
+async fn check_bucket(aws: &Aws, cx: &StackCtx<'_>) -> Check {
+    let bucket = cx.spec.bucket.as_str();
+    if let Ok(Some(seen)) = stack::bucket::observe(cx).await {
+        if is_foreign(&seen.owner) {
+            return foreign_check("aws", "bucket", "S3 bucket", bucket, &seen.owner);
+        }
+    }
     let s3 = aws.s3();
     let key = format!("lackey-doctor/probe-{}.txt", crate::summary::new_run_id());
     let body = format!("lackey doctor probe {key}");
@@ -358,6 +402,14 @@ async fn check_secrets(aws: &Aws, cx: &StackCtx<'_>) -> Check {
                 fixes.push("lackey up".to_string());
                 continue;
             }
+            Ok(Some(s)) if is_foreign(&s.owner) => {
+                problems.push(format!(
+                    "`{name}` belongs to {}, not to this stack",
+                    stack::owner_label(&s.owner)
+                ));
+                fixes.push(format!("lackey init --stack {} --force", spec.stack));
+                continue;
+            }
             Ok(Some(s)) if s.state.scheduled_for_deletion => {
                 problems.push(format!("`{name}` is scheduled for deletion"));
                 fixes.push("lackey up".to_string());
@@ -490,6 +542,13 @@ async fn check_github(aws: &Aws, settings: &Settings) -> Check {
 
 async fn check_cluster(cx: &StackCtx<'_>) -> Check {
     match stack::cluster::observe(cx).await {
+        Ok(Some(s)) if is_foreign(&s.owner) => foreign_check(
+            "infra",
+            "cluster",
+            "ECS cluster",
+            &cx.spec.cluster,
+            &s.owner,
+        ),
         Ok(Some(_)) => pass(
             "infra",
             "cluster",
@@ -515,6 +574,13 @@ async fn check_cluster(cx: &StackCtx<'_>) -> Check {
 
 async fn check_log_group(cx: &StackCtx<'_>) -> Check {
     match stack::log_group::observe(cx).await {
+        Ok(Some(s)) if is_foreign(&s.owner) => foreign_check(
+            "infra",
+            "log-group",
+            "log group",
+            &cx.spec.log_group,
+            &s.owner,
+        ),
         Ok(Some(s)) => pass(
             "infra",
             "log-group",
@@ -560,6 +626,13 @@ async fn check_roles(cx: &StackCtx<'_>) -> Check {
         ),
     ] {
         match stack::roles::observe(cx, role).await {
+            Ok(Some(seen)) if is_foreign(&seen.owner) => {
+                problems.push(format!(
+                    "role `{role}` belongs to {}, not to this stack",
+                    stack::owner_label(&seen.owner)
+                ));
+                continue;
+            }
             Ok(Some(seen)) => {
                 for d in stack::roles::diff(&seen.state, &managed) {
                     problems.push(format!("`{role}`: {} differs", d.field));
@@ -620,6 +693,10 @@ async fn check_network(aws: &Aws, settings: &Settings, cx: &StackCtx<'_>) -> Che
         let Some(sg) = sg.security_groups().first() else {
             return Ok(fail("infra", "network", format!("security group `{sg_id}` does not exist"), "run `lackey up`"));
         };
+        let sg_owner = stack::Seen::new(&cx.spec.stack, stack::tag_map(sg.tags().iter().map(|t| (t.key().map(str::to_string), t.value().map(str::to_string)))), ()).owner;
+        if is_foreign(&sg_owner) {
+            return Ok(foreign_check("infra", "network", "security group", sg_id, &sg_owner));
+        }
         let vpc = sg.vpc_id().unwrap_or_default().to_string();
         let subs = ec2.describe_subnets().set_subnet_ids(Some(subnets.clone())).send().await.aws("failed to describe the subnets")?;
         let other: Vec<String> = subs.subnets().iter().filter(|s| s.vpc_id() != Some(vpc.as_str())).filter_map(|s| s.subnet_id().map(str::to_string)).collect();
@@ -730,6 +807,13 @@ async fn check_task_definition(cx: &StackCtx<'_>) -> Check {
     }
     let want = stack::task_definition::desired(spec, &arns);
     match stack::task_definition::observe(cx).await {
+        Ok(Some(have)) if is_foreign(&have.owner) => foreign_check(
+            "infra",
+            "task-definition",
+            "task definition",
+            &spec.task_family,
+            &have.owner,
+        ),
         Ok(Some(have)) => {
             let d = stack::task_definition::diff(&want, &have.state);
             let revision = have.state.arn.rsplit(':').next().unwrap_or("?").to_string();
@@ -799,14 +883,17 @@ pub async fn run(
     if !needs_aws {
         return checks;
     }
-    let Some(aws) = doctor.aws else {
-        checks.push(fail(
-            "aws",
-            "credentials",
-            "no AWS configuration",
-            "set AWS_REGION and credentials",
-        ));
-        return checks;
+    let aws = match doctor.aws {
+        Ok(aws) => aws,
+        Err(e) => {
+            checks.push(fail(
+                "aws",
+                "credentials",
+                one_line(e),
+                hint_of(e).unwrap_or_else(|| "set AWS_REGION and credentials".into()),
+            ));
+            return checks;
+        }
     };
     let account = aws.account_id().await;
     let mut settings = settings.clone();
@@ -881,11 +968,10 @@ pub async fn run(
         sg_delete_timeout: Duration::from_secs(0),
         iam_propagation_timeout: Duration::from_secs(0),
     };
-    let bucket = spec.bucket.clone();
     let (bucket_c, ecr_c, secrets_c, github_c, cluster_c, logs_c, roles_c, net_c, td_c) = tokio::join!(
         async {
             if want(Phase::Aws) {
-                Some(check_bucket(aws, &bucket).await)
+                Some(check_bucket(aws, &cx).await)
             } else {
                 None
             }

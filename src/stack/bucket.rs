@@ -1,20 +1,85 @@
-//! The artifact bucket. Owned when tagged, or when the journal shows
-//! this stack created it and was stopped before tagging it.
+//! The artifact bucket.
+//!
+//! S3's CreateBucket does not tag the bucket on every S3 implementation, so a create
+//! interrupted before PutBucketTagging leaves a bucket without lackey's tags. To let the
+//! next `up`, on any machine, tell that bucket from one someone else made, lackey
+//! creates its bucket with a marker: object ownership `BucketOwnerPreferred` (a setting
+//! CreateBucket applies atomically; AWS's default is `BucketOwnerEnforced`). The create
+//! sequence is CreateBucket (marked) → PutBucketTagging → PutBucketOwnershipControls
+//! back to `BucketOwnerEnforced`. A bucket is this stack's when it carries the stack's
+//! tag, or when it is untagged, in this account, empty, and still marked: only an
+//! interrupted create leaves that state, and `up` then finishes the sequence. The local
+//! journal of creation intents is a second proof on the machine that started it.
+//! docs/interrupted-bucket.md explains the choice.
 
 use aws_sdk_s3::types::{
-    BucketLocationConstraint, CreateBucketConfiguration, Delete, ObjectIdentifier, Tag, Tagging,
+    BucketLocationConstraint, CreateBucketConfiguration, Delete, ObjectIdentifier, ObjectOwnership,
+    OwnershipControls, OwnershipControlsRule, Tag, Tagging,
 };
 
-use super::{Change, Deletion, Owner, Seen, StackCtx, TAG_STACK};
+use super::{Change, Deletion, FieldDiff, Owner, Seen, StackCtx, TAG_STACK};
 use crate::aws::{error_code, AwsResultExt};
 use crate::error::Fail;
 
+/// The object-ownership rule lackey's create sequence leaves while it runs.
+pub const CREATION_MARKER: &str = "BucketOwnerPreferred";
+/// The rule of a finished bucket: ACLs disabled, the bucket owner owns every object.
+pub const FINISHED_OWNERSHIP: &str = "BucketOwnerEnforced";
+
 #[derive(Clone, Debug)]
-pub struct Have;
+pub struct Have {
+    /// Whether the bucket still carries the creation marker.
+    pub marked: bool,
+}
+
+/// The bucket's object-ownership rule; `None` when it has no ownership controls.
+async fn ownership(cx: &StackCtx<'_>) -> anyhow::Result<Option<String>> {
+    let name = &cx.spec.bucket;
+    match cx
+        .aws
+        .s3()
+        .get_bucket_ownership_controls()
+        .bucket(name)
+        .expected_bucket_owner(&cx.spec.account)
+        .send()
+        .await
+    {
+        Ok(out) => Ok(out
+            .ownership_controls()
+            .and_then(|c| c.rules().first())
+            .map(|r| r.object_ownership().as_str().to_string())),
+        Err(e) if error_code(&e) == Some("OwnershipControlsNotFoundError") => Ok(None),
+        Err(e) => Err(e).aws(format!(
+            "failed to read the object ownership of S3 bucket `{name}`"
+        )),
+    }
+}
+
+async fn is_empty(cx: &StackCtx<'_>) -> anyhow::Result<bool> {
+    let name = &cx.spec.bucket;
+    let first = cx
+        .aws
+        .s3()
+        .list_object_versions()
+        .bucket(name)
+        .expected_bucket_owner(&cx.spec.account)
+        .max_keys(1)
+        .send()
+        .await
+        .aws(format!("failed to list S3 bucket `{name}`"))?;
+    Ok(first.versions().is_empty() && first.delete_markers().is_empty())
+}
 
 pub async fn observe(cx: &StackCtx<'_>) -> anyhow::Result<Option<Seen<Have>>> {
     let name = &cx.spec.bucket;
-    let r = cx.aws.s3().get_bucket_tagging().bucket(name).send().await;
+    let r = cx
+        .aws
+        .s3()
+        .get_bucket_tagging()
+        .bucket(name)
+        .expected_bucket_owner(&cx.spec.account)
+        .send()
+        .await;
     let tags = match r {
         Ok(out) => super::tag_map(
             out.tag_set()
@@ -28,27 +93,53 @@ pub async fn observe(cx: &StackCtx<'_>) -> anyhow::Result<Option<Seen<Have>>> {
             Some("AccessDenied")
             | Some("PermanentRedirect")
             | Some("AuthorizationHeaderMalformed") => {
-                let mut s = Seen::new(&cx.spec.stack, Default::default(), Have);
-                s.owner = Owner::OtherStack("another AWS account".into());
+                let mut s = Seen::new(&cx.spec.stack, Default::default(), Have { marked: false });
+                s.owner = Owner::OtherAccount;
                 return Ok(Some(s));
             }
             _ => return Err(e).aws(format!("failed to read the tags of S3 bucket `{name}`")),
         },
     };
-    let mut seen = Seen::new(&cx.spec.stack, tags, Have);
-    if seen.owner == Owner::Nobody && cx.journal.intended("s3_bucket", name) {
-        // Created by this stack, interrupted before the tags went on.
+    let marked = match tags.get(TAG_STACK) {
+        // Another stack's bucket: its settings are none of this stack's business.
+        Some(s) if *s != cx.spec.stack => false,
+        _ => ownership(cx).await?.as_deref() == Some(CREATION_MARKER),
+    };
+    let mut seen = Seen::new(&cx.spec.stack, tags, Have { marked });
+    if seen.owner == Owner::Nobody
+        && (cx.journal.intended("s3_bucket", name) || (marked && is_empty(cx).await?))
+    {
+        // Created by this stack, interrupted before the tags went on: the plan shows
+        // the tags to add, and `up` adds them.
         seen.owner = Owner::Us;
-        seen.tags.insert(TAG_STACK.into(), String::new());
     }
     Ok(Some(seen))
+}
+
+/// What differs on an owned bucket: a creation marker left by an interrupted `up`.
+pub fn diff(have: &Have) -> Vec<FieldDiff> {
+    if have.marked {
+        vec![FieldDiff::new(
+            "object_ownership",
+            CREATION_MARKER,
+            FINISHED_OWNERSHIP,
+        )]
+    } else {
+        vec![]
+    }
 }
 
 async fn put_tags(cx: &StackCtx<'_>) -> anyhow::Result<()> {
     let name = &cx.spec.bucket;
     let s3 = cx.aws.s3();
     // Keep tags someone else put on it; ours win.
-    let mut tags = match s3.get_bucket_tagging().bucket(name).send().await {
+    let mut tags = match s3
+        .get_bucket_tagging()
+        .bucket(name)
+        .expected_bucket_owner(&cx.spec.account)
+        .send()
+        .await
+    {
         Ok(out) => out.tag_set().to_vec(),
         Err(_) => vec![],
     };
@@ -58,6 +149,7 @@ async fn put_tags(cx: &StackCtx<'_>) -> anyhow::Result<()> {
     }
     s3.put_bucket_tagging()
         .bucket(name)
+        .expected_bucket_owner(&cx.spec.account)
         .tagging(Tagging::builder().set_tag_set(Some(tags)).build()?)
         .send()
         .await
@@ -65,11 +157,42 @@ async fn put_tags(cx: &StackCtx<'_>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Remove the creation marker: the last step of the create sequence.
+async fn finish_ownership(cx: &StackCtx<'_>) -> anyhow::Result<()> {
+    let name = &cx.spec.bucket;
+    cx.aws
+        .s3()
+        .put_bucket_ownership_controls()
+        .bucket(name)
+        .expected_bucket_owner(&cx.spec.account)
+        .ownership_controls(
+            OwnershipControls::builder()
+                .rules(
+                    OwnershipControlsRule::builder()
+                        .object_ownership(ObjectOwnership::from(FINISHED_OWNERSHIP))
+                        .build()?,
+                )
+                .build()?,
+        )
+        .send()
+        .await
+        .aws(format!(
+            "failed to set the object ownership of S3 bucket `{name}`"
+        ))?;
+    Ok(())
+}
+
 pub async fn apply(cx: &StackCtx<'_>, c: &Change) -> anyhow::Result<()> {
     let name = &cx.spec.bucket;
-    if c.action == super::Action::Create {
+    let creating = c.action == super::Action::Create;
+    if creating {
         cx.journal.intend("s3_bucket", name)?;
-        let mut req = cx.aws.s3().create_bucket().bucket(name);
+        let mut req = cx
+            .aws
+            .s3()
+            .create_bucket()
+            .bucket(name)
+            .object_ownership(ObjectOwnership::from(CREATION_MARKER));
         if cx.spec.region != "us-east-1" {
             req = req.create_bucket_configuration(
                 CreateBucketConfiguration::builder()
@@ -90,7 +213,12 @@ pub async fn apply(cx: &StackCtx<'_>, c: &Change) -> anyhow::Result<()> {
             }
         }
     }
-    put_tags(cx).await?;
+    if creating || c.diff.iter().any(|d| d.field == "tags") {
+        put_tags(cx).await?;
+    }
+    if creating || c.diff.iter().any(|d| d.field == "object_ownership") {
+        finish_ownership(cx).await?;
+    }
     cx.journal.done("s3_bucket", name)?;
     Ok(())
 }

@@ -6,6 +6,7 @@ use aws_sdk_ecs::types::{ClusterField, DesiredStatus, Tag};
 
 use super::{Action, Change, Deletion, Seen, StackCtx};
 use crate::aws::{error_code, AwsResultExt};
+use crate::error::Fail;
 use crate::output::Tone;
 
 #[derive(Clone, Debug)]
@@ -77,22 +78,84 @@ pub async fn apply(cx: &StackCtx<'_>, c: &Change) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Every task running in the cluster, split into this stack's own and the others'.
+/// A task is the stack's when this stack started it (`startedBy`) or tagged it.
+async fn running_tasks(cx: &StackCtx<'_>) -> anyhow::Result<(Vec<String>, Vec<String>)> {
+    let ecs = cx.aws.ecs();
+    let cluster = &cx.spec.cluster;
+    let mut arns: Vec<String> = Vec::new();
+    let mut next: Option<String> = None;
+    loop {
+        let out = ecs
+            .list_tasks()
+            .cluster(cluster)
+            .desired_status(DesiredStatus::Running)
+            .set_next_token(next.take())
+            .send()
+            .await
+            .aws(format!(
+                "failed to list the tasks of ECS cluster `{cluster}`"
+            ))?;
+        arns.extend(out.task_arns().iter().cloned());
+        match out.next_token() {
+            Some(t) if !t.is_empty() => next = Some(t.to_string()),
+            _ => break,
+        }
+    }
+    let (mut ours, mut others) = (Vec::new(), Vec::new());
+    // DescribeTasks takes at most 100 tasks per call.
+    for chunk in arns.chunks(100) {
+        let d = ecs
+            .describe_tasks()
+            .cluster(cluster)
+            .set_tasks(Some(chunk.to_vec()))
+            .include(aws_sdk_ecs::types::TaskField::Tags)
+            .send()
+            .await
+            .aws(format!(
+                "failed to describe the tasks of ECS cluster `{cluster}`"
+            ))?;
+        for t in d.tasks() {
+            let arn = t.task_arn().unwrap_or_default().to_string();
+            let started_by_us = t.started_by() == Some(cx.spec.started_by().as_str());
+            let tagged_ours = t.tags().iter().any(|tag| {
+                tag.key() == Some(super::TAG_STACK) && tag.value() == Some(cx.spec.stack.as_str())
+            });
+            if started_by_us || tagged_ours {
+                ours.push(arn);
+            } else {
+                others.push(arn);
+            }
+        }
+    }
+    Ok((ours, others))
+}
+
 /// Stop every task this stack started and wait until they are STOPPED, so their
-/// network interfaces leave the security group.
+/// network interfaces leave the security group. Tasks someone else runs in the
+/// cluster are not lackey's to stop, and AWS refuses to delete a cluster that still
+/// runs tasks: then nothing is stopped and `down` is refused, naming them.
 pub async fn stop_stack_tasks(cx: &StackCtx<'_>) -> anyhow::Result<()> {
     let ecs = cx.aws.ecs();
     let cluster = &cx.spec.cluster;
-    let out = ecs
-        .list_tasks()
-        .cluster(cluster)
-        .started_by(cx.spec.started_by())
-        .desired_status(DesiredStatus::Running)
-        .send()
-        .await
-        .aws(format!(
-            "failed to list the tasks of ECS cluster `{cluster}`"
-        ))?;
-    let arns: Vec<String> = out.task_arns().to_vec();
+    let (arns, others) = running_tasks(cx).await?;
+    if !others.is_empty() {
+        let ids: Vec<&str> = others
+            .iter()
+            .map(|a| a.rsplit('/').next().unwrap_or(a))
+            .collect();
+        return Err(Fail::new(format!(
+            "ECS cluster `{cluster}` runs {} task(s) that stack `{}` did not start: {}; nothing deleted",
+            others.len(),
+            cx.spec.stack,
+            ids.join(", ")
+        ))
+        .with_hint(format!(
+            "wait for them to finish, or stop them yourself (`aws ecs stop-task --cluster {cluster} --task {}`), then run `lackey down` again",
+            ids[0]
+        ))
+        .into());
+    }
     if arns.is_empty() {
         return Ok(());
     }

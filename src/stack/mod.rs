@@ -175,6 +175,8 @@ pub enum Owner {
     Us,
     /// Another lackey stack's.
     OtherStack(String),
+    /// Another AWS account's (an S3 bucket name is global).
+    OtherAccount,
     /// No lackey tag at all.
     Nobody,
 }
@@ -386,11 +388,19 @@ fn change_for<T>(
         Some(s) => {
             let mut c = Change::new(kind, name, Action::Noop);
             match &s.owner {
+                // Proved ours without the tag (an interrupted create): the tag goes on.
+                Owner::Us if !s.tags.contains_key(TAG_STACK) => c.diff.push(FieldDiff::new(
+                    "tags",
+                    "(none)",
+                    "lackey:stack, managed-by=lackey",
+                )),
                 Owner::Us => {}
-                Owner::OtherStack(other) if !adopt => {
+                // Never taken over, not even with --adopt: `refuse_foreign` stops
+                // plan, up and down before they get here.
+                Owner::OtherStack(_) | Owner::OtherAccount => {
                     c.action = Action::Unowned;
                     c.notes
-                        .push(format!("belongs to lackey stack `{other}`; left alone"));
+                        .push(format!("belongs to {}; left alone", owner_label(&s.owner)));
                     return c;
                 }
                 Owner::Nobody if !adopt => {
@@ -416,6 +426,92 @@ fn change_for<T>(
     }
 }
 
+/// Who holds a resource, in words.
+pub fn owner_label(owner: &Owner) -> String {
+    match owner {
+        Owner::Us => "this stack".into(),
+        Owner::OtherStack(s) => format!("lackey stack `{s}`"),
+        Owner::OtherAccount => "another AWS account".into(),
+        Owner::Nobody => "nobody (no lackey tags)".into(),
+    }
+}
+
+/// Every observed resource with its kind, name and owner.
+fn owners<'o>(spec: &'o StackSpec, obs: &'o Observed) -> Vec<(Kind, &'o str, &'o Owner)> {
+    let mut all: Vec<(Kind, &str, Option<&Owner>)> = vec![
+        (
+            Kind::S3Bucket,
+            spec.bucket.as_str(),
+            obs.bucket.as_ref().map(|s| &s.owner),
+        ),
+        (
+            Kind::EcrRepository,
+            spec.ecr_repository.as_str(),
+            obs.ecr.as_ref().map(|s| &s.owner),
+        ),
+        (
+            Kind::EcsCluster,
+            spec.cluster.as_str(),
+            obs.cluster.as_ref().map(|s| &s.owner),
+        ),
+        (
+            Kind::LogGroup,
+            spec.log_group.as_str(),
+            obs.log_group.as_ref().map(|s| &s.owner),
+        ),
+        (
+            Kind::IamRole,
+            spec.execution_role.as_str(),
+            obs.execution_role.as_ref().map(|s| &s.owner),
+        ),
+        (
+            Kind::IamRole,
+            spec.task_role.as_str(),
+            obs.task_role.as_ref().map(|s| &s.owner),
+        ),
+        (
+            Kind::SecurityGroup,
+            spec.security_group.as_str(),
+            obs.security_group.as_ref().map(|s| &s.owner),
+        ),
+    ];
+    for ((_, name), seen) in spec.secrets.iter().zip(&obs.secrets) {
+        all.push((Kind::Secret, name.as_str(), seen.as_ref().map(|s| &s.owner)));
+    }
+    all.push((
+        Kind::TaskDefinition,
+        spec.task_family.as_str(),
+        obs.task_definition.as_ref().map(|s| &s.owner),
+    ));
+    all.into_iter()
+        .filter_map(|(k, n, o)| o.map(|o| (k, n, o)))
+        .collect()
+}
+
+/// Refuse to plan, apply or delete a stack whose names another owner holds: two stacks
+/// must never share a resource, and reporting one as "up to date" would hide that.
+pub fn refuse_foreign(spec: &StackSpec, obs: &Observed) -> anyhow::Result<()> {
+    let foreign: Vec<String> = owners(spec, obs)
+        .into_iter()
+        .filter(|(_, _, o)| matches!(o, Owner::OtherStack(_) | Owner::OtherAccount))
+        .map(|(k, n, o)| format!("{} `{n}` belongs to {}", k.as_str(), owner_label(o)))
+        .collect();
+    if foreign.is_empty() {
+        return Ok(());
+    }
+    Err(crate::error::Fail::new(format!(
+        "stack `{}` uses {} resource name(s) held by another owner: {}",
+        spec.stack,
+        foreign.len(),
+        foreign.join("; ")
+    ))
+    .with_hint(format!(
+        "give stack `{}` names of its own: remove the explicit names from lackey.toml so they derive from [stack] name (`lackey init --stack {} --force` writes them); if you meant the owner's stack, set its [stack] name instead",
+        spec.stack, spec.stack
+    ))
+    .into())
+}
+
 /// The plan: a pure function of the spec and the observation.
 pub fn plan(spec: &StackSpec, obs: &Observed, adopt: bool) -> Vec<Change> {
     let mut changes = vec![
@@ -423,7 +519,7 @@ pub fn plan(spec: &StackSpec, obs: &Observed, adopt: bool) -> Vec<Change> {
             Kind::S3Bucket,
             &spec.bucket,
             obs.bucket.as_ref(),
-            |_| vec![],
+            bucket::diff,
             adopt,
         ),
         change_for(
@@ -548,6 +644,7 @@ fn secret_arns(spec: &StackSpec, obs: &Observed) -> BTreeMap<&'static str, Strin
 /// `lackey plan`.
 pub async fn plan_stack(cx: &StackCtx<'_>, adopt: bool) -> anyhow::Result<Report> {
     let obs = observe(cx).await?;
+    refuse_foreign(&cx.spec, &obs)?;
     Ok(Report::new(&cx.spec.stack, plan(&cx.spec, &obs, adopt)))
 }
 
@@ -601,7 +698,19 @@ where
 /// `lackey up`: apply the plan, independent resources concurrently, dependencies first.
 pub async fn up(cx: &StackCtx<'_>, adopt: bool) -> anyhow::Result<Report> {
     let obs = observe(cx).await?;
+    refuse_foreign(&cx.spec, &obs)?;
     let changes = plan(&cx.spec, &obs, adopt);
+    if changes.iter().all(|c| c.action == Action::Unowned) {
+        // A stack made by hand (or by another tool) under these names: doing nothing
+        // and calling it success would leave the user believing lackey manages it.
+        return Err(crate::error::Fail::new(format!(
+            "every resource of stack `{}` already exists without lackey's tags ({} resources); nothing changed",
+            cx.spec.stack,
+            changes.len()
+        ))
+        .with_hint("if it is your stack, `lackey up --adopt` tags every resource and manages it from now on")
+        .into());
+    }
     let find = |kind: Kind, name: &str| {
         changes
             .iter()
@@ -788,8 +897,9 @@ pub enum Deletion {
 fn not_owned(owner: &Owner) -> Option<Deletion> {
     match owner {
         Owner::Us => None,
-        Owner::OtherStack(s) => Some(Deletion::NotOwned(format!(
-            "belongs to lackey stack `{s}`; kept"
+        Owner::OtherStack(_) | Owner::OtherAccount => Some(Deletion::NotOwned(format!(
+            "belongs to {}; kept",
+            owner_label(owner)
         ))),
         Owner::Nobody => Some(Deletion::NotOwned("has no lackey tags; kept".into())),
     }
@@ -798,6 +908,7 @@ fn not_owned(owner: &Owner) -> Option<Deletion> {
 /// `lackey down`: delete what this stack owns, in reverse dependency order.
 pub async fn down(cx: &StackCtx<'_>, force: bool) -> anyhow::Result<Report> {
     let obs = observe(cx).await?;
+    refuse_foreign(&cx.spec, &obs)?;
     let spec = &cx.spec;
     let spinner = cx
         .reporter

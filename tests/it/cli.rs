@@ -278,7 +278,9 @@ fn config_discover_fills_account_subnets_and_region_from_moto() {
 }
 
 #[test]
-fn aws_unreachable_names_the_endpoint_problem() {
+fn init_works_before_credentials_exist() {
+    // AWS unreachable (or no credentials): the file is written without the account id,
+    // and init says why.
     let t = TestEnv::new();
     let out = t.run(&[
         "init",
@@ -287,24 +289,76 @@ fn aws_unreachable_names_the_endpoint_problem() {
         "--endpoint-url",
         "http://127.0.0.1:9",
     ]);
-    out.assert_code(2);
+    out.assert_success();
+    assert_eq!(
+        out.stdout,
+        "Wrote lackey.toml (region us-east-1, no account id)\n"
+    );
     assert!(
         out.stderr.starts_with(
-            "error: failed to read the caller identity from STS\ncaused by: could not reach AWS"
+            "warning: the account id is not in the file: failed to read the caller identity from STS: could not reach AWS"
         ),
         "{}",
         out.stderr
     );
+    let written = t.read("lackey.toml");
+    assert!(written.contains("region = \"us-east-1\""), "{written}");
     assert!(
-        out.stderr
-            .contains("hint: check the network, the region, and --endpoint-url"),
-        "{}",
-        out.stderr
+        written.contains("# account_id = \"<account id>\""),
+        "{written}"
     );
-    assert!(
-        !t.work().join("lackey.toml").exists(),
-        "init left a file behind"
+    let out = t.run(&["config", "--json"]);
+    out.assert_success();
+    assert_eq!(out.json()["settings"]["aws.region"]["source"], "toml");
+}
+
+#[test]
+fn missing_region_hint_points_at_the_region_flag() {
+    let mut t = TestEnv::new();
+    t.write("../home/.aws/config", "[default]\n");
+    t.unset("AWS_REGION");
+    let out = t.run(&["plan"]);
+    out.assert_code(1);
+    snapshot_filters(&[]).bind(|| insta::assert_snapshot!("missing_region", out.stderr));
+    let out = t.run(&["init"]);
+    out.assert_code(1);
+    snapshot_filters(&[]).bind(|| insta::assert_snapshot!("missing_region", out.stderr));
+}
+
+#[test]
+fn init_stack_writes_the_names_derived_from_the_stack() {
+    let Some(moto) = Moto::start() else { return };
+    let mut t = TestEnv::new();
+    t.with_moto(&moto);
+    let out = t.run(&["init", "--stack", "stackb"]);
+    out.assert_success();
+    assert_eq!(
+        out.stdout,
+        "Wrote lackey.toml (stack `stackb`, account 123456789012, region us-east-1)\n"
     );
+    let out = t.run(&["config", "--json"]);
+    out.assert_success();
+    let v = out.json();
+    for (key, want) in [
+        ("stack.name", "stackb"),
+        ("bucket.name", "stackb-artifacts-123456789012"),
+        ("ecr.repository", "stackb-minion"),
+        ("ecs.cluster", "stackb"),
+        ("ecs.task_family", "stackb-minion"),
+        ("logs.group", "/ecs/stackb-minion"),
+        ("iam.execution_role", "stackb-ecs-execution"),
+        ("iam.task_role", "stackb-ecs-task"),
+        ("network.security_group", "stackb-ecs-tasks"),
+        ("secrets.github_app_key", "stackb/github-app-key"),
+        ("secrets.anthropic_api_key", "stackb/anthropic-api-key"),
+    ] {
+        assert_eq!(v["settings"][key]["value"], want, "{key}");
+        assert_eq!(v["settings"][key]["source"], "toml", "{key}");
+    }
+    // A stack name whose derived names break AWS's rules: refused, naming the key.
+    let out = t.run(&["init", "--force", "--stack", "Team_B"]);
+    out.assert_code(1);
+    snapshot_filters(&[]).bind(|| insta::assert_snapshot!("init_stack_invalid_name", out.stderr));
 }
 
 /// The stderr of several invocations, one block each, for one snapshot.

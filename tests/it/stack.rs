@@ -785,66 +785,6 @@ fn plan_json_is_exactly_the_spec_shape() {
     });
 }
 
-/// Kill -9 `up` at ten points (after n AWS requests), then `up` again: every resource
-/// present, one security group, one active task definition revision.
-#[test]
-fn up_killed_at_ten_points_converges() {
-    let Some(s) = Stack::new() else { return };
-    let conf = s.moto.sdk_config();
-    for point in [1usize, 3, 5, 8, 11, 14, 17, 20, 24, 28] {
-        s.moto.hang_after(point);
-        let mut child =
-            s.t.command(&["up", "-q"])
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .unwrap();
-        // Wait until the request after `point` is being held.
-        let start = Instant::now();
-        while s.moto.requests().len() < point && start.elapsed() < Duration::from_secs(30) {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        std::thread::sleep(Duration::from_millis(150));
-        child.kill().unwrap();
-        let _ = child.wait();
-        s.moto.release();
-        s.moto.reset_requests();
-        let up = s.t.run(&["up", "--json"]);
-        assert_eq!(
-            up.code, 0,
-            "up after a kill at request {point} failed:\n{}",
-            up.stderr
-        );
-        s.converged();
-        block_on(async {
-            let ec2 = aws_sdk_ec2::Client::new(&conf);
-            let sgs = crate::support::moto::lackey_security_groups(&ec2).await;
-            assert_eq!(
-                sgs.len(),
-                1,
-                "duplicate security groups after a kill at {point}"
-            );
-            let ecs = aws_sdk_ecs::Client::new(&conf);
-            let tds = ecs
-                .list_task_definitions()
-                .family_prefix("lackey-minion")
-                .status(aws_sdk_ecs::types::TaskDefinitionStatus::Active)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(
-                tds.task_definition_arns().len(),
-                1,
-                "task definition revisions after a kill at {point}: {:?}",
-                tds.task_definition_arns()
-            );
-        });
-        let down = s.t.run(&["down", "--yes", "--force", "-q"]);
-        assert_eq!(down.code, 0, "{}", down.stderr);
-        s.moto.reset_requests();
-    }
-}
-
 #[test]
 fn down_killed_midway_converges() {
     let Some(s) = Stack::new() else { return };
@@ -922,4 +862,567 @@ fn down_retries_a_security_group_still_in_use() {
         .collect();
     assert_eq!(tries, ["\"injected\"", "\"injected\"", "200"]);
     assert_eq!(down["summary"]["delete"], 12);
+}
+
+// ------------------------------------------------------------------ exit codes
+
+/// 0 success, 1 every failure (bad input, AWS unreachable, no credentials, the AWS
+/// endpoint dying mid-`up`), 2 only for `plan --detailed-exitcode` with changes
+/// pending, 130 interrupted: a CI script can tell an outage from a diff.
+#[test]
+fn exit_codes_tell_an_outage_from_a_diff() {
+    let Some(s) = Stack::new() else { return };
+    // Changes pending, then none.
+    s.t.run(&["plan", "--detailed-exitcode"]).assert_code(2);
+    s.t.run(&["plan"]).assert_code(0);
+    s.json(&["up"]);
+    s.t.run(&["plan", "--detailed-exitcode"]).assert_code(0);
+
+    // AWS unreachable.
+    let mut t = TestEnv::new();
+    t.set("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .set("AWS_REGION", "us-east-1")
+        .set("AWS_MAX_ATTEMPTS", "1");
+    t.write(
+        "lackey.toml",
+        "[aws]\nregion = \"us-east-1\"\naccount_id = \"123456789012\"\n",
+    );
+    let out = t.run(&["plan", "--detailed-exitcode"]);
+    out.assert_code(1);
+    assert!(out.stderr.starts_with("error: "), "{}", out.stderr);
+
+    // No credentials anywhere.
+    let mut t = TestEnv::new();
+    t.set("AWS_ENDPOINT_URL", s.moto.url())
+        .set("AWS_REGION", "us-east-1")
+        .set("AWS_MAX_ATTEMPTS", "1")
+        .set("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credentials");
+    let out = t.run(&["plan", "--detailed-exitcode"]);
+    out.assert_code(1);
+    assert!(out.stderr.starts_with("error: "), "{}", out.stderr);
+
+    // Interrupted (Ctrl-C) while a request is held.
+    s.json(&["down", "--yes", "--force"]);
+    s.moto.reset_requests();
+    s.moto.hang_after(3);
+    let child =
+        s.t.command(&["up"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+    let start = Instant::now();
+    while s.moto.requests().len() < 3 && start.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(150));
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = crate::support::wait_with_timeout(child, Duration::from_secs(60));
+    s.moto.release();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The AWS endpoint dies in the middle of `up`: a failure (1), never 2.
+#[test]
+fn moto_killed_mid_up_exits_one() {
+    let Some(moto) = Moto::start() else { return };
+    let mut t = TestEnv::new();
+    t.with_moto(&moto).set("AWS_MAX_ATTEMPTS", "2");
+    t.write(
+        "lackey.toml",
+        "[aws]\nregion = \"us-east-1\"\naccount_id = \"123456789012\"\n",
+    );
+    moto.hang_after(8);
+    let child = t
+        .command(&["up"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while moto.requests().len() < 8 && start.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(150));
+    drop(moto);
+    let out = crate::support::wait_with_timeout(child, Duration::from_secs(120));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("could not reach AWS"), "{stderr}");
+}
+
+// ------------------------------------------------------------------ two stacks
+
+/// Every default name derives from the stack's name, so a second stack in the account
+/// builds its own resources; a stack whose names another stack holds is refused, naming
+/// the owner, in plan, up and down, and doctor does not call them healthy.
+#[test]
+fn two_stacks_in_one_account_never_share_a_resource() {
+    let Some(mut s) = Stack::new() else { return };
+    s.json(&["up"]);
+    s.t.set("LACKEY_STACK", "stackb");
+    let plan = s.json(&["plan"]);
+    let names: Vec<String> = ALL
+        .iter()
+        // The inline policies' names are per role, so they need no stack prefix.
+        .map(|r| {
+            format!("create {}", r.replace("lackey", "stackb"))
+                .replace("stackb-secrets", "lackey-secrets")
+                .replace("stackb-s3-artifacts", "lackey-s3-artifacts")
+        })
+        .collect();
+    assert_eq!(Stack::actions(&plan), names);
+    let up = s.t.run(&["up", "--json"]);
+    up.assert_success();
+    s.converged();
+    s.t.unset("LACKEY_STACK");
+    s.converged();
+
+    // stackb pointed at stack `lackey`'s names (as a lackey.toml from before names
+    // derived from the stack would): refused, naming the owner.
+    let mut b = TestEnv::new();
+    b.with_moto(&s.moto).set("AWS_MAX_ATTEMPTS", "10");
+    b.write(
+        "lackey.toml",
+        "[aws]\nregion = \"us-east-1\"\naccount_id = \"123456789012\"\n[stack]\nname = \"stackb\"\n[ecs]\ncluster = \"lackey\"\n[logs]\ngroup = \"/ecs/lackey-minion\"\n",
+    );
+    s.moto.reset_requests();
+    for cmd in [
+        &["plan", "--detailed-exitcode"][..],
+        &["up"][..],
+        &["up", "--adopt"][..],
+        &["down", "--yes", "--force"][..],
+    ] {
+        let out = b.run(cmd);
+        out.assert_code(1);
+        assert_eq!(out.stdout, "", "lackey {cmd:?}");
+        snapshot_filters(&[]).bind(|| {
+            insta::assert_snapshot!("another_stacks_resources", out.stderr);
+        });
+    }
+    assert_eq!(s.mutating_requests(), Vec::<String>::new());
+    // doctor does not judge stack `lackey`'s cluster and log group healthy for stackb.
+    let out = b.run(&["doctor", "--phase", "infra", "--json"]);
+    out.assert_code(1);
+    let checks = out.json()["checks"].as_array().unwrap().clone();
+    let detail = |name: &str| -> (String, String) {
+        let c = checks.iter().find(|c| c["name"] == name).unwrap();
+        (
+            c["status"].as_str().unwrap().to_string(),
+            c["detail"].as_str().unwrap().to_string(),
+        )
+    };
+    assert_eq!(
+        detail("cluster"),
+        (
+            "fail".to_string(),
+            "ECS cluster `lackey` belongs to lackey stack `lackey`, not to this stack".to_string()
+        )
+    );
+    assert_eq!(
+        detail("log-group"),
+        (
+            "fail".to_string(),
+            "log group `/ecs/lackey-minion` belongs to lackey stack `lackey`, not to this stack"
+                .to_string()
+        )
+    );
+    // Both stacks are intact.
+    s.converged();
+    b.write(
+        "lackey.toml",
+        "[aws]\nregion = \"us-east-1\"\naccount_id = \"123456789012\"\n[stack]\nname = \"stackb\"\n",
+    );
+    let out = b.run(&["plan", "--detailed-exitcode"]);
+    out.assert_code(0);
+
+    // Deleting stackb leaves stack `lackey` whole.
+    let out = b.run(&["down", "--yes", "--force", "--json"]);
+    out.assert_success();
+    assert_eq!(out.json()["summary"]["delete"], 12);
+    s.converged();
+}
+
+/// Remove lackey's tags from every resource of stack `lackey`, as if it had been made
+/// by hand following the deployment guide.
+fn strip_tags(moto: &Moto) {
+    let conf = moto.sdk_config();
+    block_on(async {
+        let keys = ["lackey:stack", "managed-by"];
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&conf)
+                .force_path_style(true)
+                .build(),
+        );
+        s3.delete_bucket_tagging()
+            .bucket("lackey-artifacts-123456789012")
+            .send()
+            .await
+            .unwrap();
+        let arn = |svc: &str, what: &str| format!("arn:aws:{svc}:us-east-1:123456789012:{what}");
+        aws_sdk_ecr::Client::new(&conf)
+            .untag_resource()
+            .resource_arn(arn("ecr", "repository/lackey-minion"))
+            .set_tag_keys(Some(keys.map(String::from).to_vec()))
+            .send()
+            .await
+            .unwrap();
+        let ecs = aws_sdk_ecs::Client::new(&conf);
+        let td = ecs
+            .describe_task_definition()
+            .task_definition("lackey-minion")
+            .send()
+            .await
+            .unwrap();
+        for a in [
+            arn("ecs", "cluster/lackey"),
+            td.task_definition()
+                .unwrap()
+                .task_definition_arn()
+                .unwrap()
+                .to_string(),
+        ] {
+            ecs.untag_resource()
+                .resource_arn(a)
+                .set_tag_keys(Some(keys.map(String::from).to_vec()))
+                .send()
+                .await
+                .unwrap();
+        }
+        #[allow(deprecated)]
+        aws_sdk_cloudwatchlogs::Client::new(&conf)
+            .untag_log_group()
+            .log_group_name("/ecs/lackey-minion")
+            .set_tags(Some(keys.map(String::from).to_vec()))
+            .send()
+            .await
+            .unwrap();
+        let iam = aws_sdk_iam::Client::new(&conf);
+        for role in ["lackey-ecs-execution", "lackey-ecs-task"] {
+            iam.untag_role()
+                .role_name(role)
+                .set_tag_keys(Some(keys.map(String::from).to_vec()))
+                .send()
+                .await
+                .unwrap();
+        }
+        let ec2 = aws_sdk_ec2::Client::new(&conf);
+        let sg = crate::support::moto::lackey_security_groups(&ec2).await[0]
+            .group_id()
+            .unwrap()
+            .to_string();
+        ec2.delete_tags()
+            .resources(sg)
+            .set_tags(Some(
+                keys.iter()
+                    .map(|k| aws_sdk_ec2::types::Tag::builder().key(*k).build())
+                    .collect(),
+            ))
+            .send()
+            .await
+            .unwrap();
+        let sm = aws_sdk_secretsmanager::Client::new(&conf);
+        for name in ["lackey/github-app-key", "lackey/anthropic-api-key"] {
+            sm.untag_resource()
+                .secret_id(name)
+                .set_tag_keys(Some(keys.map(String::from).to_vec()))
+                .send()
+                .await
+                .unwrap();
+        }
+    });
+}
+
+/// A stack made by hand (every resource there, none tagged): `up` says so and exits 1
+/// without touching anything; `up --adopt` takes it over.
+#[test]
+fn up_on_a_stack_where_every_resource_is_unowned_says_so() {
+    let Some(s) = Stack::new() else { return };
+    s.json(&["up"]);
+    strip_tags(&s.moto);
+    let plan = s.json(&["plan"]);
+    assert!(
+        Stack::actions(&plan)
+            .iter()
+            .all(|a| a.starts_with("unowned ")),
+        "{:?}",
+        Stack::actions(&plan)
+    );
+    s.moto.reset_requests();
+    let up = s.t.run(&["up"]);
+    up.assert_code(1);
+    snapshot_filters(&[]).bind(|| insta::assert_snapshot!("up_every_resource_unowned", up.stderr));
+    assert_eq!(s.mutating_requests(), Vec::<String>::new());
+    let adopt = s.t.run(&["up", "--adopt", "--json"]);
+    adopt.assert_success();
+    s.converged();
+}
+
+// ------------------------------------------------------------------ tasks of others
+
+fn run_task(moto: &Moto, started_by: &str) -> String {
+    let conf = moto.sdk_config();
+    block_on(async {
+        let ecs = aws_sdk_ecs::Client::new(&conf);
+        let ec2 = aws_sdk_ec2::Client::new(&conf);
+        let subnet = ec2.describe_subnets().send().await.unwrap().subnets()[0]
+            .subnet_id()
+            .unwrap()
+            .to_string();
+        let sg = crate::support::moto::lackey_security_groups(&ec2).await[0]
+            .group_id()
+            .unwrap()
+            .to_string();
+        let out = ecs
+            .run_task()
+            .cluster("lackey")
+            .task_definition("lackey-minion")
+            .launch_type(aws_sdk_ecs::types::LaunchType::Fargate)
+            .started_by(started_by)
+            .network_configuration(
+                aws_sdk_ecs::types::NetworkConfiguration::builder()
+                    .awsvpc_configuration(
+                        aws_sdk_ecs::types::AwsVpcConfiguration::builder()
+                            .subnets(&subnet)
+                            .security_groups(&sg)
+                            .build()
+                            .unwrap(),
+                    )
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        out.tasks()[0].task_arn().unwrap().to_string()
+    })
+}
+
+/// `down` while someone else runs a task in the cluster: it refuses, naming the task,
+/// and changes nothing; the stack's own tasks are stopped when only they run.
+#[test]
+fn down_refuses_while_another_party_runs_a_task_in_the_cluster() {
+    let Some(s) = Stack::new() else { return };
+    s.json(&["up"]);
+    let theirs = run_task(&s.moto, "someone-else");
+    let ours = run_task(&s.moto, "lackey:lackey");
+    s.moto.reset_requests();
+    let down = s.t.run(&["down", "--yes", "--force"]);
+    down.assert_code(1);
+    let id = theirs.rsplit('/').next().unwrap();
+    snapshot_filters(&[(id, "[TASK_ID]")])
+        .bind(|| insta::assert_snapshot!("down_refuses_foreign_tasks", down.stderr));
+    assert_eq!(s.mutating_requests(), Vec::<String>::new());
+    s.converged();
+
+    let conf = s.moto.sdk_config();
+    block_on(async {
+        aws_sdk_ecs::Client::new(&conf)
+            .stop_task()
+            .cluster("lackey")
+            .task(&theirs)
+            .send()
+            .await
+            .unwrap();
+    });
+    s.moto.reset_requests();
+    let down = s.t.run(&["down", "--yes", "--force", "--json"]);
+    down.assert_success();
+    assert_eq!(down.json()["summary"]["delete"], 12);
+    let stopped: Vec<String> = s
+        .moto
+        .requests()
+        .into_iter()
+        .filter(|r| r.action == "StopTask")
+        .map(|r| r.status.to_string())
+        .collect();
+    assert_eq!(stopped, ["200"], "only the stack's own task is stopped");
+    block_on(async {
+        let t = aws_sdk_ecs::Client::new(&conf)
+            .describe_tasks()
+            .cluster("lackey")
+            .tasks(&ours)
+            .send()
+            .await
+            .unwrap();
+        let status = t
+            .tasks()
+            .first()
+            .and_then(|t| t.desired_status().map(str::to_string));
+        assert_eq!(status.as_deref(), Some("STOPPED"));
+    });
+}
+
+// ------------------------------------------------------------------ interrupted bucket
+
+/// Kill -9 `up` at every one of its requests, twice: the next `up` runs on another
+/// machine (a state directory of its own), then on the same one. It must converge
+/// (every resource present, one security group, one active task definition revision),
+/// with the bucket tagged and its creation marker gone, and `down --force` must then
+/// delete all twelve resources, keeping none.
+#[test]
+fn up_killed_at_every_request_converges_from_any_machine() {
+    let Some(mut s) = Stack::new() else { return };
+    let conf = s.moto.sdk_config();
+    s.moto.reset_requests();
+    s.json(&["up"]);
+    let total = s.moto.requests().len();
+    s.json(&["down", "--yes", "--force"]);
+    let first_state = s.t.path().join("state-a");
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&conf)
+            .force_path_style(true)
+            .build(),
+    );
+    // Kills that left the bucket made but untagged, per recovery machine.
+    let mut untagged_recovered = [0usize; 2];
+    for (point, other_machine) in (0..total)
+        .map(|p| (p, true))
+        .chain((0..total).map(|p| (p, false)))
+    {
+        // moto keeps a deleted bucket's tags for the next bucket of that name (AWS does
+        // not), so every attempt gets a bucket name of its own.
+        let bucket = format!(
+            "lackey-artifacts-123456789012-{point}-{}",
+            other_machine as u8
+        );
+        s.t.set("LACKEY_ARTIFACT_BUCKET", bucket.clone());
+        s.t.set("XDG_STATE_HOME", first_state.display().to_string());
+        s.moto.reset_requests();
+        s.moto.hang_after(point);
+        let mut child =
+            s.t.command(&["up", "-q"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+        let start = Instant::now();
+        while s.moto.requests().len() < point && start.elapsed() < Duration::from_secs(30) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        child.kill().unwrap();
+        let _ = child.wait();
+        s.moto.release();
+        let untagged = block_on(async {
+            match s3.get_bucket_tagging().bucket(&bucket).send().await {
+                Ok(t) => t.tag_set().is_empty(),
+                Err(e) => e.into_service_error().meta().code() == Some("NoSuchTagSet"),
+            }
+        });
+        if untagged {
+            untagged_recovered[other_machine as usize] += 1;
+        }
+        if other_machine {
+            let dir = s.t.path().join(format!("state-b-{point}"));
+            s.t.set("XDG_STATE_HOME", dir.display().to_string());
+        }
+        let up = s.t.run(&["up", "--json"]);
+        assert_eq!(
+            up.code, 0,
+            "up after a kill at request {point} (other machine: {other_machine}) failed:\n{}",
+            up.stderr
+        );
+        s.converged();
+        block_on(async {
+            let s3 = aws_sdk_s3::Client::from_conf(
+                aws_sdk_s3::config::Builder::from(&conf)
+                    .force_path_style(true)
+                    .build(),
+            );
+            let tags = s3
+                .get_bucket_tagging()
+                .bucket(&bucket)
+                .send()
+                .await
+                .unwrap();
+            assert!(
+                tags.tag_set()
+                    .iter()
+                    .any(|t| t.key() == "lackey:stack" && t.value() == "lackey"),
+                "bucket untagged after a kill at {point}"
+            );
+            let own = s3
+                .get_bucket_ownership_controls()
+                .bucket(&bucket)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                own.ownership_controls().unwrap().rules()[0]
+                    .object_ownership()
+                    .as_str(),
+                "BucketOwnerEnforced",
+                "creation marker left after a kill at {point}"
+            );
+        });
+        block_on(async {
+            let ec2 = aws_sdk_ec2::Client::new(&conf);
+            let sgs = crate::support::moto::lackey_security_groups(&ec2).await;
+            assert_eq!(
+                sgs.len(),
+                1,
+                "duplicate security groups after a kill at {point}"
+            );
+            let tds = aws_sdk_ecs::Client::new(&conf)
+                .list_task_definitions()
+                .family_prefix("lackey-minion")
+                .status(aws_sdk_ecs::types::TaskDefinitionStatus::Active)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                tds.task_definition_arns().len(),
+                1,
+                "task definition revisions after a kill at {point}: {:?}",
+                tds.task_definition_arns()
+            );
+        });
+        let down = s.t.run(&["down", "--yes", "--force", "--json"]);
+        assert_eq!(down.code, 0, "{}", down.stderr);
+        let v = down.json();
+        let changed = Stack::changed(&v);
+        assert!(
+            changed.len() == 12 && changed.iter().all(|c| c.starts_with("delete ")),
+            "down after a kill at {point} kept something: {changed:?}"
+        );
+        assert_eq!(v["summary"]["delete"], 12);
+    }
+    assert!(
+        untagged_recovered[0] > 0 && untagged_recovered[1] > 0,
+        "no kill left an untagged bucket for each kind of recovery: {untagged_recovered:?}"
+    );
+}
+
+/// A bucket someone made by hand under the stack's name is not mistaken for one an
+/// interrupted `up` left: without lackey's creation marker it stays unowned.
+#[test]
+fn a_hand_made_empty_bucket_is_not_taken_for_an_interrupted_one() {
+    let Some(s) = Stack::new() else { return };
+    let conf = s.moto.sdk_config();
+    block_on(async {
+        aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&conf)
+                .force_path_style(true)
+                .build(),
+        )
+        .create_bucket()
+        .bucket("lackey-artifacts-123456789012")
+        .send()
+        .await
+        .unwrap();
+    });
+    let plan = s.json(&["plan"]);
+    assert_eq!(plan["changes"][0]["action"], "unowned");
+    let down = s.t.run(&["down", "--yes", "--force"]);
+    down.assert_success();
+    assert!(
+        down.stdout.contains("Deleted: 0 resources, kept 1"),
+        "{}",
+        down.stdout
+    );
 }
