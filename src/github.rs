@@ -410,10 +410,14 @@ pub fn pr_body(b: &PrBody) -> String {
             region,
         } => {
             let prefix = format!("{}/", prefix.trim_end_matches('/'));
-            let q = |s: &str| {
-                percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC)
-                    .to_string()
-            };
+            // Encode what a query value cannot hold; keep `-`, `_`, `.`, `~` and `/`.
+            const QUERY: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+                .remove(b'-')
+                .remove(b'_')
+                .remove(b'.')
+                .remove(b'~')
+                .remove(b'/');
+            let q = |s: &str| percent_encoding::utf8_percent_encode(s, QUERY).to_string();
             out.push_str(&format!(
                 "[Open in the S3 console](https://s3.console.aws.amazon.com/s3/buckets/{bucket}?region={}&prefix={}) · `s3://{bucket}/{prefix}`\n",
                 q(region),

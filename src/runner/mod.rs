@@ -101,6 +101,10 @@ impl RunSpec {
                 .with_hint("set ANTHROPIC_API_KEY in the environment or .env, or pass --stubs for a run without the LLM")
                 .into());
         }
+        let blueprint = settings
+            .get(&keys::RUN_BLUEPRINT)
+            .map(|b| blueprint_in_repo(b, repo.as_deref()))
+            .transpose()?;
         Ok(RunSpec {
             branch: template.replace("{run_id}", &run_id),
             run_id,
@@ -111,10 +115,7 @@ impl RunSpec {
             timeout: Duration::from_secs(settings.number(&keys::RUN_TIMEOUT)?),
             stubs,
             model: settings.require(&keys::RUN_MODEL)?.to_string(),
-            blueprint: settings
-                .get(&keys::RUN_BLUEPRINT)
-                .map(|b| blueprint_in_repo(b, repo.as_deref()))
-                .transpose()?,
+            blueprint,
             lint: settings.get(&keys::RUN_LINT).map(str::to_string),
             test: settings.get(&keys::RUN_TEST).map(str::to_string),
             pr: settings.flag(&keys::RUN_PR),
