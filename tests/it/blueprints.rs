@@ -410,7 +410,9 @@ fn a_secret_looking_name_to_pass_through_is_refused_before_anything_runs() {
     let out = t.run(&["run", "add a test", "--stubs"]);
     assert_eq!(out.code, 1, "{}", out.stderr);
     snapshot_filters(&[]).bind(|| insta::assert_snapshot!("pass_env_secret_refused", out.stderr));
-    // The model in the original's form is accepted; another provider is not.
+    // Without it the list is accepted. The model in the original's form is accepted;
+    // another provider is not.
+    t.write("lackey.toml", "[run]\nenv = [\"STAGE\"]\n");
     t.set("LACKEY_MODEL", "openai:gpt-4o");
     let out = t.run(&["config", "--json"]);
     assert_eq!(out.code, 1);
