@@ -743,15 +743,14 @@ impl StepParser<'_> {
             }
             kept.insert(field.clone(), v.clone());
         }
-        let rs: RawStep =
-            serde_path_to_error::deserialize(Value::Object(kept)).map_err(|e| {
-                let path = e.path().to_string();
-                if path.is_empty() || path == "." {
-                    self.bad(format!("{at}: {}", e.inner()))
-                } else {
-                    self.bad(format!("{at}: field `{path}`: {}", e.inner()))
-                }
-            })?;
+        let rs: RawStep = serde_path_to_error::deserialize(Value::Object(kept)).map_err(|e| {
+            let path = e.path().to_string();
+            if path.is_empty() || path == "." {
+                self.bad(format!("{at}: {}", e.inner()))
+            } else {
+                self.bad(format!("{at}: field `{path}`: {}", e.inner()))
+            }
+        })?;
         let at = format!("step {index} (`{}`)", rs.name);
         if rs.name.trim().is_empty()
             || !rs
@@ -849,7 +848,11 @@ impl StepParser<'_> {
                     ));
                     input_from = None;
                 }
-                if let Some(s) = rs.on_scope_disagreement.as_deref().filter(|s| !s.is_empty()) {
+                if let Some(s) = rs
+                    .on_scope_disagreement
+                    .as_deref()
+                    .filter(|s| !s.is_empty())
+                {
                     if agent != AgentKind::Executor {
                         self.warnings.push(format!(
                             "{at}: field `on_scope_disagreement` (`{s}`) applies only to the executor; ignored"
@@ -890,13 +893,23 @@ impl StepParser<'_> {
             StepType::Command => self.command(at, rs)?,
             StepType::GitCommit => Action::GitCommit {
                 message: rs.message.unwrap_or_else(|| {
-                    if v2 { "{task_summary}" } else { "lackey: {task}" }.into()
+                    if v2 {
+                        "{task_summary}"
+                    } else {
+                        "lackey: {task}"
+                    }
+                    .into()
                 }),
             },
             StepType::GitPush => Action::GitPush,
             StepType::GitPr => Action::GitPr {
                 title: rs.title.unwrap_or_else(|| {
-                    if v2 { "{task_summary}" } else { "lackey: {task}" }.into()
+                    if v2 {
+                        "{task_summary}"
+                    } else {
+                        "lackey: {task}"
+                    }
+                    .into()
                 }),
                 body: rs.body,
                 draft: rs.draft.unwrap_or(false),
@@ -1107,8 +1120,7 @@ pub fn secret_looking(name: &str) -> bool {
         "COOKIE",
     ];
     let words = ["AUTH", "PASS", "PWD", "SESSION", "CERT"];
-    anywhere.iter().any(|w| upper.contains(w))
-        || upper.split('_').any(|part| words.contains(&part))
+    anywhere.iter().any(|w| upper.contains(w)) || upper.split('_').any(|part| words.contains(&part))
 }
 
 /// Check a list of variable names to pass through to runs (`[run] env`,

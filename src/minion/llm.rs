@@ -40,7 +40,9 @@ pub fn model_id(model: &str) -> Result<String, String> {
         }
     };
     if id.is_empty() || id.chars().any(|c| c.is_whitespace()) {
-        return Err(format!("`{model}` is not a model id (e.g. claude-sonnet-4-5)"));
+        return Err(format!(
+            "`{model}` is not a model id (e.g. claude-sonnet-4-5)"
+        ));
     }
     Ok(id.to_string())
 }
@@ -504,7 +506,9 @@ mod tests {
             model_id("anthropic:claude-haiku-4-5").unwrap(),
             "claude-haiku-4-5"
         );
-        assert!(model_id("openai:gpt-4o").unwrap_err().contains("provider `openai`"));
+        assert!(model_id("openai:gpt-4o")
+            .unwrap_err()
+            .contains("provider `openai`"));
         assert!(model_id("anthropic:").is_err());
     }
     use reqwest::header::{HeaderMap, HeaderValue};

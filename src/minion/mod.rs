@@ -336,17 +336,10 @@ impl Facts for Run {
     fn env(&self, name: &str) -> bool {
         match name {
             // "This run can push": the host decides; else the credentials the minion holds.
-            "GITHUB_TOKEN" => self
-                .input
-                .can_push
-                .unwrap_or(self.github_token.is_some()),
+            "GITHUB_TOKEN" => self.input.can_push.unwrap_or(self.github_token.is_some()),
             "ANTHROPIC_API_KEY" => self.input.api_key.is_some(),
             // Only what the user passed through: never the minion's own environment.
-            _ => self
-                .input
-                .pass_env
-                .get(name)
-                .is_some_and(|v| !v.is_empty()),
+            _ => self.input.pass_env.get(name).is_some_and(|v| !v.is_empty()),
         }
     }
     fn config(&self, name: &str) -> bool {
@@ -790,7 +783,10 @@ impl Run {
                     {
                         return Err(Stop::End(
                             Outcome::Error,
-                            format!("step `{name}`: no branch `{b}` to check out: {}", e.stderr.trim()),
+                            format!(
+                                "step `{name}`: no branch `{b}` to check out: {}",
+                                e.stderr.trim()
+                            ),
                         ));
                     }
                 }
@@ -828,10 +824,14 @@ impl Run {
                             return Err(Stop::End(*o, format!("step `{name}` failed")))
                         }
                         OnFailure::SetOutcome(o) => {
-                            self.log(&format!("step `{name}` failed: the run's outcome is now {o}"));
+                            self.log(&format!(
+                                "step `{name}` failed: the run's outcome is now {o}"
+                            ));
                             self.set_outcome = Some((
                                 *o,
-                                format!("step `{name}` failed (its on_failure sets the outcome `{o}`)"),
+                                format!(
+                                    "step `{name}` failed (its on_failure sets the outcome `{o}`)"
+                                ),
                             ));
                         }
                     }
@@ -1333,7 +1333,10 @@ impl Run {
                 "The output of step `{s}`, which failed:\n{}",
                 clip(&output, 12_000, "only the head and tail are shown").0
             ),
-            None => "No step's output was given to you: run the project's checks to find the failure.".into(),
+            None => {
+                "No step's output was given to you: run the project's checks to find the failure."
+                    .into()
+            }
         };
         let first = format!(
             "Task:\n{}\n\n{what}\n\nThe diff so far:\n{}",
@@ -1343,7 +1346,16 @@ impl Run {
         let scope = self.write_scope();
         let limits = Limits::for_agent(AgentKind::Fixer).with_max_turns(max_turns);
         let llm = self.llm.as_ref().expect("llm exists without stubs");
-        let r = agents::run_agent(llm, self.ws(), AgentKind::Fixer, name, &first, &scope, limits).await;
+        let r = agents::run_agent(
+            llm,
+            self.ws(),
+            AgentKind::Fixer,
+            name,
+            &first,
+            &scope,
+            limits,
+        )
+        .await;
         let detail = match r.end {
             AgentEnd::Failed(e) => return Err(self.agent_stop(name, e)),
             AgentEnd::Done(Terminal::Finish(s)) => format!("finished in {} turns: {s}", r.turns),

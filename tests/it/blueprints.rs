@@ -58,10 +58,7 @@ exit 1
 fn python_repo(blueprint: &str) -> (MinionRun, String) {
     let m = MinionRun::with_repo(&[
         ("calc.py", "def add(a, b):\n    return a - b\n"),
-        (
-            "test_calc.sh",
-            "grep -q 'return a + b' calc.py\n",
-        ),
+        ("test_calc.sh", "grep -q 'return a + b' calc.py\n"),
         (
             &format!(".lackey/blueprints/{blueprint}.yaml"),
             &example(blueprint),
@@ -174,7 +171,11 @@ fn execute_and_test_a_lint_failure_repaired_by_the_fixer_is_a_success() {
         ]
     );
     assert_eq!(commands_of(&d, 5).last().unwrap().1, 0);
-    assert_eq!(d.artifact("lint_report.json").trim(), "[]", "re_lint's report replaced lint's");
+    assert_eq!(
+        d.artifact("lint_report.json").trim(),
+        "[]",
+        "re_lint's report replaced lint's"
+    );
     assert!(d.artifact("test_output.txt").contains("1 passed"));
     // The fixer was shown the lint step's output (its commands' and its check's).
     let fixer_first = llm.received()[3].body["messages"][0]["content"][0]["text"]
@@ -249,14 +250,22 @@ fn python_implement_a_test_failure_not_repaired_still_commits_and_pushes() {
     );
     assert_eq!(indexes(&d.summary), [1, 2, 3, 4, 7, 8, 9, 10, 11, 12]);
     let err = d.summary["error"].as_str().unwrap();
-    assert!(err.contains("re_test") && err.contains("test_failure"), "{err}");
+    assert!(
+        err.contains("re_test") && err.contains("test_failure"),
+        "{err}"
+    );
     // pytest's output went to its artifact; the fixer saw the test step's output.
-    assert!(d.artifact("test_output.txt").contains("FAILED test_calc.py::test_add"));
+    assert!(d
+        .artifact("test_output.txt")
+        .contains("FAILED test_calc.py::test_add"));
     let fixer_first = llm.received()[4].body["messages"][0]["content"][0]["text"]
         .as_str()
         .unwrap()
         .to_string();
-    assert!(fixer_first.contains("FAILED test_calc.py::test_add"), "{fixer_first}");
+    assert!(
+        fixer_first.contains("FAILED test_calc.py::test_add"),
+        "{fixer_first}"
+    );
     // The work was committed and pushed for a human to look at.
     let branch = branch_of(&d);
     let pushed = repo::git(&src, &["log", "-1", "--format=%s", &branch]);
@@ -358,13 +367,21 @@ fn the_pull_request_body() {
         detail: detail.into(),
         output: output.map(str::to_string),
     };
-    let long: String = (1..=40).map(|i| format!("tests/test_{i}.py .\n")).collect::<String>()
+    let long: String = (1..=40)
+        .map(|i| format!("tests/test_{i}.py .\n"))
+        .collect::<String>()
         + "============ 40 passed in 0.30s ============\n";
     let body = PrBody {
         outcome: lackey::summary::Outcome::TestFailure,
         run_id: "20261124-143015-7f3a".into(),
         steps: vec![
-            step(1, "create_branch", true, "created `lackey/20261124-143015-7f3a/fix-add`", None),
+            step(
+                1,
+                "create_branch",
+                true,
+                "created `lackey/20261124-143015-7f3a/fix-add`",
+                None,
+            ),
             step(3, "implement", true, "finished in 4 turns: add adds", None),
             step(
                 4,
@@ -373,8 +390,20 @@ fn the_pull_request_body() {
                 "`ruff check --output-format=json .` exited with 1",
                 Some("$ ruff check --fix .\ncalc.py:1:1: F401 [*] `os` imported but unused\n"),
             ),
-            step(7, "test", true, "1 command(s) ran; `pytest -x` exited with 0", Some(&long)),
-            step(9, "re_test", false, "`pytest` exited with 1", Some("has ``` fences\n")),
+            step(
+                7,
+                "test",
+                true,
+                "1 command(s) ran; `pytest -x` exited with 0",
+                Some(&long),
+            ),
+            step(
+                9,
+                "re_test",
+                false,
+                "`pytest` exited with 1",
+                Some("has ``` fences\n"),
+            ),
         ],
         diff_stats: " calc.py | 2 +-\n 1 file changed, 1 insertion(+), 1 deletion(-)\n".into(),
         artifacts: ArtifactsAt::S3 {
@@ -398,15 +427,28 @@ fn the_pull_request_body() {
 fn cloud_status_lines_start_with_the_run_task_answer() {
     // RunTask answers PROVISIONING; the first poll already sees PENDING.
     let mut lines = lackey::runner::ecs::StatusLines::new("0123456789abcdef");
-    let seen = ["PROVISIONING", "PENDING", "PENDING", "", "RUNNING", "RUNNING", "DEPROVISIONING", "STOPPED"];
+    let seen = [
+        "PROVISIONING",
+        "PENDING",
+        "PENDING",
+        "",
+        "RUNNING",
+        "RUNNING",
+        "DEPROVISIONING",
+        "STOPPED",
+    ];
     let printed: Vec<String> = seen.iter().filter_map(|s| lines.see(s)).collect();
-    snapshot_filters(&[]).bind(|| insta::assert_snapshot!("cloud_status_lines", printed.join("\n")));
+    snapshot_filters(&[])
+        .bind(|| insta::assert_snapshot!("cloud_status_lines", printed.join("\n")));
 }
 
 #[test]
 fn a_secret_looking_name_to_pass_through_is_refused_before_anything_runs() {
     let mut t = crate::support::TestEnv::new();
-    t.write("lackey.toml", "[run]\nenv = [\"STAGE\", \"DEPLOY_TOKEN\"]\n");
+    t.write(
+        "lackey.toml",
+        "[run]\nenv = [\"STAGE\", \"DEPLOY_TOKEN\"]\n",
+    );
     let out = t.run(&["run", "add a test", "--stubs"]);
     assert_eq!(out.code, 1, "{}", out.stderr);
     snapshot_filters(&[]).bind(|| insta::assert_snapshot!("pass_env_secret_refused", out.stderr));

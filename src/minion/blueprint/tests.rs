@@ -91,7 +91,9 @@ steps:
     assert_eq!(b.dialect, Dialect::Original);
     assert_eq!(b.name, "python-implement");
     assert!(b.warnings.is_empty(), "{:?}", b.warnings);
-    assert!(matches!(&b.steps[0].action, Action::GitBranch { branch: Some(t) } if t == "lackey/{run_id}/{task_slug}"));
+    assert!(
+        matches!(&b.steps[0].action, Action::GitBranch { branch: Some(t) } if t == "lackey/{run_id}/{task_slug}")
+    );
     let Action::Command(lint) = &b.steps[2].action else {
         panic!()
     };
@@ -115,8 +117,12 @@ steps:
         re_test.on_failure,
         OnFailure::SetOutcome(Outcome::TestFailure)
     );
-    assert!(matches!(&b.steps[5].action, Action::GitCommit { message } if message == "lackey: {task}"));
-    assert!(matches!(&b.steps[7].action, Action::GitPr { title, body: None, .. } if title == "lackey: {task}"));
+    assert!(
+        matches!(&b.steps[5].action, Action::GitCommit { message } if message == "lackey: {task}")
+    );
+    assert!(
+        matches!(&b.steps[7].action, Action::GitPr { title, body: None, .. } if title == "lackey: {task}")
+    );
 }
 
 #[test]
@@ -151,7 +157,8 @@ fn original_dialect_errors_point_at_version_2() {
 
 #[test]
 fn branch_templates_must_name_the_run() {
-    let e = err("name: x\nsteps:\n  - {name: b, type: git_branch, branch: \"feature/{task_slug}\"}\n");
+    let e =
+        err("name: x\nsteps:\n  - {name: b, type: git_branch, branch: \"feature/{task_slug}\"}\n");
     assert!(e.contains("must contain {run_id}"), "{e}");
     let e = err("version: 2\nsteps:\n  - {name: b, type: git_branch, branch: main}\n");
     assert!(e.contains("must contain {run_id}"), "{e}");
@@ -166,10 +173,7 @@ fn caps_refuse_large_deep_and_aliased_files_fast() {
     }
     let t = std::time::Instant::now();
     let e = err(&big);
-    assert!(
-        e.contains("a blueprint may be at most 256 KiB"),
-        "{e}"
-    );
+    assert!(e.contains("a blueprint may be at most 256 KiB"), "{e}");
     assert!(t.elapsed() < std::time::Duration::from_secs(5));
     // Within the size cap, the step cap.
     let mut many = String::from("name: many\nsteps:\n");
@@ -184,7 +188,10 @@ fn caps_refuse_large_deep_and_aliased_files_fast() {
     // At the step cap, duplicate names are still found (and quickly).
     let mut dup = String::from("name: dup\nsteps:\n");
     for i in 0..MAX_STEPS {
-        dup.push_str(&format!("  - {{name: s{}, type: git_push}}\n", i.min(MAX_STEPS - 2)));
+        dup.push_str(&format!(
+            "  - {{name: s{}, type: git_push}}\n",
+            i.min(MAX_STEPS - 2)
+        ));
     }
     assert!(err(&dup).contains("another step is already called `s498`"));
     // Nesting.
@@ -194,7 +201,11 @@ fn caps_refuse_large_deep_and_aliased_files_fast() {
     // An alias bomb.
     let mut bomb = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
     for i in 0..12 {
-        let prev = if i == 0 { "a".to_string() } else { format!("b{}", i - 1) };
+        let prev = if i == 0 {
+            "a".to_string()
+        } else {
+            format!("b{}", i - 1)
+        };
         bomb.push_str(&format!(
             "b{i}: &b{i} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]\n"
         ));
@@ -262,7 +273,10 @@ fn templates_and_slugs() {
         env: [("STAGE".to_string(), "ci".to_string())].into(),
     };
     assert_eq!(t.render("minion/{run_id}: {task}"), "minion/r1: t {run_id}");
-    assert_eq!(t.render("{env.STAGE}-{env.UNSET}-{other}-{"), "ci--{other}-{");
+    assert_eq!(
+        t.render("{env.STAGE}-{env.UNSET}-{other}-{"),
+        "ci--{other}-{"
+    );
 }
 
 #[test]
@@ -276,7 +290,9 @@ fn pass_env_names() {
         "MY_AUTH",
     ] {
         assert!(
-            check_pass_env(bad).unwrap_err().contains("looks like a secret"),
+            check_pass_env(bad)
+                .unwrap_err()
+                .contains("looks like a secret"),
             "{bad}"
         );
     }
