@@ -499,6 +499,9 @@ impl Blueprint {
                 let p = Path::new(n);
                 let p = if p.is_absolute() {
                     p.to_path_buf()
+                } else if !n.contains('/') && dir.join(n).is_file() {
+                    // `name.yaml`: the file of that name in .lackey/blueprints/.
+                    dir.join(n)
                 } else {
                     repo.join(p)
                 };

@@ -300,3 +300,37 @@ fn pass_env_names() {
     assert!(check_pass_env("1X").is_err());
     assert!(!secret_looking("GIT_AUTHOR_NAME"));
 }
+
+#[test]
+fn load_by_name_or_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let bp = dir.path().join(".lackey/blueprints");
+    std::fs::create_dir_all(&bp).unwrap();
+    std::fs::create_dir_all(dir.path().join("ci")).unwrap();
+    std::fs::write(
+        bp.join("x.yaml"),
+        "name: from-dir\nsteps:\n  - {name: b, type: git_branch}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("ci/y.yaml"),
+        "version: 2\nname: from-path\nsteps:\n  - {name: b, type: git_branch}\n",
+    )
+    .unwrap();
+    let name = |n: &str| Blueprint::load(dir.path(), Some(n)).map(|b| b.name);
+    assert_eq!(name("x").unwrap(), "from-dir");
+    assert_eq!(name("x.yaml").unwrap(), "from-dir");
+    assert_eq!(name("ci/y.yaml").unwrap(), "from-path");
+    assert_eq!(
+        name(&dir.path().join("ci/y.yaml").display().to_string()).unwrap(),
+        "from-path"
+    );
+    assert!(name("nope.yaml")
+        .unwrap_err()
+        .to_string()
+        .contains("no blueprint file `nope.yaml`"));
+    assert!(name("nope")
+        .unwrap_err()
+        .to_string()
+        .contains("no blueprint `nope`"));
+}
