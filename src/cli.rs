@@ -235,7 +235,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "TAG")]
     pub image: Option<String>,
 
-    /// Blueprint from the repo's .lackey/blueprints/
+    /// Blueprint: a name in .lackey/blueprints/ or a path
     #[arg(long, value_name = "NAME")]
     pub blueprint: Option<String>,
 

@@ -295,6 +295,148 @@ impl GitHub {
     }
 }
 
+/// One step of a run, as the pull request's body shows it.
+#[derive(Debug, Clone)]
+pub struct PrStep {
+    pub index: usize,
+    pub name: String,
+    pub success: bool,
+    pub detail: String,
+    /// A command step's output (its tail is shown).
+    pub output: Option<String>,
+}
+
+/// Where a run's artifacts are.
+#[derive(Debug, Clone)]
+pub enum ArtifactsAt {
+    S3 {
+        bucket: String,
+        prefix: String,
+        region: String,
+    },
+    /// On the machine that started the run.
+    Local,
+}
+
+/// What the pull request's body says.
+#[derive(Debug, Clone)]
+pub struct PrBody {
+    pub outcome: crate::summary::Outcome,
+    pub run_id: String,
+    pub steps: Vec<PrStep>,
+    pub diff_stats: String,
+    pub artifacts: ArtifactsAt,
+}
+
+/// Lines of a step's output shown, and their size at most.
+const SNIPPET_LINES: usize = 20;
+const SNIPPET_CHARS: usize = 2_000;
+/// GitHub refuses a body over 65,536 characters.
+const BODY_CHARS: usize = 60_000;
+
+/// A fence longer than any run of backticks in `text`.
+fn fence(text: &str) -> String {
+    let mut longest = 0;
+    let mut run = 0;
+    for c in text.chars() {
+        run = if c == '`' { run + 1 } else { 0 };
+        longest = longest.max(run);
+    }
+    "`".repeat((longest + 1).max(3))
+}
+
+/// The last lines of a command's output, clipped.
+fn snippet(output: &str) -> Option<String> {
+    let lines: Vec<&str> = output.trim_end().lines().collect();
+    if lines.is_empty() {
+        return None;
+    }
+    let start = lines.len().saturating_sub(SNIPPET_LINES);
+    let mut text = lines[start..].join("\n");
+    if text.chars().count() > SNIPPET_CHARS {
+        let skip = text.chars().count() - SNIPPET_CHARS;
+        text = format!("…{}", text.chars().skip(skip).collect::<String>());
+    }
+    let note = if start > 0 {
+        format!(" (last {} of {} lines)", lines.len() - start, lines.len())
+    } else {
+        String::new()
+    };
+    Some(format!("output{note}|{text}"))
+}
+
+/// The body of a run's pull request: the outcome and run id, each step with its result
+/// (the tail of each command's output, clipped), the diff stats, and where the
+/// artifacts are (the S3 console for cloud runs).
+pub fn pr_body(b: &PrBody) -> String {
+    let mut out = String::new();
+    out.push_str(&format!(
+        "**Outcome:** `{}` · **Run:** `{}`\n\n### Steps\n\n",
+        b.outcome, b.run_id
+    ));
+    for s in &b.steps {
+        let mark = if s.success { "✅" } else { "❌" };
+        let detail = s.detail.lines().next().unwrap_or("").trim();
+        let detail: String = if detail.chars().count() > 200 {
+            format!("{}…", detail.chars().take(199).collect::<String>())
+        } else {
+            detail.to_string()
+        };
+        out.push_str(&format!("- {mark} {}. `{}`", s.index, s.name));
+        if !detail.is_empty() {
+            out.push_str(&format!(": {detail}"));
+        }
+        out.push('\n');
+        if let Some(sn) = s.output.as_deref().and_then(snippet) {
+            let (summary, text) = sn.split_once('|').unwrap_or(("output", &sn));
+            let f = fence(text);
+            out.push_str(&format!(
+                "  <details><summary>{summary}</summary>\n\n{f}\n{text}\n{f}\n\n  </details>\n"
+            ));
+        }
+    }
+    if !b.diff_stats.trim().is_empty() {
+        let f = fence(&b.diff_stats);
+        out.push_str(&format!(
+            "\n### Diff\n\n{f}\n{}\n{f}\n",
+            b.diff_stats.trim_end()
+        ));
+    }
+    out.push_str("\n### Artifacts\n\n");
+    match &b.artifacts {
+        ArtifactsAt::S3 {
+            bucket,
+            prefix,
+            region,
+        } => {
+            let prefix = format!("{}/", prefix.trim_end_matches('/'));
+            // Encode what a query value cannot hold; keep `-`, `_`, `.`, `~` and `/`.
+            const QUERY: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+                .remove(b'-')
+                .remove(b'_')
+                .remove(b'.')
+                .remove(b'~')
+                .remove(b'/');
+            let q = |s: &str| percent_encoding::utf8_percent_encode(s, QUERY).to_string();
+            out.push_str(&format!(
+                "[Open in the S3 console](https://s3.console.aws.amazon.com/s3/buckets/{bucket}?region={}&prefix={}) · `s3://{bucket}/{prefix}`\n",
+                q(region),
+                q(&prefix)
+            ));
+        }
+        ArtifactsAt::Local => out.push_str(&format!(
+            "On the machine that started run `{}`: `lackey runs` lists them.\n",
+            b.run_id
+        )),
+    }
+    out.push_str("\n---\n*Opened by lackey.*\n");
+    if out.chars().count() > BODY_CHARS {
+        let head: String = out.chars().take(BODY_CHARS).collect();
+        out = format!("{head}\n\n*(cut: the full record is in the artifacts)*\n");
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

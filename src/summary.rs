@@ -45,6 +45,9 @@ impl std::fmt::Display for Outcome {
 /// One step of the blueprint as it ran.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StepRecord {
+    /// The step's 1-based position in the blueprint.
+    #[serde(default)]
+    pub index: usize,
     pub name: String,
     pub success: bool,
     #[serde(default)]

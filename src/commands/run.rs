@@ -42,7 +42,8 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<u8> {
 }
 
 async fn run_local(ctx: &Ctx, args: &RunArgs, settings: &Settings) -> anyhow::Result<u8> {
-    let mut spec = RunSpec::from_settings(settings, &args.task, false)?;
+    let mut spec =
+        RunSpec::from_settings(settings, &args.task, false)?.with_pass_env(settings, &ctx.env);
     spec.follow = args.follow;
     let limits = Limits {
         cpus: settings.number(&keys::LOCAL_CPUS)?,

@@ -432,8 +432,8 @@ key!(
     toml = true,
     default = Value("claude-sonnet-4-5"),
     secret = false,
-    validate = None,
-    doc = "model the agents use"
+    validate = Some(crate::minion::llm::check_model),
+    doc = "model the agents use (claude-… or anthropic:claude-…)"
 );
 key!(
     RUN_TIMEOUT,
@@ -455,7 +455,18 @@ key!(
     default = NoDefault,
     secret = false,
     validate = None,
-    doc = "blueprint name from the repo's .lackey/blueprints/"
+    doc = "blueprint: a name from the repo's .lackey/blueprints/, or a path in the repo"
+);
+key!(
+    RUN_ENV,
+    "run.env",
+    env = ["LACKEY_PASS_ENV"],
+    flag = None,
+    toml = true,
+    default = NoDefault,
+    secret = false,
+    validate = Some(crate::minion::blueprint::check_pass_env),
+    doc = "variables passed to a run for its blueprint's env.NAME (never secret-looking names)"
 );
 key!(
     RUN_BRANCH_TEMPLATE,
@@ -614,6 +625,7 @@ pub static ALL: &[&Key] = &[
     &RUN_MODEL,
     &RUN_TIMEOUT,
     &RUN_BLUEPRINT,
+    &RUN_ENV,
     &RUN_BRANCH_TEMPLATE,
     &RUN_LINT,
     &RUN_TEST,

@@ -96,6 +96,19 @@ pub struct Artifacts {
     transcript: Mutex<File>,
     /// Also print log lines on stdout (the container's log stream).
     echo: bool,
+    /// The blueprint step running now (index, name): every `commands.log` entry names it.
+    step: Mutex<Option<(usize, String)>>,
+}
+
+/// A `commands.log` entry: the command and the step it ran in.
+#[derive(Serialize)]
+struct StepCommand<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    step: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    step_name: Option<&'a str>,
+    #[serde(flatten)]
+    record: &'a CommandRecord<'a>,
 }
 
 fn open_append(dir: &Path, name: &str) -> anyhow::Result<File> {
@@ -119,6 +132,7 @@ impl Artifacts {
             tool_calls: Mutex::new(open_append(dir, "tool_calls.log")?),
             transcript: Mutex::new(open_append(dir, "transcript.jsonl")?),
             echo,
+            step: Mutex::new(None),
         })
     }
 
@@ -163,8 +177,21 @@ impl Artifacts {
         }
     }
 
+    /// The step the following commands belong to (`None` before the first step).
+    pub fn set_step(&self, step: Option<(usize, String)>) {
+        *self.step.lock().unwrap_or_else(|e| e.into_inner()) = step;
+    }
+
     pub fn command(&self, record: &CommandRecord) {
-        self.ndjson(&self.commands, record);
+        let step = self.step.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        self.ndjson(
+            &self.commands,
+            &StepCommand {
+                step: step.as_ref().map(|s| s.0),
+                step_name: step.as_ref().map(|s| s.1.as_str()),
+                record,
+            },
+        );
     }
 
     pub fn tool_call(&self, record: &ToolCallRecord) {

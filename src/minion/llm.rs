@@ -22,6 +22,36 @@ use crate::summary::Usage;
 
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
 
+/// The model the agents use unless told otherwise: Sonnet is the one that finishes
+/// multi-step edits reliably; Haiku (the original lackey's default) is cheaper and can
+/// be chosen with `LACKEY_MODEL=anthropic:claude-haiku-4-5`.
+pub const DEFAULT_MODEL: &str = "claude-sonnet-4-5";
+
+/// The Messages API's model id from `claude-…` or the original's `anthropic:claude-…`.
+pub fn model_id(model: &str) -> Result<String, String> {
+    let model = model.trim();
+    let id = match model.split_once(':') {
+        None => model,
+        Some(("anthropic", id)) => id,
+        Some((provider, _)) => {
+            return Err(format!(
+                "`{model}` names the provider `{provider}`; lackey's agents talk to Anthropic: write `anthropic:<model>` or the bare model id"
+            ))
+        }
+    };
+    if id.is_empty() || id.chars().any(|c| c.is_whitespace()) {
+        return Err(format!(
+            "`{model}` is not a model id (e.g. claude-sonnet-4-5)"
+        ));
+    }
+    Ok(id.to_string())
+}
+
+/// Validator of the `run.model` setting.
+pub fn check_model(model: &str) -> Result<(), String> {
+    model_id(model).map(|_| ())
+}
+
 #[derive(Clone)]
 pub struct LlmConfig {
     /// Scheme and host, no `/v1` (ANTHROPIC_BASE_URL).
@@ -468,6 +498,19 @@ fn parse_reply(v: &Value) -> Result<Reply, LlmError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn model_ids_in_both_forms() {
+        assert_eq!(model_id("claude-haiku-4-5").unwrap(), "claude-haiku-4-5");
+        assert_eq!(
+            model_id("anthropic:claude-haiku-4-5").unwrap(),
+            "claude-haiku-4-5"
+        );
+        assert!(model_id("openai:gpt-4o")
+            .unwrap_err()
+            .contains("provider `openai`"));
+        assert!(model_id("anthropic:").is_err());
+    }
     use reqwest::header::{HeaderMap, HeaderValue};
 
     #[test]

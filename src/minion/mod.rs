@@ -17,7 +17,9 @@
 //! | `LACKEY_DEADLINE` | Unix time (seconds) at which the run will be killed |
 //! | `LACKEY_TIMEOUT` | the run's timeout in seconds (for the "timed out after N s" text) |
 //! | `LACKEY_BRANCH` | the branch to create (default `minion/<run id>`) |
-//! | `LACKEY_MODEL`, `LACKEY_BLUEPRINT`, `LACKEY_LINT`, `LACKEY_TEST` | agent model, blueprint name, check commands |
+//! | `LACKEY_MODEL`, `LACKEY_BLUEPRINT`, `LACKEY_LINT`, `LACKEY_TEST` | agent model (`claude-…` or `anthropic:claude-…`), blueprint name or path, check commands |
+//! | `LACKEY_PASS_ENV` | comma-separated names of variables passed through for the blueprint's `env.NAME` (each set beside it; secret-looking names are ignored) |
+//! | `LACKEY_CAN_PUSH` | `1`/`0`: whether this run can push (what `env.GITHUB_TOKEN` means in a `when`); without it, whether the minion holds GitHub credentials |
 //! | `LACKEY_STUBS` | `1`: stub agents, no LLM call |
 //! | `LACKEY_RUNTIME` | `local` or `cloud` (for the summary) |
 //! | `ANTHROPIC_API_KEY` / `ANTHROPIC_API_KEY_FILE` | the API key, or a file holding it (local runs mount a read-only secret file) |
@@ -53,7 +55,9 @@ use serde_json::{json, Value};
 
 use self::agents::{AgentEnd, Limits};
 use self::artifacts::{clip, Artifacts, Redactor};
-use self::blueprint::{Action, AgentKind, Blueprint, Facts, OnFailure, Templates};
+use self::blueprint::{
+    Action, AgentKind, Blueprint, CommandSpec, Dialect, Facts, OnFailure, Templates,
+};
 use self::git::Git;
 use self::llm::{Llm, LlmConfig, LlmError};
 use self::tools::{Terminal, Workspace, WriteScope};
@@ -118,6 +122,10 @@ pub struct MinionInput {
     pub commit_email: String,
     pub aws_region: Option<String>,
     pub aws_endpoint_url: Option<String>,
+    /// Variables passed through for the blueprint (`env.NAME`, `{env.NAME}`, commands).
+    pub pass_env: BTreeMap<String, String>,
+    /// Whether this run can push, when the host said so.
+    pub can_push: Option<bool>,
 }
 
 fn truthy(v: Option<String>) -> bool {
@@ -198,7 +206,18 @@ impl MinionInput {
         } else {
             None
         };
+        let pass_env: BTreeMap<String, String> = get("LACKEY_PASS_ENV")
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty() && !blueprint::secret_looking(n))
+            .filter_map(|n| get(n).map(|v| (n.to_string(), v)))
+            .collect();
+        let model = get("LACKEY_MODEL").unwrap_or_else(|| llm::DEFAULT_MODEL.into());
+        let model = llm::model_id(&model).map_err(|e| anyhow::anyhow!("LACKEY_MODEL: {e}"))?;
         Ok(MinionInput {
+            pass_env,
+            can_push: get("LACKEY_CAN_PUSH").and_then(|v| crate::config::validate::parse_bool(&v)),
             branch: get("LACKEY_BRANCH").unwrap_or_else(|| format!("minion/{run_id}")),
             run_id,
             task,
@@ -208,7 +227,7 @@ impl MinionInput {
             output_dir: PathBuf::from(get("LACKEY_OUTPUT_DIR").unwrap_or_else(|| "/output".into())),
             deadline,
             timeout_secs: get("LACKEY_TIMEOUT").and_then(|t| t.parse().ok()),
-            model: get("LACKEY_MODEL").unwrap_or_else(|| "claude-sonnet-4-5".into()),
+            model,
             blueprint: get("LACKEY_BLUEPRINT"),
             lint: get("LACKEY_LINT"),
             test: get("LACKEY_TEST"),
@@ -305,6 +324,13 @@ struct Run {
     /// The blueprint as loaded before any work (re-checks use it, not the file, which an
     /// agent may have edited since).
     blueprint: Option<Blueprint>,
+    dialect: Dialect,
+    /// The index of the step running now (0 before the first).
+    step_index: usize,
+    /// Each command step's output (its commands' and its check's), by step name.
+    outputs: BTreeMap<String, String>,
+    /// The original dialect: the outcome an `on_failure: outcome:<name>` set, and why.
+    set_outcome: Option<(Outcome, String)>,
 }
 
 impl Facts for Run {
@@ -313,10 +339,11 @@ impl Facts for Run {
     }
     fn env(&self, name: &str) -> bool {
         match name {
-            // The token the minion holds, however it got it.
-            "GITHUB_TOKEN" => self.github_token.is_some(),
+            // "This run can push": the host decides; else the credentials the minion holds.
+            "GITHUB_TOKEN" => self.input.can_push.unwrap_or(self.github_token.is_some()),
             "ANTHROPIC_API_KEY" => self.input.api_key.is_some(),
-            _ => std::env::var(name).map(|v| !v.is_empty()).unwrap_or(false),
+            // Only what the user passed through: never the minion's own environment.
+            _ => self.input.pass_env.get(name).is_some_and(|v| !v.is_empty()),
         }
     }
     fn config(&self, name: &str) -> bool {
@@ -380,8 +407,13 @@ pub async fn run(input: MinionInput) -> RunSummary {
         pr_url: None,
         templates: Templates {
             values: BTreeMap::new(),
+            env: BTreeMap::new(),
         },
         blueprint: None,
+        dialect: Dialect::V2,
+        step_index: 0,
+        outputs: BTreeMap::new(),
+        set_outcome: None,
         input,
     };
     let body = run.body();
@@ -413,6 +445,7 @@ pub async fn run(input: MinionInput) -> RunSummary {
                     .unwrap_or(0)
             });
             run.steps.push(StepRecord {
+                index: run.step_index,
                 name: "deadline".into(),
                 success: false,
                 detail: "stopped before the run's deadline; the work so far is in diff.patch"
@@ -482,6 +515,7 @@ impl Run {
         ));
         self.results.insert(name.to_string(), !success);
         self.steps.push(StepRecord {
+            index: self.step_index,
             name: name.to_string(),
             success,
             detail,
@@ -540,14 +574,19 @@ impl Run {
             ]
             .into_iter()
             .collect(),
+            env: self.input.pass_env.clone(),
         };
         self.github_token = self.github_token().await?;
         self.clone_repo().await?;
         let ws_root = self.repo_dir.clone();
         let blueprint = Blueprint::load(&ws_root, self.input.blueprint.as_deref())?;
         self.log(&format!(
-            "blueprint `{}`: {}",
+            "blueprint `{}` ({}): {}",
             blueprint.name,
+            match blueprint.dialect {
+                Dialect::V2 => "version 2",
+                Dialect::Original => "the original lackey's dialect",
+            },
             blueprint
                 .steps
                 .iter()
@@ -555,9 +594,20 @@ impl Run {
                 .collect::<Vec<_>>()
                 .join(" → ")
         ));
+        for w in &blueprint.warnings {
+            self.log(&format!("warning: blueprint `{}`: {w}", blueprint.name));
+        }
+        self.dialect = blueprint.dialect;
         self.ws = Some(
             Workspace::new(&ws_root, self.art.clone(), self.deadline)
-                .map_err(|e| Stop::End(Outcome::Error, format!("{e:#}")))?,
+                .map_err(|e| Stop::End(Outcome::Error, format!("{e:#}")))?
+                .with_env(
+                    self.input
+                        .pass_env
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                ),
         );
         if !self.input.stubs {
             let api_key = self.input.api_key.clone().ok_or_else(|| {
@@ -591,9 +641,12 @@ impl Run {
                     continue;
                 }
             }
-            self.log(&format!("step `{}`", step.name));
+            self.step_index = step.index;
+            self.art.set_step(Some((step.index, step.name.clone())));
+            self.log(&format!("step {} `{}`", step.index, step.name));
             self.step(&step.name, &step.action).await?;
         }
+        self.art.set_step(None);
         Ok(())
     }
 
@@ -722,41 +775,86 @@ impl Run {
                     self.templates.values.insert("branch", self.branch.clone());
                 }
                 let b = self.branch.clone();
+                if !b.contains(&self.input.run_id) {
+                    return Err(Stop::End(
+                        Outcome::Error,
+                        format!("step `{name}`: the branch `{b}` does not contain the run id `{}`; a run creates only branches named after it", self.input.run_id),
+                    ));
+                }
                 self.git().checkout_new_branch(&b).await?;
                 self.branch_created = true;
                 self.record(name, true, format!("created `{b}`"));
+            }
+            Action::GitCheckout { branch } => {
+                let b = self.templates.render(branch);
+                // The commit checked out now is the base the diff is taken against.
+                self.base_sha = Some(self.git().head().await?);
+                let local = format!("refs/heads/{b}");
+                let exists = self
+                    .git()
+                    .run(&["rev-parse", "--verify", "--quiet", &local])
+                    .await
+                    .is_ok();
+                if !exists {
+                    // A single-branch clone: fetch the branch from the source first.
+                    if let Err(e) = self
+                        .git()
+                        .run(&["fetch", "--quiet", "origin", &format!("{local}:{local}")])
+                        .await
+                    {
+                        return Err(Stop::End(
+                            Outcome::Error,
+                            format!(
+                                "step `{name}`: no branch `{b}` to check out: {}",
+                                e.stderr.trim()
+                            ),
+                        ));
+                    }
+                }
+                self.git().run(&["checkout", "--quiet", &b]).await?;
+                self.branch = b.clone();
+                self.templates.values.insert("branch", b.clone());
+                self.branch_created = true;
+                self.record(name, true, format!("checked out `{b}`"));
             }
             Action::Agent {
                 agent,
                 rounds,
                 recheck,
                 max_turns,
+                input_from,
             } => match agent {
                 AgentKind::Scoper => self.scoper(name, *max_turns).await?,
                 AgentKind::Executor => self.executor(name, *max_turns).await?,
+                AgentKind::Fixer if self.dialect == Dialect::Original => {
+                    self.fixer_once(name, input_from.as_deref(), *max_turns)
+                        .await?
+                }
                 AgentKind::Fixer => self.fixer(name, *rounds, recheck, *max_turns).await?,
             },
-            Action::Command {
-                commands,
-                check,
-                success_codes,
-                timeout,
-                artifact,
-                on_failure,
-            } => {
-                let ok = self
-                    .command(
-                        name,
-                        commands,
-                        *check,
-                        success_codes,
-                        *timeout,
-                        artifact.as_deref(),
-                    )
-                    .await;
+            Action::Command(spec) => {
+                let ok = if self.dialect == Dialect::Original {
+                    self.command_all(name, spec).await
+                } else {
+                    self.command(name, spec, spec.check).await
+                };
                 if !ok {
-                    if let OnFailure::Outcome(o) = on_failure {
-                        return Err(Stop::End(*o, format!("step `{name}` failed")));
+                    match &spec.on_failure {
+                        OnFailure::Continue => {}
+                        OnFailure::Outcome(o) => {
+                            return Err(Stop::End(*o, format!("step `{name}` failed")))
+                        }
+                        OnFailure::SetOutcome(o) => {
+                            self.log(&format!(
+                                "step `{name}` failed: the run's outcome is now {o}"
+                            ));
+                            self.set_outcome = Some((
+                                *o,
+                                format!(
+                                    "step `{name}` failed (its on_failure sets the outcome `{o}`)"
+                                ),
+                            ));
+                        }
                     }
                 }
             }
@@ -793,14 +891,18 @@ impl Run {
                     self.record(name, true, "nothing to push");
                     return Ok(());
                 }
+                // The original dialect records a failed push and goes on.
+                let fatal = self.dialect == Dialect::V2;
                 if !self.branch.contains(&self.input.run_id) {
-                    return Err(Stop::End(
-                        Outcome::Error,
-                        format!(
-                            "refusing to push `{}`: the minion pushes only its own run's branch",
-                            self.branch
-                        ),
-                    ));
+                    let msg = format!(
+                        "refusing to push `{}`: the minion pushes only its own run's branch",
+                        self.branch
+                    );
+                    if fatal {
+                        return Err(Stop::End(Outcome::Error, msg));
+                    }
+                    self.record(name, false, msg);
+                    return Ok(());
                 }
                 let b = self.branch.clone();
                 match self.git().push(&b).await {
@@ -809,10 +911,11 @@ impl Run {
                         self.record(name, true, format!("pushed `{b}`"));
                     }
                     Err(e) => {
-                        return Err(Stop::End(
-                            Outcome::Error,
-                            format!("push of `{b}` failed: {}", e.stderr),
-                        ))
+                        let msg = format!("push of `{b}` failed: {}", e.stderr);
+                        if fatal {
+                            return Err(Stop::End(Outcome::Error, msg));
+                        }
+                        self.record(name, false, msg);
                     }
                 }
             }
@@ -836,19 +939,32 @@ impl Run {
                     Some(b) => b,
                     None => gh.default_branch(&token, &repo).await?,
                 };
-                let url = gh
+                let body = match body {
+                    Some(b) => self.templates.render(b),
+                    None => self.pr_body().await,
+                };
+                let opened = gh
                     .create_pull_request(
                         &token,
                         &repo,
                         &self.templates.render(title),
                         &self.branch,
                         &base,
-                        &self.templates.render(body),
+                        &self.art.redact(&body),
                         *draft || self.input.pr_draft,
                     )
-                    .await?;
-                self.record(name, true, format!("opened {url}"));
-                self.pr_url = Some(url);
+                    .await;
+                match opened {
+                    Ok(url) => {
+                        self.record(name, true, format!("opened {url}"));
+                        self.pr_url = Some(url);
+                    }
+                    // The original dialect records a failed pull request and goes on.
+                    Err(e) if self.dialect == Dialect::Original => {
+                        self.record(name, false, format!("{e:#}"));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             }
         }
         Ok(())
@@ -1006,6 +1122,7 @@ impl Run {
                 outside.join(", ")
             ));
             self.steps.push(StepRecord {
+                index: self.step_index,
                 name: "revert-out-of-scope".into(),
                 success: true,
                 detail: format!("reverted: {}", outside.join(", ")),
@@ -1014,15 +1131,16 @@ impl Run {
         Ok(())
     }
 
-    async fn command(
-        &mut self,
-        name: &str,
-        commands: &[String],
-        check: bool,
-        success_codes: &[i32],
-        timeout: u64,
-        artifact: Option<&str>,
-    ) -> bool {
+    /// A command step of `version: 2`: its commands in order, up to the first failure.
+    async fn command(&mut self, name: &str, spec: &CommandSpec, check: bool) -> bool {
+        let CommandSpec {
+            commands,
+            success_codes,
+            timeout,
+            artifact,
+            ..
+        } = spec;
+        let timeout = *timeout;
         let mut all_output = String::new();
         let mut failed: Option<(String, String)> = None;
         for c in commands {
@@ -1054,6 +1172,7 @@ impl Run {
         if let Some(a) = artifact {
             let _ = self.art.write(a, &all_output);
         }
+        self.outputs.insert(name.to_string(), all_output);
         match failed {
             None => {
                 self.failing.remove(name);
@@ -1144,23 +1263,8 @@ impl Run {
                 .cloned()
                 .collect();
             for step in to_check {
-                if let Some(Action::Command {
-                    commands,
-                    success_codes,
-                    timeout,
-                    artifact,
-                    ..
-                }) = self.command_step(&step)
-                {
-                    self.command(
-                        &step,
-                        &commands,
-                        true,
-                        &success_codes,
-                        timeout,
-                        artifact.as_deref(),
-                    )
-                    .await;
+                if let Some(Action::Command(spec)) = self.command_step(&step) {
+                    self.command(&step, &spec, true).await;
                 }
             }
             if self.failing.is_empty() {
@@ -1181,6 +1285,162 @@ impl Run {
         Ok(())
     }
 
+    /// A command step of the original dialect: every command runs whatever an earlier
+    /// one returned; then the check command, when there is one, alone decides success
+    /// (its output goes to its artifact); without it the last command's exit code does.
+    async fn command_all(&mut self, name: &str, spec: &CommandSpec) -> bool {
+        let timeout = Duration::from_secs(spec.timeout);
+        let label = format!("step:{name}");
+        let mut combined = String::new();
+        let mut verdict: Option<(bool, String)> = None;
+        let judge = |cmd: &str, r: &tools::ShellResult| -> (bool, String) {
+            let ok = !r.timed_out && r.exit_code.is_some_and(|c| spec.success_codes.contains(&c));
+            let why = if r.timed_out {
+                format!("`{cmd}` timed out after {} s", spec.timeout)
+            } else {
+                format!(
+                    "`{cmd}` exited with {}",
+                    r.exit_code
+                        .map(|c| c.to_string())
+                        .unwrap_or("a signal".into())
+                )
+            };
+            (ok, why)
+        };
+        for c in &spec.commands {
+            let cmd = self.templates.render(c);
+            let r = self.ws().shell(&label, &cmd, timeout).await;
+            combined.push_str(&format!("$ {cmd}\n{}\n", r.output));
+            verdict = Some(judge(&cmd, &r));
+        }
+        if let Some(check) = &spec.check_command {
+            let cmd = self.templates.render(&check.command);
+            let r = self.ws().shell(&label, &cmd, timeout).await;
+            let _ = self.art.write(&check.artifact, &r.output);
+            combined.push_str(&format!("$ {cmd}\n{}\n", r.output));
+            verdict = Some(judge(&cmd, &r));
+        } else if let Some(a) = &spec.artifact {
+            let _ = self.art.write(a, &combined);
+        }
+        self.outputs.insert(name.to_string(), combined);
+        let n = spec.commands.len() + usize::from(spec.check_command.is_some());
+        match verdict {
+            None => {
+                self.record(name, true, "no command to run");
+                true
+            }
+            Some((true, why)) => {
+                self.record(name, true, format!("{n} command(s) ran; {why}"));
+                true
+            }
+            Some((false, why)) => {
+                self.record(name, false, why);
+                false
+            }
+        }
+    }
+
+    /// The original dialect's fixer: one attempt, given the output of the step named
+    /// by `input_from` (its commands' and its check's). It records success: the step
+    /// after it, a re-run of the check, says whether the repair worked.
+    async fn fixer_once(
+        &mut self,
+        name: &str,
+        input_from: Option<&str>,
+        max_turns: Option<u32>,
+    ) -> Result<(), Stop> {
+        let output = input_from
+            .and_then(|s| self.outputs.get(s))
+            .cloned()
+            .unwrap_or_default();
+        if self.input.stubs {
+            self.record(name, true, "stub: no change");
+            return Ok(());
+        }
+        let base = self.base_sha.clone().unwrap_or_default();
+        let (diff, _) = self.git().diff(&base).await?;
+        let what = match input_from {
+            Some(s) => format!(
+                "The output of step `{s}`, which failed:\n{}",
+                clip(&output, 12_000, "only the head and tail are shown").0
+            ),
+            None => {
+                "No step's output was given to you: run the project's checks to find the failure."
+                    .into()
+            }
+        };
+        let first = format!(
+            "Task:\n{}\n\n{what}\n\nThe diff so far:\n{}",
+            self.task,
+            clip(&diff, 20_000, "view the files for the rest").0
+        );
+        let scope = self.write_scope();
+        let limits = Limits::for_agent(AgentKind::Fixer).with_max_turns(max_turns);
+        let llm = self.llm.as_ref().expect("llm exists without stubs");
+        let r = agents::run_agent(
+            llm,
+            self.ws(),
+            AgentKind::Fixer,
+            name,
+            &first,
+            &scope,
+            limits,
+        )
+        .await;
+        let detail = match r.end {
+            AgentEnd::Failed(e) => return Err(self.agent_stop(name, e)),
+            AgentEnd::Done(Terminal::Finish(s)) => format!("finished in {} turns: {s}", r.turns),
+            AgentEnd::Limit(l) => format!("stopped at its limit ({l})"),
+            _ => format!("stopped after {} turns", r.turns),
+        };
+        self.revert_out_of_scope(&scope).await?;
+        self.record(name, true, detail);
+        Ok(())
+    }
+
+    /// The pull request's body: what a reviewer needs to judge the run.
+    async fn pr_body(&self) -> String {
+        let (outcome, _) = self.final_outcome();
+        let stats = match (&self.git, &self.base_sha) {
+            (Some(g), Some(base)) => g.diff(base).await.map(|(_, s)| s).unwrap_or_default(),
+            _ => String::new(),
+        };
+        let steps: Vec<crate::github::PrStep> = self
+            .steps
+            .iter()
+            .map(|s| crate::github::PrStep {
+                index: s.index,
+                name: s.name.clone(),
+                success: s.success,
+                detail: s.detail.clone(),
+                output: self.outputs.get(&s.name).cloned(),
+            })
+            .collect();
+        let artifacts = match &self.input.bucket {
+            Some(bucket) => crate::github::ArtifactsAt::S3 {
+                bucket: bucket.clone(),
+                prefix: self
+                    .input
+                    .s3_prefix
+                    .clone()
+                    .unwrap_or_else(|| self.input.run_id.clone()),
+                region: self
+                    .input
+                    .aws_region
+                    .clone()
+                    .unwrap_or_else(|| "us-east-1".into()),
+            },
+            None => crate::github::ArtifactsAt::Local,
+        };
+        crate::github::pr_body(&crate::github::PrBody {
+            outcome,
+            run_id: self.input.run_id.clone(),
+            steps,
+            diff_stats: stats,
+            artifacts,
+        })
+    }
+
     /// The definition of a command step, for re-checks.
     fn command_step(&self, step: &str) -> Option<Action> {
         self.blueprint
@@ -1189,10 +1449,17 @@ impl Run {
             .iter()
             .find(|s| s.name == step)
             .map(|s| s.action.clone())
-            .filter(|a| matches!(a, Action::Command { .. }))
+            .filter(|a| matches!(a, Action::Command(_)))
     }
 
     fn final_outcome(&self) -> (Outcome, Option<String>) {
+        if self.dialect == Dialect::Original {
+            // That dialect's rule: success unless an `on_failure` set another outcome.
+            return match &self.set_outcome {
+                Some((o, why)) => (*o, Some(why.clone())),
+                None => (Outcome::Success, None),
+            };
+        }
         if self.failing.is_empty() {
             (Outcome::Success, None)
         } else {

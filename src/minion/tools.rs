@@ -78,6 +78,8 @@ pub struct Workspace {
     rules_seen: Mutex<HashSet<PathBuf>>,
     /// When the run will be killed; commands never run past it.
     pub deadline: Option<Instant>,
+    /// Variables the user passed through, added to every command's environment.
+    extra_env: Vec<(String, String)>,
 }
 
 impl Workspace {
@@ -95,7 +97,14 @@ impl Workspace {
             read: Mutex::new(HashSet::new()),
             rules_seen: Mutex::new(HashSet::new()),
             deadline,
+            extra_env: Vec::new(),
         })
+    }
+
+    /// Add variables to every command's environment (names already checked).
+    pub fn with_env(mut self, env: Vec<(String, String)>) -> Workspace {
+        self.extra_env = env;
+        self
     }
 
     /// Resolve a path an agent gave to (absolute path, path relative to the root).
@@ -508,6 +517,7 @@ impl Workspace {
             .current_dir(&self.root)
             .env_clear()
             .envs(safe_env())
+            .envs(self.extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

@@ -353,7 +353,7 @@ pub async fn run_cloud(
     // Everything up to the launch: a failure (or Ctrl-C) here leaves nothing behind,
     // neither the run's directory nor its inputs in S3.
     let dir_guard = super::RunDirGuard::new(&dir);
-    let launched: anyhow::Result<String> = async {
+    let launched: anyhow::Result<(String, String)> = async {
         // 2. GitHub: mint a token now (it proves the app, the key and the repository),
         // and let the minion mint its own inside the task from the injected key.
         let mut base_ref = None;
@@ -429,6 +429,11 @@ pub async fn run_cloud(
         );
         minion.extend(env);
         minion.extend([
+            // What `env.GITHUB_TOKEN` means in a blueprint: this run can push.
+            (
+                "LACKEY_CAN_PUSH".to_string(),
+                if cloud.github.is_some() { "1" } else { "0" }.to_string(),
+            ),
             ("LACKEY_ARTIFACT_BUCKET".to_string(), cloud.bucket.clone()),
             ("LACKEY_S3_PREFIX".into(), spec.run_id.clone()),
             ("AWS_REGION".into(), cloud.region.clone()),
@@ -514,8 +519,12 @@ pub async fn run_cloud(
                     "failed to run a task of `{}` on cluster `{}`",
                     cloud.task_family, cloud.cluster
                 ))?;
-            if let Some(arn) = out.tasks().first().and_then(|t| t.task_arn()) {
-                break arn.to_string();
+            if let Some(t) = out.tasks().first() {
+                if let Some(arn) = t.task_arn() {
+                    // The task's first status is in RunTask's answer (PROVISIONING): a
+                    // first poll may already see a later one.
+                    break (arn.to_string(), t.last_status().unwrap_or_default().to_string());
+                }
             }
             let reasons: Vec<String> = out
                 .failures()
@@ -553,7 +562,7 @@ pub async fn run_cloud(
         Ok(task_arn)
     }
     .await;
-    let task_arn = match launched {
+    let (task_arn, first_status) = match launched {
         Ok(arn) => arn,
         Err(e) => {
             delete_inputs(&s3, &cloud.bucket, &spec.run_id).await;
@@ -580,13 +589,15 @@ pub async fn run_cloud(
     });
     let timeout_at = tokio::time::Instant::now() + spec.timeout;
     let mut end = None;
-    let mut last = String::new();
+    let mut lines = StatusLines::new(&task_id);
+    if let Some(l) = lines.see(&first_status) {
+        printer.info(&l);
+    }
     let mut stop_sent = false;
     let final_state = loop {
         let state = rx.borrow().clone();
-        if state.last_status != last && !state.last_status.is_empty() {
-            printer.info(&format!("Task {task_id}: {}", state.last_status));
-            last = state.last_status.clone();
+        if let Some(l) = lines.see(&state.last_status) {
+            printer.info(&l);
         }
         if state.stopped() {
             break state;
@@ -843,4 +854,28 @@ pub async fn find_task(
         }
     }
     Ok(None)
+}
+
+/// The task's status lines: its first status, then one line for each change.
+pub struct StatusLines {
+    task_id: String,
+    last: String,
+}
+
+impl StatusLines {
+    pub fn new(task_id: &str) -> StatusLines {
+        StatusLines {
+            task_id: task_id.to_string(),
+            last: String::new(),
+        }
+    }
+
+    /// The line to print for a status seen now, if it is a change.
+    pub fn see(&mut self, status: &str) -> Option<String> {
+        if status.is_empty() || status == self.last {
+            return None;
+        }
+        self.last = status.to_string();
+        Some(format!("Task {}: {status}", self.task_id))
+    }
 }

@@ -47,6 +47,8 @@ pub struct RunSpec {
     pub artifacts_root: PathBuf,
     pub api_key: Option<String>,
     pub base_url: String,
+    /// Variables passed through for the blueprint (`[run] env`), with their values.
+    pub pass_env: Vec<(String, String)>,
 }
 
 impl std::fmt::Debug for RunSpec {
@@ -100,6 +102,10 @@ impl RunSpec {
                 .with_hint("set ANTHROPIC_API_KEY in the environment or .env, or pass --stubs for a run without the LLM")
                 .into());
         }
+        let blueprint = settings
+            .get(&keys::RUN_BLUEPRINT)
+            .map(|b| blueprint_in_repo(b, repo.as_deref()))
+            .transpose()?;
         Ok(RunSpec {
             branch: template.replace("{run_id}", &run_id),
             run_id,
@@ -110,7 +116,7 @@ impl RunSpec {
             timeout: Duration::from_secs(settings.number(&keys::RUN_TIMEOUT)?),
             stubs,
             model: settings.require(&keys::RUN_MODEL)?.to_string(),
-            blueprint: settings.get(&keys::RUN_BLUEPRINT).map(str::to_string),
+            blueprint,
             lint: settings.get(&keys::RUN_LINT).map(str::to_string),
             test: settings.get(&keys::RUN_TEST).map(str::to_string),
             pr: settings.flag(&keys::RUN_PR),
@@ -118,7 +124,23 @@ impl RunSpec {
             artifacts_root: PathBuf::from(settings.require(&keys::LOCAL_ARTIFACTS_DIR)?),
             api_key,
             base_url: settings.require(&keys::ANTHROPIC_BASE_URL)?.to_string(),
+            pass_env: Vec::new(),
         })
+    }
+
+    /// Take the values of the variables `[run] env` (`LACKEY_PASS_ENV`) names from the
+    /// environment or `.env`; a name that is set nowhere is left out (its `env.NAME` is
+    /// false). The names were checked when the settings were read: none looks secret.
+    pub fn with_pass_env(mut self, settings: &Settings, env: &crate::config::EnvVars) -> RunSpec {
+        self.pass_env = settings
+            .get(&keys::RUN_ENV)
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty() && !crate::minion::blueprint::secret_looking(n))
+            .filter_map(|n| env.value(n).map(|v| (n.to_string(), v.to_string())))
+            .collect();
+        self
     }
 
     pub fn artifacts_dir(&self) -> PathBuf {
@@ -159,8 +181,38 @@ impl RunSpec {
         if self.pr {
             env.push(("LACKEY_PR".into(), "1".into()));
         }
+        if !self.pass_env.is_empty() {
+            let names: Vec<&str> = self.pass_env.iter().map(|(k, _)| k.as_str()).collect();
+            env.push(("LACKEY_PASS_ENV".into(), names.join(",")));
+            env.extend(self.pass_env.iter().cloned());
+        }
+        // A local run never pushes (its branch comes back through a bundle).
+        if runtime == Runtime::Local {
+            env.push(("LACKEY_CAN_PUSH".into(), "0".into()));
+        }
         env
     }
+}
+
+/// A blueprint given as an absolute path is read from the minion's clone: it must be
+/// inside the repository, and is passed on relative to its top.
+fn blueprint_in_repo(value: &str, repo: Option<&Path>) -> anyhow::Result<String> {
+    let p = Path::new(value);
+    if !p.is_absolute() {
+        return Ok(value.to_string());
+    }
+    let inside = repo.and_then(|r| {
+        let r = r.canonicalize().unwrap_or_else(|_| r.to_path_buf());
+        let p = p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
+        p.strip_prefix(&r).ok().map(|rel| rel.display().to_string())
+    });
+    inside.ok_or_else(|| {
+        Fail::new(format!(
+            "blueprint `{value}` is outside the repository the run works on"
+        ))
+        .with_hint("the minion reads blueprints from its clone of the repository: commit the file there (e.g. .lackey/blueprints/) and name it, or give its path relative to the repository")
+        .into()
+    })
 }
 
 /// The top of the git work tree containing `path`, which must have a commit.

@@ -5,6 +5,7 @@
 mod support;
 
 mod bench;
+mod blueprints;
 mod cli;
 mod cloud;
 mod doctor;

@@ -10,39 +10,39 @@ use crate::support::fake_llm::{self, Answer, FakeLlm};
 use crate::support::repo;
 use crate::support::TestEnv;
 
-const CANARY_KEY: &str = "sk-ant-api03-CANARY-minion-0123456789abcdef";
-const RUN_ID: &str = "20261124-143015-7f3a";
+pub(crate) const CANARY_KEY: &str = "sk-ant-api03-CANARY-minion-0123456789abcdef";
+pub(crate) const RUN_ID: &str = "20261124-143015-7f3a";
 
 /// A minion run on the host: a repository, a work dir, an output dir.
-struct MinionRun {
-    t: TestEnv,
-    repo: PathBuf,
+pub(crate) struct MinionRun {
+    pub(crate) t: TestEnv,
+    pub(crate) repo: PathBuf,
 }
 
-struct Done {
-    _t: TestEnv,
-    repo: PathBuf,
-    code: i32,
-    stdout: String,
-    stderr: String,
-    out: PathBuf,
-    work: PathBuf,
-    summary: Value,
+pub(crate) struct Done {
+    pub(crate) _t: TestEnv,
+    pub(crate) repo: PathBuf,
+    pub(crate) code: i32,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
+    pub(crate) out: PathBuf,
+    pub(crate) work: PathBuf,
+    pub(crate) summary: Value,
 }
 
 impl Done {
-    fn artifact(&self, name: &str) -> String {
+    pub(crate) fn artifact(&self, name: &str) -> String {
         std::fs::read_to_string(self.out.join(name))
             .unwrap_or_else(|e| panic!("artifact {name}: {e}"))
     }
 
     /// The clone the minion worked in.
-    fn clone_dir(&self) -> PathBuf {
+    pub(crate) fn clone_dir(&self) -> PathBuf {
         self.work.join("repo")
     }
 
     #[track_caller]
-    fn assert_outcome(&self, outcome: &str) {
+    pub(crate) fn assert_outcome(&self, outcome: &str) {
         assert_eq!(
             self.summary["outcome"], outcome,
             "summary: {:#}\n--- stdout\n{}\n--- stderr\n{}",
@@ -52,7 +52,7 @@ impl Done {
 
     /// No artifact (or log line) contains the canary key.
     #[track_caller]
-    fn assert_no_canary(&self) {
+    pub(crate) fn assert_no_canary(&self) {
         for entry in walkdir::WalkDir::new(&self.out)
             .into_iter()
             .filter_map(Result::ok)
@@ -71,19 +71,19 @@ impl Done {
 }
 
 impl MinionRun {
-    fn new() -> MinionRun {
+    pub(crate) fn new() -> MinionRun {
         let t = TestEnv::new();
         let repo = repo::hello_project(&t.path().join("src-repo"));
         MinionRun { t, repo }
     }
 
-    fn with_repo(files: &[(&str, &str)]) -> MinionRun {
+    pub(crate) fn with_repo(files: &[(&str, &str)]) -> MinionRun {
         let t = TestEnv::new();
         let repo = repo::init(&t.path().join("src-repo"), files);
         MinionRun { t, repo }
     }
 
-    fn run(mut self, llm: Option<&FakeLlm>, extra: &[(&str, &str)]) -> Done {
+    pub(crate) fn run(mut self, llm: Option<&FakeLlm>, extra: &[(&str, &str)]) -> Done {
         let out = self.t.path().join("out");
         let work = self.t.path().join("work-minion");
         let t = &mut self.t;
@@ -131,7 +131,7 @@ fn scope_hello() -> Answer {
     )
 }
 
-fn step_names(summary: &Value) -> Vec<String> {
+pub(crate) fn step_names(summary: &Value) -> Vec<String> {
     summary["steps"]
         .as_array()
         .unwrap()
@@ -573,7 +573,7 @@ fn a_malformed_blueprint_fails_before_any_work() {
         ("hello.sh", "echo hello\n"),
         (
             ".lackey/blueprints/default.yaml",
-            "name: broken\nsteps:\n  - {name: branch, type: git_branch}\n  - {name: check, type: command, commands: [\"true\"], timeout: soon}\n",
+            "version: 2\nname: broken\nsteps:\n  - {name: branch, type: git_branch}\n  - {name: check, type: command, commands: [\"true\"], timeout: soon}\n",
         ),
     ]);
     let d = m.run(Some(&llm), &[]);
@@ -593,7 +593,7 @@ fn a_repository_blueprint_runs_its_own_steps() {
         ("hello.sh", "echo hello\n"),
         (
             ".lackey/blueprints/lint-only.yaml",
-            "steps:\n  - {name: branch, type: git_branch}\n  - {name: execute, type: agent, agent: executor}\n  - {name: lint, type: command, commands: [\"grep -q stub .lackey/stub-runs/{run_id}.md\"], check: true, on_failure: \"outcome:error\"}\n  - {name: commit, type: git_commit, message: \"{task_slug}\"}\n",
+            "version: 2\nsteps:\n  - {name: branch, type: git_branch}\n  - {name: execute, type: agent, agent: executor}\n  - {name: lint, type: command, commands: [\"grep -q stub .lackey/stub-runs/{run_id}.md\"], check: true, on_failure: \"outcome:error\"}\n  - {name: commit, type: git_commit, message: \"{task_slug}\"}\n",
         ),
     ]);
     let d = m.run(
