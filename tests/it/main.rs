@@ -8,6 +8,7 @@ mod bench;
 mod cli;
 mod cloud;
 mod doctor;
+mod image;
 mod local;
 mod minion;
 mod stack;
