@@ -680,45 +680,70 @@ fn a_capacity_failure_is_retried() {
 }
 
 /// A tiny image whose config says `linux/arm64` (this x86_64 machine cannot build a real
-/// one): enough for every check that reads an image's platform. Removed on drop.
+/// one, and its Docker ignores `import --platform`): a `docker save` archive written by
+/// hand and loaded. Enough for every check that reads an image's platform. Removed on
+/// drop.
 struct ForeignImage(String);
 
 impl ForeignImage {
-    fn new(platform: &str) -> ForeignImage {
-        let tag = format!(
-            "lackey-foreign:{}-{}",
-            platform.replace('/', "-"),
-            std::process::id()
-        );
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("hello"), "not a lackey\n").unwrap();
-        let tar = dir.path().join("rootfs.tar");
-        let ok = std::process::Command::new("tar")
-            .args([
-                "-cf",
-                tar.to_str().unwrap(),
-                "-C",
-                dir.path().to_str().unwrap(),
-                "hello",
-            ])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok);
-        let out = std::process::Command::new("docker")
-            .args([
-                "import",
-                "--platform",
-                platform,
-                tar.to_str().unwrap(),
-                &tag,
-            ])
-            .output()
+    fn new(os: &str, arch: &str) -> ForeignImage {
+        use sha2::Digest;
+        let tag = format!("lackey-foreign:{os}-{arch}-{}", std::process::id());
+        let append = |tar: &mut tar::Builder<Vec<u8>>, name: &str, data: &[u8]| {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            tar.append_data(&mut h, name, data).unwrap();
+        };
+        let mut layer = tar::Builder::new(Vec::new());
+        append(&mut layer, "hello", b"not a lackey\n");
+        let layer = layer.into_inner().unwrap();
+        let diff_id = hex::encode(sha2::Sha256::digest(&layer));
+        let config = serde_json::to_vec(&json!({
+            "architecture": arch,
+            "os": os,
+            "config": {"Cmd": ["/hello"]},
+            "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{diff_id}")]},
+            "history": [{"created_by": "lackey test: a crafted image"}],
+        }))
+        .unwrap();
+        let config_id = hex::encode(sha2::Sha256::digest(&config));
+        let manifest = serde_json::to_vec(&json!([{
+            "Config": format!("{config_id}.json"),
+            "RepoTags": [tag],
+            "Layers": [format!("{diff_id}/layer.tar")],
+        }]))
+        .unwrap();
+        let mut archive = tar::Builder::new(Vec::new());
+        append(&mut archive, &format!("{diff_id}/layer.tar"), &layer);
+        append(&mut archive, &format!("{config_id}.json"), &config);
+        append(&mut archive, "manifest.json", &manifest);
+        let archive = archive.into_inner().unwrap();
+        let mut child = std::process::Command::new("docker")
+            .args(["load", "-q"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
             .unwrap();
+        {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(&archive).unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
         assert!(
             out.status.success(),
             "{}",
             String::from_utf8_lossy(&out.stderr)
+        );
+        let inspect = std::process::Command::new("docker")
+            .args(["image", "inspect", "-f", "{{.Os}}/{{.Architecture}}", &tag])
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&inspect.stdout).trim(),
+            format!("{os}/{arch}")
         );
         ForeignImage(tag)
     }
@@ -737,7 +762,7 @@ impl Drop for ForeignImage {
 #[test]
 fn an_image_of_another_architecture_is_refused_before_run_task() {
     let Some(c) = Cloud::new(true) else { return };
-    let arm = ForeignImage::new("linux/arm64");
+    let arm = ForeignImage::new("linux", "arm64");
     let out = c.t.run(&["image", "push", "--image", &arm.0]);
     out.assert_code(1);
     crate::support::snapshot_filters(&[(r"lackey-foreign:linux-arm64-\d+", "[ARM64 IMAGE]")])
@@ -855,17 +880,48 @@ fn an_arm64_task_definition_runs_arm64_images_only() {
         );
     }
     let arn = block_on(async {
-        ecs.run_task()
-            .cluster("lackey")
-            .task_definition("lackey-minion")
-            .launch_type(aws_sdk_ecs::types::LaunchType::Fargate)
+        let ec2 = aws_sdk_ec2::Client::new(&conf);
+        let subnet = ec2.describe_subnets().send().await.unwrap().subnets()[0]
+            .subnet_id()
+            .unwrap()
+            .to_string();
+        let group = ec2
+            .describe_security_groups()
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name("group-name")
+                    .values("lackey-ecs-tasks")
+                    .build(),
+            )
             .send()
             .await
             .unwrap()
-            .tasks()
+            .security_groups()[0]
+            .group_id()
+            .unwrap()
+            .to_string();
+        let network = aws_sdk_ecs::types::NetworkConfiguration::builder()
+            .awsvpc_configuration(
+                aws_sdk_ecs::types::AwsVpcConfiguration::builder()
+                    .subnets(subnet)
+                    .security_groups(group)
+                    .build()
+                    .unwrap(),
+            )
+            .build();
+        let out = ecs
+            .run_task()
+            .cluster("lackey")
+            .task_definition("lackey-minion")
+            .launch_type(aws_sdk_ecs::types::LaunchType::Fargate)
+            .network_configuration(network)
+            .send()
+            .await;
+        let out = out.unwrap_or_else(|e| panic!("RunTask: {e:?}"));
+        out.tasks()
             .first()
             .and_then(|t| t.task_arn())
-            .unwrap()
+            .expect("a task")
             .to_string()
     });
     let start = Instant::now();

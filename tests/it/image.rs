@@ -59,6 +59,7 @@ fn a_project_image_of_the_original_shape_builds_and_runs() {
     }
     let base = docker::test_image();
     let mut t = TestEnv::new();
+    t.set("LACKEY_IMAGE", base);
     let project = repo::hello_project(&t.work().join("project"));
     // The original names `minion-base:latest`; the test names its own base image (other
     // checkouts share this Docker engine), in the same place.
