@@ -1,8 +1,10 @@
 # `make build-base` (the minion image), plus the project's test and benchmark entry points.
 CARGO ?= cargo
 IMAGE ?= minion-base:latest
+# The release binary the offline image and the image benchmark ship (built once).
+RELEASE_BIN ?= $(or $(CARGO_TARGET_DIR),target)/release/lackey
 
-.PHONY: test install build build-base build-base-offline build-app demo bench-stack bench-local bench-minion bench-cloud bench-doctor
+.PHONY: test install build build-release build-base build-base-offline build-app bench-image demo bench-stack bench-local bench-minion bench-cloud bench-doctor
 
 # The main job: build the minion image, then a stub run on a demo repository.
 demo:
@@ -26,13 +28,21 @@ install:
 build-base: build
 	$(CARGO) run --locked --quiet -- image build --from-source --tag $(IMAGE)
 
-build-base-offline: build
+build-release:
+	$(CARGO) build --locked --release
+
+# The image gets a release, stripped lackey (the debug one is several times larger).
+build-base-offline: build-release
 	scripts/build-offline-base.sh
-	$(CARGO) run --locked --quiet -- image build --offline --tag $(IMAGE)
+	$(RELEASE_BIN) image build --offline --tag $(IMAGE)
 
 # A project image from a repository's .lackey/Dockerfile: make build-app REPO=path
 build-app: build
 	$(CARGO) run --locked --quiet -- image build --project --repo $(or $(REPO),.)
+
+# Issue 12: compressed size and layers of minion-base, from bookworm-slim and offline.
+bench-image: build-release
+	docker/bench-image.sh $(RELEASE_BIN)
 
 # Issue 4: prompt-prefix reuse of a scripted 20-turn agent run.
 bench-minion:

@@ -328,6 +328,10 @@ pub struct ImageBuildArgs {
     /// Repository whose .lackey/Dockerfile --project uses [env: LACKEY_REPO]
     #[arg(long, value_name = "PATH")]
     pub repo: Option<PathBuf>,
+
+    /// Debian 12 image to build on [default: debian:bookworm-slim; --offline: lackey/debian-base:bookworm]
+    #[arg(long, value_name = "IMAGE", conflicts_with = "project")]
+    pub base: Option<String>,
 }
 
 #[derive(Debug, Args)]

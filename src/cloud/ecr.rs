@@ -5,17 +5,19 @@
 //! # async fn demo(docker: &bollard::Docker, aws: &lackey::aws::Aws) -> anyhow::Result<()> {
 //! use lackey::cloud::ecr::ensure_image_in_ecr;
 //! use lackey::output::Silent;
+//! use lackey::runner::image::CpuArch;
 //! let image = ensure_image_in_ecr(
 //!     docker,
 //!     aws,
 //!     "minion-base:latest",
 //!     "YOUR_AWS_ACCOUNT_ID.dkr.ecr.YOUR_REGION.amazonaws.com",
 //!     "lackey-minion",
+//!     CpuArch::X86_64,
 //!     &Silent,
 //! )
 //! .await?;
 //! // A second call finds it and says "already exists in ECR".
-//! assert!(!ensure_image_in_ecr(docker, aws, "minion-base:latest", "YOUR_AWS_ACCOUNT_ID.dkr.ecr.YOUR_REGION.amazonaws.com", "lackey-minion", &Silent).await?.pushed);
+//! assert!(!ensure_image_in_ecr(docker, aws, "minion-base:latest", "YOUR_AWS_ACCOUNT_ID.dkr.ecr.YOUR_REGION.amazonaws.com", "lackey-minion", CpuArch::X86_64, &Silent).await?.pushed);
 //! # let _ = image; Ok(()) }
 //! ```
 //!
@@ -36,6 +38,7 @@ use futures::StreamExt;
 use crate::aws::{Aws, AwsResultExt};
 use crate::error::Fail;
 use crate::output::{Progress, Reporter, Tone};
+use crate::runner::image::{check_platform, CpuArch};
 
 #[derive(Debug, Clone)]
 pub struct EcrImage {
@@ -133,14 +136,43 @@ pub async fn remote_config_digest(
         .map(|c| (c.to_string(), digest)))
 }
 
+/// The CPU architecture the task definition `family` runs on: its `runtimePlatform`,
+/// X86_64 when it names none (Fargate's default), `fallback` when the family has no
+/// ACTIVE revision yet.
+pub async fn task_architecture(aws: &Aws, family: &str, fallback: CpuArch) -> CpuArch {
+    match aws
+        .ecs()
+        .describe_task_definition()
+        .task_definition(family)
+        .send()
+        .await
+    {
+        Ok(out) => out
+            .task_definition()
+            .map(task_definition_architecture)
+            .unwrap_or(fallback),
+        Err(_) => fallback,
+    }
+}
+
+/// A task definition's CPU architecture (X86_64 when its `runtimePlatform` names none).
+pub fn task_definition_architecture(td: &aws_sdk_ecs::types::TaskDefinition) -> CpuArch {
+    td.runtime_platform()
+        .and_then(|p| p.cpu_architecture())
+        .and_then(|a| CpuArch::parse(a.as_str()))
+        .unwrap_or(CpuArch::X86_64)
+}
+
 /// Make sure `local_image` is in `registry/repository:latest`, pushing only when the
-/// registry does not already hold this exact image.
+/// registry does not already hold this exact image. An image that cannot run on a
+/// Linux task of `arch` is refused before anything is pushed.
 pub async fn ensure_image_in_ecr(
     docker: &Docker,
     aws: &Aws,
     local_image: &str,
     registry: &str,
     repository: &str,
+    arch: CpuArch,
     reporter: &dyn Reporter,
 ) -> anyhow::Result<EcrImage> {
     let uri = format!("{registry}/{repository}:latest");
@@ -150,6 +182,16 @@ pub async fn ensure_image_in_ecr(
         ))
         .with_hint("build it with `make build-base` (or `lackey image build`)")
     })?;
+    check_platform(
+        local_image,
+        &local.os.clone().unwrap_or_default().to_ascii_lowercase(),
+        &local
+            .architecture
+            .clone()
+            .unwrap_or_default()
+            .to_ascii_lowercase(),
+        arch,
+    )?;
     let local_id = local.id.unwrap_or_default();
     let creds = credentials(aws, registry).await?;
     if let Some((config, digest)) =

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use super::Ctx;
 use crate::cli::{ImageBuildArgs, ImageCommand};
 use crate::config::keys;
-use crate::runner::image::{self, ImageSource};
+use crate::output::Reporter;
+use crate::runner::image::{self, CpuArch, ImageSource};
 
 pub async fn run(ctx: &Ctx, cmd: ImageCommand) -> anyhow::Result<u8> {
     match cmd {
@@ -17,7 +18,18 @@ pub async fn run(ctx: &Ctx, cmd: ImageCommand) -> anyhow::Result<u8> {
 async fn build(ctx: &Ctx, args: ImageBuildArgs) -> anyhow::Result<u8> {
     let settings = ctx.settings(&[])?;
     let configured = settings.require(&keys::IMAGE_LOCAL)?.to_string();
+    // The architecture the task definition runs, so one image serves local and cloud runs.
+    let arch =
+        CpuArch::parse(settings.require(&keys::ECS_CPU_ARCHITECTURE)?).unwrap_or(CpuArch::HOST);
     let docker = crate::runner::docker::connect().await?;
+    let base = args.base.clone().unwrap_or_else(|| {
+        if args.offline {
+            image::OFFLINE_BASE.to_string()
+        } else {
+            image::ONLINE_BASE.to_string()
+        }
+    });
+    let cwd = std::env::current_dir()?;
     let (source, tag) = if args.project {
         let repo = match &args.repo {
             Some(r) => r.clone(),
@@ -31,28 +43,31 @@ async fn build(ctx: &Ctx, args: ImageBuildArgs) -> anyhow::Result<u8> {
             },
             args.tag.unwrap_or_else(|| "minion-app:latest".into()),
         )
-    } else if args.from_source {
+    } else if args.from_source
+        || (!args.offline
+            && !image::host_binary_fits(arch)
+            && cwd.join("docker/Dockerfile").is_file())
+    {
+        if !args.from_source {
+            // This lackey is not a Linux executable for the target (macOS, or another
+            // architecture): the source tree is here, so compile inside Docker.
+            ctx.printer.info(&format!(
+                "This lackey cannot run in a linux/{} image: compiling it inside Docker from `{}`",
+                arch.docker(),
+                cwd.display()
+            ));
+        }
         (
-            ImageSource::Source {
-                dir: std::env::current_dir()?,
-            },
+            ImageSource::Source { dir: cwd, base },
             args.tag.unwrap_or(configured),
         )
     } else {
-        let base = if args.offline {
-            image::OFFLINE_BASE
-        } else {
-            image::ONLINE_BASE
-        };
-        (
-            ImageSource::Binary { base: base.into() },
-            args.tag.unwrap_or(configured),
-        )
+        (ImageSource::Binary { base }, args.tag.unwrap_or(configured))
     };
-    let id = image::build(&docker, &tag, &source, &ctx.printer).await?;
+    let id = image::build(&docker, &tag, &source, arch, &ctx.printer).await?;
     if ctx.printer.json_mode() {
         ctx.printer
-            .json(&serde_json::json!({"image": tag, "id": id}));
+            .json(&serde_json::json!({"image": tag, "id": id, "platform": format!("linux/{}", arch.docker())}));
     } else {
         ctx.printer
             .result(format!("{tag} {}", image::short_id(&id)));

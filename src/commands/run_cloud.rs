@@ -279,6 +279,15 @@ pub async fn push(ctx: &Ctx, args: ImagePushArgs) -> anyhow::Result<u8> {
     let image = settings.require(&keys::IMAGE_LOCAL)?.to_string();
     let registry = settings.require(&keys::ECR_REGISTRY)?.to_string();
     let repository = settings.require(&keys::ECR_REPOSITORY)?.to_string();
+    // The image must run on the task definition `lackey up` registered (or will).
+    let configured = runner::image::CpuArch::parse(settings.require(&keys::ECS_CPU_ARCHITECTURE)?)
+        .unwrap_or(runner::image::CpuArch::HOST);
+    let arch = crate::cloud::ecr::task_architecture(
+        &aws,
+        settings.require(&keys::ECS_TASK_FAMILY)?,
+        configured,
+    )
+    .await;
     let docker = runner::docker::connect().await?;
     let pushed = crate::cloud::ecr::ensure_image_in_ecr(
         &docker,
@@ -286,6 +295,7 @@ pub async fn push(ctx: &Ctx, args: ImagePushArgs) -> anyhow::Result<u8> {
         &image,
         &registry,
         &repository,
+        arch,
         &ctx.printer,
     )
     .await?;

@@ -94,6 +94,14 @@ macro_rules! key {
 
 use DefaultValue::{None as NoDefault, Template, Value};
 
+/// The architecture of the machine lackey runs on, as Fargate names it: images built
+/// here run on tasks of this architecture unless the config says otherwise.
+pub const HOST_CPU_ARCHITECTURE: &str = if cfg!(target_arch = "aarch64") {
+    "ARM64"
+} else {
+    "X86_64"
+};
+
 key!(
     AWS_REGION,
     "aws.region",
@@ -236,6 +244,17 @@ key!(
     secret = false,
     validate = Some(validate::fargate_memory),
     doc = "Fargate task memory (MiB)"
+);
+key!(
+    ECS_CPU_ARCHITECTURE,
+    "ecs.cpu_architecture",
+    env = ["LACKEY_ECS_CPU_ARCHITECTURE"],
+    flag = None,
+    toml = true,
+    default = Value(HOST_CPU_ARCHITECTURE),
+    secret = false,
+    validate = Some(validate::cpu_architecture),
+    doc = "Fargate CPU architecture (X86_64 or ARM64; default: this machine's)"
 );
 key!(
     LOGS_GROUP,
@@ -605,6 +624,7 @@ pub static ALL: &[&Key] = &[
     &ECS_TASK_FAMILY,
     &ECS_CPU,
     &ECS_MEMORY,
+    &ECS_CPU_ARCHITECTURE,
     &LOGS_GROUP,
     &LOGS_RETENTION_DAYS,
     &IAM_EXECUTION_ROLE,

@@ -398,6 +398,13 @@ pub fn positive_number(s: &str) -> Result<(), String> {
     }
 }
 
+pub fn cpu_architecture(s: &str) -> Result<(), String> {
+    match s.trim().to_ascii_uppercase().as_str() {
+        "X86_64" | "ARM64" => Ok(()),
+        _ => Err("expected X86_64 or ARM64 (Fargate's CPU architectures)".into()),
+    }
+}
+
 pub fn boolean(s: &str) -> Result<(), String> {
     parse_bool(s)
         .map(|_| ())

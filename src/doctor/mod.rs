@@ -818,7 +818,7 @@ async fn check_task_definition(cx: &StackCtx<'_>) -> Check {
             let d = stack::task_definition::diff(&want, &have.state);
             let revision = have.state.arn.rsplit(':').next().unwrap_or("?").to_string();
             if d.is_empty() {
-                pass("infra", "task-definition", format!("`{}:{revision}` matches the config (image, roles, log configuration, secrets)", spec.task_family))
+                pass("infra", "task-definition", format!("`{}:{revision}` matches the config (image, platform, roles, log configuration, secrets)", spec.task_family))
             } else {
                 fail(
                     "infra",

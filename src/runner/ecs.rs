@@ -307,24 +307,8 @@ pub async fn run_cloud(
 ) -> anyhow::Result<CloudResult> {
     let s3 = aws.s3();
     let ecs = aws.ecs();
-    // 1. The image in ECR.
-    match super::docker::connect().await {
-        Ok(docker) => {
-            crate::cloud::ecr::ensure_image_in_ecr(
-                &docker,
-                aws,
-                &spec.image,
-                &cloud.registry,
-                &cloud.repository,
-                printer,
-            )
-            .await?;
-        }
-        Err(e) => {
-            printer.warn(&format!("{e:#}; using the image ECR already holds"));
-        }
-    }
-    // The task definition decides how the secrets reach the task.
+    // The task definition decides how the secrets reach the task, and which images it
+    // can run.
     let td = ecs
         .describe_task_definition()
         .task_definition(&cloud.task_family)
@@ -340,6 +324,28 @@ pub async fn run_cloud(
                 anyhow::Error::new(crate::aws::render_sdk_error(e))
             }
         })?;
+    let arch = td
+        .task_definition()
+        .map(crate::cloud::ecr::task_definition_architecture)
+        .unwrap_or(crate::runner::image::CpuArch::X86_64);
+    // 1. The image in ECR (refused before anything starts when it cannot run there).
+    match super::docker::connect().await {
+        Ok(docker) => {
+            crate::cloud::ecr::ensure_image_in_ecr(
+                &docker,
+                aws,
+                &spec.image,
+                &cloud.registry,
+                &cloud.repository,
+                arch,
+                printer,
+            )
+            .await?;
+        }
+        Err(e) => {
+            printer.warn(&format!("{e:#}; using the image ECR already holds"));
+        }
+    }
     let injected: Vec<String> = td
         .task_definition()
         .and_then(|t| t.container_definitions().first())

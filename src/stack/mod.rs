@@ -221,6 +221,8 @@ pub struct StackSpec {
     pub task_family: String,
     pub cpu: u32,
     pub memory: u32,
+    /// `runtimePlatform.cpuArchitecture`: X86_64 or ARM64.
+    pub cpu_architecture: crate::runner::image::CpuArch,
     /// A GitHub App is configured: the task gets its key injected (ECS refuses to start
     /// a task whose injected secret has no value, so it is wired only when used).
     pub github_app: bool,
@@ -259,6 +261,10 @@ impl StackSpec {
             github_app: s.get(&keys::GITHUB_APP_ID).is_some(),
             cpu: s.number(&keys::ECS_CPU)?,
             memory: s.number(&keys::ECS_MEMORY)?,
+            cpu_architecture: crate::runner::image::CpuArch::parse(
+                s.require(&keys::ECS_CPU_ARCHITECTURE)?,
+            )
+            .unwrap_or(crate::runner::image::CpuArch::HOST),
             region,
         })
     }

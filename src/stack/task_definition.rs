@@ -10,8 +10,9 @@
 use std::collections::BTreeMap;
 
 use aws_sdk_ecs::types::{
-    Compatibility, ContainerDefinition, KeyValuePair, LogConfiguration, LogDriver, NetworkMode,
-    Secret, Tag, TaskDefinition, TaskDefinitionField, TaskDefinitionStatus,
+    Compatibility, ContainerDefinition, CpuArchitecture, KeyValuePair, LogConfiguration, LogDriver,
+    NetworkMode, OsFamily, RuntimePlatform, Secret, Tag, TaskDefinition, TaskDefinitionField,
+    TaskDefinitionStatus,
 };
 use serde_json::{json, Map, Value};
 
@@ -34,6 +35,7 @@ pub fn desired(spec: &StackSpec, secret_arns: &BTreeMap<&'static str, String>) -
             ("family", &spec.task_family),
             ("cpu", &spec.cpu.to_string()),
             ("memory", &spec.memory.to_string()),
+            ("cpu_architecture", spec.cpu_architecture.ecs()),
             ("execution_role_arn", &spec.role_arn(&spec.execution_role)),
             ("task_role_arn", &spec.role_arn(&spec.task_role)),
             ("image", &spec.image_uri()),
@@ -110,6 +112,10 @@ pub fn to_json(td: &TaskDefinition) -> Value {
         "containerDefinitions": td.container_definitions().iter().map(container_json).collect::<Vec<_>>(),
         "volumes": td.volumes().iter().map(|v| json!({"name": v.name()})).collect::<Vec<_>>(),
         "ephemeralStorage": td.ephemeral_storage().map(|e| json!({"sizeInGiB": e.size_in_gib()})),
+        "runtimePlatform": td.runtime_platform().map(|p| json!({
+            "operatingSystemFamily": p.operating_system_family().map(|o| o.as_str()),
+            "cpuArchitecture": p.cpu_architecture().map(|a| a.as_str()),
+        })),
     })
 }
 
@@ -310,6 +316,15 @@ fn container_from_json(c: &Value) -> anyhow::Result<ContainerDefinition> {
     Ok(b.build())
 }
 
+fn runtime_platform(v: &Value) -> Option<RuntimePlatform> {
+    v.is_object().then(|| {
+        RuntimePlatform::builder()
+            .set_operating_system_family(v["operatingSystemFamily"].as_str().map(OsFamily::from))
+            .set_cpu_architecture(v["cpuArchitecture"].as_str().map(CpuArchitecture::from))
+            .build()
+    })
+}
+
 fn is_role_not_ready(e: &anyhow::Error) -> bool {
     let text = format!("{e:#}").to_lowercase();
     text.contains("passrole")
@@ -361,6 +376,7 @@ pub async fn apply(
                 )
                 .set_cpu(want["cpu"].as_str().map(str::to_string))
                 .set_memory(want["memory"].as_str().map(str::to_string))
+                .set_runtime_platform(runtime_platform(&want["runtimePlatform"]))
                 .set_execution_role_arn(want["executionRoleArn"].as_str().map(str::to_string))
                 .set_task_role_arn(want["taskRoleArn"].as_str().map(str::to_string))
                 .set_container_definitions(Some(containers))
@@ -463,4 +479,73 @@ pub async fn delete(cx: &StackCtx<'_>) -> anyhow::Result<Deletion> {
         (0, _) => Deletion::NotOwned(format!("{foreign} revision(s) without lackey's tags; kept")),
         _ => Deletion::Deleted,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runner::image::CpuArch;
+
+    fn spec(arch: CpuArch) -> StackSpec {
+        StackSpec {
+            stack: "lackey".into(),
+            account: "123456789012".into(),
+            region: "us-east-1".into(),
+            partition: "aws".into(),
+            bucket: "b".into(),
+            ecr_repository: "lackey-minion".into(),
+            registry: "123456789012.dkr.ecr.us-east-1.amazonaws.com".into(),
+            cluster: "lackey".into(),
+            log_group: "/ecs/lackey-minion".into(),
+            retention_days: None,
+            execution_role: "exec".into(),
+            task_role: "task".into(),
+            security_group: "sg".into(),
+            secrets: vec![],
+            task_family: "lackey-minion".into(),
+            cpu: 1024,
+            memory: 4096,
+            cpu_architecture: arch,
+            github_app: false,
+        }
+    }
+
+    #[test]
+    fn the_task_runs_linux_on_the_configured_architecture() {
+        let td = desired(&spec(CpuArch::Arm64), &BTreeMap::new());
+        assert_eq!(
+            td["runtimePlatform"],
+            json!({"operatingSystemFamily": "LINUX", "cpuArchitecture": "ARM64"})
+        );
+        let td = desired(&spec(CpuArch::X86_64), &BTreeMap::new());
+        assert_eq!(td["runtimePlatform"]["cpuArchitecture"], "X86_64");
+        // It reaches RegisterTaskDefinition as the SDK's type.
+        let p = runtime_platform(&td["runtimePlatform"]).unwrap();
+        assert_eq!(p.cpu_architecture(), Some(&CpuArchitecture::X8664));
+        assert_eq!(p.operating_system_family(), Some(&OsFamily::Linux));
+    }
+
+    #[test]
+    fn a_changed_or_missing_runtime_platform_is_a_diff() {
+        let arm = desired(&spec(CpuArch::Arm64), &BTreeMap::new());
+        let x86 = desired(&spec(CpuArch::X86_64), &BTreeMap::new());
+        let have = |json: Value| Have {
+            arn: "arn:aws:ecs:us-east-1:123456789012:task-definition/lackey-minion:1".into(),
+            json,
+        };
+        assert!(diff(&arm, &have(arm.clone())).is_empty());
+        let d = diff(&arm, &have(x86.clone()));
+        assert_eq!(
+            d.iter().map(|f| f.field.as_str()).collect::<Vec<_>>(),
+            ["runtimePlatform.cpuArchitecture"]
+        );
+        // A revision registered before lackey wrote runtimePlatform differs too.
+        let mut old = x86.clone();
+        old.as_object_mut().unwrap().remove("runtimePlatform");
+        let d = diff(&x86, &have(old));
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].field, "runtimePlatform");
+        assert_eq!(d[0].old, Value::Null);
+        assert_eq!(d[0].new["cpuArchitecture"], "X86_64");
+    }
 }

@@ -252,9 +252,10 @@ fn a_stub_cloud_run_end_to_end() {
         c.t.run(&["run", "another stub", "--cloud", "--stubs", "--follow"]);
     assert_eq!(again.code, 0, "{}", again.stderr);
     assert!(
-        again
-            .stderr
-            .contains(&format!("Image {} already exists in ECR as", docker::test_image_tag())),
+        again.stderr.contains(&format!(
+            "Image {} already exists in ECR as",
+            docker::test_image_tag()
+        )),
         "{}",
         again.stderr
     );
@@ -676,4 +677,272 @@ fn a_capacity_failure_is_retried() {
         .filter(|r| r.action == "RunTask")
         .collect();
     assert_eq!(runs.len(), 2);
+}
+
+/// A tiny image whose config says `linux/arm64` (this x86_64 machine cannot build a real
+/// one, and its Docker ignores `import --platform`): a `docker save` archive written by
+/// hand and loaded. Enough for every check that reads an image's platform. Removed on
+/// drop.
+struct ForeignImage(String);
+
+impl ForeignImage {
+    fn new(os: &str, arch: &str) -> ForeignImage {
+        use sha2::Digest;
+        let tag = format!("lackey-foreign:{os}-{arch}-{}", std::process::id());
+        let append = |tar: &mut tar::Builder<Vec<u8>>, name: &str, data: &[u8]| {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            tar.append_data(&mut h, name, data).unwrap();
+        };
+        let mut layer = tar::Builder::new(Vec::new());
+        append(&mut layer, "hello", b"not a lackey\n");
+        let layer = layer.into_inner().unwrap();
+        let diff_id = hex::encode(sha2::Sha256::digest(&layer));
+        let config = serde_json::to_vec(&json!({
+            "architecture": arch,
+            "os": os,
+            "config": {"Cmd": ["/hello"]},
+            "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{diff_id}")]},
+            "history": [{"created_by": "lackey test: a crafted image"}],
+        }))
+        .unwrap();
+        let config_id = hex::encode(sha2::Sha256::digest(&config));
+        let manifest = serde_json::to_vec(&json!([{
+            "Config": format!("{config_id}.json"),
+            "RepoTags": [tag],
+            "Layers": [format!("{diff_id}/layer.tar")],
+        }]))
+        .unwrap();
+        let mut archive = tar::Builder::new(Vec::new());
+        append(&mut archive, &format!("{diff_id}/layer.tar"), &layer);
+        append(&mut archive, &format!("{config_id}.json"), &config);
+        append(&mut archive, "manifest.json", &manifest);
+        let archive = archive.into_inner().unwrap();
+        let mut child = std::process::Command::new("docker")
+            .args(["load", "-q"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(&archive).unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let inspect = std::process::Command::new("docker")
+            .args(["image", "inspect", "-f", "{{.Os}}/{{.Architecture}}", &tag])
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&inspect.stdout).trim(),
+            format!("{os}/{arch}")
+        );
+        ForeignImage(tag)
+    }
+}
+
+impl Drop for ForeignImage {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("docker")
+            .args(["rmi", "-f", &self.0])
+            .output();
+    }
+}
+
+/// An arm64 image is refused, with the fix, by `image push` and by `run --cloud` on an
+/// X86_64 task definition: nothing is pushed and no task starts.
+#[test]
+fn an_image_of_another_architecture_is_refused_before_run_task() {
+    let Some(c) = Cloud::new(true) else { return };
+    let arm = ForeignImage::new("linux", "arm64");
+    let out = c.t.run(&["image", "push", "--image", &arm.0]);
+    out.assert_code(1);
+    crate::support::snapshot_filters(&[(r"lackey-foreign:linux-arm64-\d+", "[ARM64 IMAGE]")])
+        .bind(|| insta::assert_snapshot!("image_push_wrong_architecture", out.stderr));
+    c.moto.reset_requests();
+    let out =
+        c.t.run(&["run", "x", "--cloud", "--stubs", "--image", &arm.0]);
+    out.assert_code(1);
+    assert!(
+        out.stderr.contains(&format!(
+            "error: image `{}` cannot run on the task definition: it is built for linux/arm64, the task runs LINUX/X86_64",
+            arm.0
+        )),
+        "{}",
+        out.stderr
+    );
+    let actions: Vec<String> = c.moto.requests().into_iter().map(|r| r.action).collect();
+    assert!(!actions.iter().any(|a| a == "RunTask"), "{actions:?}");
+    assert!(c.registry.tags("lackey-minion").is_empty());
+    assert!(!out.stderr.contains("Launched ECS task"), "{}", out.stderr);
+}
+
+/// `[ecs] cpu_architecture = "ARM64"`: the plan shows the change, `up` registers an
+/// ARM64 task definition, the x86_64 image is refused for it, and the Fargate player
+/// stops a task whose image does not match, as Fargate would with `exec format error`.
+#[test]
+fn an_arm64_task_definition_runs_arm64_images_only() {
+    let Some(mut c) = Cloud::new(true) else {
+        return;
+    };
+    c.t.set("LACKEY_ECS_CPU_ARCHITECTURE", "ARM64");
+    let plan = c.t.run(&["plan", "--json"]);
+    plan.assert_success();
+    let changes = plan.json()["changes"].as_array().unwrap().clone();
+    let td = changes
+        .iter()
+        .find(|ch| ch["kind"] == "task_definition")
+        .expect("a task definition change");
+    assert_eq!(td["action"], "update", "{td}");
+    assert!(
+        td["diff"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["field"] == "runtimePlatform.cpuArchitecture"
+                && d["old"] == "X86_64"
+                && d["new"] == "ARM64"),
+        "{td}"
+    );
+    c.t.run(&["up", "-q"]).assert_success();
+    let conf = c.moto.sdk_config();
+    let ecs = aws_sdk_ecs::Client::new(&conf);
+    let registered = block_on(async {
+        ecs.describe_task_definition()
+            .task_definition("lackey-minion")
+            .send()
+            .await
+            .unwrap()
+    });
+    let platform = registered
+        .task_definition()
+        .and_then(|t| t.runtime_platform())
+        .expect("runtimePlatform");
+    assert_eq!(
+        platform.cpu_architecture().map(|a| a.as_str()),
+        Some("ARM64")
+    );
+    assert_eq!(
+        platform.operating_system_family().map(|o| o.as_str()),
+        Some("LINUX")
+    );
+    // A second plan has nothing to do: runtimePlatform reads back as written.
+    let again = c.t.run(&["plan", "--json"]);
+    assert!(
+        again.json()["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|ch| ch["action"] == "noop" || ch["kind"] != "task_definition"),
+        "{}",
+        again.stdout
+    );
+    // The x86_64 test image is refused for it, before anything is pushed or started.
+    c.moto.reset_requests();
+    let out = c.t.run(&["run", "x", "--cloud", "--stubs"]);
+    out.assert_code(1);
+    assert!(
+        out.stderr
+            .contains("it is built for linux/amd64, the task runs LINUX/ARM64"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("hint: rebuild it for linux/arm64"),
+        "{}",
+        out.stderr
+    );
+    assert!(!c.moto.requests().iter().any(|r| r.action == "RunTask"));
+    // The player enforces the same rule: the x86_64 image put in the registry by hand and
+    // started directly never runs on the ARM64 task.
+    let uri = format!("{}/lackey-minion:latest", c.registry_host());
+    for args in [
+        vec!["tag", docker::test_image(), uri.as_str()],
+        vec!["push", "-q", uri.as_str()],
+        vec!["rmi", uri.as_str()],
+    ] {
+        let out = std::process::Command::new("docker")
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "docker {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let arn = block_on(async {
+        let ec2 = aws_sdk_ec2::Client::new(&conf);
+        let subnet = ec2.describe_subnets().send().await.unwrap().subnets()[0]
+            .subnet_id()
+            .unwrap()
+            .to_string();
+        let group = ec2
+            .describe_security_groups()
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name("group-name")
+                    .values("lackey-ecs-tasks")
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap()
+            .security_groups()[0]
+            .group_id()
+            .unwrap()
+            .to_string();
+        let network = aws_sdk_ecs::types::NetworkConfiguration::builder()
+            .awsvpc_configuration(
+                aws_sdk_ecs::types::AwsVpcConfiguration::builder()
+                    .subnets(subnet)
+                    .security_groups(group)
+                    .build()
+                    .unwrap(),
+            )
+            .build();
+        let out = ecs
+            .run_task()
+            .cluster("lackey")
+            .task_definition("lackey-minion")
+            .launch_type(aws_sdk_ecs::types::LaunchType::Fargate)
+            .network_configuration(network)
+            .send()
+            .await;
+        let out = out.unwrap_or_else(|e| panic!("RunTask: {e:?}"));
+        out.tasks()
+            .first()
+            .and_then(|t| t.task_arn())
+            .expect("a task")
+            .to_string()
+    });
+    let start = Instant::now();
+    let task = loop {
+        let task = c.task(&arn);
+        if task.last_status() == Some("STOPPED") {
+            break task;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the task never stopped"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert_eq!(
+        task.stop_code().map(|s| s.as_str()),
+        Some("TaskFailedToStart")
+    );
+    let reason = task.stopped_reason().unwrap_or_default();
+    assert!(
+        reason.starts_with("CannotStartContainerError") && reason.contains("exec format error"),
+        "{reason}"
+    );
 }

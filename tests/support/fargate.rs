@@ -6,9 +6,11 @@
 //! Manager (as the execution role would), then RUNNING while the container runs in
 //! local Docker with the task's overrides, then STOPPED with the container's real exit
 //! code. A pull that fails stops the task with `CannotPullContainerError`, a secret that
-//! cannot be read with `ResourceInitializationError`, both `TaskFailedToStart`. StopTask
-//! (desiredStatus STOPPED) stops the container with SIGTERM. The container's output is
-//! written to the CloudWatch stream `<prefix>/<container>/<task id>`.
+//! cannot be read with `ResourceInitializationError`, an image whose OS or architecture
+//! is not the task definition's `runtimePlatform` with `CannotStartContainerError`
+//! (`exec format error`), all `TaskFailedToStart`. StopTask (desiredStatus STOPPED)
+//! stops the container with SIGTERM. The container's output is written to the
+//! CloudWatch stream `<prefix>/<container>/<task id>`.
 //!
 //! Containers run with host networking so the minion reaches moto, the registry, the
 //! fake GitHub and the fake LLM on loopback, and get test credentials for moto in
@@ -161,6 +163,45 @@ impl Ctx {
         if !pulled {
             return self
                 .fail_to_start(&arn, format!("CannotPullContainerError: pull image manifest has been retried 5 time(s): failed to resolve ref {image}: {}", out.trim()))
+                .await;
+        }
+        // Fargate starts the image only on the platform the task definition declares
+        // (Linux on X86_64 when it declares none); any other image dies at its first
+        // instruction with `exec format error`.
+        let platform = td.task_definition().and_then(|t| t.runtime_platform());
+        let want_os = platform
+            .and_then(|p| p.operating_system_family())
+            .map(|o| o.as_str().to_string())
+            .unwrap_or_else(|| "LINUX".into());
+        let want_arch = platform
+            .and_then(|p| p.cpu_architecture())
+            .map(|a| a.as_str().to_string())
+            .unwrap_or_else(|| "X86_64".into());
+        let (_, have) = tokio::task::spawn_blocking({
+            let image = image.clone();
+            move || {
+                docker(&[
+                    "image",
+                    "inspect",
+                    "-f",
+                    "{{.Os}}/{{.Architecture}}",
+                    &image,
+                ])
+            }
+        })
+        .await
+        .unwrap();
+        let have = have.trim().to_string();
+        let docker_arch = match want_arch.as_str() {
+            "ARM64" => "arm64",
+            _ => "amd64",
+        };
+        if want_os != "LINUX" || have != format!("linux/{docker_arch}") {
+            return self
+                .fail_to_start(
+                    &arn,
+                    format!("CannotStartContainerError: image {image} is {have}, the task runs {want_os}/{want_arch}: exec /usr/local/bin/lackey: exec format error"),
+                )
                 .await;
         }
         for s in container.secrets() {
