@@ -600,7 +600,7 @@ mod tests {
             .map(|k| s.get(k).unwrap().to_string())
             .collect()
         };
-        // The stack `lackey` keeps the deployment guide's names exactly.
+        // The stack `lackey` keeps the documented default names exactly.
         let guide = [
             "lackey-artifacts-123456789012",
             "lackey-minion",

@@ -1049,7 +1049,7 @@ fn two_stacks_in_one_account_never_share_a_resource() {
 }
 
 /// Remove lackey's tags from every resource of stack `lackey`, as if it had been made
-/// by hand following the deployment guide.
+/// by hand under the default names.
 fn strip_tags(moto: &Moto) {
     let conf = moto.sdk_config();
     block_on(async {
