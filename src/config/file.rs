@@ -123,6 +123,10 @@ impl ConfigFile {
                         out.join(",")
                     }
                     toml::Value::Datetime(d) => d.to_string(),
+                    // `[run.prices."<model>"]`: a table of tables, kept as JSON.
+                    toml::Value::Table(t) if k.name == keys::RUN_PRICES.name => {
+                        serde_json::to_string(&t).unwrap_or_default()
+                    }
                     toml::Value::Table(_) => {
                         return Err(Fail::new(format!(
                             "`{full}` in `{shown}` at line {line} must be a value, not a table"

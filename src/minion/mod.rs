@@ -18,6 +18,7 @@
 //! | `LACKEY_TIMEOUT` | the run's timeout in seconds (for the "timed out after N s" text) |
 //! | `LACKEY_BRANCH` | the branch to create (default `minion/<run id>`) |
 //! | `LACKEY_MODEL`, `LACKEY_BLUEPRINT`, `LACKEY_LINT`, `LACKEY_TEST` | agent model, blueprint name, check commands |
+//! | `LACKEY_PRICES` | price overrides for the run's cost (JSON, as the `run.prices` setting) |
 //! | `LACKEY_STUBS` | `1`: stub agents, no LLM call |
 //! | `LACKEY_RUNTIME` | `local` or `cloud` (for the summary) |
 //! | `ANTHROPIC_API_KEY` / `ANTHROPIC_API_KEY_FILE` | the API key, or a file holding it (local runs mount a read-only secret file) |
@@ -99,6 +100,7 @@ pub struct MinionInput {
     pub timeout_secs: Option<u64>,
     pub branch: String,
     pub model: String,
+    pub prices: Option<String>,
     pub blueprint: Option<String>,
     pub lint: Option<String>,
     pub test: Option<String>,
@@ -205,6 +207,7 @@ impl MinionInput {
             deadline,
             timeout_secs: get("LACKEY_TIMEOUT").and_then(|t| t.parse().ok()),
             model: get("LACKEY_MODEL").unwrap_or_else(|| "claude-sonnet-4-5".into()),
+            prices: get("LACKEY_PRICES"),
             blueprint: get("LACKEY_BLUEPRINT"),
             lint: get("LACKEY_LINT"),
             test: get("LACKEY_TEST"),
@@ -1224,7 +1227,7 @@ impl Run {
             let _ = self.art.write("scope.json", "{}\n");
         }
         let finished = chrono::Utc::now();
-        let usage = self.llm.as_ref().map(|l| l.usage()).unwrap_or_default();
+        let usage = self.priced_usage();
         if let Some(llm) = &self.llm {
             let p = llm.prefix_stats();
             self.log(&format!(
@@ -1279,6 +1282,23 @@ impl Run {
             }
         }
         summary
+    }
+}
+
+impl Run {
+    /// The run's token counts, in total and per agent, with their cost.
+    fn priced_usage(&self) -> Usage {
+        let (total, by_agent) = self
+            .llm
+            .as_ref()
+            .map(|l| (l.usage(), l.usage_by_agent()))
+            .unwrap_or_default();
+        let table = crate::cost::PriceTable::with_overrides(self.input.prices.as_deref())
+            .unwrap_or_else(|e| {
+                self.log(&format!("LACKEY_PRICES ignored: {e}"));
+                crate::cost::PriceTable::builtin()
+            });
+        crate::cost::priced(&total, &by_agent, &self.input.model, &table)
     }
 }
 
