@@ -10,4 +10,5 @@ mod cloud;
 mod doctor;
 mod local;
 mod minion;
+mod report;
 mod stack;
