@@ -123,7 +123,7 @@ pub enum Command {
     )]
     Logs(LogsArgs),
 
-    /// Write a run's report: one self-contained HTML page (task, scope, timeline, checks, diff, cost)
+    /// Write a run's report: one self-contained HTML page
     #[command(
         after_help = "Examples:\n  lackey report 20261124-143015-7f3a\n  lackey report 20261124-143015-7f3a --open\n  lackey report 20261124-143015-7f3a --output review.html"
     )]
