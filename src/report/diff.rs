@@ -43,7 +43,7 @@ fn strip_prefix_path(p: &str) -> String {
 fn hunk_starts(line: &str) -> (u64, u64) {
     let mut parts = line.split_whitespace().skip(1);
     let num = |s: Option<&str>| -> u64 {
-        s.and_then(|s| s[1..].split(',').next())
+        s.and_then(|s| s.get(1..)?.split(',').next())
             .and_then(|n| n.parse().ok())
             .unwrap_or(0)
     };
