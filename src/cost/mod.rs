@@ -168,7 +168,7 @@ pub fn priced(
         let entry = out
             .by_agent
             .entry(agent_kind(label).to_string())
-            .or_insert_with(AgentUsage::default);
+            .or_default();
         entry.llm_calls += u.llm_calls;
         entry.input_tokens += u.input_tokens;
         entry.output_tokens += u.output_tokens;
