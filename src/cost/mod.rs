@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::summary::{AgentUsage, Usage};
+use crate::summary::Usage;
 
 /// The built-in table (USD per million tokens).
 pub const BUILTIN_PRICES: &str = include_str!("prices.toml");

@@ -696,7 +696,7 @@ impl Page<'_> {
             self.el("p", "note", n);
         }
         self.raw("<table class=\"usage\"><thead><tr><th scope=\"col\">Agent</th><th scope=\"col\">Calls</th><th scope=\"col\">Input</th><th scope=\"col\">Cache write</th><th scope=\"col\">Cache read</th><th scope=\"col\">Output</th><th scope=\"col\">Cache hits</th><th scope=\"col\">Cost</th></tr></thead><tbody>\n");
-        let mut row = |p: &mut Page, name: &str, t: &Usage, cost: Option<f64>, class: &str| {
+        let row = |p: &mut Page, name: &str, t: &Usage, cost: Option<f64>, class: &str| {
             let _ = write!(p.out, "<tr class=\"{class}\"><th scope=\"row\">");
             p.text(name);
             let _ = write!(

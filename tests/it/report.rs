@@ -35,13 +35,11 @@ impl HostRun {
         let src = repo::hello_project(&t.path().join("src-repo"));
         let artifacts = t.path().join("artifacts");
         let out = artifacts.join(RUN_ID);
+        let work = t.path().join("work-minion");
         t.set("LACKEY_RUN_ID", RUN_ID)
             .set("LACKEY_TASK", task)
             .set("LACKEY_REPO_PATH", src.display().to_string())
-            .set(
-                "LACKEY_WORK_DIR",
-                t.path().join("work-minion").display().to_string(),
-            )
+            .set("LACKEY_WORK_DIR", work.display().to_string())
             .set("LACKEY_OUTPUT_DIR", out.display().to_string())
             .set("LACKEY_ARTIFACTS_DIR", artifacts.display().to_string())
             .set("ANTHROPIC_API_KEY", CANARY_KEY)
@@ -214,22 +212,22 @@ fn a_model_without_a_price_has_no_cost_and_says_why_until_one_is_set() {
 }
 
 #[test]
-fn prices_in_lackey_toml_are_checked_and_resolved() {
-    let t = TestEnv::new();
-    t.write(
-        "lackey.toml",
-        "[run]\nmodel = \"my-model\"\n\n[run.prices.\"my-model\"]\ninput = 2.0\noutput = 8.0\ncache_write = 2.5\ncache_read = 0.2\n",
+fn price_overrides_are_checked_and_resolved() {
+    let mut t = TestEnv::new();
+    t.set(
+        "LACKEY_PRICES",
+        r#"{"my-model": {"input": 2, "output": 8, "cache_write": 2.5, "cache_read": 0.2}}"#,
     );
     let o = t.run(&["config", "--json"]);
     o.assert_success();
-    let text = o.stdout.clone();
     assert!(
-        text.contains("my-model") && text.contains("cache_read"),
-        "{text}"
+        o.stdout.contains("my-model") && o.stdout.contains("cache_read"),
+        "{}",
+        o.stdout
     );
-    t.write(
-        "lackey.toml",
-        "[run.prices.\"my-model\"]\ninput = 2.0\noutput = 8.0\n",
+    t.set(
+        "LACKEY_PRICES",
+        r#"{"my-model": {"input": 2, "output": 8}}"#,
     );
     let o = t.run(&["config"]);
     o.assert_code(1);
