@@ -195,9 +195,9 @@ impl Page<'_> {
             "<header>\n<p class=\"brand\">lackey · run report</p>\n<h1>Run <span id=\"run-id\">",
         );
         self.text(&s.run_id);
-        let _ = write!(
+        let _ = writeln!(
             self.out,
-            "</span> <span class=\"badge {outcome}\" id=\"outcome\">{outcome}</span></h1>\n"
+            "</span> <span class=\"badge {outcome}\" id=\"outcome\">{outcome}</span></h1>"
         );
         self.raw("<section aria-label=\"Task\" class=\"task\"><h2 class=\"label\">Task</h2>");
         self.el("pre", "task-text", &s.task);
@@ -468,9 +468,9 @@ impl Page<'_> {
                     self.raw("</time> <details><summary><span class=\"agent\">");
                     self.text(&t.agent);
                     let cost = price.map(|p| p.cost(&t.usage));
-                    let _ = write!(
+                    let _ = writeln!(
                         self.out,
-                        "</span> turn {} · {} · {} in / {} out{} · {} tool call{}{}</summary>\n",
+                        "</span> turn {} · {} · {} in / {} out{} · {} tool call{}{}</summary>",
                         t.turn,
                         seconds(t.duration_ms),
                         format_tokens(t.usage.prompt_tokens()),
@@ -699,9 +699,9 @@ impl Page<'_> {
         let row = |p: &mut Page, name: &str, t: &Usage, cost: Option<f64>, class: &str| {
             let _ = write!(p.out, "<tr class=\"{class}\"><th scope=\"row\">");
             p.text(name);
-            let _ = write!(
+            let _ = writeln!(
                 p.out,
-                "</th><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.0}%</td><td>{}</td></tr>\n",
+                "</th><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.0}%</td><td>{}</td></tr>",
                 t.llm_calls,
                 t.input_tokens,
                 t.cache_creation_input_tokens,
