@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what lackey's build, its main job and its tests need on a fresh Debian/Ubuntu
 # machine: git, a C toolchain, debootstrap (the offline image base), Debian's
-# docker-registry (the local ECR data plane in tests) and moto (the local AWS).
+# docker-registry (the local ECR data plane in tests), moto (the local AWS) and
+# chromium (headless, for the run report's tests).
 # Idempotent: installs only what is missing. Docker itself must already be running.
 set -euo pipefail
 
@@ -12,6 +13,7 @@ command -v debootstrap >/dev/null || [ -x /usr/sbin/debootstrap ] || need_apt+=(
 command -v docker-registry >/dev/null || need_apt+=(docker-registry)
 command -v python3 >/dev/null || need_apt+=(python3 python3-pip)
 command -v openssl >/dev/null || need_apt+=(openssl)
+command -v chromium >/dev/null || need_apt+=(chromium)  # the report's browser tests
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "install-deps: apt-get install ${need_apt[*]}"

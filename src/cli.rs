@@ -123,6 +123,12 @@ pub enum Command {
     )]
     Logs(LogsArgs),
 
+    /// Write a run's report: one self-contained HTML page
+    #[command(
+        after_help = "Examples:\n  lackey report 20261124-143015-7f3a\n  lackey report 20261124-143015-7f3a --open\n  lackey report 20261124-143015-7f3a --output review.html"
+    )]
+    Report(ReportArgs),
+
     /// Stop a running run, keeping its partial artifacts
     #[command(after_help = "Example:\n  lackey stop 20261124-143015-7f3a")]
     Stop(StopArgs),
@@ -257,6 +263,20 @@ pub struct RunsArgs {
     /// Show at most this many runs, newest first
     #[arg(long, default_value_t = 20)]
     pub limit: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The run id (as printed by `lackey run` and `lackey runs`)
+    pub run_id: String,
+
+    /// Open the page in the default browser once written
+    #[arg(long)]
+    pub open: bool,
+
+    /// Write the page to FILE instead of report.html beside the run's artifacts
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]

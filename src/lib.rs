@@ -15,6 +15,7 @@
 //! * [`cloud`]: the cloud building blocks (S3 artifacts, ECR, secrets).
 //! * [`github`]: GitHub App tokens, repositories and pull requests.
 //! * [`summary`]: `run_summary.json`, shared by the minion and the host.
+//! * [`cost`]: the price table and what a run cost; [`report`]: the run's HTML page.
 //! * [`doctor`]: every setup phase checked, with a fix per failure.
 //! * [`error`]: errors that carry their exit code and their fix.
 
@@ -23,11 +24,13 @@ pub mod cli;
 pub mod cloud;
 pub mod commands;
 pub mod config;
+pub mod cost;
 pub mod doctor;
 pub mod error;
 pub mod github;
 pub mod minion;
 pub mod output;
+pub mod report;
 pub mod runner;
 pub mod stack;
 pub mod summary;

@@ -1,6 +1,7 @@
 //! `run_summary.json` (docs/artifacts.md): written by the minion, read by the host, listed by
 //! `lackey runs`. One type for all three so the field names cannot drift.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -54,17 +55,66 @@ pub struct StepRecord {
     pub detail: String,
 }
 
-/// LLM usage summed over every call of the run.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// LLM usage summed over every call of the run, and what it cost.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Usage {
     pub llm_calls: u64,
     pub input_tokens: u64,
     pub output_tokens: u64,
     pub cache_read_input_tokens: u64,
     pub cache_creation_input_tokens: u64,
+    /// USD, from the price table; `null` when the model has no price (see `cost_note`).
+    #[serde(default)]
+    pub cost_usd: Option<f64>,
+    /// Why `cost_usd` is `null`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_note: Option<String>,
+    /// The model the run's agents used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// The same counts per agent: `scoper`, `executor`, `fixer` (all rounds).
+    #[serde(default)]
+    pub by_agent: BTreeMap<String, AgentUsage>,
+}
+
+/// One agent's share of [`Usage`].
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AgentUsage {
+    pub llm_calls: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cache_read_input_tokens: u64,
+    pub cache_creation_input_tokens: u64,
+    #[serde(default)]
+    pub cost_usd: Option<f64>,
+}
+
+impl AgentUsage {
+    /// The token counts alone, as a [`Usage`] (for pricing).
+    pub fn tokens(&self) -> Usage {
+        Usage {
+            llm_calls: self.llm_calls,
+            input_tokens: self.input_tokens,
+            output_tokens: self.output_tokens,
+            cache_read_input_tokens: self.cache_read_input_tokens,
+            cache_creation_input_tokens: self.cache_creation_input_tokens,
+            ..Usage::default()
+        }
+    }
 }
 
 impl Usage {
+    /// Every input token the model read: uncached, written to the cache, read from it.
+    pub fn prompt_tokens(&self) -> u64 {
+        self.input_tokens + self.cache_read_input_tokens + self.cache_creation_input_tokens
+    }
+
+    /// The share of prompt tokens served from the cache (0 when there were none).
+    pub fn cache_hit_ratio(&self) -> f64 {
+        self.cache_read_input_tokens as f64 / self.prompt_tokens().max(1) as f64
+    }
+
+    /// Add `other`'s token counts (costs are computed once, from the totals).
     pub fn add(&mut self, other: &Usage) {
         self.llm_calls += other.llm_calls;
         self.input_tokens += other.input_tokens;

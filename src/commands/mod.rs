@@ -12,6 +12,7 @@ mod image;
 mod init;
 mod logs;
 mod minion;
+mod report;
 mod run;
 mod run_cloud;
 mod runs;
@@ -242,6 +243,7 @@ async fn dispatch(ctx: &Ctx, command: Command) -> anyhow::Result<u8> {
         Command::Run(args) => run::run(ctx, args).await,
         Command::Runs(args) => runs::run(ctx, args).await,
         Command::Logs(args) => logs::run(ctx, args).await,
+        Command::Report(args) => report::run(ctx, args).await,
         Command::Stop(args) => stop::run(ctx, args).await,
         Command::Image(cmd) => image::run(ctx, cmd).await,
         Command::Minion(args) => minion::run(ctx, args).await,

@@ -77,6 +77,7 @@ async fn run_local(ctx: &Ctx, args: &RunArgs, settings: &Settings) -> anyhow::Re
             human_duration(Duration::from_secs_f64(s.duration_s.max(0.0)))
         ),
     );
+    super::report::write_after_run(ctx, settings, &spec.artifacts_dir());
     runner::print_summary(&ctx.printer, s, &spec.artifacts_dir(), &note);
     if result.interrupted {
         return Err(

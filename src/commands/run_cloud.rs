@@ -55,6 +55,16 @@ pub async fn run(ctx: &Ctx, args: RunArgs, mut settings: Settings) -> anyhow::Re
         ),
         None => String::new(),
     };
+    // The report, beside the artifacts here and in the bucket.
+    if let Some(path) = super::report::write_after_run(ctx, &settings, &spec.artifacts_dir()) {
+        let key = format!("{}/{}", spec.run_id, crate::report::REPORT_FILE);
+        if let Err(e) = crate::cloud::s3::upload_file(&aws.s3(), &path, &cloud.bucket, &key).await {
+            ctx.printer.warn(&format!(
+                "the report was not uploaded to s3://{}/{key}: {e:#}",
+                cloud.bucket
+            ));
+        }
+    }
     runner::print_summary(&ctx.printer, &result.summary, &spec.artifacts_dir(), &note);
     if result.interrupted {
         return Err(
@@ -132,7 +142,10 @@ pub async fn s3_rows(
             .await
             .ok()
             .and_then(|t| serde_json::from_str::<crate::summary::RunSummary>(&t).ok());
+        let (cost_usd, tokens) = super::runs::RunRow::usage_of(summary.as_ref());
         rows.push(super::runs::RunRow {
+            cost_usd,
+            tokens,
             backend: "cloud".into(),
             outcome: summary
                 .as_ref()
@@ -145,6 +158,39 @@ pub async fn s3_rows(
         });
     }
     rows
+}
+
+/// Download a cloud run's artifacts from the bucket into `dir` (for `lackey report`).
+/// False when AWS or the bucket is not configured, or the bucket has no such run; `dir`
+/// is left as it was then.
+pub async fn download_run(
+    ctx: &Ctx,
+    settings: &Settings,
+    run_id: &str,
+    dir: &std::path::Path,
+) -> anyhow::Result<bool> {
+    let (Some(bucket), Some(_)) = (
+        settings.get(&keys::BUCKET_NAME),
+        settings.get(&keys::AWS_REGION),
+    ) else {
+        return Ok(false);
+    };
+    let aws = ctx.aws(settings).await?;
+    let s3 = aws.s3();
+    let summary_key = format!("{run_id}/run_summary.json");
+    if crate::cloud::s3::get_text(&s3, bucket, &summary_key)
+        .await
+        .is_err()
+    {
+        return Ok(false);
+    }
+    ctx.printer.info(&format!(
+        "Downloading the artifacts of {run_id} from s3://{bucket}/{run_id}/"
+    ));
+    let guard = runner::RunDirGuard::new(dir);
+    crate::cloud::s3::download_dir(&s3, bucket, run_id, dir).await?;
+    guard.keep();
+    Ok(true)
 }
 
 /// A run looked for in the cloud: AWS, the settings with what was discovered, and the

@@ -19,6 +19,23 @@ pub struct RunRow {
     pub duration_s: Option<f64>,
     pub branch: Option<String>,
     pub location: String,
+    /// USD; null when unknown (no summary yet, or a model without a price).
+    pub cost_usd: Option<f64>,
+    /// Prompt tokens (uncached, cache write, cache read) plus output tokens.
+    pub tokens: Option<u64>,
+}
+
+impl RunRow {
+    /// The cost and token columns of a finished run's summary.
+    pub fn usage_of(s: Option<&RunSummary>) -> (Option<f64>, Option<u64>) {
+        match s {
+            Some(s) => (
+                s.usage.cost_usd,
+                Some(s.usage.prompt_tokens() + s.usage.output_tokens),
+            ),
+            None => (None, None),
+        }
+    }
 }
 
 /// Runs with an artifact directory under `root`. A cloud run writes `.ecs-task` into
@@ -39,7 +56,10 @@ pub fn local_rows(root: &Path) -> Vec<RunRow> {
             let dir = RunDir::open(&e.path()).ok()?;
             let s = crate::runner::read_summary(&dir).ok();
             let cloud = dir.entry(".ecs-task").ok() == Some(Entry::File);
+            let (cost_usd, tokens) = RunRow::usage_of(s.as_ref());
             Some(RunRow {
+                cost_usd,
+                tokens,
                 backend: match (s.as_ref().map(|s| s.runtime), cloud) {
                     (Some(Runtime::Cloud), _) | (None, true) => "cloud".into(),
                     _ => "local".into(),
@@ -102,14 +122,22 @@ pub async fn run(ctx: &Ctx, args: RunsArgs) -> anyhow::Result<u8> {
                 local.outcome = s3row.outcome;
                 local.duration_s = s3row.duration_s;
                 local.branch = s3row.branch;
+                local.cost_usd = s3row.cost_usd;
+                local.tokens = s3row.tokens;
             }
             None => rows.push(s3row),
         }
     }
     rows.sort_by(|a, b| b.run_id.cmp(&a.run_id));
     rows.truncate(args.limit);
+    let priced: Vec<f64> = rows.iter().filter_map(|r| r.cost_usd).collect();
+    let total_cost = crate::cost::round_usd(priced.iter().sum());
+    let total_tokens: u64 = rows.iter().filter_map(|r| r.tokens).sum();
     if ctx.printer.json_mode() {
-        ctx.printer.json(&serde_json::json!({ "runs": rows }));
+        ctx.printer.json(&serde_json::json!({
+            "runs": rows,
+            "total": {"cost_usd": total_cost, "tokens": total_tokens, "runs_priced": priced.len()},
+        }));
         return result(0);
     }
     if rows.is_empty() {
@@ -118,12 +146,13 @@ pub async fn run(ctx: &Ctx, args: RunsArgs) -> anyhow::Result<u8> {
         return result(0);
     }
     ctx.printer.result(format!(
-        "{:<22} {:<7} {:<19} {:>9}  BRANCH",
-        "RUN ID", "BACKEND", "OUTCOME", "DURATION"
+        "{:<22} {:<7} {:<19} {:>9} {:>9} {:>7}  BRANCH",
+        "RUN ID", "BACKEND", "OUTCOME", "DURATION", "COST", "TOKENS"
     ));
+    let unpriced = rows.len() - priced.len();
     for r in rows {
         ctx.printer.result(format!(
-            "{:<22} {:<7} {:<19} {:>9}  {}",
+            "{:<22} {:<7} {:<19} {:>9} {:>9} {:>7}  {}",
             r.run_id,
             r.backend,
             r.outcome,
@@ -134,8 +163,22 @@ pub async fn run(ctx: &Ctx, args: RunsArgs) -> anyhow::Result<u8> {
                     ))
                 )
                 .unwrap_or_else(|| "-".into()),
+            crate::cost::format_usd(r.cost_usd),
+            r.tokens
+                .map(crate::cost::format_tokens)
+                .unwrap_or_else(|| "-".into()),
             r.branch.unwrap_or_else(|| "-".into())
         ));
     }
+    ctx.printer.result(format!(
+        "total: {} and {} tokens{}",
+        crate::cost::format_usd(Some(total_cost)),
+        crate::cost::format_tokens(total_tokens),
+        if unpriced > 0 {
+            format!(" ({unpriced} run(s) without a known cost not counted)")
+        } else {
+            String::new()
+        }
+    ));
     result(0)
 }

@@ -147,6 +147,10 @@ fn typed_value(
         V::Table(_) => "a table",
     };
     match (key.kind(), value) {
+        // `[run.prices."<model>"]`: a table of tables, kept as JSON.
+        (_, V::Table(t)) if key.name == keys::RUN_PRICES.name => {
+            serde_json::to_string(&t).map_err(|_| ("a table of prices", "a table"))
+        }
         (Kind::Text | Kind::Digits | Kind::List, V::String(s)) => Ok(s),
         (Kind::Digits | Kind::Integer | Kind::Number, V::Integer(i)) => Ok(i.to_string()),
         (Kind::Number, V::Float(f)) => Ok(f.to_string()),

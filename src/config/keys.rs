@@ -543,6 +543,17 @@ key!(
     doc = "stub agents, no LLM call"
 );
 key!(
+    RUN_PRICES,
+    "run.prices",
+    env = ["LACKEY_PRICES"],
+    flag = None,
+    toml = true,
+    default = NoDefault,
+    secret = false,
+    validate = Some(crate::cost::validate_overrides),
+    doc = "price overrides per model, USD per million tokens ([run.prices.\"<model>\"] input, output, cache_write, cache_read; JSON in the environment)"
+);
+key!(
     LOCAL_ARTIFACTS_DIR,
     "local.artifacts_dir",
     env = ["LACKEY_ARTIFACTS_DIR"],
@@ -651,6 +662,7 @@ pub static ALL: &[&Key] = &[
     &RUN_TEST,
     &RUN_PR,
     &RUN_STUBS,
+    &RUN_PRICES,
     &LOCAL_ARTIFACTS_DIR,
     &LOCAL_CPUS,
     &LOCAL_MEMORY_MB,

@@ -10,8 +10,10 @@
 //!   `retry-after-ms` / `retry-after` when 0 < v ≤ 60 s, else `min(0.5·2ⁿ, 8)` s with
 //!   jitter; `x-should-retry` overrides. Never waits past the run's deadline.
 //! * 400/401/403/404/413 end the agent with the API's own message.
-//! * Usage is summed for `run_summary.json`; every call goes to `transcript.jsonl`.
+//! * Usage is summed for `run_summary.json`, in total and per agent; every call goes to
+//!   `transcript.jsonl`.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -139,6 +141,8 @@ pub struct Llm {
     cfg: LlmConfig,
     deadline: Option<Instant>,
     usage: Mutex<Usage>,
+    /// The same, per agent label (`scoper`, `executor`, `fixer-1`, …).
+    by_agent: Mutex<BTreeMap<String, Usage>>,
     artifacts: Arc<Artifacts>,
     /// Bytes of the previous request and how many of them the next one repeated.
     prefix_stats: Mutex<PrefixStats>,
@@ -239,6 +243,7 @@ impl Llm {
             cfg,
             deadline,
             usage: Mutex::new(Usage::default()),
+            by_agent: Mutex::new(BTreeMap::new()),
             artifacts,
             prefix_stats: Mutex::new(PrefixStats::default()),
         }
@@ -246,6 +251,14 @@ impl Llm {
 
     pub fn usage(&self) -> Usage {
         self.usage.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Usage per agent label.
+    pub fn usage_by_agent(&self) -> BTreeMap<String, Usage> {
+        self.by_agent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn prefix_stats(&self) -> PrefixStats {
@@ -348,6 +361,12 @@ impl Llm {
                         self.usage
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())
+                            .add(&usage);
+                        self.by_agent
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .entry(call.agent.to_string())
+                            .or_default()
                             .add(&usage);
                         return Ok(reply);
                     }
@@ -491,6 +510,7 @@ fn parse_reply(v: &Value) -> Result<Reply, LlmError> {
             output_tokens: n("output_tokens"),
             cache_read_input_tokens: n("cache_read_input_tokens"),
             cache_creation_input_tokens: n("cache_creation_input_tokens"),
+            ..Usage::default()
         },
     })
 }

@@ -20,6 +20,7 @@
 //! | `LACKEY_MODEL`, `LACKEY_BLUEPRINT`, `LACKEY_LINT`, `LACKEY_TEST` | agent model (`claude-…` or `anthropic:claude-…`), blueprint name or path, check commands |
 //! | `LACKEY_PASS_ENV` | comma-separated names of variables passed through for the blueprint's `env.NAME` (each set beside it; secret-looking names are ignored) |
 //! | `LACKEY_CAN_PUSH` | `1`/`0`: whether this run can push (what `env.GITHUB_TOKEN` means in a `when`); without it, whether the minion holds GitHub credentials |
+//! | `LACKEY_PRICES` | price overrides for the run's cost (JSON, as the `run.prices` setting) |
 //! | `LACKEY_STUBS` | `1`: stub agents, no LLM call |
 //! | `LACKEY_RUNTIME` | `local` or `cloud` (for the summary) |
 //! | `ANTHROPIC_API_KEY` / `ANTHROPIC_API_KEY_FILE` | the API key, or a file holding it (local runs mount a read-only secret file) |
@@ -103,6 +104,7 @@ pub struct MinionInput {
     pub timeout_secs: Option<u64>,
     pub branch: String,
     pub model: String,
+    pub prices: Option<String>,
     pub blueprint: Option<String>,
     pub lint: Option<String>,
     pub test: Option<String>,
@@ -228,6 +230,7 @@ impl MinionInput {
             deadline,
             timeout_secs: get("LACKEY_TIMEOUT").and_then(|t| t.parse().ok()),
             model,
+            prices: get("LACKEY_PRICES"),
             blueprint: get("LACKEY_BLUEPRINT"),
             lint: get("LACKEY_LINT"),
             test: get("LACKEY_TEST"),
@@ -1522,7 +1525,7 @@ impl Run {
             let _ = self.art.write("scope.json", "{}\n");
         }
         let finished = chrono::Utc::now();
-        let usage = self.llm.as_ref().map(|l| l.usage()).unwrap_or_default();
+        let usage = self.priced_usage();
         if let Some(llm) = &self.llm {
             let p = llm.prefix_stats();
             self.log(&format!(
@@ -1577,6 +1580,23 @@ impl Run {
             }
         }
         summary
+    }
+}
+
+impl Run {
+    /// The run's token counts, in total and per agent, with their cost.
+    fn priced_usage(&self) -> Usage {
+        let (total, by_agent) = self
+            .llm
+            .as_ref()
+            .map(|l| (l.usage(), l.usage_by_agent()))
+            .unwrap_or_default();
+        let table = crate::cost::PriceTable::with_overrides(self.input.prices.as_deref())
+            .unwrap_or_else(|e| {
+                self.log(&format!("LACKEY_PRICES ignored: {e}"));
+                crate::cost::PriceTable::builtin()
+            });
+        crate::cost::priced(&total, &by_agent, &self.input.model, &table)
     }
 }
 

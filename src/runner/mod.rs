@@ -38,6 +38,8 @@ pub struct RunSpec {
     pub timeout: Duration,
     pub stubs: bool,
     pub model: String,
+    /// The `run.prices` setting (JSON), for the run's cost.
+    pub prices: Option<String>,
     pub blueprint: Option<String>,
     pub lint: Option<String>,
     pub test: Option<String>,
@@ -116,6 +118,7 @@ impl RunSpec {
             timeout: Duration::from_secs(settings.number(&keys::RUN_TIMEOUT)?),
             stubs,
             model: settings.require(&keys::RUN_MODEL)?.to_string(),
+            prices: settings.get(&keys::RUN_PRICES).map(str::to_string),
             blueprint,
             lint: settings.get(&keys::RUN_LINT).map(str::to_string),
             test: settings.get(&keys::RUN_TEST).map(str::to_string),
@@ -173,6 +176,7 @@ impl RunSpec {
             ("LACKEY_BLUEPRINT", &self.blueprint),
             ("LACKEY_LINT", &self.lint),
             ("LACKEY_TEST", &self.test),
+            ("LACKEY_PRICES", &self.prices),
         ] {
             if let Some(v) = v {
                 env.push((k.into(), v.clone()));
@@ -586,16 +590,41 @@ pub fn print_summary(printer: &Printer, summary: &RunSummary, artifacts: &Path, 
         "runtime:   {runtime}, {}",
         human_duration(Duration::from_secs_f64(summary.duration_s.max(0.0)))
     ));
+    if let Some(cost) = cost_line(&summary.usage) {
+        printer.result(format!("cost:      {cost}"));
+    }
     printer.result(format!("branch:    {}{branch_note}", summary.branch));
     if let Some(pr) = &summary.pr_url {
         printer.result(format!("pr:        {pr}"));
     }
     printer.result(format!("artifacts: {dir}"));
+    let report = artifacts.join(crate::report::REPORT_FILE);
+    if report.is_file() {
+        printer.result(format!("report:    {}", report.display()));
+    }
     if let Some(s3) = &summary.s3_prefix {
         printer.result(format!("s3:        {s3}"));
     }
     if let Some(e) = &summary.error {
         printer.result(format!("error:     {e}"));
+    }
+}
+
+/// `$0.0196 (7 LLM calls, 12.3k tokens in, 1.2k out, 80% of input from the cache)`; the
+/// reason when the model has no price; nothing for a summary without usage.
+pub fn cost_line(u: &crate::summary::Usage) -> Option<String> {
+    use crate::cost::{format_tokens, format_usd};
+    match (u.cost_usd, &u.cost_note) {
+        (Some(c), _) => Some(format!(
+            "{} ({} LLM calls, {} tokens in, {} out, {:.0}% of input from the cache)",
+            format_usd(Some(c)),
+            u.llm_calls,
+            format_tokens(u.prompt_tokens()),
+            format_tokens(u.output_tokens),
+            100.0 * u.cache_hit_ratio()
+        )),
+        (None, Some(note)) => Some(format!("unknown: {note}")),
+        (None, None) => None,
     }
 }
 

@@ -186,6 +186,10 @@ fn refuse_unowned(stack: &str, name: &str, owner: &super::Owner) -> Result<(), F
         .with_hint(format!(
             "store it from that stack (LACKEY_STACK={other} lackey secret put ...), or give stack `{stack}` its own secret name under [secrets] in lackey.toml"
         ))),
+        super::Owner::OtherAccount => Err(Fail::new(format!(
+            "secret `{name}` belongs to another AWS account: its value was not changed"
+        ))
+        .with_hint("check the credentials and region lackey uses (`lackey config`)")),
         super::Owner::Nobody => Err(Fail::new(format!(
             "secret `{name}` has no lackey tags: stack `{stack}` does not own it, so its value was not changed"
         ))

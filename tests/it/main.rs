@@ -13,4 +13,5 @@ mod image;
 mod local;
 mod minion;
 mod sandbox;
+mod report;
 mod stack;

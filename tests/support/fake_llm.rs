@@ -46,6 +46,23 @@ pub enum Answer {
     Slow(Duration, Box<Answer>),
     /// Never answer.
     Hang,
+    /// The inner answer, reporting this `usage` object instead of an estimate.
+    Usage(Value, Box<Answer>),
+}
+
+/// `answer`, billed as `input` uncached, `output`, `cache_write` and `cache_read` tokens.
+pub fn with_usage(
+    answer: Answer,
+    input: u64,
+    output: u64,
+    cache_write: u64,
+    cache_read: u64,
+) -> Answer {
+    Answer::Usage(
+        json!({"input_tokens": input, "output_tokens": output,
+               "cache_creation_input_tokens": cache_write, "cache_read_input_tokens": cache_read}),
+        Box::new(answer),
+    )
 }
 
 pub fn tool_use(name: &str, input: Value) -> Answer {
@@ -327,13 +344,14 @@ async fn handle(
             }
         }
     };
-    respond(inner, answer, &body).await
+    respond(inner, answer, &body, None).await
 }
 
 fn respond(
     inner: Arc<Mutex<Inner>>,
     answer: Answer,
     body: &Value,
+    usage: Option<Value>,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Response> + Send>> {
     let body = body.clone();
     Box::pin(async move {
@@ -344,8 +362,9 @@ fn respond(
             }
             Answer::Slow(d, inner_answer) => {
                 tokio::time::sleep(d).await;
-                respond(inner, *inner_answer, &body).await
+                respond(inner, *inner_answer, &body, usage).await
             }
+            Answer::Usage(u, inner_answer) => respond(inner, *inner_answer, &body, Some(u)).await,
             Answer::Error {
                 status,
                 kind,
@@ -389,7 +408,7 @@ fn respond(
                     "content": content,
                     "stop_reason": stop_reason,
                     "stop_sequence": null,
-                    "usage": {"input_tokens": size / 4, "output_tokens": 50, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
+                    "usage": usage.unwrap_or_else(|| json!({"input_tokens": size / 4, "output_tokens": 50, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}))
                 });
                 let mut resp = axum::Json(msg).into_response();
                 resp.headers_mut()
