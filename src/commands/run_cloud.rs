@@ -188,7 +188,10 @@ pub async fn download_run(
         "Downloading the artifacts of {run_id} from s3://{bucket}/{run_id}/"
     ));
     let guard = runner::RunDirGuard::new(dir);
-    crate::cloud::s3::download_dir(&s3, bucket, run_id, dir).await?;
+    let t = crate::cloud::s3::download_artifacts(&s3, bucket, run_id, dir).await?;
+    for r in &t.refused {
+        ctx.printer.warn(&format!("not downloaded: {r}"));
+    }
     guard.keep();
     Ok(true)
 }

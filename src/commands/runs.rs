@@ -27,7 +27,7 @@ pub struct RunRow {
 
 impl RunRow {
     /// The cost and token columns of a finished run's summary.
-    pub fn usage_of(s: Option<&RunSummary>) -> (Option<f64>, Option<u64>) {
+    pub fn usage_of(s: Option<&crate::summary::RunSummary>) -> (Option<f64>, Option<u64>) {
         match s {
             Some(s) => (
                 s.usage.cost_usd,
