@@ -131,7 +131,8 @@ pub async fn run(ctx: &Ctx, args: RunsArgs) -> anyhow::Result<u8> {
     rows.sort_by(|a, b| b.run_id.cmp(&a.run_id));
     rows.truncate(args.limit);
     let priced: Vec<f64> = rows.iter().filter_map(|r| r.cost_usd).collect();
-    let total_cost = crate::cost::round_usd(priced.iter().sum());
+    // A fold from +0.0: an empty f64 sum is -0.0, which would print as `$-0.0000`.
+    let total_cost = crate::cost::round_usd(priced.iter().fold(0.0, |a, b| a + b));
     let total_tokens: u64 = rows.iter().filter_map(|r| r.tokens).sum();
     if ctx.printer.json_mode() {
         ctx.printer.json(&serde_json::json!({

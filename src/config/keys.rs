@@ -708,7 +708,7 @@ impl Key {
             | "local.pids_limit" => Kind::Integer,
             "local.cpus" => Kind::Number,
             "network.assign_public_ip" | "run.pr" | "run.stubs" => Kind::Bool,
-            "network.subnets" => Kind::List,
+            "network.subnets" | "run.env" => Kind::List,
             _ => Kind::Text,
         }
     }

@@ -590,9 +590,6 @@ pub fn print_summary(printer: &Printer, summary: &RunSummary, artifacts: &Path, 
         "runtime:   {runtime}, {}",
         human_duration(Duration::from_secs_f64(summary.duration_s.max(0.0)))
     ));
-    if let Some(cost) = cost_line(&summary.usage) {
-        printer.result(format!("cost:      {cost}"));
-    }
     printer.result(format!("branch:    {}{branch_note}", summary.branch));
     if let Some(pr) = &summary.pr_url {
         printer.result(format!("pr:        {pr}"));
@@ -605,6 +602,9 @@ pub fn print_summary(printer: &Printer, summary: &RunSummary, artifacts: &Path, 
     if let Some(s3) = &summary.s3_prefix {
         printer.result(format!("s3:        {s3}"));
     }
+    if let Some(cost) = cost_line(&summary.usage) {
+        printer.result(format!("cost:      {cost}"));
+    }
     if let Some(e) = &summary.error {
         printer.result(format!("error:     {e}"));
     }
@@ -615,6 +615,7 @@ pub fn print_summary(printer: &Printer, summary: &RunSummary, artifacts: &Path, 
 pub fn cost_line(u: &crate::summary::Usage) -> Option<String> {
     use crate::cost::{format_tokens, format_usd};
     match (u.cost_usd, &u.cost_note) {
+        (_, _) if u.llm_calls == 0 => Some("$0 (no LLM call)".to_string()),
         (Some(c), _) => Some(format!(
             "{} ({} LLM calls, {} tokens in, {} out, {:.0}% of input from the cache)",
             format_usd(Some(c)),

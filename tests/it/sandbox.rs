@@ -63,7 +63,7 @@ impl Attack {
                 ("attack.sh", &script),
                 (
                     ".lackey/blueprints/attack.yaml",
-                    "steps:\n  - {name: attack, type: command, commands: [\"bash attack.sh\"]}\n",
+                    "version: 2\nsteps:\n  - {name: attack, type: command, commands: [\"bash attack.sh\"]}\n",
                 ),
             ],
         );
