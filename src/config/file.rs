@@ -25,7 +25,9 @@ pub struct ConfigFile {
     pub values: BTreeMap<&'static str, FileValue>,
 }
 
-type RawTable = BTreeMap<Spanned<String>, Spanned<toml::Value>>;
+// Values are not `Spanned`: toml cannot deserialize a spanned value that is a table with
+// quoted keys (`[run.prices."claude-…"]`), and a value's line is its key's line anyway.
+type RawTable = BTreeMap<Spanned<String>, toml::Value>;
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
@@ -107,7 +109,7 @@ impl ConfigFile {
                     .with_hint(hint)
                     .into());
                 };
-                let text_value = typed_value(k, value.into_inner()).map_err(|(want, found)| {
+                let text_value = typed_value(k, value).map_err(|(want, found)| {
                     Fail::new(format!(
                         "`{full}` in `{shown}` at line {line} must be {want}, not {found}"
                     ))
@@ -225,6 +227,18 @@ mod tests {
 
     fn parse(text: &str) -> anyhow::Result<ConfigFile> {
         ConfigFile::parse(text, Path::new("lackey.toml"))
+    }
+
+    #[test]
+    fn price_tables_are_kept_as_json() {
+        let f = parse(
+            "[run.prices.\"claude-x-1.5\"]\ninput = 2\noutput = 10\ncache_write = 2.5\ncache_read = 0.2\n",
+        )
+        .unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&f.values[keys::RUN_PRICES.name].value).unwrap();
+        assert_eq!(v["claude-x-1.5"]["output"], 10);
+        assert_eq!(v["claude-x-1.5"]["cache_read"], 0.2);
     }
 
     #[test]
