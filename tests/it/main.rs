@@ -12,6 +12,6 @@ mod doctor;
 mod image;
 mod local;
 mod minion;
-mod sandbox;
 mod report;
+mod sandbox;
 mod stack;
