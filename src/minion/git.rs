@@ -5,11 +5,19 @@
 //!   remote); the minion never writes to the user's repository.
 //! * A token never appears on a command line or in a URL: git asks a credential helper
 //!   that reads it from the git process's own environment.
-//! * Only the run's own branch is pushed, never with force.
+//! * Only the run's own branch is pushed, never with force, and only commits the
+//!   minion made itself (it pushes its last commit by id).
+//! * No git process lackey starts obeys a setting the untrusted side could have
+//!   written: the repository's config is put back as the clone wrote it before every
+//!   call, no system or user config is read, and command-line settings disable every
+//!   program git could run (hooks, fsmonitor, credential helpers, ssh, `ext::`, …).
+//!   docs/sandbox.md lists them and why.
+//! * The token is in the environment of `clone`, `fetch` and `push` only, and those
+//!   never run beside a stray process (`sandbox`).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use super::artifacts::{clip, now_rfc3339, Artifacts, CommandRecord};
@@ -21,6 +29,8 @@ pub struct Git {
     name: String,
     email: String,
     token: Option<String>,
+    /// `.git/config` as the clone wrote it, restored before every git call in the repo.
+    pinned: Arc<Mutex<Option<Vec<u8>>>>,
 }
 
 /// A failed git command, with its stderr.
@@ -48,65 +58,188 @@ impl Git {
             name: name.to_string(),
             email: email.to_string(),
             token,
+            pinned: Arc::new(Mutex::new(None)),
         }
     }
 
     fn command(&self, cwd: &Path, args: &[&str]) -> tokio::process::Command {
         let mut cmd = tokio::process::Command::new("git");
-        // Configuration through the environment, so nothing lands in a config file and no
-        // secret lands on the command line.
-        let mut config: Vec<(&str, String)> = vec![
-            ("user.name", self.name.clone()),
-            ("user.email", self.email.clone()),
-            ("init.defaultBranch", "main".into()),
-            ("advice.detachedHead", "false".into()),
-            ("core.hooksPath", "/dev/null".into()),
-            ("commit.gpgsign", "false".into()),
-        ];
-        if self.token.is_some() {
-            config.push((
-                "credential.helper",
-                "!f() { echo username=x-access-token; echo \"password=$LACKEY_GIT_TOKEN\"; }; f"
-                    .into(),
-            ));
-        }
         cmd.args(args)
             .current_dir(cwd)
-            .env("GIT_CONFIG_GLOBAL", self.global_config())
-            .env("GIT_TERMINAL_PROMPT", "0")
+            .env_clear()
+            .envs(kept_env())
+            // Nothing from the machine or the user: no system or global config, no
+            // attributes of the system, no replacement objects, every path literal.
             .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("GIT_CONFIG_COUNT", config.len().to_string())
+            .env("GIT_CONFIG_GLOBAL", self.global_config())
+            .env("GIT_ATTR_NOSYSTEM", "1")
+            .env("GIT_NO_REPLACE_OBJECTS", "1")
+            .env("GIT_LITERAL_PATHSPECS", "1")
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .env("HOME", "/nonexistent")
+            .env("XDG_CONFIG_HOME", "/nonexistent")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
+        if cwd == self.root {
+            // The repository is the minion's clone: never a `.git` file or `commondir`
+            // pointing elsewhere.
+            let dir = self.root.join(".git");
+            cmd.env("GIT_DIR", &dir)
+                .env("GIT_COMMON_DIR", &dir)
+                .env("GIT_WORK_TREE", &self.root);
+        }
+        // Command-line scope: read after the repository's own config, so these win.
+        let config = self.config();
+        cmd.env("GIT_CONFIG_COUNT", config.len().to_string());
         for (i, (k, v)) in config.iter().enumerate() {
             cmd.env(format!("GIT_CONFIG_KEY_{i}"), k)
                 .env(format!("GIT_CONFIG_VALUE_{i}"), v);
         }
-        if let Some(t) = &self.token {
+        // The token only for the commands that talk to the remote.
+        let network = matches!(
+            args.first().copied(),
+            Some("clone" | "fetch" | "push" | "ls-remote")
+        );
+        if let (true, Some(t)) = (network, &self.token) {
             cmd.env("LACKEY_GIT_TOKEN", t);
         }
         cmd
     }
 
-    /// A global config of the minion's own. Git (2.39, Debian 12) honours
-    /// `safe.directory` only in global or system config, and the clone source (a read-only
-    /// mount owned by another user) needs it.
-    fn global_config(&self) -> PathBuf {
-        let parent = self.root.parent().unwrap_or(Path::new("/tmp"));
-        let path = parent.join(".lackey-gitconfig");
-        if !path.exists() {
-            let _ = std::fs::create_dir_all(parent);
-            let _ = std::fs::write(&path, "[safe]\n\tdirectory = *\n");
+    /// Every setting of lackey's own git calls (see docs/sandbox.md for why each).
+    fn config(&self) -> Vec<(&'static str, String)> {
+        let mut config: Vec<(&'static str, String)> = vec![
+            ("user.name", self.name.clone()),
+            ("user.email", self.email.clone()),
+            ("init.defaultBranch", "main".into()),
+            ("advice.detachedHead", "false".into()),
+        ];
+        config.extend(HARDENING.iter().map(|(k, v)| (*k, v.to_string())));
+        if self.token.is_some() {
+            config.push((
+                "credential.helper",
+                "!f() { test \"$1\" = get || exit 0; echo username=x-access-token; echo \"password=$LACKEY_GIT_TOKEN\"; }; f"
+                    .into(),
+            ));
         }
-        path
+        config
+    }
+
+    /// The global config of lackey's git calls: only `safe.directory = *`, which the
+    /// clone source (a read-only mount of another owner) needs and which git 2.39 takes
+    /// from the system or global config only, not from the command line. Rewritten
+    /// before every call, as a command may have written it.
+    fn global_config(&self) -> PathBuf {
+        self.root
+            .parent()
+            .unwrap_or(Path::new("/tmp"))
+            .join(".lackey-gitconfig")
+    }
+
+    /// Write `bytes` to `path` as a fresh file renamed over the old one: a link planted
+    /// there is replaced, never written through.
+    fn write_fresh(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        if std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
+            std::fs::remove_dir_all(path)?;
+        }
+        let tmp = path.with_extension(format!("lackey-{}", std::process::id()));
+        let _ = std::fs::remove_file(&tmp);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .mode(0o644)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        std::fs::rename(&tmp, path)
+    }
+
+    /// Put the repository's own configuration back as it was right after the clone, and
+    /// remove the files that would redirect git elsewhere. The work tree's `.git` is
+    /// writable by the commands the agents run, so it is never read as it is.
+    fn restore(&self, in_repo: bool) -> Result<(), GitError> {
+        let refuse = |why: String| GitError {
+            args: "(the minion's checks before running git)".into(),
+            stderr: why,
+        };
+        let global = self.global_config();
+        if let Some(parent) = global.parent() {
+            let _ = std::fs::create_dir_all(parent);
+        }
+        Self::write_fresh(&global, b"[safe]\n\tdirectory = *\n")
+            .map_err(|e| refuse(format!("cannot write `{}`: {e}", global.display())))?;
+        let config = match (in_repo, self.pinned.lock().unwrap().clone()) {
+            (true, Some(c)) => c,
+            _ => return Ok(()),
+        };
+        let dir = self.root.join(".git");
+        match std::fs::symlink_metadata(&dir) {
+            Ok(m) if m.file_type().is_dir() => {}
+            _ => {
+                return Err(refuse(format!(
+                    "`{}` is no longer the directory the minion cloned (it was removed or replaced by a link or a file); the minion runs no git command in it",
+                    dir.display()
+                )))
+            }
+        }
+        for name in [
+            "commondir",
+            "config.worktree",
+            "info/grafts",
+            "shallow.lock",
+        ] {
+            let p = dir.join(name);
+            match std::fs::symlink_metadata(&p) {
+                Ok(m) if m.file_type().is_dir() => {
+                    let _ = std::fs::remove_dir_all(&p);
+                }
+                Ok(_) => {
+                    let _ = std::fs::remove_file(&p);
+                }
+                Err(_) => {}
+            }
+        }
+        Self::write_fresh(&dir.join("config"), &config)
+            .map_err(|e| refuse(format!("cannot restore `{}/config`: {e}", dir.display())))
     }
 
     async fn run_in(&self, cwd: &Path, args: &[&str]) -> Result<String, GitError> {
+        self.run_with(cwd, args, None).await
+    }
+
+    async fn run_with(
+        &self,
+        cwd: &Path,
+        args: &[&str],
+        stdin: Option<Vec<u8>>,
+    ) -> Result<String, GitError> {
+        self.restore(cwd == self.root)?;
+        // A git process holding the token never runs beside a stray process, which could
+        // read it from /proc/<pid>/environ.
+        if self.token.is_some() && matches!(args.first().copied(), Some("fetch" | "push")) {
+            self.sweep()?;
+        }
         let started = Instant::now();
         let shown = args.join(" ");
-        let out = self.command(cwd, args).output().await;
+        let mut cmd = self.command(cwd, args);
+        if stdin.is_some() {
+            cmd.stdin(Stdio::piped());
+        }
+        let out = match cmd.spawn() {
+            Ok(mut child) => {
+                if let (Some(data), Some(mut pipe)) = (stdin, child.stdin.take()) {
+                    use tokio::io::AsyncWriteExt;
+                    let _ = pipe.write_all(&data).await;
+                    drop(pipe);
+                }
+                child.wait_with_output().await
+            }
+            Err(e) => Err(e),
+        };
         let (code, stdout, stderr) = match out {
             Ok(o) => (
                 o.status.code(),
@@ -158,7 +291,57 @@ impl Git {
             args.push("--single-branch");
         }
         args.extend([source, dest.as_str()]);
-        self.run_in(parent, &args).await.map(|_| ())
+        self.run_in(parent, &args).await?;
+        // The configuration as git wrote it for the clone, before any untrusted code ran.
+        let config = std::fs::read(self.root.join(".git/config")).map_err(|e| GitError {
+            args: "clone".into(),
+            stderr: format!("cannot read the clone's .git/config: {e}"),
+        })?;
+        *self.pinned.lock().unwrap() = Some(config);
+        Ok(())
+    }
+
+    /// Stop every stray process (when the minion armed the sweeps); logs what it did.
+    pub fn sweep(&self) -> Result<Option<super::sandbox::Sweep>, GitError> {
+        match super::sandbox::sweep() {
+            None => Ok(None),
+            Some(Ok(s)) => {
+                if s.killed > 0 || s.foreign > 0 {
+                    self.artifacts.log("sandbox", &s.describe());
+                }
+                Ok(Some(s))
+            }
+            Some(Err(e)) => Err(GitError {
+                args: "(the minion's checks before running git)".into(),
+                stderr: e.to_string(),
+            }),
+        }
+    }
+
+    /// Make the repository the minion's again before it is trusted: no stray process
+    /// runs (see `sandbox`), git's metadata is the clone's, HEAD is `head_ref` (or
+    /// detached) at `tip`, the last commit the minion made or started from, and the index
+    /// is `tip`'s tree. Commits an agent's command made itself, and anything it staged,
+    /// are left out; the work tree is untouched.
+    pub async fn seal(
+        &self,
+        tip: &str,
+        head_ref: Option<&str>,
+    ) -> Result<Option<super::sandbox::Sweep>, GitError> {
+        let swept = self.sweep()?;
+        match head_ref {
+            Some(r) => {
+                self.run(&["symbolic-ref", "HEAD", r]).await?;
+            }
+            None => {
+                self.run(&["update-ref", "--no-deref", "HEAD", tip]).await?;
+            }
+        }
+        // A mixed reset: the branch back at `tip` and every index entry `tip`'s, so
+        // nothing an agent staged is committed. (Entry flags such as assume-unchanged can
+        // only hide a change from the listing, and what is not listed is not committed.)
+        self.run(&["reset", "--quiet", tip]).await?;
+        Ok(swept)
     }
 
     pub async fn head(&self) -> Result<String, GitError> {
@@ -174,7 +357,7 @@ impl Git {
     /// Paths changed in the work tree relative to `base` (tracked and untracked, not ignored).
     pub async fn changed_paths(&self, base: &str) -> Result<Vec<String>, GitError> {
         let mut paths: Vec<String> = self
-            .run(&["diff", "--name-only", "-z", base])
+            .run(&["diff", "--no-renames", "--name-only", "-z", base])
             .await?
             .split('\0')
             .filter(|s| !s.is_empty())
@@ -207,15 +390,50 @@ impl Git {
                 let _ = self
                     .run(&["rm", "--cached", "--quiet", "--ignore-unmatch", "--", p])
                     .await;
-                let _ = std::fs::remove_file(self.root.join(p));
+                // Not followed: a link is removed, not what it points at; an untracked
+                // repository inside the tree is listed as `dir/`.
+                let abs = self.root.join(p.trim_end_matches('/'));
+                match std::fs::symlink_metadata(&abs) {
+                    Ok(m) if m.file_type().is_dir() => {
+                        let _ = std::fs::remove_dir_all(&abs);
+                    }
+                    Ok(_) => {
+                        let _ = std::fs::remove_file(&abs);
+                    }
+                    Err(_) => {}
+                }
             }
         }
         Ok(())
     }
 
-    /// Commit everything; returns the new commit, or None when nothing changed.
-    pub async fn commit_all(&self, message: &str) -> Result<Option<String>, GitError> {
-        self.run(&["add", "-A"]).await?;
+    /// Commit exactly `paths` (changed, added or deleted), named one by one: never
+    /// `add -A`. Returns the new commit, or None when nothing changed.
+    pub async fn commit_paths(
+        &self,
+        paths: &[String],
+        message: &str,
+    ) -> Result<Option<String>, GitError> {
+        if paths.is_empty() {
+            return Ok(None);
+        }
+        let list: Vec<u8> = paths
+            .iter()
+            .flat_map(|p| [p.as_bytes(), b"\0"])
+            .flatten()
+            .copied()
+            .collect();
+        self.run_with(
+            &self.root,
+            &[
+                "add",
+                "--all",
+                "--pathspec-from-file=-",
+                "--pathspec-file-nul",
+            ],
+            Some(list),
+        )
+        .await?;
         let staged = self.run(&["diff", "--cached", "--name-only"]).await?;
         if staged.trim().is_empty() {
             return Ok(None);
@@ -229,8 +447,12 @@ impl Git {
     pub async fn diff(&self, base: &str) -> Result<(String, String), GitError> {
         // Intent-to-add makes untracked files show in the diff without staging content.
         let _ = self.run(&["add", "-A", "-N"]).await;
-        let patch = self.run(&["diff", "--binary", base]).await?;
-        let stat = self.run(&["diff", "--stat", base]).await?;
+        let patch = self
+            .run(&["diff", "--no-ext-diff", "--no-textconv", "--binary", base])
+            .await?;
+        let stat = self
+            .run(&["diff", "--no-ext-diff", "--no-textconv", "--stat", base])
+            .await?;
         Ok((patch, stat))
     }
 
@@ -249,11 +471,70 @@ impl Git {
         Ok(true)
     }
 
-    /// Push the run's branch, and only it, without force.
-    pub async fn push(&self, branch: &str) -> Result<(), GitError> {
-        let refspec = format!("refs/heads/{branch}:refs/heads/{branch}");
+    /// Push `tip` (the minion's own last commit, not whatever the branch points at now)
+    /// to the run's branch, and only it, without force.
+    pub async fn push(&self, tip: &str, branch: &str) -> Result<(), GitError> {
+        let refspec = format!("{tip}:refs/heads/{branch}");
         self.run(&["push", "--quiet", "--porcelain", "origin", &refspec])
             .await
             .map(|_| ())
     }
+}
+
+/// Settings for every git call lackey makes itself, in the command-line scope (read
+/// after the repository's own config, so they win). Each closes a way the repository's
+/// config, which the agents' commands can write, would run a program or send git
+/// somewhere else; docs/sandbox.md lists why each is there.
+const HARDENING: &[(&str, &str)] = &[
+    ("core.hooksPath", "/dev/null"),
+    ("core.fsmonitor", "false"),
+    ("core.sshCommand", "false"),
+    ("core.askPass", ""),
+    ("core.editor", "false"),
+    ("sequence.editor", "false"),
+    ("core.pager", "cat"),
+    ("core.attributesFile", "/dev/null"),
+    ("gpg.program", "false"),
+    ("commit.gpgsign", "false"),
+    ("tag.gpgsign", "false"),
+    ("gc.auto", "0"),
+    ("maintenance.auto", "false"),
+    ("submodule.recurse", "false"),
+    ("fetch.recurseSubmodules", "false"),
+    ("push.recurseSubmodules", "no"),
+    // The empty value empties the list of helpers collected so far (the repository's
+    // own); lackey's helper, when it has a token, comes after.
+    ("credential.helper", ""),
+    ("protocol.allow", "never"),
+    ("protocol.file.allow", "always"),
+    ("protocol.http.allow", "always"),
+    ("protocol.https.allow", "always"),
+    ("protocol.ext.allow", "never"),
+    ("protocol.ssh.allow", "never"),
+    ("protocol.git.allow", "never"),
+    ("protocol.fd.allow", "never"),
+];
+
+/// The minion's environment variables git may see: no secret, nothing that changes
+/// what git runs (`GIT_*`, `SSH_*`, `EDITOR`, `PAGER` are all dropped).
+fn kept_env() -> Vec<(String, String)> {
+    const KEEP: &[&str] = &[
+        "PATH",
+        "LANG",
+        "LC_ALL",
+        "LC_CTYPE",
+        "TZ",
+        "TMPDIR",
+        "http_proxy",
+        "https_proxy",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "no_proxy",
+        "NO_PROXY",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+    ];
+    std::env::vars()
+        .filter(|(k, _)| KEEP.contains(&k.as_str()))
+        .collect()
 }

@@ -45,6 +45,7 @@ pub mod artifacts;
 pub mod blueprint;
 pub mod git;
 pub mod llm;
+pub mod sandbox;
 pub mod tools;
 
 use std::collections::BTreeMap;
@@ -311,6 +312,11 @@ struct Run {
     deadline: Option<Instant>,
     base_sha: Option<String>,
     head_sha: Option<String>,
+    /// The last commit the minion made, or the one it started from: what its branch
+    /// points at, whatever an agent's git commands did since (see `Git::seal`).
+    tip: Option<String>,
+    /// The ref HEAD is on (`refs/heads/<branch>`); None when detached.
+    head_ref: Option<String>,
     branch: String,
     branch_created: bool,
     default_branch: Option<String>,
@@ -374,7 +380,11 @@ pub async fn run(input: MinionInput) -> RunSummary {
     let started_at = chrono::Utc::now();
     let t0 = Instant::now();
     let art = match Artifacts::create(&input.output_dir, Redactor::new(input.secrets()), true) {
-        Ok(a) => Arc::new(a),
+        Ok(a) => {
+            // Before any command runs: its orphans must stay the minion's descendants.
+            a.log("sandbox", &sandbox::arm());
+            Arc::new(a)
+        }
         Err(e) => {
             eprintln!("minion: {e:#}");
             let mut s = empty_summary(&input, "", started_at);
@@ -398,6 +408,8 @@ pub async fn run(input: MinionInput) -> RunSummary {
         deadline: soft_deadline,
         base_sha: None,
         head_sha: None,
+        tip: None,
+        head_ref: None,
         branch: input.branch.clone(),
         branch_created: false,
         default_branch: None,
@@ -736,6 +748,12 @@ impl Run {
             .ok()
             .map(|s| s.trim().to_string())
             .filter(|s| s != "HEAD");
+        self.head_ref = git
+            .run(&["symbolic-ref", "--quiet", "HEAD"])
+            .await
+            .ok()
+            .map(|s| s.trim().to_string());
+        self.tip = Some(base.clone());
         self.base_sha = Some(base);
         self.git = Some(git);
         Ok(())
@@ -785,6 +803,7 @@ impl Run {
                     ));
                 }
                 self.git().checkout_new_branch(&b).await?;
+                self.head_ref = Some(format!("refs/heads/{b}"));
                 self.branch_created = true;
                 self.record(name, true, format!("created `{b}`"));
             }
@@ -815,6 +834,8 @@ impl Run {
                     }
                 }
                 self.git().run(&["checkout", "--quiet", &b]).await?;
+                self.tip = Some(self.git().head().await?);
+                self.head_ref = Some(local.clone());
                 self.branch = b.clone();
                 self.templates.values.insert("branch", b.clone());
                 self.branch_created = true;
@@ -874,9 +895,10 @@ impl Run {
                     self.templates.render(message)
                 };
                 let msg = format!("{msg}\n\nlackey run {}", self.input.run_id);
-                match self.git().commit_all(&msg).await? {
+                match self.commit_in_scope(&msg).await? {
                     Some(sha) => {
                         self.head_sha = Some(sha.clone());
+                        self.tip = Some(sha.clone());
                         self.record(
                             name,
                             true,
@@ -908,7 +930,10 @@ impl Run {
                     return Ok(());
                 }
                 let b = self.branch.clone();
-                match self.git().push(&b).await {
+                // The minion's own last commit, with no stray process left to race it.
+                let tip = self.tip.clone().unwrap_or_default();
+                self.git().seal(&tip, self.head_ref.as_deref()).await?;
+                match self.git().push(&tip, &b).await {
                     Ok(()) => {
                         self.pushed = true;
                         self.record(name, true, format!("pushed `{b}`"));
@@ -1112,8 +1137,50 @@ impl Run {
         Ok(())
     }
 
+    /// Commit what changed since the minion's last commit, within the scope, after every
+    /// stray process is stopped: paths outside the scope are put back as they were and
+    /// recorded (a `drop-out-of-scope` step in run_summary.json), never committed. The
+    /// commit names its paths one by one.
+    async fn commit_in_scope(&mut self, message: &str) -> Result<Option<String>, Stop> {
+        let started = Instant::now();
+        let tip = self.tip.clone().unwrap_or_default();
+        let swept = self.git().seal(&tip, self.head_ref.as_deref()).await?;
+        let scope = self.write_scope();
+        let changed = self.git().changed_paths(&tip).await?;
+        let (inside, outside): (Vec<String>, Vec<String>) =
+            changed.into_iter().partition(|p| scope.allows(p));
+        if !outside.is_empty() {
+            self.git().revert_paths(&tip, &outside).await?;
+            self.log(&format!(
+                "dropped {} change(s) outside the scope from the commit: {}",
+                outside.len(),
+                outside.join(", ")
+            ));
+            self.steps.push(StepRecord {
+                index: self.step_index,
+                name: "drop-out-of-scope".into(),
+                success: true,
+                detail: format!("not committed, put back: {}", outside.join(", ")),
+            });
+        }
+        self.log(&format!(
+            "commit checks (stray processes, git metadata, scope) took {:.1} ms; {}",
+            started.elapsed().as_secs_f64() * 1000.0,
+            swept
+                .map(|s| s.describe())
+                .unwrap_or_else(|| "stray processes not swept (not armed)".into())
+        ));
+        Ok(self.git().commit_paths(&inside, message).await?)
+    }
+
     /// Undo changes outside `scope` (made by shell commands: the edit tools refuse them).
     async fn revert_out_of_scope(&mut self, scope: &WriteScope) -> Result<(), Stop> {
+        self.revert_out_of_scope_as(scope, "revert-out-of-scope")
+            .await
+    }
+
+    /// The same, recorded as a step named `step`.
+    async fn revert_out_of_scope_as(&mut self, scope: &WriteScope, step: &str) -> Result<(), Stop> {
         let base = self.base_sha.clone().unwrap_or_default();
         let changed = self.git().changed_paths(&base).await?;
         let outside: Vec<String> = changed.into_iter().filter(|p| !scope.allows(p)).collect();
@@ -1126,7 +1193,7 @@ impl Run {
             ));
             self.steps.push(StepRecord {
                 index: self.step_index,
-                name: "revert-out-of-scope".into(),
+                name: step.into(),
                 success: true,
                 detail: format!("reverted: {}", outside.join(", ")),
             });
@@ -1490,6 +1557,25 @@ impl Run {
             self.log(&format!("outcome {outcome}: {e}"));
         } else {
             self.log(&format!("outcome {outcome}"));
+        }
+        // Nothing the untrusted side started runs on while the diff and the bundle are
+        // made, the branch is the minion's own commits, and changes outside the scope
+        // are dropped (and recorded) as at each commit.
+        if let (Some(git), Some(tip)) = (self.git.clone(), self.tip.clone()) {
+            match git.seal(&tip, self.head_ref.as_deref()).await {
+                Ok(_) => {
+                    let scope = self.write_scope();
+                    if let Err(e) = self
+                        .revert_out_of_scope_as(&scope, "drop-out-of-scope")
+                        .await
+                    {
+                        self.log(&format!(
+                            "could not drop the changes outside the scope: {e:?}"
+                        ));
+                    }
+                }
+                Err(e) => self.log(&format!("could not seal the repository: {e}")),
+            }
         }
         // The diff of the work so far, committed or not.
         if let (Some(git), Some(base)) = (&self.git, &self.base_sha) {

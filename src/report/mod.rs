@@ -340,7 +340,7 @@ impl Page<'_> {
             .summary
             .steps
             .iter()
-            .filter(|s| s.name == "revert-out-of-scope")
+            .filter(|s| s.name == "revert-out-of-scope" || s.name == "drop-out-of-scope")
             .map(|s| s.detail.as_str())
             .collect();
         let outside: Vec<&str> = if has_scope {

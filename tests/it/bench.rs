@@ -198,7 +198,14 @@ fn bench_local_stub_run_overhead() {
     println!(
         "bench-local: `docker run --rm --entrypoint /bin/true {image}`: median {bare:.3}s over {N}"
     );
+    let artifacts = t.path().join("artifacts");
+    let run_dirs = || -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(&artifacts)
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default()
+    };
     for (name, path) in [("small (4 files)", &small), ("5,000 files", &big)] {
+        let before = run_dirs();
         let runs: Vec<f64> = (0..N)
             .map(|_| {
                 time_it(|| {
@@ -221,6 +228,27 @@ fn bench_local_stub_run_overhead() {
             runs.iter().cloned().fold(f64::MAX, f64::min),
             runs.iter().cloned().fold(0.0, f64::max),
             m - bare
+        );
+        // What the commit's checks cost (stray processes, git metadata, scope), from
+        // the line each run's minion.log carries.
+        let checks: Vec<f64> = run_dirs()
+            .into_iter()
+            .filter(|d| !before.contains(d))
+            .filter_map(|d| std::fs::read_to_string(d.join("minion.log")).ok())
+            .filter_map(|log| {
+                let line = log
+                    .lines()
+                    .find(|l| l.contains("commit checks"))?
+                    .to_string();
+                let ms = line.split(" took ").nth(1)?.split(" ms").next()?;
+                ms.trim().parse::<f64>().ok()
+            })
+            .collect();
+        assert_eq!(checks.len(), N, "every run logged its commit checks");
+        println!(
+            "bench-local: the commit's checks (stray sweep, git metadata, scope) on the {name} repo: median {:.1} ms over {N} (max {:.1} ms)",
+            median(checks.clone()),
+            checks.iter().cloned().fold(0.0, f64::max)
         );
     }
 }

@@ -18,7 +18,7 @@ use crate::support::moto::{block_on, Moto};
 use crate::support::registry::Registry;
 use crate::support::{repo, wait_with_timeout, TestEnv, ARTIFACTS};
 
-const CANARY_KEY: &str = "sk-ant-api03-CANARY-cloud-c0ffee0123456789";
+pub(crate) const CANARY_KEY: &str = "sk-ant-api03-CANARY-cloud-c0ffee0123456789";
 
 pub(crate) struct Cloud {
     pub(crate) moto: Moto,
@@ -97,7 +97,11 @@ impl Cloud {
         self.registry.host()
     }
 
-    fn run_dir(&self, id: &str) -> PathBuf {
+    pub(crate) fn github(&self) -> &FakeGitHub {
+        &self.github
+    }
+
+    pub(crate) fn run_dir(&self, id: &str) -> PathBuf {
         self.artifacts.join(id)
     }
 
@@ -118,7 +122,28 @@ impl Cloud {
         })
     }
 
-    fn s3_keys(&self, prefix: &str) -> Vec<String> {
+    /// An object of the artifacts bucket, as text.
+    pub(crate) fn s3_text(&self, key: &str) -> String {
+        let conf = self.moto.sdk_config();
+        block_on(async {
+            let s3 = aws_sdk_s3::Client::from_conf(
+                aws_sdk_s3::config::Builder::from(&conf)
+                    .force_path_style(true)
+                    .build(),
+            );
+            let body = s3
+                .get_object()
+                .bucket("lackey-artifacts-123456789012")
+                .key(key)
+                .send()
+                .await
+                .unwrap();
+            let bytes = body.body.collect().await.unwrap().into_bytes();
+            String::from_utf8_lossy(&bytes).into_owned()
+        })
+    }
+
+    pub(crate) fn s3_keys(&self, prefix: &str) -> Vec<String> {
         let conf = self.moto.sdk_config();
         block_on(async {
             let s3 = aws_sdk_s3::Client::from_conf(
