@@ -538,3 +538,140 @@ fn kept_env() -> Vec<(String, String)> {
         .filter(|(k, _)| KEEP.contains(&k.as_str()))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::minion::artifacts::Redactor;
+    use std::process::Command;
+
+    /// Plain git, as an agent's command runs it: the user's own environment and config.
+    fn plain(dir: &Path, args: &[&str]) -> std::process::Output {
+        Command::new("git")
+            .args(["-c", "user.name=a", "-c", "user.email=a@b"])
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap()
+    }
+
+    /// Config planted in the clone (fsmonitor, hooks, hooksPath, a credential helper, a
+    /// filter, an include, `ext::` and ssh rewrites, a commondir) runs under plain git
+    /// and never under lackey's git calls: status, commit, diff, push.
+    #[tokio::test]
+    async fn the_repositorys_config_runs_nothing_in_lackeys_git_calls() {
+        let tmp = tempfile::tempdir().unwrap();
+        let t = tmp.path();
+        let src = t.join("src");
+        std::fs::create_dir_all(&src).unwrap();
+        plain(&src, &["init", "-q", "-b", "main"]);
+        std::fs::write(src.join("a.txt"), "a\n").unwrap();
+        plain(&src, &["add", "a.txt"]);
+        plain(&src, &["commit", "-qm", "init"]);
+        let art =
+            Arc::new(Artifacts::create(&t.join("out"), Redactor::new(vec![]), false).unwrap());
+        let git = Git::new(
+            &t.join("work/repo"),
+            art,
+            "lackey",
+            "l@x",
+            Some("ghs_CANARYTOKEN0123456789".into()),
+        );
+        git.clone_from(src.to_str().unwrap(), true).await.unwrap();
+        let repo = t.join("work/repo");
+        let m = t.join("ran");
+        std::fs::create_dir_all(&m).unwrap();
+        let m = m.display();
+        for (k, v) in [
+            ("core.fsmonitor", format!("touch {m}/fsmonitor; false #")),
+            ("credential.helper", format!("!touch {m}/credential #")),
+            ("core.sshCommand", format!("touch {m}/ssh #")),
+            ("filter.pwn.clean", format!("touch {m}/filter; cat #")),
+            ("diff.external", format!("touch {m}/external #")),
+            ("include.path", t.join("evil.cfg").display().to_string()),
+            ("protocol.ext.allow", "always".into()),
+            (
+                "url.ext::sh -c touch% /dev/null.pushInsteadOf",
+                src.display().to_string(),
+            ),
+            (
+                "remote.origin.receivepack",
+                format!("touch {m}/receivepack #"),
+            ),
+        ] {
+            assert!(plain(&repo, &["config", k, &v]).status.success(), "{k}");
+        }
+        std::fs::write(
+            t.join("evil.cfg"),
+            format!("[core]\n\thooksPath = {}\n", t.join("hooks").display()),
+        )
+        .unwrap();
+        std::fs::create_dir_all(t.join("hooks")).unwrap();
+        for hook in [
+            "pre-commit",
+            "post-commit",
+            "pre-push",
+            "reference-transaction",
+        ] {
+            for dir in [t.join("hooks"), repo.join(".git/hooks")] {
+                let p = dir.join(hook);
+                std::fs::write(&p, format!("#!/bin/sh\ntouch {m}/hook-{hook}\n")).unwrap();
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+            }
+        }
+        std::fs::write(repo.join(".gitattributes"), "* filter=pwn diff=pwn\n").unwrap();
+        std::fs::write(repo.join("a.txt"), "b\n").unwrap();
+        let ran = || -> Vec<String> {
+            let mut v: Vec<String> = std::fs::read_dir(t.join("ran"))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            v.sort();
+            v
+        };
+        // lackey's calls: none of it runs.
+        let base = git.head().await.unwrap();
+        git.seal(&base, Some("refs/heads/main")).await.unwrap();
+        let changed = git.changed_paths(&base).await.unwrap();
+        assert_eq!(changed, [".gitattributes", "a.txt"]);
+        let sha = git.commit_paths(&changed, "change").await.unwrap().unwrap();
+        git.diff(&base).await.unwrap();
+        git.push(&sha, "minion/x").await.unwrap();
+        assert_eq!(
+            ran(),
+            Vec::<String>::new(),
+            "a trick ran under lackey's git"
+        );
+        assert!(plain(&src, &["rev-parse", "--verify", "minion/x"])
+            .status
+            .success());
+        // The same config, planted again, does run under plain git: the tricks are live.
+        assert!(plain(
+            &repo,
+            &[
+                "config",
+                "core.fsmonitor",
+                &format!("touch {m}/fsmonitor; false #")
+            ]
+        )
+        .status
+        .success());
+        assert!(plain(
+            &repo,
+            &[
+                "config",
+                "include.path",
+                &t.join("evil.cfg").display().to_string()
+            ]
+        )
+        .status
+        .success());
+        std::fs::write(repo.join("a.txt"), "c\n").unwrap();
+        plain(&repo, &["status", "--short"]);
+        plain(&repo, &["commit", "-qam", "plain"]);
+        let fired = ran();
+        assert!(fired.contains(&"fsmonitor".to_string()), "{fired:?}");
+        assert!(fired.contains(&"hook-pre-commit".to_string()), "{fired:?}");
+    }
+}
