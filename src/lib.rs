@@ -13,6 +13,8 @@
 //! * [`runner`]: the host side of a run: Docker backend, image builds, artifacts, fetch-back.
 //! * [`minion`]: the run inside the container: blueprint, agents, tools, git, artifacts.
 //! * [`cloud`]: the cloud building blocks (S3 artifacts, ECR, secrets).
+//! * [`proxy`]: the credential proxy: the only holder of a run's keys and tokens, and its
+//!   policy (which requests, which ref).
 //! * [`github`]: GitHub App tokens, repositories and pull requests.
 //! * [`summary`]: `run_summary.json`, shared by the minion and the host.
 //! * [`cost`]: the price table and what a run cost; [`report`]: the run's HTML page.
@@ -30,6 +32,7 @@ pub mod error;
 pub mod github;
 pub mod minion;
 pub mod output;
+pub mod proxy;
 pub mod report;
 pub mod runner;
 pub mod stack;

@@ -49,6 +49,7 @@ async fn run_local(ctx: &Ctx, args: &RunArgs, settings: &Settings) -> anyhow::Re
         cpus: settings.number(&keys::LOCAL_CPUS)?,
         memory_mb: settings.number(&keys::LOCAL_MEMORY_MB)?,
         pids: settings.number(&keys::LOCAL_PIDS_LIMIT)?,
+        network: runner::docker::Network::parse(settings.require(&keys::RUN_NETWORK)?),
     };
     let result = runner::docker::run_local(&mut spec, &limits, &ctx.printer, &ctx.cancel).await?;
     let s = &result.summary;

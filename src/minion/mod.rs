@@ -25,6 +25,7 @@
 //! | `LACKEY_RUNTIME` | `local` or `cloud` (for the summary) |
 //! | `ANTHROPIC_API_KEY` / `ANTHROPIC_API_KEY_FILE` | the API key, or a file holding it (local runs mount a read-only secret file) |
 //! | `ANTHROPIC_BASE_URL` | the API base (default `https://api.anthropic.com`) |
+//! | `LACKEY_PROXY_SOCKET` | the credential proxy's Unix socket (local runs: `/run/lackey/proxy.sock`); the LLM is then reached through it, the proxy adds the key, and `ANTHROPIC_BASE_URL` is ignored |
 //! | `GITHUB_TOKEN` | a GitHub token for clone, push and PR, or instead: |
 //! | `LACKEY_GITHUB_APP_ID`, `LACKEY_GITHUB_INSTALLATION_ID`, `LACKEY_GITHUB_APP_PRIVATE_KEY` (or `…_FILE`) | App credentials: the minion mints its own token, narrowed to the repo |
 //! | `LACKEY_GITHUB_REPO`, `LACKEY_GITHUB_API_URL`, `LACKEY_GITHUB_GIT_URL` | the repository and GitHub's URLs |
@@ -43,6 +44,7 @@
 pub mod agents;
 pub mod artifacts;
 pub mod blueprint;
+pub mod bridge;
 pub mod git;
 pub mod llm;
 pub mod tools;
@@ -128,6 +130,8 @@ pub struct MinionInput {
     pub pass_env: BTreeMap<String, String>,
     /// Whether this run can push, when the host said so.
     pub can_push: Option<bool>,
+    /// The credential proxy's socket: the LLM is reached through it, without a key here.
+    pub proxy_socket: Option<PathBuf>,
 }
 
 fn truthy(v: Option<String>) -> bool {
@@ -220,6 +224,7 @@ impl MinionInput {
         Ok(MinionInput {
             pass_env,
             can_push: get("LACKEY_CAN_PUSH").and_then(|v| crate::config::validate::parse_bool(&v)),
+            proxy_socket: get("LACKEY_PROXY_SOCKET").map(PathBuf::from),
             branch: get("LACKEY_BRANCH").unwrap_or_else(|| format!("minion/{run_id}")),
             run_id,
             task,
@@ -612,6 +617,18 @@ impl Run {
                         .collect(),
                 ),
         );
+        if let (Some(socket), false) = (self.input.proxy_socket.clone(), self.input.stubs) {
+            // The proxy holds the key and adds it; the client talks to it through a
+            // bridge on the container's loopback.
+            let addr = bridge::start(&socket)
+                .await
+                .map_err(|e| Stop::End(Outcome::Error, format!("{e:#}")))?;
+            self.input.base_url = format!("http://{addr}/anthropic");
+            self.input
+                .api_key
+                .get_or_insert_with(|| bridge::KEY_PLACEHOLDER.to_string());
+            self.log("the LLM is reached through the host's credential proxy");
+        }
         if !self.input.stubs {
             let api_key = self.input.api_key.clone().ok_or_else(|| {
                 Stop::End(

@@ -5,14 +5,19 @@
 //!   `/tmp`, every capability dropped, no-new-privileges, a non-root user, cpu, memory
 //!   and pids limits. The repository is mounted read-only at `/repo`; only `/output`
 //!   (the run's artifact directory) is writable on the host.
-//! * The API key reaches the container as a read-only file (from a 0400 file removed
-//!   after the run), never as an environment variable: `docker inspect` shows no secret.
+//! * No secret enters the container: not in its environment, not in a file, not in git
+//!   config. The credential proxy (`crate::proxy`) runs in this process, holds the
+//!   API key and adds it to the LLM requests it lets through; the container reaches it
+//!   on a Unix socket mounted at `/run/lackey/proxy.sock`. A `--stubs` run's proxy has
+//!   no key at all.
+//! * With `[run] network = "proxy-only"` (the default) the container has no network
+//!   interface but its own loopback (`--network none`): the proxy's socket is its only
+//!   way out. `open` puts it on Docker's default bridge as well (docs/sandbox-network.md).
 //! * No run leaves a container behind: timeout, Ctrl-C, errors, all remove it.
 //! * The run stops at its timeout (the minion stops itself just before; the container
 //!   is stopped if it has not), keeping the partial artifacts.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -25,7 +30,6 @@ use bollard::Docker;
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-use super::forward::{loopback_target, Forwarder};
 use super::image::{docker_error, image_exists};
 use super::{HostEnd, RunSpec};
 use crate::error::Fail;
@@ -68,6 +72,27 @@ pub struct Limits {
     pub cpus: f64,
     pub memory_mb: i64,
     pub pids: i64,
+    pub network: Network,
+}
+
+/// What a local run's container may reach besides the credential proxy (`[run] network`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Network {
+    /// No network interface but loopback; the proxy's socket is the only way out.
+    ProxyOnly,
+    /// Docker's default bridge as well: general egress (and with it the host's
+    /// services and the metadata address, which Docker does not block).
+    Open,
+}
+
+impl Network {
+    pub fn parse(s: &str) -> Network {
+        if s == "open" {
+            Network::Open
+        } else {
+            Network::ProxyOnly
+        }
+    }
 }
 
 /// The uid:gid the container runs as: the invoking user's, so artifacts are theirs;
@@ -125,38 +150,55 @@ pub fn check_readable_by(repo: &Path, uid: u32, gid: u32) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// A file holding a secret for one run, mounted read-only; removed on drop.
-struct SecretFile {
+/// A private directory for one run's proxy socket, mounted read-only at `/run/lackey`;
+/// removed on drop.
+struct ProxyDir {
     dir: PathBuf,
-    path: PathBuf,
 }
 
-/// The secret directories of the runs in flight, so a forced exit (a second Ctrl-C)
+/// The proxy directories of the runs in flight, so a forced exit (a second Ctrl-C)
 /// can still remove them.
-static LIVE_SECRETS: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+static LIVE_DIRS: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
 
-/// Remove every secret file of this process's runs (called before a forced exit).
+/// Remove every proxy directory of this process's runs (called before a forced exit).
 pub fn remove_live_secrets() {
-    let dirs = std::mem::take(&mut *LIVE_SECRETS.lock().unwrap_or_else(|e| e.into_inner()));
+    let dirs = std::mem::take(&mut *LIVE_DIRS.lock().unwrap_or_else(|e| e.into_inner()));
     for d in dirs {
         let _ = std::fs::remove_dir_all(d);
     }
 }
 
-/// Remove secret directories left by runs that were killed outright (their container
-/// is gone). Only this user's, only lackey's.
-async fn sweep_stale_secrets(docker: &Docker) {
+const DIR_PREFIX: &str = "lackey-proxy-";
+
+/// Remove proxy directories left by runs that were killed outright (their container
+/// is gone). Only this user's, only lackey's. (`lackey-secrets-` ones are from versions
+/// that mounted the key as a file.)
+async fn sweep_stale_dirs(docker: &Docker) {
     let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
         return;
     };
     let me = unsafe { libc::getuid() };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().to_string();
-        let Some(id) = name.strip_prefix("lackey-secrets-") else {
+        let Some(id) = name
+            .strip_prefix(DIR_PREFIX)
+            .or_else(|| name.strip_prefix("lackey-secrets-"))
+        else {
             continue;
         };
         use std::os::unix::fs::MetadataExt;
         if e.metadata().map(|m| m.uid() != me).unwrap_or(true) {
+            continue;
+        }
+        // A run starting right now has its directory before its container: leave
+        // young directories alone.
+        let young = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_none_or(|age| age < Duration::from_secs(120));
+        if young {
             continue;
         }
         if docker
@@ -172,82 +214,47 @@ async fn sweep_stale_secrets(docker: &Docker) {
     }
 }
 
-impl SecretFile {
-    fn create(
-        run_id: &str,
-        name: &str,
-        value: &str,
-        owner: (u32, u32),
-    ) -> anyhow::Result<SecretFile> {
-        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
-        let dir = std::env::temp_dir().join(format!("lackey-secrets-{run_id}"));
+impl ProxyDir {
+    /// `lackey-proxy-<run id>` in the temporary directory: 0700, owned by the
+    /// container's user (so only it, and root, may enter it and reach the socket).
+    fn create(run_id: &str, owner: (u32, u32)) -> anyhow::Result<ProxyDir> {
+        use std::os::unix::fs::DirBuilderExt;
+        let dir = std::env::temp_dir().join(format!("{DIR_PREFIX}{run_id}"));
         std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
-        LIVE_SECRETS
+        LIVE_DIRS
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(dir.clone());
-        // From here on, dropping `file` (an error below included) removes the directory.
-        let file = SecretFile {
-            path: dir.join(name),
-            dir,
-        };
-        {
-            use std::io::Write;
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&file.path)?;
-            f.write_all(value.as_bytes())?;
-        }
-        std::fs::set_permissions(&file.path, std::fs::Permissions::from_mode(0o400))?;
+        let d = ProxyDir { dir };
         if unsafe { libc::getuid() } == 0 {
-            std::os::unix::fs::chown(&file.path, Some(owner.0), Some(owner.1))?;
+            std::os::unix::fs::chown(&d.dir, Some(owner.0), Some(owner.1))?;
         }
-        Ok(file)
+        Ok(d)
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.join("proxy.sock")
+    }
+
+    /// Hand the socket to the container's user (the proxy runs as whoever runs lackey).
+    fn own_socket(&self, owner: (u32, u32)) -> anyhow::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(self.socket(), std::fs::Permissions::from_mode(0o600))?;
+        if unsafe { libc::getuid() } == 0 {
+            std::os::unix::fs::chown(self.socket(), Some(owner.0), Some(owner.1))?;
+        }
+        Ok(())
     }
 }
 
-impl Drop for SecretFile {
+impl Drop for ProxyDir {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
         let _ = std::fs::remove_dir_all(&self.dir);
-        LIVE_SECRETS
+        LIVE_DIRS
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .retain(|d| d != &self.dir);
     }
-}
-
-/// The gateway address of Docker's default bridge (where a forwarder can listen).
-async fn bridge_gateway(docker: &Docker) -> anyhow::Result<IpAddr> {
-    let net = docker
-        .inspect_network(
-            "bridge",
-            None::<bollard::query_parameters::InspectNetworkOptions>,
-        )
-        .await
-        .map_err(|e| docker_error(e, "inspect the `bridge` network"))?;
-    let configs = net.ipam.and_then(|i| i.config).unwrap_or_default();
-    if let Some(gw) = configs
-        .iter()
-        .find_map(|c| c.gateway.as_deref().and_then(|g| g.parse().ok()))
-    {
-        return Ok(gw);
-    }
-    // The default bridge often lists only its subnet; its gateway (the docker0 address)
-    // is then the subnet's first host address.
-    configs
-        .iter()
-        .find_map(|c| c.subnet.as_deref().and_then(first_host))
-        .ok_or_else(|| anyhow::anyhow!("Docker's `bridge` network has no gateway address"))
-}
-
-/// `172.17.0.0/16` → `172.17.0.1`.
-fn first_host(subnet: &str) -> Option<IpAddr> {
-    let (net, _) = subnet.split_once('/')?;
-    let ip: std::net::Ipv4Addr = net.parse().ok()?;
-    Some(IpAddr::V4(std::net::Ipv4Addr::from(u32::from(ip) + 1)))
 }
 
 /// Remove a run's container, whatever state it is in.
@@ -304,7 +311,7 @@ pub async fn run_local(
     let (uid, gid) = container_user();
     check_readable_by(&repo, uid, gid)?;
     let docker = connect().await?;
-    sweep_stale_secrets(&docker).await;
+    sweep_stale_dirs(&docker).await;
     if !image_exists(&docker, &spec.image).await? {
         return Err(Fail::new(format!("image `{}` not found in the local Docker", spec.image))
             .with_hint("build it with `make build-base` (or `lackey image build`; `--offline` where nothing can be pulled), or pass --image")
@@ -337,35 +344,28 @@ pub async fn run_local(
         format!("{}:/repo:ro", repo.display()),
         format!("{}:/output:rw", dir.display()),
     ];
-    let secret = match (&spec.api_key, spec.stubs) {
-        (Some(key), _) => {
-            let f = SecretFile::create(&spec.run_id, "anthropic_api_key", key, user)?;
-            binds.push(format!(
-                "{}:/run/secrets/anthropic_api_key:ro",
-                f.path.display()
-            ));
-            env.push((
-                "ANTHROPIC_API_KEY_FILE".into(),
-                "/run/secrets/anthropic_api_key".into(),
-            ));
-            Some(f)
-        }
-        (None, _) => None,
-    };
-    // A loopback ANTHROPIC_BASE_URL is reached through a forwarder on the bridge gateway.
-    let mut forwarder = None;
-    let base_url = match loopback_target(&spec.base_url) {
-        Some((url, target)) if !spec.stubs => {
-            let gw = bridge_gateway(&docker).await?;
-            let f = Forwarder::start(gw, target).await?;
-            let rewritten = f.rewrite(&url);
-            tracing::info!("forwarding {} -> {target} for the container", f.listen);
-            forwarder = Some(f);
-            rewritten
-        }
-        _ => spec.base_url.clone(),
-    };
-    env.push(("ANTHROPIC_BASE_URL".into(), base_url));
+    // The credential proxy: the container's only way to the LLM, holding the key it
+    // never sees. A stub run's proxy holds nothing and refuses everything.
+    let proxy_dir = ProxyDir::create(&spec.run_id, user)?;
+    let proxy = crate::proxy::Proxy::serve_unix(
+        &proxy_dir.socket(),
+        crate::proxy::ProxyConfig {
+            llm: match (&spec.api_key, spec.stubs) {
+                (Some(key), false) => Some(crate::proxy::LlmUpstream {
+                    base_url: spec.base_url.clone(),
+                    api_key: key.clone(),
+                }),
+                _ => None,
+            },
+            github: None,
+        },
+    )?;
+    proxy_dir.own_socket(user)?;
+    binds.push(format!("{}:/run/lackey:ro", proxy_dir.dir.display()));
+    env.push((
+        "LACKEY_PROXY_SOCKET".into(),
+        crate::proxy::CONTAINER_SOCKET.into(),
+    ));
     let name = container_name(&spec.run_id);
     let labels: HashMap<String, String> = [
         (LABEL_RUN_ID.to_string(), spec.run_id.clone()),
@@ -402,6 +402,13 @@ pub async fn run_local(
             nano_cpus: Some((limits.cpus * 1e9) as i64),
             memory: Some(limits.memory_mb * 1024 * 1024),
             pids_limit: Some(limits.pids),
+            network_mode: Some(
+                match limits.network {
+                    Network::ProxyOnly => "none",
+                    Network::Open => "bridge",
+                }
+                .into(),
+            ),
             init: Some(true),
             ..Default::default()
         }),
@@ -440,22 +447,6 @@ pub async fn run_local(
         guard.remove().await;
         return Err(docker_error(e, &format!("start container `{name}`")));
     }
-    if let Some(f) = &forwarder {
-        let ip = docker
-            .inspect_container(
-                &name,
-                None::<bollard::query_parameters::InspectContainerOptions>,
-            )
-            .await
-            .ok()
-            .and_then(|info| info.network_settings)
-            .and_then(|n| n.ip_address)
-            .and_then(|ip| ip.parse::<IpAddr>().ok());
-        match ip {
-            Some(ip) => f.allow_only(ip),
-            None => printer.warn("could not learn the container's address: the LLM endpoint on this machine stays closed to it"),
-        }
-    }
     let follow = spec.follow.then(|| {
         let docker = docker.clone();
         let name = name.clone();
@@ -482,8 +473,10 @@ pub async fn run_local(
     }
     let log = container_output(&docker, &name).await;
     guard.remove().await;
-    drop(forwarder);
-    drop(secret);
+    let refusals = proxy.refusals();
+    drop(proxy);
+    drop(proxy_dir);
+    super::append_to_log(&dir, &refusals);
     let interrupted = matches!(end, HostEnd::Interrupted);
     let summary = super::settle_summary(spec, Runtime::Local, &end, started, Some(&log));
     let fetched = match super::fetch_back(&repo, &dir, &summary) {
