@@ -10,9 +10,15 @@
 //! * [`output`]: the printer (stdout results, stderr status), progress, JSON.
 //! * [`aws`]: one `SdkConfig`, the clients, SDK error rendering.
 //! * [`stack`]: the reconciler behind `plan`, `up` and `down`.
-//! * [`runner`]: the host side of a run: Docker backend, image builds, artifacts, fetch-back.
+//! * [`runner`]: the host side of a run: the `Backend` trait and its Docker and ECS
+//!   implementations, the run directory, the host-side summary, fetch-back.
+//! * [`run_contract`]: the environment the host gives the minion, typed, both ways.
+//! * [`ownership`]: the tags and `startedBy` that mark what lackey owns in AWS.
+//! * [`image`]: building the minion image; [`rundir`]: no-follow access to run directories.
 //! * [`minion`]: the run inside the container: blueprint, agents, tools, git, artifacts.
 //! * [`cloud`]: the cloud building blocks (S3 artifacts, ECR, secrets).
+//! * [`proxy`]: the credential proxy: the only holder of a run's keys and tokens, and its
+//!   policy (which requests, which ref).
 //! * [`github`]: GitHub App tokens, repositories and pull requests.
 //! * [`summary`]: `run_summary.json`, shared by the minion and the host.
 //! * [`cost`]: the price table and what a run cost; [`report`]: the run's HTML page.
@@ -28,9 +34,14 @@ pub mod cost;
 pub mod doctor;
 pub mod error;
 pub mod github;
+pub mod image;
 pub mod minion;
 pub mod output;
+pub mod ownership;
+pub mod proxy;
 pub mod report;
+pub mod run_contract;
+pub mod rundir;
 pub mod runner;
 pub mod stack;
 pub mod summary;
