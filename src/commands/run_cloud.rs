@@ -23,7 +23,10 @@ pub async fn cloud_settings(ctx: &Ctx, settings: &mut Settings) -> anyhow::Resul
 }
 
 pub async fn run(ctx: &Ctx, args: RunArgs, mut settings: Settings) -> anyhow::Result<u8> {
-    let mut spec = RunSpec::from_settings(&settings, &args.task, true)?;
+    // `[run] env` goes through the task's container overrides, as it goes into a local
+    // container's environment.
+    let mut spec =
+        RunSpec::from_settings(&settings, &args.task, true)?.with_pass_env(&settings, &ctx.env);
     spec.follow = args.follow;
     // A GitHub repository needs the App's settings; they are checked before anything
     // is created in AWS.

@@ -1126,6 +1126,25 @@ pub fn secret_looking(name: &str) -> bool {
     anywhere.iter().any(|w| upper.contains(w)) || upper.split('_').any(|part| words.contains(&part))
 }
 
+/// Prefixes of the variables the run contract and the container runtime set themselves
+/// (the minion's inputs, the LLM endpoint, ECS's credential variables): a passed-through
+/// variable of the same name would clash with them.
+const RESERVED_ENV_PREFIXES: [&str; 4] = ["LACKEY_", "ANTHROPIC_", "AWS_", "ECS_"];
+
+/// The reserved prefix a variable's name starts with, if any.
+fn reserved_prefix(name: &str) -> Option<&'static str> {
+    let upper = name.to_ascii_uppercase();
+    RESERVED_ENV_PREFIXES
+        .into_iter()
+        .find(|p| upper.starts_with(p))
+}
+
+/// Whether a variable may be passed through to a blueprint: not secret-looking, not one
+/// lackey or the runtime sets.
+pub fn passable(name: &str) -> bool {
+    !secret_looking(name) && reserved_prefix(name).is_none()
+}
+
 /// Check a list of variable names to pass through to runs (`[run] env`,
 /// `LACKEY_PASS_ENV`): comma-separated names, none of them secret-looking.
 pub fn check_pass_env(list: &str) -> Result<(), String> {
@@ -1141,9 +1160,17 @@ pub fn check_pass_env(list: &str) -> Result<(), String> {
         if !valid {
             return Err(format!("`{name}` is not a variable name"));
         }
-        if secret_looking(name) {
+        // A secret is named as one first; `LACKEY_…` names all contain `KEY`, and are
+        // refused for what they are.
+        let reserved = reserved_prefix(name);
+        if secret_looking(name) && reserved != Some("LACKEY_") {
             return Err(format!(
                 "`{name}` looks like a secret, and secrets are never passed to a run's blueprint"
+            ));
+        }
+        if let Some(prefix) = reserved {
+            return Err(format!(
+                "`{name}` is not passed through: names starting with `{prefix}` are set by lackey or the container runtime"
             ));
         }
     }

@@ -18,7 +18,7 @@
 //! | `LACKEY_TIMEOUT` | the run's timeout in seconds (for the "timed out after N s" text) |
 //! | `LACKEY_BRANCH` | the branch to create (default `minion/<run id>`) |
 //! | `LACKEY_MODEL`, `LACKEY_BLUEPRINT`, `LACKEY_LINT`, `LACKEY_TEST` | agent model (`claude-…` or `anthropic:claude-…`), blueprint name or path, check commands |
-//! | `LACKEY_PASS_ENV` | comma-separated names of variables passed through for the blueprint's `env.NAME` (each set beside it; secret-looking names are ignored) |
+//! | `LACKEY_PASS_ENV` | comma-separated names of variables passed through for the blueprint's `env.NAME` (each set beside it; secret-looking and reserved names are ignored) |
 //! | `LACKEY_CAN_PUSH` | `1`/`0`: whether this run can push (what `env.GITHUB_TOKEN` means in a `when`); without it, whether the minion holds GitHub credentials |
 //! | `LACKEY_PRICES` | price overrides for the run's cost (JSON, as the `run.prices` setting) |
 //! | `LACKEY_STUBS` | `1`: stub agents, no LLM call |
@@ -212,7 +212,7 @@ impl MinionInput {
             .unwrap_or_default()
             .split(',')
             .map(str::trim)
-            .filter(|n| !n.is_empty() && !blueprint::secret_looking(n))
+            .filter(|n| !n.is_empty() && blueprint::passable(n))
             .filter_map(|n| get(n).map(|v| (n.to_string(), v)))
             .collect();
         let model = get("LACKEY_MODEL").unwrap_or_else(|| llm::DEFAULT_MODEL.into());
