@@ -52,7 +52,8 @@ impl Cloud {
             &[
                 ("hello.sh", "#!/bin/sh\necho \"hello\"\n"),
                 ("README.md", "acme app\n"),
-                (".lackey/blueprints/staged.yaml", STAGED_BLUEPRINT),
+                // Not in .lackey/blueprints/, where the only blueprint there is the default.
+                ("ci/staged.yaml", STAGED_BLUEPRINT),
             ],
         );
         let mut t = TestEnv::new();
@@ -219,7 +220,9 @@ fn a_stub_cloud_run_end_to_end() {
         v["s3_prefix"],
         format!("s3://lackey-artifacts-123456789012/{id}/")
     );
-    let pr = v["pr_url"].as_str().expect("a PR url");
+    let pr = v["pr_url"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no PR url: {v:#}\n{}", out.stderr));
     assert!(pr.ends_with("/acme/app/pull/1"), "{pr}");
     // Side effects: the branch on the remote, the PR, the artifacts in S3 and here.
     assert!(
@@ -328,7 +331,7 @@ fn a_stub_cloud_run_end_to_end() {
         "--cloud",
         "--stubs",
         "--blueprint",
-        "staged",
+        "ci/staged.yaml",
     ]);
     refused.assert_code(1);
     assert!(
@@ -346,7 +349,7 @@ fn a_stub_cloud_run_end_to_end() {
         "--cloud",
         "--stubs",
         "--blueprint",
-        "staged",
+        "ci/staged.yaml",
         "--json",
     ]);
     assert_eq!(staged.code, 0, "{}", staged.stderr);
