@@ -1108,42 +1108,7 @@ pub fn summary_line(task: &str) -> String {
     }
 }
 
-/// Whether a variable's name says it holds a secret (such a variable is never passed
-/// through to a run).
-pub fn secret_looking(name: &str) -> bool {
-    let upper = name.to_ascii_uppercase();
-    let anywhere = [
-        "KEY",
-        "TOKEN",
-        "SECRET",
-        "PASSWORD",
-        "PASSWD",
-        "CREDENTIAL",
-        "PRIVATE",
-        "COOKIE",
-    ];
-    let words = ["AUTH", "PASS", "PWD", "SESSION", "CERT"];
-    anywhere.iter().any(|w| upper.contains(w)) || upper.split('_').any(|part| words.contains(&part))
-}
-
-/// Prefixes of the variables the run contract and the container runtime set themselves
-/// (the minion's inputs, the LLM endpoint, ECS's credential variables): a passed-through
-/// variable of the same name would clash with them.
-const RESERVED_ENV_PREFIXES: [&str; 4] = ["LACKEY_", "ANTHROPIC_", "AWS_", "ECS_"];
-
-/// The reserved prefix a variable's name starts with, if any.
-fn reserved_prefix(name: &str) -> Option<&'static str> {
-    let upper = name.to_ascii_uppercase();
-    RESERVED_ENV_PREFIXES
-        .into_iter()
-        .find(|p| upper.starts_with(p))
-}
-
-/// Whether a variable may be passed through to a blueprint: not secret-looking, not one
-/// lackey or the runtime sets.
-pub fn passable(name: &str) -> bool {
-    !secret_looking(name) && reserved_prefix(name).is_none()
-}
+pub use crate::run_contract::{passable, reserved_prefix, secret_looking};
 
 /// Check a list of variable names to pass through to runs (`[run] env`,
 /// `LACKEY_PASS_ENV`): comma-separated names, none of them secret-looking.

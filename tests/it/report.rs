@@ -497,7 +497,7 @@ fn the_summary_cost_line() {
         ("no LLM call", none),
     ]
     .into_iter()
-    .map(|(what, u)| format!("{what}: {}", lackey::runner::cost_line(&u).unwrap()))
+    .map(|(what, u)| format!("{what}: {}", lackey::commands::run::cost_line(&u).unwrap()))
     .collect();
     snapshot_filters(&[]).bind(|| insta::assert_snapshot!("summary_cost_lines", lines.join("\n")));
 }

@@ -41,7 +41,7 @@ pub fn test_image() -> &'static str {
         // The offline base: the shared one, or the one LACKEY_OFFLINE_BASE names (the
         // build script's own variable), for a tree whose base differs from the shared.
         let base_tag = std::env::var("LACKEY_OFFLINE_BASE")
-            .unwrap_or_else(|_| lackey::runner::image::OFFLINE_BASE.to_string());
+            .unwrap_or_else(|_| lackey::image::OFFLINE_BASE.to_string());
         let base = Command::new("docker")
             .args(["image", "inspect", &base_tag])
             .stdout(Stdio::null())
