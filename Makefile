@@ -34,7 +34,7 @@ build-release:
 # The image gets a release, stripped lackey (the debug one is several times larger).
 build-base-offline: build-release
 	scripts/build-offline-base.sh
-	$(RELEASE_BIN) image build --offline --tag $(IMAGE)
+	$(RELEASE_BIN) image build --offline $(if $(LACKEY_OFFLINE_BASE),--base $(LACKEY_OFFLINE_BASE)) --tag $(IMAGE)
 
 # A project image from a repository's .lackey/Dockerfile: make build-app REPO=path
 build-app: build

@@ -32,18 +32,47 @@ measure() { # image label
     printf '%-6s %10.1f MB %10.1f MB\n' "$n" "$(echo "$u/1048576" | bc -l)" "$(echo "$c/1048576" | bc -l)"
   done < <(jq -r '.[0].Layers[]' "$dir/manifest.json")
   printf '%-6s %10.1f MB %10.1f MB\n' total "$(echo "$total_u/1048576" | bc -l)" "$(echo "$total_c/1048576" | bc -l)"
+  printf 'target: <= 60 MB compressed: %s\n' "$(if [ "$total_c" -le $((60 * 1048576)) ]; then echo met; else echo "NOT met"; fi)"
   printf 'lackey binary: %.1f MB\n' "$(echo "$(docker run --rm --entrypoint stat "$image" -c %s /usr/local/bin/lackey)/1048576" | bc -l)"
+  # Where the bytes go: each package's files (and the binary) tarred and gzipped on their
+  # own. The packages of Debian's minbase (what bookworm-slim holds) are summed; the
+  # rest, the tools and what they pull in, are listed.
+  echo "what each part costs (uncompressed, compressed):"
+  docker run -i --rm --user 0 -e MINBASE="$minbase" --entrypoint sh "$image" -s <<'PARTS'
+size() { tar -c -T "$1" 2>/dev/null | gzip -6 | wc -c; }
+usize() { tr '\n' '\0' <"$1" | du -cb --files0-from=- 2>/dev/null | tail -1 | cut -f1; }
+files() { dpkg -L "$1" 2>/dev/null | while read -r f; do if [ -f "$f" ] && [ ! -L "$f" ]; then echo "$f"; fi; done; }
+: >/tmp/base.list
+dpkg-query -W -f '${Package}\n' | while read -r p; do
+  case " $MINBASE " in
+    *" $p "*) files "$p" >>/tmp/base.list ;;
+    *) files "$p" >/tmp/p.list; echo "$(size /tmp/p.list) $(usize /tmp/p.list) $p" ;;
+  esac
+done >/tmp/parts
+echo /usr/local/bin/lackey >/tmp/bin.list
+echo "$(size /tmp/bin.list) $(usize /tmp/bin.list) lackey (the binary)" >>/tmp/parts
+echo "$(size /tmp/base.list) $(usize /tmp/base.list) Debian minbase: the packages bookworm-slim holds" >>/tmp/parts
+sort -rn /tmp/parts | awk '{
+  name = $3; for (i = 4; i <= NF; i++) name = name " " $i
+  if ($1 >= 102400) printf "  %8.1f MB %8.1f MB  %s\n", $2 / 1048576, $1 / 1048576, name
+  else { small += $1; n++ }
+} END { printf "  %11s %8.1f MB  %d more packages, each under 0.1 MB\n", "", small / 1048576, n }'
+PARTS
   echo "layers, newest first (docker history):"
   docker history --format '  {{printf "%-10s" .Size}} {{.CreatedBy}}' "$image" | cut -c1-110
   rm -rf "$dir"
 }
 
 cd "$tmp"
+# The packages of Debian 12's minbase, which debian:bookworm-slim is made of.
+minbase=$( (/usr/sbin/debootstrap --print-debs --variant=minbase bookworm "$tmp/print-debs" \
+  "${DEBIAN_MIRROR:-http://deb.debian.org/debian}" 2>/dev/null || true) | tr '\n' ' ')
 # From the offline base (debootstrap; no registry needed).
+base="${LACKEY_OFFLINE_BASE:-lackey/debian-base:bookworm}"
 bash "$here/scripts/build-offline-base.sh" >/dev/null
-"$BIN" image build --offline --tag lackey-bench/minion-base:offline -q
+"$BIN" image build --offline --base "$base" --tag lackey-bench/minion-base:offline -q
 built+=(lackey-bench/minion-base:offline)
-measure lackey-bench/minion-base:offline "the offline base (lackey/debian-base:bookworm)"
+measure lackey-bench/minion-base:offline "the offline base ($base)"
 
 # From debian:bookworm-slim, the Dockerfile path (docker/Dockerfile.binary, the same
 # runtime stage as docker/Dockerfile).

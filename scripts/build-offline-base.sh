@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
-# Build lackey/debian-base:bookworm without pulling any image: debootstrap a minimal
-# Debian 12 holding what minion-base needs (git, CA certificates, curl, jq, ripgrep,
-# python3 with pip), trim it as Debian's slim images are trimmed (no docs, manuals or
-# locales), then `docker import` it. Idempotent: does nothing when an image of this
-# revision exists (pass --force to rebuild).
+# Build lackey/debian-base:bookworm without pulling any image: Debian 12 as
+# debian:bookworm-slim is made (debootstrap's minbase variant: the same package set,
+# with the same documentation, manual and locale filters), plus what minion-base needs
+# (git, CA certificates, curl, jq, ripgrep, python3 with pip), with git's Perl replaced
+# and everything trimmed by docker/runtime.sh exactly as the image build does it, then
+# `docker import`ed.
+# Idempotent: does nothing when an image of this revision exists (pass --force to
+# rebuild).
 set -euo pipefail
 IMAGE="${LACKEY_OFFLINE_BASE:-lackey/debian-base:bookworm}"
 MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+SECURITY_MIRROR="${DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}"
 # Bumped whenever the package list or the trimming changes: an older base is rebuilt.
-REVISION=2
+REVISION=3
 PACKAGES=git,ca-certificates,curl,jq,ripgrep,python3,python3-pip
-
+here=$(cd "$(dirname "$0")/.." && pwd)
 if [ "${1:-}" != "--force" ]; then
   have=$(docker image inspect -f '{{index .Config.Labels "lackey.base-revision"}}' "$IMAGE" 2>/dev/null || true)
   if [ "$have" = "$REVISION" ]; then
@@ -29,19 +33,26 @@ rootfs=$(mktemp -d /tmp/lackey-rootfs.XXXXXX)
 trap '$sudo rm -rf "$rootfs"' EXIT
 echo "offline base: debootstrap bookworm into $rootfs (a minute or two)"
 $sudo "$DEBOOTSTRAP" --variant=minbase --include="$PACKAGES" bookworm "$rootfs" "$MIRROR" >/dev/null
-# What slim images leave out, now and for packages installed later in a project image.
-$sudo tee "$rootfs/etc/dpkg/dpkg.cfg.d/lackey-slim" >/dev/null <<'CONF'
-path-exclude /usr/share/doc/*
-path-include /usr/share/doc/*/copyright
-path-exclude /usr/share/man/*
-path-exclude /usr/share/info/*
-path-exclude /usr/share/lintian/*
-path-exclude /usr/share/locale/*
-CONF
-$sudo sh -c "cd '$rootfs' && find usr/share/doc -mindepth 2 ! -name copyright ! -type d -delete 2>/dev/null; \
-  rm -rf usr/share/man/* usr/share/info/* usr/share/lintian/* usr/share/locale/* \
-    var/lib/apt/lists/* var/cache/apt/*.bin var/cache/apt/archives/*.deb var/log/*.log var/cache/debconf/*-old; \
-  find usr/lib/python3* -name __pycache__ -type d -prune -exec rm -rf {} + 2>/dev/null || true"
+# The sources debian:bookworm-slim lists (the release, its updates, security), so a
+# project image's apt-get sees the same packages.
+$sudo tee "$rootfs/etc/apt/sources.list" >/dev/null <<SOURCES
+deb $MIRROR bookworm main
+deb $MIRROR bookworm-updates main
+deb $SECURITY_MIRROR bookworm-security main
+SOURCES
+# As minion-base's own layer is made (docker/runtime.sh): the path filters (docs,
+# manuals, locales, git's server-side programs), git without Perl; then the updates
+# slim images carry; then the trimming again.
+$sudo sh "$here/docker/runtime.sh" --trim "$rootfs"
+$sudo chroot "$rootfs" sh -s -- --no-perl-for-git <"$here/docker/runtime.sh"
+log="$rootfs.upgrade.log"
+if ! $sudo chroot "$rootfs" sh -c 'apt-get update && DEBIAN_FRONTEND=noninteractive apt-get upgrade -y --no-install-recommends' >"$log" 2>&1; then
+  echo "offline base: warning: could not apply bookworm's updates (mirror unreachable?): the base has the release's packages" >&2
+  tail -5 "$log" >&2
+fi
+rm -f "$log"
+$sudo chroot "$rootfs" apt-get clean
+$sudo sh "$here/docker/runtime.sh" --trim "$rootfs"
 echo "offline base: docker import as $IMAGE"
 $sudo tar -C "$rootfs" --numeric-owner -c . | docker import \
   -c 'CMD ["/bin/bash"]' -c "LABEL lackey.base-revision=$REVISION" - "$IMAGE" >/dev/null

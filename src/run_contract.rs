@@ -190,6 +190,25 @@ fn truthy(v: Option<String>) -> bool {
         .unwrap_or(false)
 }
 
+/// Prefixes of the variables the run contract and the container runtime set themselves
+/// (the minion's inputs, the LLM endpoint, ECS's credential variables): a passed-through
+/// variable of the same name would clash with them.
+const RESERVED_ENV_PREFIXES: [&str; 4] = ["LACKEY_", "ANTHROPIC_", "AWS_", "ECS_"];
+
+/// The reserved prefix a variable's name starts with, if any.
+pub fn reserved_prefix(name: &str) -> Option<&'static str> {
+    let upper = name.to_ascii_uppercase();
+    RESERVED_ENV_PREFIXES
+        .into_iter()
+        .find(|p| upper.starts_with(p))
+}
+
+/// Whether a variable may be passed through to a blueprint: not secret-looking, not one
+/// lackey or the runtime sets.
+pub fn passable(name: &str) -> bool {
+    !secret_looking(name) && reserved_prefix(name).is_none()
+}
+
 /// Whether a variable's name says it holds a secret (such a variable is never passed
 /// through to a run, on either side of the contract).
 pub fn secret_looking(name: &str) -> bool {
@@ -496,7 +515,7 @@ impl MinionInput {
             .unwrap_or_default()
             .split(',')
             .map(str::trim)
-            .filter(|n| !n.is_empty() && !secret_looking(n))
+            .filter(|n| !n.is_empty() && passable(n))
             .filter_map(|n| get(n).map(|v| (n.to_string(), v)))
             .collect();
         Ok(MinionInput {

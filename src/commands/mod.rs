@@ -15,7 +15,7 @@ mod init;
 mod logs;
 mod minion;
 mod report;
-mod run;
+pub mod run;
 mod runs;
 mod stack_cmd;
 mod stop;

@@ -45,12 +45,14 @@ pub fn run_flags(args: &RunArgs) -> Vec<(&'static Key, String)> {
 
 pub async fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<u8> {
     let mut settings = ctx.settings(&run_flags(&args))?;
-    let mut spec = RunSpec::from_settings(&settings, &args.task, args.cloud)?;
+    // `[run] env` goes to both backends: a local container's environment, or the
+    // task's container overrides.
+    let mut spec = RunSpec::from_settings(&settings, &args.task, args.cloud)?
+        .with_pass_env(&settings, &ctx.env);
     spec.follow = args.follow;
     let backend: Box<dyn Backend> = if args.cloud {
         Box::new(cloud_backend(ctx, &mut settings, &spec).await?)
     } else {
-        spec = spec.with_pass_env(&settings, &ctx.env);
         Box::new(Docker::connect(Limits::from_settings(&settings)?).await?)
     };
     let outcome = runner::run_one(&*backend, &mut spec, &ctx.printer, &ctx.cancel).await?;

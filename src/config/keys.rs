@@ -59,7 +59,10 @@ impl Key {
         if let Some(env) = self.env.first() {
             parts.push(env.to_string());
         }
-        if self.in_toml {
+        if self.in_toml && self.name == "run.prices" {
+            // A table of tables in lackey.toml, one per model.
+            parts.push("[run.prices.\"<model>\"] tables in lackey.toml".to_string());
+        } else if self.in_toml {
             parts.push(format!(
                 "[{}] {} in lackey.toml",
                 self.section(),

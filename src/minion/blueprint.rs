@@ -1108,7 +1108,7 @@ pub fn summary_line(task: &str) -> String {
     }
 }
 
-pub use crate::run_contract::secret_looking;
+pub use crate::run_contract::{passable, reserved_prefix, secret_looking};
 
 /// Check a list of variable names to pass through to runs (`[run] env`,
 /// `LACKEY_PASS_ENV`): comma-separated names, none of them secret-looking.
@@ -1125,9 +1125,17 @@ pub fn check_pass_env(list: &str) -> Result<(), String> {
         if !valid {
             return Err(format!("`{name}` is not a variable name"));
         }
-        if secret_looking(name) {
+        // A secret is named as one first; `LACKEY_…` names all contain `KEY`, and are
+        // refused for what they are.
+        let reserved = reserved_prefix(name);
+        if secret_looking(name) && reserved != Some("LACKEY_") {
             return Err(format!(
                 "`{name}` looks like a secret, and secrets are never passed to a run's blueprint"
+            ));
+        }
+        if let Some(prefix) = reserved {
+            return Err(format!(
+                "`{name}` is not passed through: names starting with `{prefix}` are set by lackey or the container runtime"
             ));
         }
     }

@@ -20,6 +20,14 @@ use crate::support::{repo, wait_with_timeout, TestEnv, ARTIFACTS};
 
 pub(crate) const CANARY_KEY: &str = "sk-ant-api03-CANARY-cloud-c0ffee0123456789";
 
+/// A blueprint in the original's dialect whose steps depend on passed-through variables.
+const STAGED_BLUEPRINT: &str = r#"name: staged
+steps:
+  - {name: branch, type: git_branch, branch: "minion/{run_id}"}
+  - {name: staged, type: command, when: env.STAGE, commands: ["echo stage=$STAGE"]}
+  - {name: unpassed, type: command, when: env.NOT_PASSED, commands: ["echo should-not-run"]}
+"#;
+
 pub(crate) struct Cloud {
     pub(crate) moto: Moto,
     registry: Registry,
@@ -44,6 +52,8 @@ impl Cloud {
             &[
                 ("hello.sh", "#!/bin/sh\necho \"hello\"\n"),
                 ("README.md", "acme app\n"),
+                // Not in .lackey/blueprints/, where the only blueprint there is the default.
+                ("ci/staged.yaml", STAGED_BLUEPRINT),
             ],
         );
         let mut t = TestEnv::new();
@@ -187,7 +197,9 @@ fn in_order(haystack: &str, needles: &[&str]) {
 
 #[test]
 fn a_stub_cloud_run_end_to_end() {
-    let Some(c) = Cloud::new(true) else { return };
+    let Some(mut c) = Cloud::new(true) else {
+        return;
+    };
     let out = c.t.run(&[
         "run",
         "add a hello world test",
@@ -233,7 +245,9 @@ fn a_stub_cloud_run_end_to_end() {
         v["s3_prefix"],
         format!("s3://lackey-artifacts-123456789012/{id}/")
     );
-    let pr = v["pr_url"].as_str().expect("a PR url");
+    let pr = v["pr_url"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no PR url: {v:#}\n{}", out.stderr));
     assert!(pr.ends_with("/acme/app/pull/1"), "{pr}");
     // Side effects: the branch on the remote, the PR, the artifacts in S3 and here.
     assert!(
@@ -262,6 +276,15 @@ fn a_stub_cloud_run_end_to_end() {
     .unwrap();
     assert_eq!(summary["outcome"], "success");
     assert_eq!(summary["branch"], format!("minion/{id}"));
+    // The report page, rendered on the host at the end of the run, beside the artifacts
+    // here and in the bucket.
+    let report = std::fs::read_to_string(c.run_dir(&id).join("report.html"))
+        .expect("report.html beside the downloaded artifacts");
+    assert!(report.contains(&id) && report.contains("success"));
+    assert!(
+        keys.contains(&format!("{id}/report.html")),
+        "report.html not uploaded: {keys:?}"
+    );
     // The container's log went to CloudWatch; `lackey logs` prints the run's log.
     let logs = c.t.run(&["logs", &id]);
     logs.assert_success();
@@ -311,6 +334,68 @@ fn a_stub_cloud_run_end_to_end() {
             .all(|r| r["backend"] == "cloud" && r["outcome"] == "success"),
         "{rows:?}"
     );
+
+    // Variables listed in `[run] env` reach a cloud run's blueprint through the task's
+    // container overrides; others do not; a secret-looking name stops the run before
+    // anything is launched.
+    c.t.set("LACKEY_PASS_ENV", "STAGE,DEPLOY_TOKEN")
+        .set("STAGE", "ci")
+        .set("DEPLOY_TOKEN", "ghp_never-passed")
+        .set("NOT_PASSED", "1");
+    let refused = c.t.run(&[
+        "run",
+        "staged",
+        "--cloud",
+        "--stubs",
+        "--blueprint",
+        "ci/staged.yaml",
+    ]);
+    refused.assert_code(1);
+    assert!(
+        refused
+            .stderr
+            .contains("`DEPLOY_TOKEN` looks like a secret")
+            && !refused.stderr.contains("Launched ECS task"),
+        "{}",
+        refused.stderr
+    );
+    c.t.set("LACKEY_PASS_ENV", "STAGE");
+    let staged = c.t.run(&[
+        "run",
+        "staged",
+        "--cloud",
+        "--stubs",
+        "--blueprint",
+        "ci/staged.yaml",
+        "--json",
+    ]);
+    assert_eq!(staged.code, 0, "{}", staged.stderr);
+    let sid = staged.json()["run_id"].as_str().unwrap().to_string();
+    let commands = std::fs::read_to_string(c.run_dir(&sid).join("commands.log")).unwrap();
+    assert!(commands.contains("stage=ci"), "{commands}");
+    assert!(!commands.contains("should-not-run"), "{commands}");
+    let task = c.task(&launched_arn(&staged.stderr));
+    let env: Vec<(String, String)> = task
+        .overrides()
+        .map(|o| o.container_overrides())
+        .unwrap_or_default()
+        .iter()
+        .flat_map(|o| o.environment())
+        .map(|kv| {
+            (
+                kv.name().unwrap_or_default().to_string(),
+                kv.value().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    assert!(env.contains(&("STAGE".into(), "ci".into())), "{env:?}");
+    assert!(
+        env.contains(&("LACKEY_PASS_ENV".into(), "STAGE".into())),
+        "{env:?}"
+    );
+    assert!(!env
+        .iter()
+        .any(|(k, _)| k == "NOT_PASSED" || k == "DEPLOY_TOKEN"));
 }
 
 #[test]
@@ -348,6 +433,14 @@ fn timeout_stops_the_task_and_keeps_the_artifacts() {
     );
     assert_eq!(c.task(&arn).last_status(), Some("STOPPED"));
     assert!(!llm.received().is_empty(), "the task never reached the LLM");
+    // A run that ended in an error has its report, here and in the bucket.
+    let id = summary["run_id"].as_str().unwrap();
+    assert!(std::fs::read_to_string(dir.join("report.html"))
+        .unwrap()
+        .contains("timed out after 15 s"));
+    assert!(c
+        .s3_keys(&format!("{id}/"))
+        .contains(&format!("{id}/report.html")));
 }
 
 #[test]

@@ -147,6 +147,53 @@ fn a_project_image_of_the_original_shape_builds_and_runs() {
     }
 }
 
+/// minion-base leaves out Perl and git's server-side programs, and stays a consistent
+/// Debian: git clones (the HTTPS helper links), commits, bundles; apt sees no broken
+/// dependency; the dpkg filters that keep later installs slim are in place.
+#[test]
+fn the_base_has_git_without_perl_and_a_consistent_package_database() {
+    if !docker::available() {
+        return;
+    }
+    let image = docker::test_image();
+    let (ok, text) = docker_cmd(&[
+        "run",
+        "--rm",
+        "--user",
+        "0",
+        "--entrypoint",
+        "sh",
+        image,
+        "-c",
+        "set -e; cd /tmp; \
+         git init -q src; git -C src -c user.name=t -c user.email=t@t commit -q --allow-empty -m first; \
+         git clone -q file:///tmp/src dst; git -C dst log --format=%s; \
+         git -C src bundle create /tmp/b.bundle HEAD 2>/dev/null; echo bundled; \
+         echo \"https helper: $(ldd /usr/lib/git-core/git-remote-https | grep -c 'not found') missing libraries\"; \
+         if dpkg-query -W -f '${Status}' perl 2>/dev/null | grep -q 'install ok installed'; then echo 'perl: installed'; else echo 'perl: absent'; fi; \
+         apt-get check >/dev/null 2>&1 && echo 'apt: consistent'; \
+         test -x \"$(git --exec-path)/git-upload-pack\" && test ! -e \"$(git --exec-path)/git-daemon\" && echo 'git daemon: absent'; \
+         test ! -e /usr/bin/scalar && echo 'scalar: absent'; \
+         grep -c '^path-exclude' /etc/dpkg/dpkg.cfg.d/lackey-slim",
+    ]);
+    assert!(ok, "{text}");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[..7],
+        [
+            "first",
+            "bundled",
+            "https helper: 0 missing libraries",
+            "perl: absent",
+            "apt: consistent",
+            "git daemon: absent",
+            "scalar: absent",
+        ],
+        "{text}"
+    );
+    assert!(lines[7].parse::<u32>().unwrap() > 10, "{text}");
+}
+
 /// Where nothing can be pulled, `make build-base` (`lackey image build --from-source`)
 /// says to build offline, before any compile starts.
 #[test]

@@ -132,6 +132,9 @@ fn a_stub_run_end_to_end() {
     assert!(std::fs::read_to_string(dir.join("minion.log"))
         .unwrap()
         .contains("outcome success"));
+    // The report page is written at the end of the run, from these artifacts.
+    let report = std::fs::read_to_string(dir.join("report.html")).expect("report.html");
+    assert!(report.contains(&id) && report.contains("add a hello world test"));
     // The branch is in the user's repository, with the stub's commit, and HEAD is untouched.
     assert_eq!(l.branches(), vec![format!("minion/{id}")]);
     let files = repo::git(
@@ -173,6 +176,12 @@ fn a_stub_run_end_to_end() {
         lines[2]
     );
     assert!(lines[3].starts_with(&format!("artifacts: {}/", l.artifacts.display())));
+    assert!(
+        lines[4].starts_with(&format!("report:    {}/", l.artifacts.display()))
+            && lines[4].ends_with("/report.html"),
+        "{}",
+        out.stdout
+    );
     assert!(
         out.stderr.contains("[minion] cloning /repo")
             && out.stderr.contains("[minion] outcome success"),
@@ -275,6 +284,10 @@ fn timeout_against_an_llm_that_never_answers() {
         .contains("timed out after 8 s"));
     assert!(out.stdout.contains("outcome:   error"));
     assert!(l.our_containers().is_empty());
+    // A run that failed has its report too, without the key.
+    assert!(std::fs::read_to_string(dirs[0].join("report.html"))
+        .unwrap()
+        .contains("timed out after 8 s"));
     assert_no_canary_in(&dirs[0]);
 }
 
@@ -314,6 +327,10 @@ fn ctrl_c_stops_the_container_and_keeps_partial_artifacts() {
         s["error"]
     );
     assert!(std::fs::metadata(dirs[0].join("minion.log")).unwrap().len() > 0);
+    assert!(
+        dirs[0].join("report.html").is_file(),
+        "an interrupted run has no report"
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("interrupted"));
     assert!(
         l.our_containers().is_empty(),

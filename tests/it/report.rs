@@ -10,7 +10,7 @@ use std::time::Instant;
 use serde_json::{json, Value};
 
 use crate::support::fake_llm::{self, with_usage, FakeLlm};
-use crate::support::{repo, TestEnv};
+use crate::support::{repo, snapshot_filters, TestEnv};
 
 const CANARY_KEY: &str = "sk-ant-api03-CANARY-report-0123456789abcdef";
 const RUN_ID: &str = "20261124-143015-7f3a";
@@ -172,6 +172,20 @@ fn a_scripted_run_costs_what_the_price_table_says() {
         "{}",
         human.stdout
     );
+    runs_snapshot("runs_with_cost", &human.stdout);
+    let mut v = v;
+    v["runs"][0]["duration_s"] = json!("[DURATION]");
+    let shape = serde_json::to_string_pretty(&v).unwrap();
+    runs_snapshot("runs_json_with_cost", &shape);
+}
+
+/// A snapshot of `lackey runs` output, its duration column made steady.
+fn runs_snapshot(name: &str, text: &str) {
+    snapshot_filters(&[
+        (r" +\[TIME\] +", " [DURATION] "),
+        (r"/tmp/\.tmp[A-Za-z0-9]+", "[TMP]"),
+    ])
+    .bind(|| insta::assert_snapshot!(name, text));
 }
 
 #[test]
@@ -196,6 +210,7 @@ fn a_model_without_a_price_has_no_cost_and_says_why_until_one_is_set() {
         "{}",
         runs.stdout
     );
+    runs_snapshot("runs_without_price", &runs.stdout);
 
     // The same model priced through the setting (as the host hands it to the minion).
     let llm = FakeLlm::start(CANARY_KEY, priced_script());
@@ -337,6 +352,14 @@ fn the_report_is_one_self_contained_page_with_everything_escaped() {
     let o = t.run(&["report", RUN_ID, "--output", "review.html", "--json"]);
     o.assert_success();
     let v = o.json();
+    snapshot_filters(&[(r#""bytes": \d+"#, r#""bytes": [BYTES]"#)]).bind(|| {
+        insta::assert_snapshot!(
+            "report_json",
+            serde_json::to_string_pretty(&v)
+                .unwrap()
+                .replace(&t.work().display().to_string(), "[WORK]")
+        )
+    });
     assert!(v["report"].as_str().unwrap().ends_with("review.html"));
     assert_eq!(
         v["bytes"].as_u64().unwrap() as usize,
@@ -344,6 +367,50 @@ fn the_report_is_one_self_contained_page_with_everything_escaped() {
             .unwrap()
             .len()
     );
+
+    // --open hands the page to the platform's opener; without one it says how to open it.
+    let bin = t.path().join("opener-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let opened = t.path().join("opened.txt");
+    let opener = bin.join("xdg-open");
+    std::fs::write(
+        &opener,
+        format!("#!/bin/sh\necho \"$1\" > {}\n", opened.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&opener, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path_before = t.env["PATH"].clone();
+    t.set("PATH", bin.display().to_string());
+    let with = t.run(&["report", RUN_ID, "--open"]);
+    with.assert_success();
+    let start = Instant::now();
+    while !opened.is_file() {
+        assert!(start.elapsed().as_secs() < 60, "the opener never ran");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let page = r.artifacts.join(RUN_ID).join("report.html");
+    // The opener got the page (written once it ran: poll until its line is complete).
+    while !std::fs::read_to_string(&opened).unwrap().ends_with('\n') {
+        assert!(start.elapsed().as_secs() < 60, "the opener never finished");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(
+        std::fs::read_to_string(&opened).unwrap().trim(),
+        page.display().to_string()
+    );
+    std::fs::remove_file(&opener).unwrap();
+    let without = t.run(&["report", RUN_ID, "--open"]);
+    without.assert_success();
+    t.set("PATH", path_before);
+    snapshot_filters(&[]).bind(|| {
+        insta::assert_snapshot!(
+            "report_open",
+            format!(
+                "with an opener:\n{}\nwithout one:\n{}",
+                with.stderr, without.stderr
+            )
+        )
+    });
 }
 
 #[test]
@@ -369,6 +436,70 @@ fn report_errors_name_the_problem() {
         "{}",
         o.stderr
     );
+
+    // Every error of `lackey report` and of the price setting, as the user reads them.
+    let mut seen = Vec::new();
+    let mut expect_error = |t: &TestEnv, args: &[&str]| {
+        let o = t.run(args);
+        o.assert_code(1);
+        assert!(o.stdout.is_empty(), "{}", o.stdout);
+        seen.push(format!(
+            "$ lackey {}\n{}",
+            args.join(" "),
+            o.stderr.trim_end()
+        ));
+    };
+    expect_error(&t, &["report", "nope"]);
+    expect_error(&t, &["report", RUN_ID]);
+    expect_error(&t, &["report", RUN_ID, "--output", "missing-dir/x.html"]);
+    std::fs::create_dir_all(t.work().join("a-dir")).unwrap();
+    expect_error(&t, &["report", RUN_ID, "--output", "a-dir"]);
+    // A run whose directory exists without a summary has not finished.
+    std::fs::create_dir_all(artifacts.join(RUN_ID)).unwrap();
+    expect_error(&t, &["report", RUN_ID]);
+    t.set(
+        "LACKEY_PRICES",
+        r#"{"m": {"input": -1, "output": 1, "cache_write": 1, "cache_read": 1}}"#,
+    );
+    expect_error(&t, &["report", RUN_ID]);
+    let root = artifacts.display().to_string();
+    snapshot_filters(&[]).bind(|| {
+        insta::assert_snapshot!(
+            "report_errors",
+            seen.join("\n\n").replace(&root, "[ARTIFACTS]")
+        )
+    });
+}
+
+/// The cost line of a run's final summary, in each of its forms.
+#[test]
+fn the_summary_cost_line() {
+    use lackey::summary::{AgentUsage, Usage};
+    // 2000·3 + 1200·15 + 500·3.75 + 9800·0.30 = 6000 + 18000 + 1875 + 2940 µ$.
+    let tokens = AgentUsage {
+        llm_calls: 7,
+        input_tokens: 2_000,
+        output_tokens: 1_200,
+        cache_read_input_tokens: 9_800,
+        cache_creation_input_tokens: 500,
+        cost_usd: None,
+    };
+    let table = lackey::cost::PriceTable::with_overrides(None).unwrap();
+    let by_agent = std::collections::BTreeMap::new();
+    let priced = lackey::cost::priced(&tokens.tokens(), &by_agent, "claude-sonnet-4-5", &table);
+    let unknown = lackey::cost::priced(&tokens.tokens(), &by_agent, "claude-test", &table);
+    assert_eq!(priced.cost_usd, Some(0.028815));
+    assert_eq!(unknown.cost_usd, None);
+    let none = Usage::default();
+    let lines: Vec<String> = [
+        ("priced", priced),
+        ("no price", unknown),
+        ("no LLM call", none),
+    ]
+    .into_iter()
+    .map(|(what, u)| format!("{what}: {}", lackey::commands::run::cost_line(&u).unwrap()))
+    .collect();
+    snapshot_filters(&[]).bind(|| insta::assert_snapshot!("summary_cost_lines", lines.join("\n")));
 }
 
 /// The report in a real browser: loads from file:// with no request beyond itself, no

@@ -38,8 +38,12 @@ pub fn available() -> bool {
 pub fn test_image() -> &'static str {
     static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
     let r = BUILT.get_or_init(|| {
+        // The offline base: the shared one, or the one LACKEY_OFFLINE_BASE names (the
+        // build script's own variable), for a tree whose base differs from the shared.
+        let base_tag = std::env::var("LACKEY_OFFLINE_BASE")
+            .unwrap_or_else(|_| lackey::image::OFFLINE_BASE.to_string());
         let base = Command::new("docker")
-            .args(["image", "inspect", "lackey/debian-base:bookworm"])
+            .args(["image", "inspect", &base_tag])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
@@ -63,6 +67,8 @@ pub fn test_image() -> &'static str {
                 "image",
                 "build",
                 "--offline",
+                "--base",
+                &base_tag,
                 "--tag",
                 test_image_tag(),
                 "-q",

@@ -296,6 +296,15 @@ fn pass_env_names() {
             "{bad}"
         );
     }
+    for reserved in [
+        "LACKEY_RUN_ID",
+        "AWS_REGION",
+        "anthropic_base_url",
+        "ECS_CONTAINER_METADATA_URI",
+    ] {
+        let e = check_pass_env(&format!("STAGE,{reserved}")).unwrap_err();
+        assert!(e.contains("set by lackey or the container runtime"), "{e}");
+    }
     assert!(check_pass_env("A,,B").is_err());
     assert!(check_pass_env("1X").is_err());
     assert!(!secret_looking("GIT_AUTHOR_NAME"));
