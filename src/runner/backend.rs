@@ -10,7 +10,7 @@
 //! three calls with many handles: `launch` once per run, then one `watch` over all the
 //! handles (the ECS backend polls every task with one DescribeTasks call per tick), then
 //! `collect` per run as each one ends. Whatever a run holds while it goes (a container
-//! guard, a secret file, a forwarder; later a sidecar) lives in its [`RunHandle`] and is
+//! guard, the credential proxy and its socket directory; later a sidecar) lives in its [`RunHandle`] and is
 //! released by `collect` or when the handle is dropped.
 
 use std::any::Any;
