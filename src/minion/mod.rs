@@ -140,6 +140,10 @@ pub async fn run(input: MinionInput) -> RunSummary {
     let t0 = Instant::now();
     let art = match Artifacts::create(&input.output_dir, Redactor::new(input.secrets()), true) {
         Ok(a) => Arc::new(a),
+        #[allow(
+            clippy::print_stderr,
+            reason = "the minion owns its container's stderr, and its own log cannot be written"
+        )]
         Err(e) => {
             eprintln!("minion: {e:#}");
             let mut s = empty_summary(&input, "", started_at);
