@@ -24,4 +24,5 @@ mod local;
 mod minion;
 mod report;
 mod sandbox;
+mod sandbox_net;
 mod stack;
