@@ -5,7 +5,7 @@
 //!
 //! * [`Fail`]: an error lackey raises itself about the user's input or an expected
 //!   failure (exit 1). Its message is the whole story; an optional hint says the fix.
-//! * [`Hint`]: a fix attached to any error with [`HintExt::hint`]; it prints nothing in
+//! * [`Hint`]: a fix attached to any error as its context; it prints nothing in
 //!   the chain itself and shows as the `hint:` line.
 //! * [`Interrupted`]: the user pressed Ctrl-C (exit 130).
 //!
@@ -67,26 +67,6 @@ impl fmt::Display for Interrupted {
 }
 
 impl std::error::Error for Interrupted {}
-
-pub trait HintExt<T> {
-    /// Attach a fix to the error, shown as `hint: …`.
-    fn hint(self, hint: impl Into<String>) -> anyhow::Result<T>;
-    /// Attach a fix computed only on error.
-    fn with_hint<F: FnOnce() -> String>(self, f: F) -> anyhow::Result<T>;
-}
-
-impl<T, E> HintExt<T> for Result<T, E>
-where
-    E: Into<anyhow::Error>,
-{
-    fn hint(self, hint: impl Into<String>) -> anyhow::Result<T> {
-        self.map_err(|e| e.into().context(Hint(hint.into())))
-    }
-
-    fn with_hint<F: FnOnce() -> String>(self, f: F) -> anyhow::Result<T> {
-        self.map_err(|e| e.into().context(Hint(f())))
-    }
-}
 
 /// Exit code of every failure, expected or not.
 pub const EXIT_FAILURE: u8 = 1;

@@ -370,6 +370,10 @@ pub fn host_binary_fits(arch: CpuArch) -> bool {
 }
 
 /// Build `tag` from `source` as a Linux image for `arch`; returns the image id.
+#[allow(
+    clippy::too_many_lines,
+    reason = "one build, step by step; to be split into context, build and progress parts"
+)]
 pub async fn build(
     docker: &Docker,
     tag: &str,

@@ -328,33 +328,3 @@ where
         _ => None,
     }
 }
-
-/// Whether an error is worth retrying at lackey's level (after the SDK's own retries):
-/// throttling, 5xx and connection failures.
-pub fn is_transient<E, R>(err: &SdkError<E, R>) -> bool
-where
-    E: ProvideErrorMetadata,
-{
-    match err {
-        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => true,
-        SdkError::ServiceError(se) => matches!(
-            se.err().code(),
-            Some(
-                "Throttling"
-                    | "ThrottlingException"
-                    | "TooManyRequestsException"
-                    | "RequestLimitExceeded"
-                    | "ServiceUnavailable"
-                    | "InternalFailure"
-                    | "InternalError"
-                    | "SlowDown"
-            )
-        ),
-        _ => false,
-    }
-}
-
-/// A bounded failure with a hint, for expected states found in AWS (a role missing, …).
-pub fn state_error(message: impl Into<String>, hint: impl Into<String>) -> anyhow::Error {
-    Fail::new(message).with_hint(hint).into()
-}

@@ -238,6 +238,10 @@ pub fn main(cli: Cli) -> ExitCode {
 }
 
 /// Ctrl-C or SIGTERM cancels once; a second one exits at once.
+#[allow(
+    clippy::print_stderr,
+    reason = "the process is exiting at once: no printer is reachable from the signal task"
+)]
 async fn watch_signals(cancel: CancellationToken) {
     #[cfg(unix)]
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();

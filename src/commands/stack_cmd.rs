@@ -165,6 +165,10 @@ pub async fn up(ctx: &Ctx, args: UpArgs) -> anyhow::Result<u8> {
     Ok(0)
 }
 
+#[allow(
+    clippy::print_stderr,
+    reason = "an interactive prompt: the question goes to the terminal the user answers in"
+)]
 fn confirm(question: &str) -> anyhow::Result<bool> {
     eprint!("{question} [y/N] ");
     std::io::stderr().flush()?;

@@ -49,6 +49,10 @@ pub fn restore_terminal() {
 
 /// Read one line from stdin without echoing it when stdin is a terminal (all of stdin
 /// otherwise). The read runs off the async threads, so Ctrl-C interrupts it at once.
+#[allow(
+    clippy::print_stderr,
+    reason = "an interactive prompt: the question goes to the terminal the user types into"
+)]
 pub async fn read_hidden(prompt: &str) -> anyhow::Result<String> {
     use std::io::IsTerminal;
     if !std::io::stdin().is_terminal() {

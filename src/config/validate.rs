@@ -393,20 +393,6 @@ pub fn network(s: &str) -> Result<(), String> {
     }
 }
 
-pub fn positive_int(s: &str) -> Result<(), String> {
-    match s.parse::<u64>() {
-        Ok(n) if n > 0 => Ok(()),
-        _ => Err("expected a whole number greater than zero".into()),
-    }
-}
-
-pub fn positive_number(s: &str) -> Result<(), String> {
-    match s.parse::<f64>() {
-        Ok(n) if n > 0.0 && n.is_finite() => Ok(()),
-        _ => Err("expected a number greater than zero".into()),
-    }
-}
-
 pub fn cpu_architecture(s: &str) -> Result<(), String> {
     match s.trim().to_ascii_uppercase().as_str() {
         "X86_64" | "ARM64" => Ok(()),

@@ -155,6 +155,10 @@ pub async fn run(input: MinionInput) -> RunSummary {
             a.log("sandbox", &sandbox::arm());
             Arc::new(a)
         }
+        #[allow(
+            clippy::print_stderr,
+            reason = "the minion owns its container's stderr, and its own log cannot be written"
+        )]
         Err(e) => {
             eprintln!("minion: {e:#}");
             let mut s = empty_summary(&input, "", started_at);
@@ -580,6 +584,10 @@ impl Run {
         }
     }
 
+    #[allow(
+        clippy::too_many_lines,
+        reason = "one arm per blueprint action: the dispatch table reads better whole"
+    )]
     async fn step(&mut self, name: &str, action: &Action) -> Result<(), Stop> {
         match action {
             Action::GitBranch { branch } => {

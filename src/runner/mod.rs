@@ -17,7 +17,8 @@ pub mod ecs;
 
 /// The image and the run directory are shared with `cloud` and `stack`: they live at the
 /// top of the crate, and keep their old paths here.
-pub use crate::{image, rundir};
+pub use crate::image;
+pub(crate) use crate::rundir;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

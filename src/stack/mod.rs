@@ -702,6 +702,10 @@ where
 }
 
 /// `lackey up`: apply the plan, independent resources concurrently, dependencies first.
+#[allow(
+    clippy::too_many_lines,
+    reason = "being replaced by the generic Resource driver (issue 13)"
+)]
 pub async fn up(cx: &StackCtx<'_>, adopt: bool) -> anyhow::Result<Report> {
     let obs = observe(cx).await?;
     refuse_foreign(&cx.spec, &obs)?;

@@ -908,6 +908,10 @@ fn an_image_of_another_architecture_is_refused_before_run_task() {
 /// ARM64 task definition, the x86_64 image is refused for it, and the Fargate player
 /// stops a task whose image does not match, as Fargate would with `exec format error`.
 #[test]
+#[allow(
+    clippy::too_many_lines,
+    reason = "one scenario in order: build, push, register, refuse, run, stop"
+)]
 fn an_arm64_task_definition_runs_arm64_images_only() {
     let Some(mut c) = Cloud::new(true) else {
         return;

@@ -108,6 +108,10 @@ fn with_action(action: &str) -> Vec<String> {
 }
 
 #[test]
+#[allow(
+    clippy::too_many_lines,
+    reason = "one scenario, every resource checked in turn: reads better whole"
+)]
 fn up_from_empty_builds_the_guides_stack_and_a_second_up_changes_nothing() {
     let Some(s) = Stack::new() else { return };
     let plan = s.json(&["plan"]);

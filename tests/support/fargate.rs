@@ -97,6 +97,10 @@ impl Ctx {
         }
     }
 
+    #[allow(
+        clippy::too_many_lines,
+        reason = "Fargate's task lifecycle, one state after the other: reads better whole"
+    )]
     async fn play(self: Arc<Self>, arn: String) {
         let task_id = arn.rsplit('/').next().unwrap_or_default().to_string();
         let Ok(d) = self
