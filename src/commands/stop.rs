@@ -6,19 +6,17 @@ use crate::cli::StopArgs;
 use crate::config::keys;
 use crate::error::Fail;
 use crate::output::{Reporter, Tone};
+use crate::runner::docker::Docker;
+use crate::runner::Backend;
 
 pub async fn run(ctx: &Ctx, args: StopArgs) -> anyhow::Result<u8> {
     super::logs::check_run_id(&args.run_id)?;
     let settings = ctx.settings(&[])?;
-    let docker = crate::runner::docker::connect().await;
+    let docker = Docker::lookup().await;
     match &docker {
         Ok(docker) => {
-            if crate::runner::docker::stop_run(docker, &args.run_id).await? {
-                ctx.printer.status(
-                    "Stopped",
-                    Tone::Good,
-                    &format!("local run {} (its artifacts are kept)", args.run_id),
-                );
+            if let Some(what) = docker.stop(&args.run_id).await? {
+                ctx.printer.status("Stopped", Tone::Good, &what);
                 return Ok(0);
             }
         }
@@ -36,7 +34,7 @@ pub async fn run(ctx: &Ctx, args: StopArgs) -> anyhow::Result<u8> {
             }
         }
     }
-    match super::run_cloud::stop(ctx, &settings, &args.run_id).await {
+    match stop_in_cloud(ctx, &settings, &args.run_id).await {
         Err(cloud) => match &docker {
             Err(e) => {
                 tracing::debug!("cloud lookup of {}: {cloud:#}", args.run_id);
@@ -45,6 +43,27 @@ pub async fn run(ctx: &Ctx, args: StopArgs) -> anyhow::Result<u8> {
             Ok(_) => Err(cloud),
         },
         ok => ok,
+    }
+}
+
+/// StopTask (the minion uploads its artifacts on SIGTERM).
+async fn stop_in_cloud(
+    ctx: &Ctx,
+    settings: &crate::config::Settings,
+    run_id: &str,
+) -> anyhow::Result<u8> {
+    let stopped = match super::ecs_lookup(ctx, settings).await? {
+        Some(ecs) => ecs.stop(run_id).await?,
+        None => None,
+    };
+    match stopped {
+        Some(what) => {
+            ctx.printer.status("Stopped", Tone::Good, &what);
+            Ok(0)
+        }
+        None => Err(Fail::new(format!("no running run `{run_id}`"))
+            .with_hint("`lackey runs` lists the runs")
+            .into()),
     }
 }
 
