@@ -43,8 +43,7 @@ use crate::config::{keys, Settings};
 use crate::output::Reporter;
 use resource::{Intent, Node, Slot};
 
-pub const TAG_STACK: &str = "lackey:stack";
-pub const TAG_MANAGED: &str = "managed-by";
+pub use crate::ownership::{started_by, TAG_MANAGED_BY as TAG_MANAGED, TAG_STACK};
 pub const EXECUTION_POLICY_ARN_SUFFIX: &str =
     "policy/service-role/AmazonECSTaskExecutionRolePolicy";
 pub const TASK_POLICY_NAME: &str = "lackey-s3-artifacts";
@@ -225,7 +224,7 @@ pub struct StackSpec {
     pub cpu: u32,
     pub memory: u32,
     /// `runtimePlatform.cpuArchitecture`: X86_64 or ARM64.
-    pub cpu_architecture: crate::runner::image::CpuArch,
+    pub cpu_architecture: crate::image::CpuArch,
     /// A GitHub App is configured: the task gets its key injected (ECS refuses to start
     /// a task whose injected secret has no value, so it is wired only when used).
     pub github_app: bool,
@@ -264,10 +263,8 @@ impl StackSpec {
             github_app: s.get(&keys::GITHUB_APP_ID).is_some(),
             cpu: s.number(&keys::ECS_CPU)?,
             memory: s.number(&keys::ECS_MEMORY)?,
-            cpu_architecture: crate::runner::image::CpuArch::parse(
-                s.require(&keys::ECS_CPU_ARCHITECTURE)?,
-            )
-            .unwrap_or(crate::runner::image::CpuArch::HOST),
+            cpu_architecture: crate::image::CpuArch::parse(s.require(&keys::ECS_CPU_ARCHITECTURE)?)
+                .unwrap_or(crate::image::CpuArch::HOST),
             region,
         })
     }
@@ -306,12 +303,6 @@ impl StackSpec {
             .map(|(_, n)| n.as_str())
             .unwrap_or_default()
     }
-}
-
-/// `startedBy` of the tasks a stack runs (ECS allows 36 characters): how `down`,
-/// `logs` and `stop` find them.
-pub fn started_by(stack: &str) -> String {
-    format!("lackey:{stack}").chars().take(36).collect()
 }
 
 /// The AWS partition of a region.

@@ -616,7 +616,7 @@ impl Resource for TaskDefinitionFamily {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runner::image::CpuArch;
+    use crate::image::CpuArch;
 
     fn spec(arch: CpuArch) -> StackSpec {
         StackSpec {

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use super::resource::{self, Node, Slot};
 use super::*;
-use crate::runner::image::CpuArch;
+use crate::image::CpuArch;
 
 fn spec() -> StackSpec {
     StackSpec {
