@@ -246,7 +246,8 @@ fn cli_timings(moto: &crate::support::moto::Moto) -> Vec<Timing> {
 
 /// The critical path: the longest chain of requests each of which started only after
 /// the one before it had ended (with a fixed latency per call, wall time is about its
-/// length × latency plus the CLI's own work), as the calls in order.
+/// length × latency plus the CLI's own work), as the calls in order. An upper bound:
+/// a loaded moto may start a concurrent call only after another ended.
 fn critical_path(timings: &[Timing]) -> Vec<&str> {
     let mut by_end: Vec<&Timing> = timings.iter().collect();
     by_end.sort_by(|a, b| a.end.total_cmp(&b.end));
