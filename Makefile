@@ -54,9 +54,12 @@ bench-minion:
 bench-local:
 	$(CARGO) test --locked --test it bench_local -- --ignored --nocapture
 
-# Issue 3: wall time and request count of up, plan, no-op up and down against moto.
+# Issues 3 and 11: wall time, request count and critical-path depth of up, plan,
+# no-op up, doctor and down against moto, every AWS call LATENCY_MS longer
+# (`make bench-stack LATENCY_MS=0` for moto's own speed).
+LATENCY_MS ?= 100
 bench-stack:
-	$(CARGO) test --locked --test it bench_stack -- --ignored --nocapture
+	LATENCY_MS=$(LATENCY_MS) $(CARGO) test --locked --test it bench_stack -- --ignored --nocapture
 
 # Issue 6: CLI-side overhead and API calls of a stub cloud run; DescribeTasks per tick.
 bench-cloud:

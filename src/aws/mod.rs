@@ -271,7 +271,7 @@ where
 /// The fix for the AWS failures users hit most, by error code.
 fn hint_for(err: &AwsError) -> Option<&'static str> {
     let code = err.code.as_deref().unwrap_or("");
-    if code.contains("AccessDenied") || code == "UnauthorizedOperation" || code == "AuthFailure" {
+    if Failure::of_code(code) == Failure::AccessDenied || code.contains("AccessDenied") {
         return Some("the credentials in use lack this permission: check `aws sts get-caller-identity` and the attached IAM policies");
     }
     if code == "ExpiredToken" || code == "ExpiredTokenException" || code == "RequestExpired" {
@@ -318,7 +318,8 @@ where
     }
 }
 
-/// The service error's code, for the few places that must decide on it.
+/// The service error's code. Prefer the typed predicates below ([`is_not_found`], …):
+/// this stays for callers not converted yet.
 pub fn error_code<E, R>(err: &SdkError<E, R>) -> Option<&str>
 where
     E: ProvideErrorMetadata,
@@ -326,5 +327,189 @@ where
     match err {
         SdkError::ServiceError(se) => se.err().code(),
         _ => None,
+    }
+}
+
+/// What an AWS error means to lackey, whatever the service spells it. Each service names
+/// the same situation differently (IAM `NoSuchEntity`, ECR `RepositoryNotFoundException`,
+/// EC2 `InvalidGroup.NotFound`, …); code that must decide on an error asks one of the
+/// predicates below instead of comparing codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// The named resource does not exist.
+    NotFound,
+    /// The resource exists but has no such sub-configuration (an S3 bucket without a tag
+    /// set or without ownership controls).
+    NoConfiguration,
+    /// A create found the name taken, by this account.
+    AlreadyExists,
+    /// A globally unique name (an S3 bucket's) is held by another account.
+    NameTakenElsewhere,
+    /// The caller lacks the permission.
+    AccessDenied,
+    /// The resource lives in another region (S3 answers a redirect).
+    WrongRegion,
+    /// AWS asks the caller to slow down.
+    Throttling,
+    /// Another resource still uses this one (a network interface in a security group).
+    InUse,
+    /// The container still holds things (images in a repository).
+    NotEmpty,
+    /// The request is not valid for the resource's state: ECS's catch-all
+    /// `ClientException` (its answer for a task-definition family with no ACTIVE
+    /// revision), Secrets Manager's `InvalidRequestException` (a secret scheduled for
+    /// deletion).
+    InvalidForState,
+    /// Anything else (including no answer at all).
+    Other,
+}
+
+impl Failure {
+    /// The meaning of a service error code.
+    pub fn of_code(code: &str) -> Failure {
+        match code {
+            "NoSuchEntity"
+            | "ResourceNotFoundException"
+            | "RepositoryNotFoundException"
+            | "NoSuchBucket"
+            | "ClusterNotFoundException"
+            | "InvalidGroup.NotFound"
+            | "NotFoundException" => Failure::NotFound,
+            "NoSuchTagSet" | "OwnershipControlsNotFoundError" => Failure::NoConfiguration,
+            "EntityAlreadyExists"
+            | "ResourceExistsException"
+            | "ResourceAlreadyExistsException"
+            | "RepositoryAlreadyExistsException"
+            | "InvalidGroup.Duplicate"
+            | "BucketAlreadyOwnedByYou" => Failure::AlreadyExists,
+            "BucketAlreadyExists" => Failure::NameTakenElsewhere,
+            "AccessDenied" | "AccessDeniedException" | "UnauthorizedOperation" | "AuthFailure" => {
+                Failure::AccessDenied
+            }
+            // S3's answers for a bucket in another region than the request's.
+            "PermanentRedirect" | "TemporaryRedirect" | "AuthorizationHeaderMalformed" => {
+                Failure::WrongRegion
+            }
+            "Throttling"
+            | "ThrottlingException"
+            | "TooManyRequestsException"
+            | "RequestLimitExceeded"
+            | "SlowDown" => Failure::Throttling,
+            "DependencyViolation" | "DeleteConflict" | "ResourceInUseException" => Failure::InUse,
+            "RepositoryNotEmptyException" | "BucketNotEmpty" => Failure::NotEmpty,
+            "ClientException" | "InvalidRequestException" => Failure::InvalidForState,
+            _ => Failure::Other,
+        }
+    }
+
+    /// The meaning of an SDK error.
+    pub fn of<E, R>(err: &SdkError<E, R>) -> Failure
+    where
+        E: ProvideErrorMetadata,
+    {
+        error_code(err).map_or(Failure::Other, Failure::of_code)
+    }
+
+    /// The meaning of an error already rendered by [`AwsResultExt::aws`] (anywhere in
+    /// its chain); `Other` when it is not an AWS service error.
+    pub fn of_rendered(err: &anyhow::Error) -> Failure {
+        err.chain()
+            .find_map(|e| e.downcast_ref::<AwsError>())
+            .and_then(|a| a.code.as_deref())
+            .map_or(Failure::Other, Failure::of_code)
+    }
+}
+
+/// The named resource does not exist.
+pub fn is_not_found<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> bool {
+    Failure::of(err) == Failure::NotFound
+}
+
+/// The resource exists without the sub-configuration asked for (tag set, ownership).
+pub fn is_no_configuration<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> bool {
+    Failure::of(err) == Failure::NoConfiguration
+}
+
+/// A create found the name already taken in this account.
+pub fn is_already_exists<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> bool {
+    Failure::of(err) == Failure::AlreadyExists
+}
+
+/// The caller lacks the permission.
+pub fn is_access_denied<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> bool {
+    Failure::of(err) == Failure::AccessDenied
+}
+
+/// AWS asks the caller to slow down.
+pub fn is_throttling<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> bool {
+    Failure::of(err) == Failure::Throttling
+}
+
+/// The request is not valid in the resource's current state (see [`Failure::InvalidForState`]).
+pub fn is_invalid_for_state<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> bool {
+    Failure::of(err) == Failure::InvalidForState
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_service_spelling_of_a_situation_means_the_same() {
+        for code in [
+            "NoSuchEntity",
+            "ResourceNotFoundException",
+            "RepositoryNotFoundException",
+            "NoSuchBucket",
+            "ClusterNotFoundException",
+            "InvalidGroup.NotFound",
+        ] {
+            assert_eq!(Failure::of_code(code), Failure::NotFound, "{code}");
+        }
+        for code in [
+            "EntityAlreadyExists",
+            "ResourceExistsException",
+            "ResourceAlreadyExistsException",
+            "InvalidGroup.Duplicate",
+            "BucketAlreadyOwnedByYou",
+        ] {
+            assert_eq!(Failure::of_code(code), Failure::AlreadyExists, "{code}");
+        }
+        assert_eq!(
+            Failure::of_code("BucketAlreadyExists"),
+            Failure::NameTakenElsewhere
+        );
+        assert_eq!(Failure::of_code("NoSuchTagSet"), Failure::NoConfiguration);
+        assert_eq!(Failure::of_code("AccessDenied"), Failure::AccessDenied);
+        assert_eq!(Failure::of_code("PermanentRedirect"), Failure::WrongRegion);
+        assert_eq!(
+            Failure::of_code("RequestLimitExceeded"),
+            Failure::Throttling
+        );
+        assert_eq!(Failure::of_code("DependencyViolation"), Failure::InUse);
+        assert_eq!(
+            Failure::of_code("RepositoryNotEmptyException"),
+            Failure::NotEmpty
+        );
+        assert_eq!(
+            Failure::of_code("ClientException"),
+            Failure::InvalidForState
+        );
+        assert_eq!(Failure::of_code("ValidationError"), Failure::Other);
+    }
+
+    #[test]
+    fn a_rendered_error_keeps_its_meaning_through_context() {
+        let e = anyhow::Error::new(AwsError {
+            code: Some("DependencyViolation".into()),
+            message: "resource sg-1 has a dependent object".into(),
+            request_id: None,
+        })
+        .context("failed to delete security group `x`");
+        assert_eq!(Failure::of_rendered(&e), Failure::InUse);
+        assert_eq!(
+            Failure::of_rendered(&anyhow::anyhow!("DependencyViolation in a message")),
+            Failure::Other
+        );
     }
 }

@@ -10,7 +10,7 @@
 //! # Ok(()) }
 //! ```
 
-use crate::aws::{error_code, Aws, AwsResultExt};
+use crate::aws::{Aws, AwsResultExt, Failure};
 use crate::error::Fail;
 
 /// A secret's string value. A secret that exists without a value is an error that says
@@ -26,13 +26,14 @@ pub async fn get_secret_value(aws: &Aws, name: &str) -> anyhow::Result<String> {
         Ok(o) => o.secret_string().map(str::to_string).ok_or_else(|| {
             Fail::new(format!("secret `{name}` holds binary data, not text")).into()
         }),
-        Err(e) => match error_code(&e) {
-            Some("ResourceNotFoundException") => Err(Fail::new(format!(
+        Err(e) => match Failure::of(&e) {
+            Failure::NotFound => Err(Fail::new(format!(
                 "secret `{name}` does not exist or has no value"
             ))
             .with_hint(format!("run `lackey up`, then `lackey secret put {name}`"))
             .into()),
-            Some("InvalidRequestException") => Err(Fail::new(format!(
+            // Secrets Manager's answer for a secret scheduled for deletion.
+            Failure::InvalidForState => Err(Fail::new(format!(
                 "secret `{name}` is scheduled for deletion"
             ))
             .with_hint("run `lackey up` to restore it")

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::aws::{error_code, Aws, AwsResultExt};
+use crate::aws::{self, Aws, AwsResultExt};
 use crate::cli::Phase;
 use crate::config::{keys, validate, Settings, Source};
 use crate::stack::{self, policy, StackCtx, StackSpec};
@@ -254,23 +254,35 @@ fn check_anthropic_key(settings: &Settings) -> Check {
 
 async fn check_bucket(aws: &Aws, cx: &StackCtx<'_>) -> Check {
     let bucket = cx.spec.bucket.as_str();
-    if let Ok(Some(seen)) = stack::bucket::observe(cx).await {
-        if is_foreign(&seen.owner) {
-            return foreign_check("aws", "bucket", "S3 bucket", bucket, &seen.owner);
-        }
-    }
     let s3 = aws.s3();
     let key = format!("lackey-doctor/probe-{}.txt", crate::summary::new_run_id());
     let body = format!("lackey doctor probe {key}");
-    let r: anyhow::Result<()> = async {
-        crate::cloud::s3::put_text(&s3, bucket, &key, &body).await?;
-        let back = crate::cloud::s3::get_text(&s3, bucket, &key).await?;
+    // Who owns the bucket is read while the probe is written: a probe in a bucket that
+    // turns out to be another owner's is deleted again, and the check fails.
+    let (seen, put) = tokio::join!(
+        stack::bucket::observe(cx),
+        crate::cloud::s3::put_text(&s3, bucket, &key, &body)
+    );
+    let delete_probe = || async {
         s3.delete_object()
             .bucket(bucket)
             .key(&key)
             .send()
             .await
-            .aws(format!("failed to delete `s3://{bucket}/{key}`"))?;
+            .aws(format!("failed to delete `s3://{bucket}/{key}`"))
+    };
+    if let Ok(Some(seen)) = seen {
+        if is_foreign(&seen.owner) {
+            if put.is_ok() {
+                let _ = delete_probe().await;
+            }
+            return foreign_check("aws", "bucket", "S3 bucket", bucket, &seen.owner);
+        }
+    }
+    let r: anyhow::Result<()> = async {
+        put?;
+        let back = crate::cloud::s3::get_text(&s3, bucket, &key).await?;
+        delete_probe().await?;
         if back != body {
             anyhow::bail!("the probe object came back different");
         }
@@ -284,8 +296,7 @@ async fn check_bucket(aws: &Aws, cx: &StackCtx<'_>) -> Check {
             format!("s3://{bucket}: put, get and delete of a probe object"),
         ),
         Err(e) => {
-            let text = format!("{e:#}");
-            let hint = if text.contains("NoSuchBucket") {
+            let hint = if aws::Failure::of_rendered(&e) == aws::Failure::NotFound {
                 "run `lackey up` to create it (or set LACKEY_ARTIFACT_BUCKET)"
             } else {
                 "check that your credentials may read and write the bucket"
@@ -312,15 +323,23 @@ async fn check_ecr(
             "set LACKEY_ECR_REGISTRY (or [ecr] registry in lackey.toml)",
         );
     };
-    match aws
-        .ecr()
-        .describe_repositories()
-        .repository_names(repo)
-        .send()
-        .await
-    {
+    // The registry's credentials are asked for while the repository is described.
+    let (described, creds) = tokio::join!(
+        aws.ecr()
+            .describe_repositories()
+            .repository_names(repo)
+            .send(),
+        async {
+            if docker_ok && local_id.is_some() {
+                Some(crate::cloud::ecr::credentials(aws, registry).await)
+            } else {
+                None
+            }
+        }
+    );
+    match described {
         Ok(_) => {}
-        Err(e) if error_code(&e) == Some("RepositoryNotFoundException") => {
+        Err(e) if aws::is_not_found(&e) => {
             return fail(
                 "aws",
                 "ecr-image",
@@ -344,9 +363,10 @@ async fn check_ecr(
     let Some(local_id) = local_id else {
         return skipped("aws", "ecr-image", "local/image");
     };
-    let creds = match crate::cloud::ecr::credentials(aws, registry).await {
-        Ok(c) => c,
-        Err(e) => {
+    let creds = match creds {
+        Some(Ok(c)) => c,
+        None => return skipped("aws", "ecr-image", "local/image"),
+        Some(Err(e)) => {
             return fail(
                 "aws",
                 "ecr-image",
@@ -389,66 +409,87 @@ async fn check_ecr(
     }
 }
 
+/// One secret: what is wrong with it, and the fixes.
+async fn check_secret(
+    aws: &Aws,
+    cx: &StackCtx<'_>,
+    key: &str,
+    name: &str,
+) -> (Vec<String>, Vec<String>) {
+    let spec = &cx.spec;
+    let mut problems = Vec::new();
+    let mut fixes = Vec::new();
+    match stack::secrets::observe(cx, name).await {
+        Ok(None) => {
+            problems.push(format!("`{name}` does not exist"));
+            fixes.push("lackey up".to_string());
+            return (problems, fixes);
+        }
+        Ok(Some(s)) if is_foreign(&s.owner) => {
+            problems.push(format!(
+                "`{name}` belongs to {}, not to this stack",
+                stack::owner_label(&s.owner)
+            ));
+            fixes.push(format!("lackey init --stack {} --force", spec.stack));
+            return (problems, fixes);
+        }
+        Ok(Some(s)) if s.state.scheduled_for_deletion => {
+            problems.push(format!("`{name}` is scheduled for deletion"));
+            fixes.push("lackey up".to_string());
+            return (problems, fixes);
+        }
+        Ok(Some(s)) if !s.state.has_value => {
+            problems.push(format!("`{name}` has no value"));
+            fixes.push(format!("lackey secret put {key}"));
+            return (problems, fixes);
+        }
+        Ok(Some(_)) => {}
+        Err(e) => {
+            problems.push(one_line(&e));
+            return (problems, fixes);
+        }
+    }
+    match crate::cloud::secrets::get_secret_value(aws, name).await {
+        Ok(v) => {
+            let ok = match key {
+                "github_app_key" => validate::is_pem_private_key(&v),
+                _ => validate::is_anthropic_key(&v),
+            };
+            if !ok {
+                problems.push(format!(
+                    "`{name}` does not hold {}",
+                    if key == "github_app_key" {
+                        "a PEM private key"
+                    } else {
+                        "an Anthropic key (sk-ant-…)"
+                    }
+                ));
+                fixes.push(format!("lackey secret put {key}"));
+            }
+        }
+        Err(e) => {
+            problems.push(one_line(&e));
+            fixes.push(format!("lackey secret put {key}"));
+        }
+    }
+    (problems, fixes)
+}
+
 /// Both secrets exist and hold a value of the right shape (never shown). "Has a value"
 /// is read from the AWSCURRENT stage, as ECS resolves it.
 async fn check_secrets(aws: &Aws, cx: &StackCtx<'_>) -> Check {
     let spec = &cx.spec;
     let mut problems = Vec::new();
     let mut fixes = Vec::new();
-    for (key, name) in &spec.secrets {
-        match stack::secrets::observe(cx, name).await {
-            Ok(None) => {
-                problems.push(format!("`{name}` does not exist"));
-                fixes.push("lackey up".to_string());
-                continue;
-            }
-            Ok(Some(s)) if is_foreign(&s.owner) => {
-                problems.push(format!(
-                    "`{name}` belongs to {}, not to this stack",
-                    stack::owner_label(&s.owner)
-                ));
-                fixes.push(format!("lackey init --stack {} --force", spec.stack));
-                continue;
-            }
-            Ok(Some(s)) if s.state.scheduled_for_deletion => {
-                problems.push(format!("`{name}` is scheduled for deletion"));
-                fixes.push("lackey up".to_string());
-                continue;
-            }
-            Ok(Some(s)) if !s.state.has_value => {
-                problems.push(format!("`{name}` has no value"));
-                fixes.push(format!("lackey secret put {key}"));
-                continue;
-            }
-            Ok(Some(_)) => {}
-            Err(e) => {
-                problems.push(one_line(&e));
-                continue;
-            }
-        }
-        match crate::cloud::secrets::get_secret_value(aws, name).await {
-            Ok(v) => {
-                let ok = match *key {
-                    "github_app_key" => validate::is_pem_private_key(&v),
-                    _ => validate::is_anthropic_key(&v),
-                };
-                if !ok {
-                    problems.push(format!(
-                        "`{name}` does not hold {}",
-                        if *key == "github_app_key" {
-                            "a PEM private key"
-                        } else {
-                            "an Anthropic key (sk-ant-…)"
-                        }
-                    ));
-                    fixes.push(format!("lackey secret put {key}"));
-                }
-            }
-            Err(e) => {
-                problems.push(one_line(&e));
-                fixes.push(format!("lackey secret put {key}"));
-            }
-        }
+    let judged = futures::future::join_all(
+        spec.secrets
+            .iter()
+            .map(|(key, name)| check_secret(aws, cx, key, name)),
+    )
+    .await;
+    for (p, f) in judged {
+        problems.extend(p);
+        fixes.extend(f);
     }
     if problems.is_empty() {
         pass(
@@ -610,48 +651,36 @@ async fn check_log_group(cx: &StackCtx<'_>) -> Check {
 
 async fn check_roles(cx: &StackCtx<'_>) -> Check {
     let spec = &cx.spec;
+    let roles = [
+        stack::roles::Role::execution(spec),
+        stack::roles::Role::task(spec),
+    ];
+    let seen = futures::future::join_all(roles.iter().map(|r| r.observe(cx))).await;
     let mut problems = Vec::new();
-    for (role, policy_name, want, managed) in [
-        (
-            &spec.execution_role,
-            stack::EXECUTION_POLICY_NAME,
-            stack::roles::execution_policy(spec),
-            vec![spec.execution_policy_arn()],
-        ),
-        (
-            &spec.task_role,
-            stack::TASK_POLICY_NAME,
-            stack::roles::task_policy(spec),
-            vec![],
-        ),
-    ] {
-        match stack::roles::observe(cx, role).await {
+    for (r, seen) in roles.iter().zip(seen) {
+        let (role, policy_name) = (&r.name, r.policy_name);
+        match seen {
             Ok(Some(seen)) if is_foreign(&seen.owner) => {
                 problems.push(format!(
                     "role `{role}` belongs to {}, not to this stack",
                     stack::owner_label(&seen.owner)
                 ));
-                continue;
             }
             Ok(Some(seen)) => {
-                for d in stack::roles::diff(&seen.state, &managed) {
+                for d in stack::roles::diff(&seen.state, &r.managed) {
                     problems.push(format!("`{role}`: {} differs", d.field));
                 }
+                match r.policy_diff(&seen.state) {
+                    Some(d) if d.is_empty() => {}
+                    Some(_) => problems.push(format!(
+                        "`{role}`: inline policy `{policy_name}` differs from the config"
+                    )),
+                    None => problems.push(format!(
+                        "`{role}`: inline policy `{policy_name}` is missing"
+                    )),
+                }
             }
-            Ok(None) => {
-                problems.push(format!("role `{role}` does not exist"));
-                continue;
-            }
-            Err(e) => problems.push(one_line(&e)),
-        }
-        match stack::roles::observe_policy(cx, role, policy_name).await {
-            Ok(Some(p)) if policy::same(&p.document, &want) => {}
-            Ok(Some(_)) => problems.push(format!(
-                "`{role}`: inline policy `{policy_name}` differs from the config"
-            )),
-            Ok(None) => problems.push(format!(
-                "`{role}`: inline policy `{policy_name}` is missing"
-            )),
+            Ok(None) => problems.push(format!("role `{role}` does not exist")),
             Err(e) => problems.push(one_line(&e)),
         }
     }
@@ -689,7 +718,12 @@ async fn check_network(aws: &Aws, settings: &Settings, cx: &StackCtx<'_>) -> Che
     };
     let subnets: Vec<String> = subnets.split(',').map(|s| s.trim().to_string()).collect();
     let r: anyhow::Result<Check> = async {
-        let sg = ec2.describe_security_groups().group_ids(sg_id).send().await.aws(format!("failed to describe security group `{sg_id}`"))?;
+        // The group and the subnets at once; the route tables need the group's VPC.
+        let (sg, subs) = tokio::join!(
+            ec2.describe_security_groups().group_ids(sg_id).send(),
+            ec2.describe_subnets().set_subnet_ids(Some(subnets.clone())).send()
+        );
+        let sg = sg.aws(format!("failed to describe security group `{sg_id}`"))?;
         let Some(sg) = sg.security_groups().first() else {
             return Ok(fail("infra", "network", format!("security group `{sg_id}` does not exist"), "run `lackey up`"));
         };
@@ -698,7 +732,7 @@ async fn check_network(aws: &Aws, settings: &Settings, cx: &StackCtx<'_>) -> Che
             return Ok(foreign_check("infra", "network", "security group", sg_id, &sg_owner));
         }
         let vpc = sg.vpc_id().unwrap_or_default().to_string();
-        let subs = ec2.describe_subnets().set_subnet_ids(Some(subnets.clone())).send().await.aws("failed to describe the subnets")?;
+        let subs = subs.aws("failed to describe the subnets")?;
         let other: Vec<String> = subs.subnets().iter().filter(|s| s.vpc_id() != Some(vpc.as_str())).filter_map(|s| s.subnet_id().map(str::to_string)).collect();
         if !other.is_empty() {
             return Ok(fail("infra", "network", format!("subnet(s) {} are not in the security group's VPC {vpc}", other.join(", ")), "use subnets of the security group's VPC (LACKEY_ECS_SUBNETS)"));
@@ -778,16 +812,17 @@ async fn check_execution_role_secrets(aws: &Aws, spec: &StackSpec, cx: &StackCtx
             let creds = aws_sdk_secretsmanager::config::Credentials::new(c.access_key_id(), c.secret_access_key(), Some(c.session_token().to_string()), None, "lackey-doctor");
             let conf = aws_sdk_secretsmanager::config::Builder::from(&aws.sdk).credentials_provider(creds).build();
             let sm = aws_sdk_secretsmanager::Client::from_conf(conf);
-            for (key, name) in &spec.secrets {
-                if let Err(e) = sm.get_secret_value().secret_id(name).send().await {
+            let reads = futures::future::join_all(spec.secrets.iter().map(|(_, name)| sm.get_secret_value().secret_id(name).send())).await;
+            for ((key, name), read) in spec.secrets.iter().zip(reads) {
+                if let Err(e) = read {
                     let e = anyhow::Error::new(crate::aws::render_sdk_error(e));
                     return fail("infra", "execution-role-secrets", format!("`{}` cannot read `{name}`: {}", spec.execution_role, one_line(&e)), format!("run `lackey up` (the role's `lackey-secrets` policy grants it); then `lackey secret put {key}` if it has no value"));
                 }
             }
             pass("infra", "execution-role-secrets", format!("as `{}`, both secrets are readable", spec.execution_role))
         }
-        Err(_) => match stack::roles::observe_policy(cx, &spec.execution_role, stack::EXECUTION_POLICY_NAME).await {
-            Ok(Some(p)) if policy::same(&p.document, &stack::roles::execution_policy(spec)) => pass(
+        Err(_) => match stack::roles::Role::execution(spec).observe(cx).await {
+            Ok(Some(role)) if role.state.policy.as_deref().is_some_and(|p| policy::same(p, &stack::roles::execution_policy(spec))) => pass(
                 "infra",
                 "execution-role-secrets",
                 format!("`{}` cannot be assumed from here (it trusts only ECS); its policy grants GetSecretValue on both secrets", spec.execution_role),
@@ -799,14 +834,23 @@ async fn check_execution_role_secrets(aws: &Aws, spec: &StackSpec, cx: &StackCtx
 
 async fn check_task_definition(cx: &StackCtx<'_>) -> Check {
     let spec = &cx.spec;
+    // The secrets' ARNs and the definition, read at once.
+    let (secrets, td) = tokio::join!(
+        futures::future::join_all(
+            spec.secrets
+                .iter()
+                .map(|(_, name)| stack::secrets::observe(cx, name))
+        ),
+        stack::task_definition::observe(cx)
+    );
     let mut arns = std::collections::BTreeMap::new();
-    for (key, name) in &spec.secrets {
-        if let Ok(Some(s)) = stack::secrets::observe(cx, name).await {
+    for ((key, _), seen) in spec.secrets.iter().zip(secrets) {
+        if let Ok(Some(s)) = seen {
             arns.insert(*key, s.state.arn);
         }
     }
     let want = stack::task_definition::desired(spec, &arns);
-    match stack::task_definition::observe(cx).await {
+    match td {
         Ok(Some(have)) if is_foreign(&have.owner) => foreign_check(
             "infra",
             "task-definition",
@@ -899,8 +943,15 @@ pub async fn run(
             return checks;
         }
     };
-    let account = aws.account_id().await;
+    // The account and the network are discovered at once (discovery asks for the
+    // account too; STS is called once).
     let mut settings = settings.clone();
+    let mut discovered = settings.clone();
+    let (account, discovery) =
+        tokio::join!(aws.account_id(), stack::discover(aws, &mut discovered));
+    if discovery.is_ok() {
+        settings = discovered;
+    }
     let cred = match &account {
         Ok(a) => {
             settings.set_discovered(&keys::AWS_ACCOUNT_ID, a.clone(), "STS");
@@ -916,7 +967,9 @@ pub async fn run(
     let creds_ok = cred.status == Status::Pass;
     if want(Phase::Aws) {
         checks.push(cred.clone());
-        let region = settings
+        // Where the user's settings (not the discovery above) put the region.
+        let region = doctor
+            .settings
             .resolved(&keys::AWS_REGION)
             .map(|r| {
                 format!(
@@ -951,7 +1004,6 @@ pub async fn run(
         }
         return checks;
     }
-    let _ = stack::discover(aws, &mut settings).await;
     let spec = match StackSpec::from_settings(&settings) {
         Ok(s) => s,
         Err(e) => {
@@ -972,7 +1024,7 @@ pub async fn run(
         sg_delete_timeout: Duration::from_secs(0),
         iam_propagation_timeout: Duration::from_secs(0),
     };
-    let (bucket_c, ecr_c, secrets_c, github_c, cluster_c, logs_c, roles_c, net_c, td_c) = tokio::join!(
+    let (bucket_c, ecr_c, secrets_c, github_c, cluster_c, logs_c, roles_c, net_c, td_c, exec_c) = tokio::join!(
         async {
             if want(Phase::Aws) {
                 Some(check_bucket(aws, &cx).await)
@@ -1036,6 +1088,15 @@ pub async fn run(
                 None
             }
         },
+        // Needs the secrets to be right; run meanwhile (it only reads) and kept only
+        // when they are.
+        async {
+            if want(Phase::Infra) {
+                Some(check_execution_role_secrets(aws, &spec, &cx).await)
+            } else {
+                None
+            }
+        },
     );
     let secrets_ok = secrets_c
         .as_ref()
@@ -1048,8 +1109,8 @@ pub async fn run(
     }
     if want(Phase::Infra) {
         checks.extend([cluster_c, logs_c, roles_c, net_c].into_iter().flatten());
-        checks.push(if secrets_ok {
-            check_execution_role_secrets(aws, &spec, &cx).await
+        checks.push(if let (true, Some(c)) = (secrets_ok, exec_c) {
+            c
         } else {
             skipped("infra", "execution-role-secrets", "aws/secrets")
         });

@@ -12,19 +12,38 @@
 //! journal of creation intents is a second proof on the machine that started it.
 //! docs/interrupted-bucket.md explains the choice.
 
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
 use aws_sdk_s3::types::{
     BucketLocationConstraint, CreateBucketConfiguration, Delete, ObjectIdentifier, ObjectOwnership,
     OwnershipControls, OwnershipControlsRule, Tag, Tagging,
 };
 
-use super::{Change, Deletion, FieldDiff, Owner, Seen, StackCtx, TAG_STACK};
-use crate::aws::{error_code, AwsResultExt};
+use super::resource::{Facts, Intent, Resource};
+use super::{
+    Action, Change, Deletion, FieldDiff, Kind, Owner, Seen, StackCtx, StackSpec, TAG_STACK,
+};
+use crate::aws::{self, AwsResultExt, Failure};
 use crate::error::Fail;
 
 /// The object-ownership rule lackey's create sequence leaves while it runs.
 pub const CREATION_MARKER: &str = "BucketOwnerPreferred";
 /// The rule of a finished bucket: ACLs disabled, the bucket owner owns every object.
 pub const FINISHED_OWNERSHIP: &str = "BucketOwnerEnforced";
+
+/// The stack's artifact bucket.
+pub struct Bucket {
+    name: String,
+}
+
+impl Bucket {
+    pub fn new(spec: &StackSpec) -> Bucket {
+        Bucket {
+            name: spec.bucket.clone(),
+        }
+    }
+}
 
 #[derive(Clone, Debug)]
 pub struct Have {
@@ -33,8 +52,7 @@ pub struct Have {
 }
 
 /// The bucket's object-ownership rule; `None` when it has no ownership controls.
-async fn ownership(cx: &StackCtx<'_>) -> anyhow::Result<Option<String>> {
-    let name = &cx.spec.bucket;
+async fn ownership(cx: &StackCtx<'_>, name: &str) -> anyhow::Result<Option<String>> {
     match cx
         .aws
         .s3()
@@ -48,15 +66,14 @@ async fn ownership(cx: &StackCtx<'_>) -> anyhow::Result<Option<String>> {
             .ownership_controls()
             .and_then(|c| c.rules().first())
             .map(|r| r.object_ownership().as_str().to_string())),
-        Err(e) if error_code(&e) == Some("OwnershipControlsNotFoundError") => Ok(None),
+        Err(e) if aws::is_no_configuration(&e) => Ok(None),
         Err(e) => Err(e).aws(format!(
             "failed to read the object ownership of S3 bucket `{name}`"
         )),
     }
 }
 
-async fn is_empty(cx: &StackCtx<'_>) -> anyhow::Result<bool> {
-    let name = &cx.spec.bucket;
+async fn is_empty(cx: &StackCtx<'_>, name: &str) -> anyhow::Result<bool> {
     let first = cx
         .aws
         .s3()
@@ -70,29 +87,29 @@ async fn is_empty(cx: &StackCtx<'_>) -> anyhow::Result<bool> {
     Ok(first.versions().is_empty() && first.delete_markers().is_empty())
 }
 
+/// The bucket as AWS holds it. Its tags and its ownership rule are read at once (the
+/// rule matters only for a bucket that is not another owner's).
 pub async fn observe(cx: &StackCtx<'_>) -> anyhow::Result<Option<Seen<Have>>> {
     let name = &cx.spec.bucket;
-    let r = cx
-        .aws
-        .s3()
-        .get_bucket_tagging()
-        .bucket(name)
-        .expected_bucket_owner(&cx.spec.account)
-        .send()
-        .await;
-    let tags = match r {
+    let s3 = cx.aws.s3();
+    let (tagging, rule) = tokio::join!(
+        s3.get_bucket_tagging()
+            .bucket(name)
+            .expected_bucket_owner(&cx.spec.account)
+            .send(),
+        ownership(cx, name)
+    );
+    let tags = match tagging {
         Ok(out) => super::tag_map(
             out.tag_set()
                 .iter()
                 .map(|t| (Some(t.key().to_string()), Some(t.value().to_string()))),
         ),
-        Err(e) => match error_code(&e) {
-            Some("NoSuchTagSet") => Default::default(),
-            Some("NoSuchBucket") => return Ok(None),
+        Err(e) => match Failure::of(&e) {
+            Failure::NoConfiguration => Default::default(),
+            Failure::NotFound => return Ok(None),
             // Owned by another account, or in a region this account cannot see it from.
-            Some("AccessDenied")
-            | Some("PermanentRedirect")
-            | Some("AuthorizationHeaderMalformed") => {
+            Failure::AccessDenied | Failure::WrongRegion => {
                 let mut s = Seen::new(&cx.spec.stack, Default::default(), Have { marked: false });
                 s.owner = Owner::OtherAccount;
                 return Ok(Some(s));
@@ -103,11 +120,11 @@ pub async fn observe(cx: &StackCtx<'_>) -> anyhow::Result<Option<Seen<Have>>> {
     let marked = match tags.get(TAG_STACK) {
         // Another stack's bucket: its settings are none of this stack's business.
         Some(s) if *s != cx.spec.stack => false,
-        _ => ownership(cx).await?.as_deref() == Some(CREATION_MARKER),
+        _ => rule?.as_deref() == Some(CREATION_MARKER),
     };
     let mut seen = Seen::new(&cx.spec.stack, tags, Have { marked });
     if seen.owner == Owner::Nobody
-        && (cx.journal.intended("s3_bucket", name) || (marked && is_empty(cx).await?))
+        && (cx.journal.intended("s3_bucket", name) || (marked && is_empty(cx, name).await?))
     {
         // Created by this stack, interrupted before the tags went on: the plan shows
         // the tags to add, and `up` adds them.
@@ -129,25 +146,21 @@ pub fn diff(have: &Have) -> Vec<FieldDiff> {
     }
 }
 
-async fn put_tags(cx: &StackCtx<'_>) -> anyhow::Result<()> {
-    let name = &cx.spec.bucket;
-    let s3 = cx.aws.s3();
-    // Keep tags someone else put on it; ours win.
-    let mut tags = match s3
-        .get_bucket_tagging()
-        .bucket(name)
-        .expected_bucket_owner(&cx.spec.account)
-        .send()
-        .await
-    {
-        Ok(out) => out.tag_set().to_vec(),
-        Err(_) => vec![],
-    };
-    for (k, v) in cx.spec.tags() {
-        tags.retain(|t| t.key() != k);
-        tags.push(Tag::builder().key(k).value(v).build()?);
-    }
-    s3.put_bucket_tagging()
+/// Put the stack's tags on, keeping the ones someone else put (`existing`); ours win.
+async fn put_tags(
+    cx: &StackCtx<'_>,
+    name: &str,
+    existing: &BTreeMap<String, String>,
+) -> anyhow::Result<()> {
+    let mut tags = existing.clone();
+    tags.extend(cx.spec.tags());
+    let tags = tags
+        .into_iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect::<Result<Vec<_>, _>>()?;
+    cx.aws
+        .s3()
+        .put_bucket_tagging()
         .bucket(name)
         .expected_bucket_owner(&cx.spec.account)
         .tagging(Tagging::builder().set_tag_set(Some(tags)).build()?)
@@ -157,9 +170,29 @@ async fn put_tags(cx: &StackCtx<'_>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The tags a bucket carries now (one that this account already owned when `up`
+/// created it again).
+async fn current_tags(cx: &StackCtx<'_>, name: &str) -> BTreeMap<String, String> {
+    match cx
+        .aws
+        .s3()
+        .get_bucket_tagging()
+        .bucket(name)
+        .expected_bucket_owner(&cx.spec.account)
+        .send()
+        .await
+    {
+        Ok(out) => out
+            .tag_set()
+            .iter()
+            .map(|t| (t.key().to_string(), t.value().to_string()))
+            .collect(),
+        Err(_) => BTreeMap::new(),
+    }
+}
+
 /// Remove the creation marker: the last step of the create sequence.
-async fn finish_ownership(cx: &StackCtx<'_>) -> anyhow::Result<()> {
-    let name = &cx.spec.bucket;
+async fn finish_ownership(cx: &StackCtx<'_>, name: &str) -> anyhow::Result<()> {
     cx.aws
         .s3()
         .put_bucket_ownership_controls()
@@ -182,141 +215,177 @@ async fn finish_ownership(cx: &StackCtx<'_>) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn apply(cx: &StackCtx<'_>, c: &Change) -> anyhow::Result<()> {
-    let name = &cx.spec.bucket;
-    let creating = c.action == super::Action::Create;
-    if creating {
-        cx.journal.intend("s3_bucket", name)?;
-        let mut req = cx
-            .aws
-            .s3()
-            .create_bucket()
-            .bucket(name)
-            .object_ownership(ObjectOwnership::from(CREATION_MARKER));
-        if cx.spec.region != "us-east-1" {
-            req = req.create_bucket_configuration(
-                CreateBucketConfiguration::builder()
-                    .location_constraint(BucketLocationConstraint::from(cx.spec.region.as_str()))
-                    .build(),
-            );
-        }
-        if let Err(e) = req.send().await {
-            match error_code(&e) {
-                Some("BucketAlreadyOwnedByYou") => {}
-                Some("BucketAlreadyExists") => {
-                    cx.journal.done("s3_bucket", name)?;
-                    return Err(Fail::new(format!("the S3 bucket name `{name}` is taken by another AWS account"))
-                        .with_hint("bucket names are global: set another [bucket] name (or LACKEY_ARTIFACT_BUCKET)")
-                        .into());
-                }
-                _ => return Err(e).aws(format!("failed to create S3 bucket `{name}`")),
+/// CreateBucket with the creation marker. Returns the tags the bucket already carries
+/// when this account owned it already (an `up` interrupted after CreateBucket).
+async fn create(cx: &StackCtx<'_>, name: &str) -> anyhow::Result<BTreeMap<String, String>> {
+    cx.journal.intend("s3_bucket", name)?;
+    let mut req = cx
+        .aws
+        .s3()
+        .create_bucket()
+        .bucket(name)
+        .object_ownership(ObjectOwnership::from(CREATION_MARKER));
+    if cx.spec.region != "us-east-1" {
+        req = req.create_bucket_configuration(
+            CreateBucketConfiguration::builder()
+                .location_constraint(BucketLocationConstraint::from(cx.spec.region.as_str()))
+                .build(),
+        );
+    }
+    match req.send().await {
+        // A new bucket has no tags: nothing to read back.
+        Ok(_) => Ok(BTreeMap::new()),
+        Err(e) => match Failure::of(&e) {
+            Failure::AlreadyExists => Ok(current_tags(cx, name).await),
+            Failure::NameTakenElsewhere => {
+                cx.journal.done("s3_bucket", name)?;
+                Err(Fail::new(format!("the S3 bucket name `{name}` is taken by another AWS account"))
+                    .with_hint("bucket names are global: set another [bucket] name (or LACKEY_ARTIFACT_BUCKET)")
+                    .into())
             }
-        }
+            _ => Err(e).aws(format!("failed to create S3 bucket `{name}`")),
+        },
     }
-    if creating || c.diff.iter().any(|d| d.field == "tags") {
-        put_tags(cx).await?;
-    }
-    if creating || c.diff.iter().any(|d| d.field == "object_ownership") {
-        finish_ownership(cx).await?;
-    }
-    cx.journal.done("s3_bucket", name)?;
-    Ok(())
 }
 
-/// Delete the bucket; a non-empty one only with `force` (every version, in batches).
-pub async fn delete(
-    cx: &StackCtx<'_>,
-    seen: Option<&Seen<Have>>,
-    force: bool,
-) -> anyhow::Result<Deletion> {
-    let Some(seen) = seen else {
-        return Ok(Deletion::Absent);
-    };
-    if let Some(d) = super::not_owned(&seen.owner) {
-        return Ok(d);
-    }
-    let name = &cx.spec.bucket;
+/// Every version and delete marker, in batches of 1,000.
+async fn empty(cx: &StackCtx<'_>, name: &str) -> anyhow::Result<()> {
     let s3 = cx.aws.s3();
-    let first = s3
-        .list_object_versions()
-        .bucket(name)
-        .max_keys(1)
-        .send()
-        .await
-        .aws(format!("failed to list S3 bucket `{name}`"))?;
-    let empty = first.versions().is_empty() && first.delete_markers().is_empty();
-    if !empty && !force {
-        return Ok(Deletion::Kept(
-            "is not empty; kept (`lackey down --force` empties and deletes it)".into(),
-        ));
-    }
-    if !empty {
-        let mut key_marker: Option<String> = None;
-        let mut version_marker: Option<String> = None;
-        loop {
-            let page = s3
-                .list_object_versions()
+    let mut key_marker: Option<String> = None;
+    let mut version_marker: Option<String> = None;
+    loop {
+        let page = s3
+            .list_object_versions()
+            .bucket(name)
+            .set_key_marker(key_marker.clone())
+            .set_version_id_marker(version_marker.clone())
+            .max_keys(1000)
+            .send()
+            .await
+            .aws(format!("failed to list S3 bucket `{name}`"))?;
+        let mut ids = Vec::new();
+        for (key, version) in page
+            .versions()
+            .iter()
+            .map(|v| (v.key(), v.version_id()))
+            .chain(
+                page.delete_markers()
+                    .iter()
+                    .map(|m| (m.key(), m.version_id())),
+            )
+        {
+            ids.push(
+                ObjectIdentifier::builder()
+                    .key(key.unwrap_or_default())
+                    .set_version_id(version.map(str::to_string))
+                    .build()?,
+            );
+        }
+        if !ids.is_empty() {
+            s3.delete_objects()
                 .bucket(name)
-                .set_key_marker(key_marker.clone())
-                .set_version_id_marker(version_marker.clone())
-                .max_keys(1000)
+                .delete(
+                    Delete::builder()
+                        .set_objects(Some(ids))
+                        .quiet(true)
+                        .build()?,
+                )
                 .send()
                 .await
-                .aws(format!("failed to list S3 bucket `{name}`"))?;
-            let mut ids = Vec::new();
-            for v in page.versions() {
-                ids.push(
-                    ObjectIdentifier::builder()
-                        .key(v.key().unwrap_or_default())
-                        .set_version_id(v.version_id().map(str::to_string))
-                        .build()?,
-                );
-            }
-            for m in page.delete_markers() {
-                ids.push(
-                    ObjectIdentifier::builder()
-                        .key(m.key().unwrap_or_default())
-                        .set_version_id(m.version_id().map(str::to_string))
-                        .build()?,
-                );
-            }
-            if !ids.is_empty() {
-                s3.delete_objects()
-                    .bucket(name)
-                    .delete(
-                        Delete::builder()
-                            .set_objects(Some(ids))
-                            .quiet(true)
-                            .build()?,
-                    )
-                    .send()
-                    .await
-                    .aws(format!("failed to empty S3 bucket `{name}`"))?;
-            }
-            if page.is_truncated() != Some(true) {
-                break;
-            }
-            key_marker = page.next_key_marker().map(str::to_string);
-            version_marker = page.next_version_id_marker().map(str::to_string);
+                .aws(format!("failed to empty S3 bucket `{name}`"))?;
         }
-        // Unfinished multipart uploads are not objects but keep their parts billed.
-        if let Ok(mpus) = s3.list_multipart_uploads().bucket(name).send().await {
-            for u in mpus.uploads() {
-                let _ = s3
-                    .abort_multipart_upload()
-                    .bucket(name)
-                    .key(u.key().unwrap_or_default())
-                    .upload_id(u.upload_id().unwrap_or_default())
-                    .send()
-                    .await;
-            }
+        if page.is_truncated() != Some(true) {
+            return Ok(());
         }
+        key_marker = page.next_key_marker().map(str::to_string);
+        version_marker = page.next_version_id_marker().map(str::to_string);
     }
-    match s3.delete_bucket().bucket(name).send().await {
-        Ok(_) => {}
-        Err(e) if error_code(&e) == Some("NoSuchBucket") => {}
-        Err(e) => return Err(e).aws(format!("failed to delete S3 bucket `{name}`")),
+}
+
+/// Unfinished multipart uploads are not objects but keep their parts billed.
+async fn abort_uploads(cx: &StackCtx<'_>, name: &str) {
+    let s3 = cx.aws.s3();
+    if let Ok(mpus) = s3.list_multipart_uploads().bucket(name).send().await {
+        futures::future::join_all(mpus.uploads().iter().map(|u| {
+            s3.abort_multipart_upload()
+                .bucket(name)
+                .key(u.key().unwrap_or_default())
+                .upload_id(u.upload_id().unwrap_or_default())
+                .send()
+        }))
+        .await;
     }
-    cx.journal.done("s3_bucket", name)?;
-    Ok(Deletion::Deleted)
+}
+
+#[async_trait]
+impl Resource for Bucket {
+    type Have = Have;
+
+    fn kind(&self) -> Kind {
+        Kind::S3Bucket
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn observe(&self, cx: &StackCtx<'_>, _: Intent) -> anyhow::Result<Option<Seen<Have>>> {
+        observe(cx).await
+    }
+
+    fn diff(&self, _: &StackSpec, have: &Have, _: &Facts) -> Vec<FieldDiff> {
+        diff(have)
+    }
+
+    /// CreateBucket (marked) → PutBucketTagging → PutBucketOwnershipControls, in this
+    /// order: a bucket is never unmarked before it is tagged.
+    async fn apply(
+        &self,
+        cx: &StackCtx<'_>,
+        c: &Change,
+        _: &[Change],
+        seen: Option<&Seen<Have>>,
+        _: &Facts,
+    ) -> anyhow::Result<Facts> {
+        let name = &self.name;
+        let creating = c.action == Action::Create;
+        let existing = if creating {
+            create(cx, name).await?
+        } else {
+            seen.map(|s| s.tags.clone()).unwrap_or_default()
+        };
+        if creating || c.diff.iter().any(|d| d.field == "tags") {
+            put_tags(cx, name, &existing).await?;
+        }
+        if creating || c.diff.iter().any(|d| d.field == "object_ownership") {
+            finish_ownership(cx, name).await?;
+        }
+        cx.journal.done("s3_bucket", name)?;
+        Ok(Facts::new())
+    }
+
+    /// Delete the bucket; a non-empty one only with `force` (every version, in batches).
+    async fn delete(
+        &self,
+        cx: &StackCtx<'_>,
+        _: &Seen<Have>,
+        force: bool,
+    ) -> anyhow::Result<Vec<Deletion>> {
+        let name = &self.name;
+        if force {
+            let (emptied, ()) = tokio::join!(empty(cx, name), abort_uploads(cx, name));
+            emptied?;
+        } else if !is_empty(cx, name).await? {
+            return Ok(vec![Deletion::Kept(
+                "is not empty; kept (`lackey down --force` empties and deletes it)".into(),
+            )]);
+        }
+        match cx.aws.s3().delete_bucket().bucket(name).send().await {
+            Ok(_) => {}
+            Err(e) if aws::is_not_found(&e) => {}
+            Err(e) => return Err(e).aws(format!("failed to delete S3 bucket `{name}`")),
+        }
+        cx.journal.done("s3_bucket", name)?;
+        Ok(vec![Deletion::Deleted])
+    }
 }

@@ -2,29 +2,64 @@
 
 use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
 use aws_sdk_ecs::types::{ClusterField, DesiredStatus, Tag};
 
-use super::{Action, Change, Deletion, Seen, StackCtx};
-use crate::aws::{error_code, AwsResultExt};
+use super::resource::{Facts, Intent, Resource};
+use super::{Action, Change, Deletion, FieldDiff, Kind, Seen, StackCtx, StackSpec};
+use crate::aws::{self, AwsResultExt};
 use crate::error::Fail;
 use crate::output::Tone;
 
 #[derive(Clone, Debug)]
 pub struct Have {
     pub arn: String,
+    /// For `down`: the running tasks, this stack's and the others'.
+    pub tasks: Option<Tasks>,
+}
+
+/// The tasks running in the cluster, by who started them.
+#[derive(Clone, Debug, Default)]
+pub struct Tasks {
+    pub ours: Vec<String>,
+    pub others: Vec<String>,
+}
+
+/// The stack's ECS cluster.
+pub struct Cluster {
+    name: String,
+}
+
+impl Cluster {
+    pub fn new(spec: &StackSpec) -> Cluster {
+        Cluster {
+            name: spec.cluster.clone(),
+        }
+    }
 }
 
 pub async fn observe(cx: &StackCtx<'_>) -> anyhow::Result<Option<Seen<Have>>> {
+    observe_for(cx, Intent::Plan).await
+}
+
+/// The cluster; for `down` with its running tasks, listed at the same time.
+async fn observe_for(cx: &StackCtx<'_>, intent: Intent) -> anyhow::Result<Option<Seen<Have>>> {
     let name = &cx.spec.cluster;
-    let out = cx
-        .aws
-        .ecs()
-        .describe_clusters()
-        .clusters(name)
-        .include(ClusterField::Tags)
-        .send()
-        .await
-        .aws(format!("failed to describe ECS cluster `{name}`"))?;
+    let (out, tasks) = tokio::join!(
+        cx.aws
+            .ecs()
+            .describe_clusters()
+            .clusters(name)
+            .include(ClusterField::Tags)
+            .send(),
+        async {
+            match intent {
+                Intent::Delete => running_tasks(cx).await.map(Some),
+                Intent::Plan => Ok(None),
+            }
+        }
+    );
+    let out = out.aws(format!("failed to describe ECS cluster `{name}`"))?;
     // A deleted cluster stays visible as INACTIVE for a while.
     let Some(c) = out.clusters().iter().find(|c| c.status() == Some("ACTIVE")) else {
         return Ok(None);
@@ -39,6 +74,7 @@ pub async fn observe(cx: &StackCtx<'_>) -> anyhow::Result<Option<Seen<Have>>> {
         tags,
         Have {
             arn: c.cluster_arn().unwrap_or_default().to_string(),
+            tasks: tasks?,
         },
     )))
 }
@@ -51,58 +87,38 @@ fn tags(cx: &StackCtx) -> Vec<Tag> {
         .collect()
 }
 
-pub async fn apply(cx: &StackCtx<'_>, c: &Change) -> anyhow::Result<()> {
-    let name = &cx.spec.cluster;
-    let ecs = cx.aws.ecs();
-    if c.action == Action::Create {
-        // Only called when no ACTIVE cluster exists: CreateCluster on an existing one is
-        // a no-op on AWS but replaces it (tags and all) on moto.
-        ecs.create_cluster()
-            .cluster_name(name)
-            .set_tags(Some(tags(cx)))
-            .send()
-            .await
-            .aws(format!("failed to create ECS cluster `{name}`"))?;
-    } else if c.diff.iter().any(|d| d.field == "tags") {
-        let arn = format!(
-            "arn:{}:ecs:{}:{}:cluster/{name}",
-            cx.spec.partition, cx.spec.region, cx.spec.account
-        );
-        ecs.tag_resource()
-            .resource_arn(arn)
-            .set_tags(Some(tags(cx)))
-            .send()
-            .await
-            .aws(format!("failed to tag ECS cluster `{name}`"))?;
-    }
-    Ok(())
-}
-
 /// Every task running in the cluster, split into this stack's own and the others'.
-/// A task is the stack's when this stack started it (`startedBy`) or tagged it.
-async fn running_tasks(cx: &StackCtx<'_>) -> anyhow::Result<(Vec<String>, Vec<String>)> {
+/// A task is the stack's when this stack started it (`startedBy`) or tagged it. A
+/// cluster that does not exist runs none.
+async fn running_tasks(cx: &StackCtx<'_>) -> anyhow::Result<Tasks> {
     let ecs = cx.aws.ecs();
     let cluster = &cx.spec.cluster;
     let mut arns: Vec<String> = Vec::new();
     let mut next: Option<String> = None;
     loop {
-        let out = ecs
+        let out = match ecs
             .list_tasks()
             .cluster(cluster)
             .desired_status(DesiredStatus::Running)
             .set_next_token(next.take())
             .send()
             .await
-            .aws(format!(
-                "failed to list the tasks of ECS cluster `{cluster}`"
-            ))?;
+        {
+            Ok(o) => o,
+            Err(e) if aws::is_not_found(&e) => return Ok(Tasks::default()),
+            Err(e) => {
+                return Err(e).aws(format!(
+                    "failed to list the tasks of ECS cluster `{cluster}`"
+                ))
+            }
+        };
         arns.extend(out.task_arns().iter().cloned());
         match out.next_token() {
             Some(t) if !t.is_empty() => next = Some(t.to_string()),
             _ => break,
         }
     }
-    let (mut ours, mut others) = (Vec::new(), Vec::new());
+    let mut tasks = Tasks::default();
     // DescribeTasks takes at most 100 tasks per call.
     for chunk in arns.chunks(100) {
         let d = ecs
@@ -122,43 +138,23 @@ async fn running_tasks(cx: &StackCtx<'_>) -> anyhow::Result<(Vec<String>, Vec<St
                 tag.key() == Some(super::TAG_STACK) && tag.value() == Some(cx.spec.stack.as_str())
             });
             if started_by_us || tagged_ours {
-                ours.push(arn);
+                tasks.ours.push(arn);
             } else {
-                others.push(arn);
+                tasks.others.push(arn);
             }
         }
     }
-    Ok((ours, others))
+    Ok(tasks)
 }
 
 /// Stop every task this stack started and wait until they are STOPPED, so their
-/// network interfaces leave the security group. Tasks someone else runs in the
-/// cluster are not lackey's to stop, and AWS refuses to delete a cluster that still
-/// runs tasks: then nothing is stopped and `down` is refused, naming them.
-pub async fn stop_stack_tasks(cx: &StackCtx<'_>) -> anyhow::Result<()> {
-    let ecs = cx.aws.ecs();
-    let cluster = &cx.spec.cluster;
-    let (arns, others) = running_tasks(cx).await?;
-    if !others.is_empty() {
-        let ids: Vec<&str> = others
-            .iter()
-            .map(|a| a.rsplit('/').next().unwrap_or(a))
-            .collect();
-        return Err(Fail::new(format!(
-            "ECS cluster `{cluster}` runs {} task(s) that stack `{}` did not start: {}; nothing deleted",
-            others.len(),
-            cx.spec.stack,
-            ids.join(", ")
-        ))
-        .with_hint(format!(
-            "wait for them to finish, or stop them yourself (`aws ecs stop-task --cluster {cluster} --task {}`), then run `lackey down` again",
-            ids[0]
-        ))
-        .into());
-    }
+/// network interfaces leave the security group.
+async fn stop_stack_tasks(cx: &StackCtx<'_>, arns: &[String]) -> anyhow::Result<()> {
     if arns.is_empty() {
         return Ok(());
     }
+    let ecs = cx.aws.ecs();
+    let cluster = &cx.spec.cluster;
     cx.reporter.status(
         "Stopping",
         Tone::Warn,
@@ -168,15 +164,14 @@ pub async fn stop_stack_tasks(cx: &StackCtx<'_>) -> anyhow::Result<()> {
             cx.spec.stack
         ),
     );
-    for arn in &arns {
-        let _ = ecs
-            .stop_task()
+    futures::future::join_all(arns.iter().map(|arn| {
+        ecs.stop_task()
             .cluster(cluster)
             .task(arn)
             .reason("lackey down: the stack is being deleted")
             .send()
-            .await;
-    }
+    }))
+    .await;
     let spinner = cx.reporter.spinner("waiting for the stack's tasks to stop");
     let start = Instant::now();
     let mut wait = Duration::from_millis(500);
@@ -184,7 +179,7 @@ pub async fn stop_stack_tasks(cx: &StackCtx<'_>) -> anyhow::Result<()> {
         let d = ecs
             .describe_tasks()
             .cluster(cluster)
-            .set_tasks(Some(arns.clone()))
+            .set_tasks(Some(arns.to_vec()))
             .send()
             .await
             .aws("failed to describe the stack's tasks")?;
@@ -203,17 +198,113 @@ pub async fn stop_stack_tasks(cx: &StackCtx<'_>) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn delete(cx: &StackCtx<'_>, seen: Option<&Seen<Have>>) -> anyhow::Result<Deletion> {
-    let Some(seen) = seen else {
-        return Ok(Deletion::Absent);
-    };
-    if let Some(d) = super::not_owned(&seen.owner) {
-        return Ok(d);
+#[async_trait]
+impl Resource for Cluster {
+    type Have = Have;
+
+    fn kind(&self) -> Kind {
+        Kind::EcsCluster
     }
-    let name = &cx.spec.cluster;
-    match cx.aws.ecs().delete_cluster().cluster(name).send().await {
-        Ok(_) => Ok(Deletion::Deleted),
-        Err(e) if error_code(&e) == Some("ClusterNotFoundException") => Ok(Deletion::Absent),
-        Err(e) => Err(e).aws(format!("failed to delete ECS cluster `{name}`")),
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn observe(
+        &self,
+        cx: &StackCtx<'_>,
+        intent: Intent,
+    ) -> anyhow::Result<Option<Seen<Have>>> {
+        observe_for(cx, intent).await
+    }
+
+    fn diff(&self, _: &StackSpec, _: &Have, _: &Facts) -> Vec<FieldDiff> {
+        vec![]
+    }
+
+    async fn apply(
+        &self,
+        cx: &StackCtx<'_>,
+        c: &Change,
+        _: &[Change],
+        _: Option<&Seen<Have>>,
+        _: &Facts,
+    ) -> anyhow::Result<Facts> {
+        let name = &self.name;
+        let ecs = cx.aws.ecs();
+        if c.action == Action::Create {
+            // Only called when no ACTIVE cluster exists: CreateCluster on an existing one
+            // is a no-op on AWS but replaces it (tags and all) on moto.
+            ecs.create_cluster()
+                .cluster_name(name)
+                .set_tags(Some(tags(cx)))
+                .send()
+                .await
+                .aws(format!("failed to create ECS cluster `{name}`"))?;
+        } else if c.diff.iter().any(|d| d.field == "tags") {
+            let arn = format!(
+                "arn:{}:ecs:{}:{}:cluster/{name}",
+                cx.spec.partition, cx.spec.region, cx.spec.account
+            );
+            ecs.tag_resource()
+                .resource_arn(arn)
+                .set_tags(Some(tags(cx)))
+                .send()
+                .await
+                .aws(format!("failed to tag ECS cluster `{name}`"))?;
+        }
+        Ok(Facts::new())
+    }
+
+    /// Tasks someone else runs in the cluster are not lackey's to stop, and AWS refuses
+    /// to delete a cluster that still runs tasks: then nothing is deleted, and `down`
+    /// names them.
+    fn check_delete(&self, cx: &StackCtx<'_>, seen: &Seen<Have>) -> anyhow::Result<()> {
+        let others = seen
+            .state
+            .tasks
+            .as_ref()
+            .map(|t| t.others.as_slice())
+            .unwrap_or_default();
+        let Some(first) = others.first() else {
+            return Ok(());
+        };
+        let cluster = &self.name;
+        let id = |a: &String| a.rsplit('/').next().unwrap_or(a).to_string();
+        let ids: Vec<String> = others.iter().map(id).collect();
+        Err(Fail::new(format!(
+            "ECS cluster `{cluster}` runs {} task(s) that stack `{}` did not start: {}; nothing deleted",
+            others.len(),
+            cx.spec.stack,
+            ids.join(", ")
+        ))
+        .with_hint(format!(
+            "wait for them to finish, or stop them yourself (`aws ecs stop-task --cluster {cluster} --task {}`), then run `lackey down` again",
+            id(first)
+        ))
+        .into())
+    }
+
+    /// A running task holds its network interface in the security group: the stack's
+    /// tasks are stopped before anything is deleted.
+    async fn prepare_delete(&self, cx: &StackCtx<'_>, seen: &Seen<Have>) -> anyhow::Result<()> {
+        match &seen.state.tasks {
+            Some(t) => stop_stack_tasks(cx, &t.ours).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn delete(
+        &self,
+        cx: &StackCtx<'_>,
+        _: &Seen<Have>,
+        _: bool,
+    ) -> anyhow::Result<Vec<Deletion>> {
+        let name = &self.name;
+        match cx.aws.ecs().delete_cluster().cluster(name).send().await {
+            Ok(_) => Ok(vec![Deletion::Deleted]),
+            Err(e) if aws::is_not_found(&e) => Ok(vec![Deletion::Absent]),
+            Err(e) => Err(e).aws(format!("failed to delete ECS cluster `{name}`")),
+        }
     }
 }

@@ -66,36 +66,58 @@ pub async fn security_group_id(
 }
 
 /// Fill the values that come from AWS when the user has not set them: account id,
-/// default subnets, the security group's id.
+/// default subnets, the security group's id. The account and the default VPC are asked
+/// for at once, then the subnets and the group.
 pub async fn discover(aws: &Aws, settings: &mut Settings) -> anyhow::Result<()> {
-    aws.discover_account(settings).await?;
     let need_subnets = settings.get(&keys::NETWORK_SUBNETS).is_none();
     let need_sg = settings.get(&keys::NETWORK_SECURITY_GROUP_ID).is_none();
-    if !(need_subnets || need_sg) {
-        return Ok(());
-    }
-    let Some(vpc) = default_vpc(aws).await? else {
+    let sg_name = if need_sg {
+        Some(settings.require(&keys::NETWORK_SECURITY_GROUP)?.to_string())
+    } else {
+        None
+    };
+    let need_vpc = need_subnets || need_sg;
+    let mut account_settings = settings.clone();
+    let (account, vpc) = tokio::join!(aws.discover_account(&mut account_settings), async {
+        if need_vpc {
+            default_vpc(aws).await
+        } else {
+            Ok(None)
+        }
+    });
+    account?;
+    *settings = account_settings;
+    let Some(vpc) = vpc? else {
         return Ok(());
     };
-    if need_subnets {
-        let subnets = default_subnets(aws, &vpc).await?;
-        if !subnets.is_empty() {
-            settings.set_discovered(
-                &keys::NETWORK_SUBNETS,
-                subnets.join(","),
-                &format!("default VPC {vpc}"),
-            );
+    let (subnets, sg) = tokio::join!(
+        async {
+            if need_subnets {
+                default_subnets(aws, &vpc).await.map(Some)
+            } else {
+                Ok(None)
+            }
+        },
+        async {
+            match &sg_name {
+                Some(name) => security_group_id(aws, &vpc, name).await,
+                None => Ok(None),
+            }
         }
+    );
+    if let Some(subnets) = subnets?.filter(|s| !s.is_empty()) {
+        settings.set_discovered(
+            &keys::NETWORK_SUBNETS,
+            subnets.join(","),
+            &format!("default VPC {vpc}"),
+        );
     }
-    if need_sg {
-        let name = settings.require(&keys::NETWORK_SECURITY_GROUP)?.to_string();
-        if let Some(id) = security_group_id(aws, &vpc, &name).await? {
-            settings.set_discovered(
-                &keys::NETWORK_SECURITY_GROUP_ID,
-                id,
-                &format!("security group `{name}`"),
-            );
-        }
+    if let (Some(name), Some(id)) = (&sg_name, sg?) {
+        settings.set_discovered(
+            &keys::NETWORK_SECURITY_GROUP_ID,
+            id,
+            &format!("security group `{name}`"),
+        );
     }
     Ok(())
 }

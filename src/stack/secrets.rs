@@ -3,10 +3,12 @@
 //! task definition; `lackey secret put` stores a value; `plan` and `doctor` report a
 //! secret that has none. A secret scheduled for deletion is restored by `up`.
 
+use async_trait::async_trait;
 use aws_sdk_secretsmanager::types::Tag;
 
-use super::{Action, Change, Deletion, FieldDiff, Seen, StackCtx};
-use crate::aws::{error_code, AwsResultExt};
+use super::resource::{Facts, Intent, Resource};
+use super::{Action, Change, Deletion, FieldDiff, Kind, Seen, StackCtx, StackSpec};
+use crate::aws::{self, AwsResultExt};
 use crate::error::Fail;
 
 #[derive(Clone, Debug)]
@@ -14,6 +16,30 @@ pub struct Have {
     pub arn: String,
     pub has_value: bool,
     pub scheduled_for_deletion: bool,
+}
+
+/// One of the stack's secrets: its key under `[secrets]` and its name.
+pub struct Secret {
+    pub key: &'static str,
+    pub name: String,
+}
+
+impl Secret {
+    /// Every secret the spec names.
+    pub fn all(spec: &StackSpec) -> Vec<Secret> {
+        spec.secrets
+            .iter()
+            .map(|(key, name)| Secret {
+                key: *key,
+                name: name.clone(),
+            })
+            .collect()
+    }
+}
+
+/// The fact under which a secret's ARN is known (the task definition needs it).
+pub fn arn_fact(key: &str) -> String {
+    format!("secret_arn:{key}")
 }
 
 pub async fn observe(cx: &StackCtx<'_>, name: &str) -> anyhow::Result<Option<Seen<Have>>> {
@@ -26,7 +52,7 @@ pub async fn observe(cx: &StackCtx<'_>, name: &str) -> anyhow::Result<Option<See
         .await
     {
         Ok(o) => o,
-        Err(e) if error_code(&e) == Some("ResourceNotFoundException") => return Ok(None),
+        Err(e) if aws::is_not_found(&e) => return Ok(None),
         Err(e) => return Err(e).aws(format!("failed to describe secret `{name}`")),
     };
     let tags = super::tag_map(
@@ -68,79 +94,118 @@ fn tags(cx: &StackCtx) -> Vec<Tag> {
         .collect()
 }
 
-/// Create, restore or tag the secret; returns its ARN.
-pub async fn apply(
-    cx: &StackCtx<'_>,
-    c: &Change,
-    name: &str,
-    have: Option<&Have>,
-) -> anyhow::Result<String> {
-    let sm = cx.aws.secrets();
-    if c.action == Action::Create {
-        match sm
-            .create_secret()
-            .name(name)
-            .description(format!("lackey stack `{}`", cx.spec.stack))
-            .set_tags(Some(tags(cx)))
-            .send()
-            .await
-        {
-            Ok(o) => return Ok(o.arn().unwrap_or_default().to_string()),
-            Err(e) if error_code(&e) == Some("ResourceExistsException") => {
-                let seen = observe(cx, name).await?;
-                return seen.map(|s| s.state.arn).ok_or_else(|| {
-                    anyhow::anyhow!("secret `{name}` exists but cannot be described")
-                });
+#[async_trait]
+impl Resource for Secret {
+    type Have = Have;
+
+    fn kind(&self) -> Kind {
+        Kind::Secret
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn observe(&self, cx: &StackCtx<'_>, _: Intent) -> anyhow::Result<Option<Seen<Have>>> {
+        observe(cx, &self.name).await
+    }
+
+    fn diff(&self, _: &StackSpec, have: &Have, _: &Facts) -> Vec<FieldDiff> {
+        diff(have)
+    }
+
+    fn notes(&self, seen: Option<&Seen<Have>>, c: &Change) -> Vec<String> {
+        let name = &self.name;
+        match seen {
+            Some(s) if !s.state.has_value && c.action != Action::Unowned => {
+                vec![format!("has no value yet: run `lackey secret put {name}`")]
             }
-            Err(e) => return Err(e).aws(format!("failed to create secret `{name}`")),
+            None => vec![format!(
+                "created without a value: then run `lackey secret put {name}`"
+            )],
+            _ => vec![],
         }
     }
-    if have.is_some_and(|h| h.scheduled_for_deletion) {
-        sm.restore_secret()
-            .secret_id(name)
-            .send()
-            .await
-            .aws(format!(
-                "failed to restore secret `{name}`, which is scheduled for deletion"
-            ))?;
-    }
-    if c.diff.iter().any(|d| d.field == "tags") {
-        sm.tag_resource()
-            .secret_id(name)
-            .set_tags(Some(tags(cx)))
-            .send()
-            .await
-            .aws(format!("failed to tag secret `{name}`"))?;
-    }
-    Ok(have.map(|h| h.arn.clone()).unwrap_or_default())
-}
 
-/// Schedule deletion (7 days' recovery), or delete at once with `force`.
-pub async fn delete(
-    cx: &StackCtx<'_>,
-    name: &str,
-    seen: Option<&Seen<Have>>,
-    force: bool,
-) -> anyhow::Result<Deletion> {
-    let Some(seen) = seen else {
-        return Ok(Deletion::Absent);
-    };
-    if let Some(d) = super::not_owned(&seen.owner) {
-        return Ok(d);
+    fn facts(&self, have: &Have) -> Facts {
+        Facts::from([(arn_fact(self.key), have.arn.clone())])
     }
-    if seen.state.scheduled_for_deletion && !force {
-        return Ok(Deletion::Absent);
+
+    /// Create (without a value), restore or tag the secret; its ARN is a fact.
+    async fn apply(
+        &self,
+        cx: &StackCtx<'_>,
+        c: &Change,
+        _: &[Change],
+        seen: Option<&Seen<Have>>,
+        _: &Facts,
+    ) -> anyhow::Result<Facts> {
+        let name = &self.name;
+        let sm = cx.aws.secrets();
+        let learnt = |arn: String| Ok(Facts::from([(arn_fact(self.key), arn)]));
+        if c.action == Action::Create {
+            return match sm
+                .create_secret()
+                .name(name)
+                .description(format!("lackey stack `{}`", cx.spec.stack))
+                .set_tags(Some(tags(cx)))
+                .send()
+                .await
+            {
+                Ok(o) => learnt(o.arn().unwrap_or_default().to_string()),
+                Err(e) if aws::is_already_exists(&e) => {
+                    let seen = observe(cx, name).await?;
+                    let arn = seen.map(|s| s.state.arn).ok_or_else(|| {
+                        anyhow::anyhow!("secret `{name}` exists but cannot be described")
+                    })?;
+                    learnt(arn)
+                }
+                Err(e) => Err(e).aws(format!("failed to create secret `{name}`")),
+            };
+        }
+        let have = seen.map(|s| &s.state);
+        if have.is_some_and(|h| h.scheduled_for_deletion) {
+            sm.restore_secret()
+                .secret_id(name)
+                .send()
+                .await
+                .aws(format!(
+                    "failed to restore secret `{name}`, which is scheduled for deletion"
+                ))?;
+        }
+        if c.diff.iter().any(|d| d.field == "tags") {
+            sm.tag_resource()
+                .secret_id(name)
+                .set_tags(Some(tags(cx)))
+                .send()
+                .await
+                .aws(format!("failed to tag secret `{name}`"))?;
+        }
+        learnt(have.map(|h| h.arn.clone()).unwrap_or_default())
     }
-    let mut req = cx.aws.secrets().delete_secret().secret_id(name);
-    req = if force {
-        req.force_delete_without_recovery(true)
-    } else {
-        req.recovery_window_in_days(7)
-    };
-    match req.send().await {
-        Ok(_) => Ok(Deletion::Deleted),
-        Err(e) if error_code(&e) == Some("ResourceNotFoundException") => Ok(Deletion::Absent),
-        Err(e) => Err(e).aws(format!("failed to delete secret `{name}`")),
+
+    /// Schedule deletion (7 days' recovery), or delete at once with `force`.
+    async fn delete(
+        &self,
+        cx: &StackCtx<'_>,
+        seen: &Seen<Have>,
+        force: bool,
+    ) -> anyhow::Result<Vec<Deletion>> {
+        let name = &self.name;
+        if seen.state.scheduled_for_deletion && !force {
+            return Ok(vec![Deletion::Absent]);
+        }
+        let mut req = cx.aws.secrets().delete_secret().secret_id(name);
+        req = if force {
+            req.force_delete_without_recovery(true)
+        } else {
+            req.recovery_window_in_days(7)
+        };
+        match req.send().await {
+            Ok(_) => Ok(vec![Deletion::Deleted]),
+            Err(e) if aws::is_not_found(&e) => Ok(vec![Deletion::Absent]),
+            Err(e) => Err(e).aws(format!("failed to delete secret `{name}`")),
+        }
     }
 }
 
@@ -160,7 +225,7 @@ pub async fn put_value(cx: &StackCtx<'_>, name: &str, value: &str) -> anyhow::Re
         .await
     {
         Ok(o) => Ok(o.version_id().unwrap_or_default().to_string()),
-        Err(e) if error_code(&e) == Some("ResourceNotFoundException") => {
+        Err(e) if aws::is_not_found(&e) => {
             let o = sm
                 .create_secret()
                 .name(name)

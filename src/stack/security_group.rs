@@ -4,12 +4,15 @@
 //! retries a group still held by a network interface (a task's ENI lingers after the
 //! task stops) with backoff, and when that persists names the interface.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use aws_sdk_ec2::types::{Filter, IpPermission, ResourceType, Tag, TagSpecification};
 
-use super::{network, Action, Change, Deletion, FieldDiff, Seen, StackCtx};
-use crate::aws::{error_code, AwsResultExt};
+use super::resource::{Facts, Intent, Resource};
+use super::{network, Action, Change, Deletion, FieldDiff, Kind, Seen, StackCtx, StackSpec};
+use crate::aws::{self, AwsResultExt, Failure};
 use crate::error::Fail;
 
 pub const DESCRIPTION: &str = "Lackey ECS tasks - outbound only";
@@ -19,6 +22,22 @@ pub struct Have {
     pub id: String,
     pub vpc_id: String,
     pub ingress: Vec<IpPermission>,
+}
+
+/// The tasks' security group, in the default VPC.
+pub struct SecurityGroup {
+    name: String,
+    /// The default VPC, as observation found it (where a create puts the group).
+    vpc: OnceLock<String>,
+}
+
+impl SecurityGroup {
+    pub fn new(spec: &StackSpec) -> SecurityGroup {
+        SecurityGroup {
+            name: spec.security_group.clone(),
+            vpc: OnceLock::new(),
+        }
+    }
 }
 
 fn describe_rule(p: &IpPermission) -> String {
@@ -54,7 +73,22 @@ fn describe_rule(p: &IpPermission) -> String {
 }
 
 pub async fn observe(cx: &StackCtx<'_>) -> anyhow::Result<Option<Seen<Have>>> {
-    let Some(vpc) = network::default_vpc(cx.aws).await? else {
+    Ok(observe_in_vpc(cx).await?.1)
+}
+
+/// The default VPC and the group in it, read at once: the groups of that name are
+/// listed in every VPC and the default VPC's is kept.
+async fn observe_in_vpc(cx: &StackCtx<'_>) -> anyhow::Result<(String, Option<Seen<Have>>)> {
+    let name = &cx.spec.security_group;
+    let (vpc, out) = tokio::join!(
+        network::default_vpc(cx.aws),
+        cx.aws
+            .ec2()
+            .describe_security_groups()
+            .filters(Filter::builder().name("group-name").values(name).build())
+            .send()
+    );
+    let Some(vpc) = vpc? else {
         return Err(Fail::new(format!(
             "region {} has no default VPC for the security group",
             cx.spec.region
@@ -64,33 +98,29 @@ pub async fn observe(cx: &StackCtx<'_>) -> anyhow::Result<Option<Seen<Have>>> {
         )
         .into());
     };
-    let name = &cx.spec.security_group;
-    let out = cx
-        .aws
-        .ec2()
-        .describe_security_groups()
-        .filters(Filter::builder().name("vpc-id").values(&vpc).build())
-        .filters(Filter::builder().name("group-name").values(name).build())
-        .send()
-        .await
-        .aws(format!("failed to describe security group `{name}`"))?;
-    let Some(g) = out.security_groups().first() else {
-        return Ok(None);
+    let out = out.aws(format!("failed to describe security group `{name}`"))?;
+    let Some(g) = out
+        .security_groups()
+        .iter()
+        .find(|g| g.vpc_id() == Some(vpc.as_str()))
+    else {
+        return Ok((vpc, None));
     };
     let tags = super::tag_map(
         g.tags()
             .iter()
             .map(|t| (t.key().map(str::to_string), t.value().map(str::to_string))),
     );
-    Ok(Some(Seen::new(
+    let seen = Seen::new(
         &cx.spec.stack,
         tags,
         Have {
             id: g.group_id().unwrap_or_default().to_string(),
-            vpc_id: vpc,
+            vpc_id: vpc.clone(),
             ingress: g.ip_permissions().to_vec(),
         },
-    )))
+    );
+    Ok((vpc, Some(seen)))
 }
 
 /// No inbound rule may exist.
@@ -118,116 +148,160 @@ fn tags(cx: &StackCtx) -> Vec<Tag> {
     t
 }
 
-pub async fn apply(cx: &StackCtx<'_>, c: &Change, seen: Option<&Seen<Have>>) -> anyhow::Result<()> {
-    let ec2 = cx.aws.ec2();
-    let name = &cx.spec.security_group;
-    if c.action == Action::Create {
-        let vpc = network::default_vpc(cx.aws)
-            .await?
-            .ok_or_else(|| anyhow::anyhow!("no default VPC in {}", cx.spec.region))?;
-        match ec2
-            .create_security_group()
-            .group_name(name)
-            .description(DESCRIPTION)
-            .vpc_id(&vpc)
-            .tag_specifications(
-                TagSpecification::builder()
-                    .resource_type(ResourceType::SecurityGroup)
-                    .set_tags(Some(tags(cx)))
-                    .build(),
-            )
-            .send()
-            .await
-        {
-            Ok(_) => {}
-            Err(e) if error_code(&e) == Some("InvalidGroup.Duplicate") => {}
-            Err(e) => return Err(e).aws(format!("failed to create security group `{name}`")),
-        }
-        return Ok(());
-    }
-    let Some(seen) = seen else { return Ok(()) };
-    if c.diff.iter().any(|d| d.field == "tags") {
-        ec2.create_tags()
-            .resources(&seen.state.id)
-            .set_tags(Some(tags(cx)))
-            .send()
-            .await
-            .aws(format!("failed to tag security group `{name}`"))?;
-    }
-    if !seen.state.ingress.is_empty() {
-        ec2.revoke_security_group_ingress()
-            .group_id(&seen.state.id)
-            .set_ip_permissions(Some(seen.state.ingress.clone()))
-            .send()
-            .await
-            .aws(format!(
-                "failed to remove the inbound rules of security group `{name}`"
-            ))?;
-    }
-    Ok(())
-}
+#[async_trait]
+impl Resource for SecurityGroup {
+    type Have = Have;
 
-pub async fn delete(cx: &StackCtx<'_>, seen: Option<&Seen<Have>>) -> anyhow::Result<Deletion> {
-    let Some(seen) = seen else {
-        return Ok(Deletion::Absent);
-    };
-    if let Some(d) = super::not_owned(&seen.owner) {
-        return Ok(d);
+    fn kind(&self) -> Kind {
+        Kind::SecurityGroup
     }
-    let ec2 = cx.aws.ec2();
-    let id = seen.state.id.clone();
-    let name = &cx.spec.security_group;
-    let result = super::retry_while(
-        cx.sg_delete_timeout,
-        |e| {
-            e.to_string().contains("DependencyViolation")
-                || format!("{e:#}").contains("DependencyViolation")
-        },
-        || {
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn observe(&self, cx: &StackCtx<'_>, _: Intent) -> anyhow::Result<Option<Seen<Have>>> {
+        let (vpc, seen) = observe_in_vpc(cx).await?;
+        let _ = self.vpc.set(vpc);
+        Ok(seen)
+    }
+
+    fn diff(&self, _: &StackSpec, have: &Have, _: &Facts) -> Vec<FieldDiff> {
+        diff(have)
+    }
+
+    /// Created in the default VPC observation found; an owned group gets its tags and
+    /// loses any inbound rule.
+    async fn apply(
+        &self,
+        cx: &StackCtx<'_>,
+        c: &Change,
+        _: &[Change],
+        seen: Option<&Seen<Have>>,
+        _: &Facts,
+    ) -> anyhow::Result<Facts> {
+        let ec2 = cx.aws.ec2();
+        let name = &self.name;
+        if c.action == Action::Create {
+            let vpc = match self.vpc.get() {
+                Some(v) => v.clone(),
+                None => network::default_vpc(cx.aws)
+                    .await?
+                    .ok_or_else(|| anyhow::anyhow!("no default VPC in {}", cx.spec.region))?,
+            };
+            match ec2
+                .create_security_group()
+                .group_name(name)
+                .description(DESCRIPTION)
+                .vpc_id(&vpc)
+                .tag_specifications(
+                    TagSpecification::builder()
+                        .resource_type(ResourceType::SecurityGroup)
+                        .set_tags(Some(tags(cx)))
+                        .build(),
+                )
+                .send()
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if aws::is_already_exists(&e) => {}
+                Err(e) => return Err(e).aws(format!("failed to create security group `{name}`")),
+            }
+            return Ok(Facts::new());
+        }
+        let Some(seen) = seen else {
+            return Ok(Facts::new());
+        };
+        let tag = async {
+            if c.diff.iter().any(|d| d.field == "tags") {
+                ec2.create_tags()
+                    .resources(&seen.state.id)
+                    .set_tags(Some(tags(cx)))
+                    .send()
+                    .await
+                    .aws(format!("failed to tag security group `{name}`"))
+                    .map(|_| ())
+            } else {
+                Ok(())
+            }
+        };
+        let revoke = async {
+            if seen.state.ingress.is_empty() {
+                return Ok(());
+            }
+            ec2.revoke_security_group_ingress()
+                .group_id(&seen.state.id)
+                .set_ip_permissions(Some(seen.state.ingress.clone()))
+                .send()
+                .await
+                .aws(format!(
+                    "failed to remove the inbound rules of security group `{name}`"
+                ))
+                .map(|_| ())
+        };
+        let (t, r) = tokio::join!(tag, revoke);
+        t?;
+        r?;
+        Ok(Facts::new())
+    }
+
+    /// Retried while a network interface still holds the group (a task's lingers after
+    /// the task stops); when that persists, the interface is named.
+    async fn delete(
+        &self,
+        cx: &StackCtx<'_>,
+        seen: &Seen<Have>,
+        _: bool,
+    ) -> anyhow::Result<Vec<Deletion>> {
+        let ec2 = cx.aws.ec2();
+        let id = seen.state.id.clone();
+        let name = &self.name;
+        let in_use = |e: &anyhow::Error| Failure::of_rendered(e) == Failure::InUse;
+        let result = super::retry_while(cx.sg_delete_timeout, in_use, || {
             let ec2 = ec2.clone();
             let id = id.clone();
             async move {
                 match ec2.delete_security_group().group_id(&id).send().await {
                     Ok(_) => Ok(()),
-                    Err(e) if error_code(&e) == Some("InvalidGroup.NotFound") => Ok(()),
+                    Err(e) if aws::is_not_found(&e) => Ok(()),
                     Err(e) => {
                         Err(e).aws(format!("failed to delete security group `{name}` ({id})"))
                     }
                 }
             }
-        },
-    )
-    .await;
-    match result {
-        Ok(()) => Ok(Deletion::Deleted),
-        Err(e) if format!("{e:#}").contains("DependencyViolation") => {
-            let enis = ec2
-                .describe_network_interfaces()
-                .filters(Filter::builder().name("group-id").values(&id).build())
-                .send()
-                .await
-                .map(|o| {
-                    o.network_interfaces()
-                        .iter()
-                        .map(|n| {
-                            format!(
-                                "{} ({})",
-                                n.network_interface_id().unwrap_or("?"),
-                                n.description().unwrap_or("no description")
-                            )
-                        })
-                        .collect::<Vec<_>>()
-                })
-                .unwrap_or_default();
-            Err(Fail::new(format!(
-                "security group `{name}` ({id}) is still in use after {}s by network interface(s): {}",
-                cx.sg_delete_timeout.as_secs(),
-                if enis.is_empty() { "unknown".into() } else { enis.join(", ") }
-            ))
-            .with_hint("a task's interface can linger for minutes after it stops; run `lackey down` again later, or delete the interface")
-            .into())
+        })
+        .await;
+        match result {
+            Ok(()) => Ok(vec![Deletion::Deleted]),
+            Err(e) if in_use(&e) => {
+                let enis = ec2
+                    .describe_network_interfaces()
+                    .filters(Filter::builder().name("group-id").values(&id).build())
+                    .send()
+                    .await
+                    .map(|o| {
+                        o.network_interfaces()
+                            .iter()
+                            .map(|n| {
+                                format!(
+                                    "{} ({})",
+                                    n.network_interface_id().unwrap_or("?"),
+                                    n.description().unwrap_or("no description")
+                                )
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                    .unwrap_or_default();
+                Err(Fail::new(format!(
+                    "security group `{name}` ({id}) is still in use after {}s by network interface(s): {}",
+                    cx.sg_delete_timeout.as_secs(),
+                    if enis.is_empty() { "unknown".into() } else { enis.join(", ") }
+                ))
+                .with_hint("a task's interface can linger for minutes after it stops; run `lackey down` again later, or delete the interface")
+                .into())
+            }
+            Err(e) => Err(e),
         }
-        Err(e) => Err(e),
     }
 }
 

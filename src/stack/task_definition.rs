@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 
+use async_trait::async_trait;
 use aws_sdk_ecs::types::{
     Compatibility, ContainerDefinition, CpuArchitecture, KeyValuePair, LogConfiguration, LogDriver,
     NetworkMode, OsFamily, RuntimePlatform, Secret, Tag, TaskDefinition, TaskDefinitionField,
@@ -16,8 +17,10 @@ use aws_sdk_ecs::types::{
 };
 use serde_json::{json, Map, Value};
 
-use super::{policy, Action, Change, Deletion, FieldDiff, Seen, StackCtx, StackSpec};
-use crate::aws::{error_code, AwsResultExt};
+use super::resource::{Facts, Id, Intent, Resource};
+use super::secrets::arn_fact;
+use super::{policy, Action, Change, Deletion, FieldDiff, Kind, Seen, StackCtx, StackSpec};
+use crate::aws::{self, AwsResultExt};
 
 const TEMPLATE: &str = include_str!("../../templates/task-definition.json");
 
@@ -226,44 +229,86 @@ pub fn diff(want: &Value, have: &Have) -> Vec<FieldDiff> {
     out
 }
 
+/// The family's latest ACTIVE revision, as AWS describes a family.
 pub async fn observe(cx: &StackCtx<'_>) -> anyhow::Result<Option<Seen<Have>>> {
     let family = &cx.spec.task_family;
-    match cx
+    let ecs = cx.aws.ecs();
+    let describe = |which: String| {
+        let ecs = ecs.clone();
+        async move {
+            ecs.describe_task_definition()
+                .task_definition(which)
+                .include(TaskDefinitionField::Tags)
+                .send()
+                .await
+        }
+    };
+    let out = match describe(family.clone()).await {
+        Ok(out) => out,
+        // ECS answers a ClientException for a family with no ACTIVE revision.
+        Err(e) if aws::is_invalid_for_state(&e) => return Ok(None),
+        Err(e) => return Err(e).aws(format!("failed to describe task definition `{family}`")),
+    };
+    let inactive = out
+        .task_definition()
+        .is_some_and(|td| td.status().map(|s| s.as_str()) == Some("INACTIVE"));
+    // moto describes a family by its latest revision even when that one is INACTIVE:
+    // then the latest ACTIVE one, if any, is the family's.
+    let out = if inactive {
+        match active_revisions(cx).await?.last() {
+            Some(arn) => describe(arn.clone())
+                .await
+                .aws(format!("failed to describe `{arn}`"))?,
+            None => return Ok(None),
+        }
+    } else {
+        out
+    };
+    let Some(td) = out.task_definition() else {
+        return Ok(None);
+    };
+    let tags = super::tag_map(
+        out.tags()
+            .iter()
+            .map(|t| (t.key().map(str::to_string), t.value().map(str::to_string))),
+    );
+    Ok(Some(Seen::new(
+        &cx.spec.stack,
+        tags,
+        Have {
+            arn: td.task_definition_arn().unwrap_or_default().to_string(),
+            json: to_json(td),
+        },
+    )))
+}
+
+/// The family's ACTIVE revisions, oldest first.
+async fn active_revisions(cx: &StackCtx<'_>) -> anyhow::Result<Vec<String>> {
+    let family = &cx.spec.task_family;
+    let mut arns = Vec::new();
+    let mut pages = cx
         .aws
         .ecs()
-        .describe_task_definition()
-        .task_definition(family)
-        .include(TaskDefinitionField::Tags)
-        .send()
-        .await
-    {
-        Ok(out) => {
-            let Some(td) = out.task_definition() else {
-                return Ok(None);
-            };
-            // AWS describes a family by its latest ACTIVE revision; moto also returns an
-            // INACTIVE one. Either way, no ACTIVE revision means no task definition.
-            if td.status().map(|s| s.as_str()) == Some("INACTIVE") {
-                return Ok(None);
+        .list_task_definitions()
+        .family_prefix(family)
+        .status(TaskDefinitionStatus::Active)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.aws(format!("failed to list task definitions of `{family}`"))?;
+        for a in page.task_definition_arns() {
+            // familyPrefix is a prefix: keep only this family's revisions.
+            let fam = a
+                .rsplit('/')
+                .next()
+                .and_then(|x| x.rsplit_once(':'))
+                .map(|(f, _)| f);
+            if fam == Some(family.as_str()) {
+                arns.push(a.to_string());
             }
-            let tags = super::tag_map(
-                out.tags()
-                    .iter()
-                    .map(|t| (t.key().map(str::to_string), t.value().map(str::to_string))),
-            );
-            Ok(Some(Seen::new(
-                &cx.spec.stack,
-                tags,
-                Have {
-                    arn: td.task_definition_arn().unwrap_or_default().to_string(),
-                    json: to_json(td),
-                },
-            )))
         }
-        // ECS answers a ClientException for a family with no ACTIVE revision.
-        Err(e) if matches!(error_code(&e), Some("ClientException")) => Ok(None),
-        Err(e) => Err(e).aws(format!("failed to describe task definition `{family}`")),
     }
+    Ok(arns)
 }
 
 fn str_list(v: &Value) -> Option<Vec<String>> {
@@ -334,27 +379,21 @@ fn is_role_not_ready(e: &anyhow::Error) -> bool {
                 || text.contains("not authorized")))
 }
 
-/// Register the desired definition (a new revision), then deregister the family's older
-/// revisions this stack owns.
-pub async fn apply(
-    cx: &StackCtx<'_>,
-    c: &Change,
-    want: &Value,
-    seen: Option<&Seen<Have>>,
-) -> anyhow::Result<()> {
+/// The definition wanted, with the secrets' ARNs as known.
+fn wanted(spec: &StackSpec, facts: &Facts) -> Value {
+    let arns: BTreeMap<&'static str, String> = spec
+        .secrets
+        .iter()
+        .filter_map(|(key, _)| facts.get(&arn_fact(key)).map(|a| (*key, a.clone())))
+        .collect();
+    desired(spec, &arns)
+}
+
+/// Register the definition (a new revision) with a named, bounded wait for a role
+/// created moments ago. Returns the new revision's ARN.
+async fn register(cx: &StackCtx<'_>, want: &Value) -> anyhow::Result<String> {
     let ecs = cx.aws.ecs();
     let family = &cx.spec.task_family;
-    if c.action == Action::Update && c.diff.iter().all(|d| d.field == "tags") {
-        if let Some(s) = seen {
-            ecs.tag_resource()
-                .resource_arn(&s.state.arn)
-                .set_tags(Some(tags(cx)))
-                .send()
-                .await
-                .aws(format!("failed to tag task definition `{family}`"))?;
-        }
-        return Ok(());
-    }
     let containers: Vec<ContainerDefinition> = want["containerDefinitions"]
         .as_array()
         .into_iter()
@@ -386,7 +425,6 @@ pub async fn apply(
                 .aws(format!("failed to register task definition `{family}`"))
         }
     };
-    // A role created moments ago may not be usable yet: a named, bounded wait.
     let out = match register().await {
         Ok(o) => o,
         Err(e) if is_role_not_ready(&e) => {
@@ -398,13 +436,11 @@ pub async fn apply(
         }
         Err(e) => return Err(e),
     };
-    let new_arn = out
+    Ok(out
         .task_definition()
         .and_then(|t| t.task_definition_arn())
         .unwrap_or_default()
-        .to_string();
-    deregister_owned(cx, Some(&new_arn)).await?;
-    Ok(())
+        .to_string())
 }
 
 fn tags(cx: &StackCtx) -> Vec<Tag> {
@@ -415,76 +451,172 @@ fn tags(cx: &StackCtx) -> Vec<Tag> {
         .collect()
 }
 
-/// Deregister the family's ACTIVE revisions this stack owns, except `keep`. Returns how
-/// many were deregistered and how many were found but not owned.
-async fn deregister_owned(cx: &StackCtx<'_>, keep: Option<&str>) -> anyhow::Result<(usize, usize)> {
+/// Deregister the revisions in `arns` this stack owns. `ours` is a revision already
+/// known to be the stack's (observed): it is not described again. Returns how many were
+/// deregistered and how many were found but not owned.
+async fn deregister_owned(
+    cx: &StackCtx<'_>,
+    arns: &[String],
+    ours: Option<&str>,
+) -> anyhow::Result<(usize, usize)> {
     let ecs = cx.aws.ecs();
-    let family = &cx.spec.task_family;
-    let mut arns = Vec::new();
-    let mut pages = ecs
-        .list_task_definitions()
-        .family_prefix(family)
-        .status(TaskDefinitionStatus::Active)
-        .into_paginator()
-        .send();
-    while let Some(page) = pages.next().await {
-        let page = page.aws(format!("failed to list task definitions of `{family}`"))?;
-        for a in page.task_definition_arns() {
-            // familyPrefix is a prefix: keep only this family's revisions.
-            let fam = a
-                .rsplit('/')
-                .next()
-                .and_then(|x| x.rsplit_once(':'))
-                .map(|(f, _)| f);
-            if fam == Some(family.as_str()) && Some(a.as_str()) != keep {
-                arns.push(a.to_string());
+    let results = futures::future::join_all(arns.iter().map(|arn| {
+        let ecs = ecs.clone();
+        async move {
+            if Some(arn.as_str()) != ours {
+                let d = ecs
+                    .describe_task_definition()
+                    .task_definition(arn)
+                    .include(TaskDefinitionField::Tags)
+                    .send()
+                    .await
+                    .aws(format!("failed to describe `{arn}`"))?;
+                let owned = d.tags().iter().any(|t| {
+                    t.key() == Some(super::TAG_STACK) && t.value() == Some(cx.spec.stack.as_str())
+                });
+                if !owned {
+                    return Ok(false);
+                }
+            }
+            match ecs
+                .deregister_task_definition()
+                .task_definition(arn)
+                .send()
+                .await
+            {
+                Ok(_) => Ok(true),
+                // Already INACTIVE.
+                Err(e) if aws::is_invalid_for_state(&e) => Ok(true),
+                Err(e) => Err(e).aws(format!("failed to deregister `{arn}`")),
             }
         }
-    }
-    let mut deregistered = 0;
-    let mut foreign = 0;
-    for arn in arns {
-        let d = ecs
-            .describe_task_definition()
-            .task_definition(&arn)
-            .include(TaskDefinitionField::Tags)
-            .send()
-            .await
-            .aws(format!("failed to describe `{arn}`"))?;
-        let owned = d.tags().iter().any(|t| {
-            t.key() == Some(super::TAG_STACK) && t.value() == Some(cx.spec.stack.as_str())
-        });
-        if !owned {
-            foreign += 1;
-            continue;
-        }
-        match ecs
-            .deregister_task_definition()
-            .task_definition(&arn)
-            .send()
-            .await
-        {
-            Ok(_) => deregistered += 1,
-            Err(e) if error_code(&e) == Some("ClientException") => {}
-            Err(e) => return Err(e).aws(format!("failed to deregister `{arn}`")),
+    }))
+    .await;
+    let mut counts = (0, 0);
+    for r in results {
+        if r? {
+            counts.0 += 1;
+        } else {
+            counts.1 += 1;
         }
     }
-    Ok((deregistered, foreign))
+    Ok(counts)
 }
 
-pub async fn delete(cx: &StackCtx<'_>) -> anyhow::Result<Deletion> {
-    let (deregistered, foreign) = deregister_owned(cx, None).await?;
-    Ok(match (deregistered, foreign) {
-        (0, 0) => Deletion::Absent,
-        (0, _) => Deletion::NotOwned(format!("{foreign} revision(s) without lackey's tags; kept")),
-        _ => Deletion::Deleted,
-    })
+/// The stack's task definition family: one ACTIVE revision, registered anew only when
+/// its content differs.
+pub struct TaskDefinitionFamily {
+    family: String,
+    needs: Vec<Id>,
+}
+
+impl TaskDefinitionFamily {
+    pub fn new(spec: &StackSpec) -> TaskDefinitionFamily {
+        // The roles must exist (ECS checks that it may pass them) and the secrets' ARNs
+        // be known.
+        let mut needs = vec![
+            Id::new(Kind::IamRole, &spec.execution_role),
+            Id::new(Kind::IamRole, &spec.task_role),
+        ];
+        needs.extend(spec.secrets.iter().map(|(_, n)| Id::new(Kind::Secret, n)));
+        TaskDefinitionFamily {
+            family: spec.task_family.clone(),
+            needs,
+        }
+    }
+}
+
+#[async_trait]
+impl Resource for TaskDefinitionFamily {
+    type Have = Have;
+
+    fn kind(&self) -> Kind {
+        Kind::TaskDefinition
+    }
+
+    fn name(&self) -> &str {
+        &self.family
+    }
+
+    fn needs(&self) -> Vec<Id> {
+        self.needs.clone()
+    }
+
+    async fn observe(&self, cx: &StackCtx<'_>, _: Intent) -> anyhow::Result<Option<Seen<Have>>> {
+        observe(cx).await
+    }
+
+    fn diff(&self, spec: &StackSpec, have: &Have, facts: &Facts) -> Vec<FieldDiff> {
+        diff(&wanted(spec, facts), have)
+    }
+
+    /// A tag-only change tags the revision; any other registers a new revision and
+    /// deregisters the family's other ACTIVE revisions this stack owns (listed while the
+    /// new one registers).
+    async fn apply(
+        &self,
+        cx: &StackCtx<'_>,
+        c: &Change,
+        _: &[Change],
+        seen: Option<&Seen<Have>>,
+        facts: &Facts,
+    ) -> anyhow::Result<Facts> {
+        let ecs = cx.aws.ecs();
+        let family = &self.family;
+        if c.action == Action::Update && c.diff.iter().all(|d| d.field == "tags") {
+            if let Some(s) = seen {
+                ecs.tag_resource()
+                    .resource_arn(&s.state.arn)
+                    .set_tags(Some(tags(cx)))
+                    .send()
+                    .await
+                    .aws(format!("failed to tag task definition `{family}`"))?;
+            }
+            return Ok(Facts::new());
+        }
+        let want = wanted(&cx.spec, facts);
+        let (new_arn, old) = tokio::join!(register(cx, &want), active_revisions(cx));
+        let new_arn = new_arn?;
+        let old: Vec<String> = old?.into_iter().filter(|a| *a != new_arn).collect();
+        let ours = seen
+            .filter(|s| s.owner == super::Owner::Us)
+            .map(|s| s.state.arn.as_str());
+        deregister_owned(cx, &old, ours).await?;
+        Ok(Facts::new())
+    }
+
+    /// Deregister every ACTIVE revision this stack owns.
+    async fn delete(
+        &self,
+        cx: &StackCtx<'_>,
+        seen: &Seen<Have>,
+        _: bool,
+    ) -> anyhow::Result<Vec<Deletion>> {
+        // The observed revision is known to be ours: deregistered while the others are
+        // listed.
+        let latest = std::slice::from_ref(&seen.state.arn);
+        let (arns, first) = tokio::join!(
+            active_revisions(cx),
+            deregister_owned(cx, latest, Some(&seen.state.arn))
+        );
+        let others: Vec<String> = arns?.into_iter().filter(|a| *a != seen.state.arn).collect();
+        let (d0, f0) = first?;
+        let (d1, f1) = deregister_owned(cx, &others, None).await?;
+        let (deregistered, foreign) = (d0 + d1, f0 + f1);
+        Ok(vec![match (deregistered, foreign) {
+            (0, 0) => Deletion::Absent,
+            (0, _) => {
+                Deletion::NotOwned(format!("{foreign} revision(s) without lackey's tags; kept"))
+            }
+            _ => Deletion::Deleted,
+        }])
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runner::image::CpuArch;
+    use crate::image::CpuArch;
 
     fn spec(arch: CpuArch) -> StackSpec {
         StackSpec {

@@ -33,6 +33,9 @@ Harness endpoints (never reached by lackey itself):
 * `POST /_harness/inject` {"action", "times", "status", "body", "content_type"}: answer
   the next `times` requests for `action` with this response instead of serving them
   (what moto never says: a DependencyViolation, a RunTask capacity failure).
+* `GET /_harness/timings`: when every AWS request started and ended, as JSON
+  [{start, end, caller, call}] (seconds; call is `service:Action`); cleared with the request log. With `LATENCY_MS=n` in
+  its environment, every AWS request takes n ms longer (a real region's round trip).
 """
 
 import io
@@ -419,8 +422,50 @@ def make_app():
     return app
 
 
+# --- latency and request timings -------------------------------------------------------
+
+LATENCY_S = float(os.environ.get("LATENCY_MS") or 0) / 1000.0
+TIMINGS = []
+TIMINGS_LOCK = threading.Lock()
+
+
+def with_latency(app):
+    """Delay every AWS request by LATENCY_MS before serving it, and record when each
+    started and ended (from which the harness computes how many calls ran one after
+    another). A middleware of its own, around everything else the server does."""
+
+    def wrapped(environ, start_response):
+        path = environ["PATH_INFO"]
+        if path == "/_harness/timings":
+            with TIMINGS_LOCK:
+                return _json_response(start_response, 200, list(TIMINGS))
+        if path == "/_harness/requests/reset":
+            with TIMINGS_LOCK:
+                TIMINGS.clear()
+        if path.startswith("/_harness/"):
+            return app(environ, start_response)
+        start = time.time()
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        request = environ["wsgi.input"].read(length) if length else b""
+        environ["wsgi.input"] = io.BytesIO(request)
+        service, action = _classify(environ, request)
+        if LATENCY_S > 0:
+            time.sleep(LATENCY_S)
+        body = app(environ, start_response)
+        with TIMINGS_LOCK:
+            TIMINGS.append({
+                "start": start,
+                "end": time.time(),
+                "caller": _caller(environ),
+                "call": f"{service}:{action}",
+            })
+        return body
+
+    return wrapped
+
+
 def main():
-    server = make_server("127.0.0.1", 0, make_app(), threaded=True)
+    server = make_server("127.0.0.1", 0, with_latency(make_app()), threaded=True)
     print(f"port={server.server_port}", flush=True)
     server.serve_forever()
 
