@@ -20,14 +20,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn started_by_is_cut_to_ecs_limit_and_agrees_with_the_stack() {
+    fn started_by_is_cut_to_ecs_limit() {
         assert_eq!(started_by("team-b"), "lackey:team-b");
         let long = "x".repeat(60);
         assert_eq!(started_by(&long).chars().count(), 36);
-        // The stack still has its own copy (its owner moves it here): both must agree,
-        // or `down` would not find the tasks runs started.
-        for stack in ["lackey", "team-b", long.as_str()] {
-            assert_eq!(started_by(stack), crate::stack::started_by(stack));
-        }
+        assert!(long.starts_with(&started_by(&long)["lackey:".len()..]));
     }
 }

@@ -34,7 +34,7 @@ use super::backend::{
     channel_stream, Backend, LogSink, RunEnd, RunEvent, RunHandle, RunOutcome, RunRow,
 };
 use super::{HostEnd, RunSpec};
-use crate::aws::{error_code, Aws, AwsResultExt};
+use crate::aws::{Aws, AwsResultExt};
 use crate::error::Fail;
 use crate::output::Reporter;
 use crate::ownership;
@@ -385,7 +385,7 @@ impl<A: Borrow<Aws> + Send + Sync> Ecs<A> {
             .send()
             .await
             .map_err(|e| {
-                if error_code(&e) == Some("ClientException") {
+                if crate::aws::is_invalid_for_state(&e) {
                     anyhow::Error::new(
                         Fail::new(format!("task definition `{}` not found", cloud.task_family))
                             .with_hint(
@@ -1210,7 +1210,7 @@ pub async fn tail_logs(
                 }
             }
             // The stream does not exist until the task writes its first line.
-            Err(e) if error_code(&e) == Some("ResourceNotFoundException") => {
+            Err(e) if crate::aws::is_not_found(&e) => {
                 if draining {
                     return;
                 }
