@@ -34,6 +34,9 @@ pub fn run_flags(args: &RunArgs) -> Vec<(&'static Key, String)> {
 }
 
 pub async fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<u8> {
+    if args.tasks.is_some() {
+        return super::fleet::run(ctx, args).await;
+    }
     let settings = ctx.settings(&run_flags(&args))?;
     if args.cloud {
         return super::run_cloud::run(ctx, args, settings).await;
@@ -43,7 +46,8 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<u8> {
 
 async fn run_local(ctx: &Ctx, args: &RunArgs, settings: &Settings) -> anyhow::Result<u8> {
     let mut spec =
-        RunSpec::from_settings(settings, &args.task, false)?.with_pass_env(settings, &ctx.env);
+        RunSpec::from_settings(settings, args.task.as_deref().unwrap_or_default(), false)?
+            .with_pass_env(settings, &ctx.env);
     spec.follow = args.follow;
     let limits = Limits {
         cpus: settings.number(&keys::LOCAL_CPUS)?,

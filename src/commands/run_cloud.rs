@@ -23,7 +23,8 @@ pub async fn cloud_settings(ctx: &Ctx, settings: &mut Settings) -> anyhow::Resul
 }
 
 pub async fn run(ctx: &Ctx, args: RunArgs, mut settings: Settings) -> anyhow::Result<u8> {
-    let mut spec = RunSpec::from_settings(&settings, &args.task, true)?;
+    let mut spec =
+        RunSpec::from_settings(&settings, args.task.as_deref().unwrap_or_default(), true)?;
     spec.follow = args.follow;
     // A GitHub repository needs the App's settings; they are checked before anything
     // is created in AWS.

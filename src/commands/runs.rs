@@ -78,6 +78,9 @@ pub fn local_rows(root: &Path) -> Vec<RunRow> {
 }
 
 pub async fn run(ctx: &Ctx, args: RunsArgs) -> anyhow::Result<u8> {
+    if let Some(fleet) = &args.fleet {
+        return super::fleet::runs(ctx, fleet, args.watch).await;
+    }
     let settings = ctx.settings(&[])?;
     let root = std::path::PathBuf::from(settings.require(&keys::LOCAL_ARTIFACTS_DIR)?);
     let mut rows = local_rows(&root);

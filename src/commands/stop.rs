@@ -8,16 +8,20 @@ use crate::error::Fail;
 use crate::output::{Reporter, Tone};
 
 pub async fn run(ctx: &Ctx, args: StopArgs) -> anyhow::Result<u8> {
-    super::logs::check_run_id(&args.run_id)?;
+    if let Some(fleet) = &args.fleet {
+        return super::fleet::stop(ctx, fleet).await;
+    }
+    let run_id = args.run_id.clone().unwrap_or_default();
+    super::logs::check_run_id(&run_id)?;
     let settings = ctx.settings(&[])?;
     let docker = crate::runner::docker::connect().await;
     match &docker {
         Ok(docker) => {
-            if crate::runner::docker::stop_run(docker, &args.run_id).await? {
+            if crate::runner::docker::stop_run(docker, &run_id).await? {
                 ctx.printer.status(
                     "Stopped",
                     Tone::Good,
-                    &format!("local run {} (its artifacts are kept)", args.run_id),
+                    &format!("local run {} (its artifacts are kept)", run_id),
                 );
                 return Ok(0);
             }
@@ -27,20 +31,20 @@ pub async fn run(ctx: &Ctx, args: StopArgs) -> anyhow::Result<u8> {
             // can only be stopped through Docker: say that Docker is the problem.
             let dir = settings
                 .get(&keys::LOCAL_ARTIFACTS_DIR)
-                .map(|root| std::path::Path::new(root).join(&args.run_id));
+                .map(|root| std::path::Path::new(root).join(&run_id));
             let local = dir
                 .as_ref()
                 .is_some_and(|d| d.is_dir() && !d.join(".ecs-task").exists());
             if local {
-                return Err(docker_down(&args.run_id, e));
+                return Err(docker_down(&run_id, e));
             }
         }
     }
-    match super::run_cloud::stop(ctx, &settings, &args.run_id).await {
+    match super::run_cloud::stop(ctx, &settings, &run_id).await {
         Err(cloud) => match &docker {
             Err(e) => {
-                tracing::debug!("cloud lookup of {}: {cloud:#}", args.run_id);
-                Err(docker_down(&args.run_id, e))
+                tracing::debug!("cloud lookup of {}: {cloud:#}", run_id);
+                Err(docker_down(&run_id, e))
             }
             Ok(_) => Err(cloud),
         },
