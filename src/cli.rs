@@ -226,37 +226,6 @@ pub struct RunArgs {
     #[arg(required_unless_present = "tasks", conflicts_with = "tasks")]
     pub task: Option<String>,
 
-    /// A fleet: one run per line of FILE (`-`: stdin), plain text or JSON Lines
-    /// {"task", "repo", "blueprint", "model", "timeout"}
-    #[arg(long, value_name = "FILE")]
-    pub tasks: Option<String>,
-
-    /// Run each task of --tasks N times; a task succeeds when any attempt does
-    #[arg(long, value_name = "N", requires = "tasks", value_parser = clap::value_parser!(u32).range(1..=100))]
-    pub attempts: Option<u32>,
-
-    /// Runs of --tasks in flight at once [default: 10 on Fargate, else what this machine
-    /// can take] [env: LACKEY_MAX_PARALLEL]
-    #[arg(long, value_name = "N", requires = "tasks")]
-    pub max_parallel: Option<String>,
-
-    /// Launch no more runs of --tasks once finished runs have used N tokens
-    #[arg(long, value_name = "N", requires = "tasks", value_parser = clap::value_parser!(u64).range(1..))]
-    pub max_tokens: Option<u64>,
-
-    /// Launch no more runs of --tasks once finished runs have cost USD dollars
-    #[arg(long, value_name = "USD", requires = "tasks")]
-    pub max_cost_usd: Option<f64>,
-
-    /// Resume local fleet FLEET from the same --tasks file: run only what did not finish
-    #[arg(
-        long,
-        value_name = "FLEET",
-        requires = "tasks",
-        conflicts_with = "cloud"
-    )]
-    pub resume: Option<String>,
-
     /// Run on ECS Fargate instead of local Docker
     #[arg(long)]
     pub cloud: bool,
@@ -292,6 +261,37 @@ pub struct RunArgs {
     /// Model for the agents [env: LACKEY_MODEL]
     #[arg(long, value_name = "MODEL")]
     pub model: Option<String>,
+
+    /// A fleet: one run per line of FILE (`-`: stdin), plain text or JSON Lines
+    /// {"task", "repo", "blueprint", "model", "timeout"}
+    #[arg(long, value_name = "FILE")]
+    pub tasks: Option<String>,
+
+    /// Run each task of --tasks N times; a task succeeds when any attempt does
+    #[arg(long, value_name = "N", requires = "tasks", value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub attempts: Option<u32>,
+
+    /// Runs of --tasks in flight at once [default: 10 on Fargate, else what this machine
+    /// can take] [env: LACKEY_MAX_PARALLEL]
+    #[arg(long, value_name = "N", requires = "tasks")]
+    pub max_parallel: Option<String>,
+
+    /// Launch no more runs of --tasks once finished runs have used N tokens
+    #[arg(long, value_name = "N", requires = "tasks", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_tokens: Option<u64>,
+
+    /// Launch no more runs of --tasks once finished runs have cost USD dollars
+    #[arg(long, value_name = "USD", requires = "tasks")]
+    pub max_cost_usd: Option<f64>,
+
+    /// Resume local fleet FLEET from the same --tasks file: run only what did not finish
+    #[arg(
+        long,
+        value_name = "FLEET",
+        requires = "tasks",
+        conflicts_with = "cloud"
+    )]
+    pub resume: Option<String>,
 }
 
 #[derive(Debug, Args)]

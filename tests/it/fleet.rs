@@ -473,6 +473,7 @@ fn mixed_outcomes_exit_1_with_the_right_counts() {
         vec![
             // 1: success.
             scope(),
+            fake_llm::tool_use("view", json!({"path": "hello.sh"})),
             fake_llm::tool_use(
                 "str_replace",
                 json!({"path": "hello.sh", "old_str": "echo \"hello\"", "new_str": "echo \"hello, world\""}),
@@ -508,6 +509,15 @@ fn mixed_outcomes_exit_1_with_the_right_counts() {
     ]);
     assert_eq!(out.code, 1, "stderr:\n{}", out.stderr);
     let v = out.json();
+    let logs: Vec<String> = v["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let dir = PathBuf::from(r["artifacts_dir"].as_str().unwrap());
+            std::fs::read_to_string(dir.join("minion.log")).unwrap_or_default()
+        })
+        .collect();
     let s = &v["summary"];
     assert_eq!(
         (
@@ -517,7 +527,9 @@ fn mixed_outcomes_exit_1_with_the_right_counts() {
             s["error"].clone()
         ),
         (json!(1), json!(1), json!(1), json!(0)),
-        "{v}"
+        "{v}\n{}\nstderr:\n{}",
+        logs.join("\n----\n"),
+        out.stderr
     );
     assert_eq!(s["tasks_succeeded"], 1);
     let outcomes: Vec<&str> = v["runs"]
