@@ -122,7 +122,7 @@ fn thirty_cloud_runs_never_exceed_max_parallel_and_all_finish() {
         v["summary"],
         json!({"success": 30, "test_failure": 0, "scope_disagreement": 0, "error": 0,
                "not_run": 0, "runs": 30, "tasks": 30, "tasks_succeeded": 30,
-               "tokens": 0, "cost_usd": null})
+               "tokens": 0, "cost_usd": 0.0})
     );
     let runs = v["runs"].as_array().unwrap();
     assert_eq!(runs.len(), 30);
