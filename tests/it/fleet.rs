@@ -227,7 +227,7 @@ fn wait_for(seen: &Arc<Mutex<String>>, what: &str, n: usize) {
     let start = Instant::now();
     while seen.lock().unwrap().matches(what).count() < n {
         assert!(
-            start.elapsed() < Duration::from_secs(180),
+            start.elapsed() < Duration::from_secs(900),
             "never saw {n} × `{what}`:\n{}",
             seen.lock().unwrap()
         );
