@@ -10,7 +10,11 @@
 //! * [`output`]: the printer (stdout results, stderr status), progress, JSON.
 //! * [`aws`]: one `SdkConfig`, the clients, SDK error rendering.
 //! * [`stack`]: the reconciler behind `plan`, `up` and `down`.
-//! * [`runner`]: the host side of a run: Docker backend, image builds, artifacts, fetch-back.
+//! * [`runner`]: the host side of a run: the `Backend` trait and its Docker and ECS
+//!   implementations, the run directory, the host-side summary, fetch-back.
+//! * [`run_contract`]: the environment the host gives the minion, typed, both ways.
+//! * [`ownership`]: the tags and `startedBy` that mark what lackey owns in AWS.
+//! * [`image`]: building the minion image; [`rundir`]: no-follow access to run directories.
 //! * [`minion`]: the run inside the container: blueprint, agents, tools, git, artifacts.
 //! * [`cloud`]: the cloud building blocks (S3 artifacts, ECR, secrets).
 //! * [`github`]: GitHub App tokens, repositories and pull requests.
@@ -30,9 +34,13 @@ pub mod doctor;
 pub mod error;
 pub mod fleet;
 pub mod github;
+pub mod image;
 pub mod minion;
 pub mod output;
+pub mod ownership;
 pub mod report;
+pub mod run_contract;
+pub mod rundir;
 pub mod runner;
 pub mod stack;
 pub mod summary;

@@ -5,7 +5,7 @@
 //! # async fn demo(docker: &bollard::Docker, aws: &lackey::aws::Aws) -> anyhow::Result<()> {
 //! use lackey::cloud::ecr::ensure_image_in_ecr;
 //! use lackey::output::Silent;
-//! use lackey::runner::image::CpuArch;
+//! use lackey::image::CpuArch;
 //! let image = ensure_image_in_ecr(
 //!     docker,
 //!     aws,
@@ -37,8 +37,8 @@ use futures::StreamExt;
 
 use crate::aws::{Aws, AwsResultExt};
 use crate::error::Fail;
+use crate::image::{check_platform, CpuArch};
 use crate::output::{Progress, Reporter, Tone};
-use crate::runner::image::{check_platform, CpuArch};
 
 #[derive(Debug, Clone)]
 pub struct EcrImage {
@@ -224,9 +224,7 @@ pub async fn ensure_image_in_ecr(
             ),
         )
         .await
-        .map_err(|e| {
-            crate::runner::image::docker_error(e, &format!("tag `{local_image}` as `{uri}`"))
-        })?;
+        .map_err(|e| crate::image::docker_error(e, &format!("tag `{local_image}` as `{uri}`")))?;
     let mut stream = docker.push_image(
         &format!("{registry}/{repository}"),
         Some(PushImageOptionsBuilder::default().tag("latest").build()),
@@ -243,7 +241,7 @@ pub async fn ensure_image_in_ecr(
                     .with_hint("check that the ECR repository exists (`lackey up`) and that the credentials may push to it")
                     .into())
             }
-            Err(e) => return Err(crate::runner::image::docker_error(e, &format!("push `{uri}`"))),
+            Err(e) => return Err(crate::image::docker_error(e, &format!("push `{uri}`"))),
         };
         if let Some(detail) = info.error_detail.as_ref().and_then(|d| d.message.clone()) {
             return Err(Fail::new(format!("pushing `{uri}` failed: {detail}"))

@@ -29,7 +29,7 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use futures::stream::{self, StreamExt, TryStreamExt};
 
 use crate::aws::AwsResultExt;
-use crate::runner::rundir::RunDir;
+use crate::rundir::RunDir;
 
 const CONCURRENCY: usize = 8;
 pub const MULTIPART_THRESHOLD: u64 = 8 * 1024 * 1024;
@@ -376,7 +376,7 @@ pub fn artifact_name<'k>(prefix: &str, key: &'k str) -> Result<(&'k str, u64), &
     if rel.contains('/') || rel == "." || rel == ".." {
         return Err("not a plain file name");
     }
-    let cap = crate::runner::rundir::accepted(rel).ok_or("not an artifact of a run")?;
+    let cap = crate::rundir::accepted(rel).ok_or("not an artifact of a run")?;
     Ok((rel, cap))
 }
 
@@ -456,7 +456,7 @@ mod tests {
 
     #[test]
     fn download_keys_name_only_known_artifacts() {
-        use crate::runner::rundir::{MAX_ARTIFACT_BYTES, MAX_BUNDLE_BYTES, MAX_SUMMARY_BYTES};
+        use crate::rundir::{MAX_ARTIFACT_BYTES, MAX_BUNDLE_BYTES, MAX_SUMMARY_BYTES};
         let id = "20261124-143015-7f3a";
         assert_eq!(
             artifact_name(id, &format!("{id}/minion.log")),

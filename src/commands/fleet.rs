@@ -30,11 +30,7 @@ use crate::runner::RunSpec;
 const CLOUD_MAX_PARALLEL: usize = 10;
 
 fn limits(settings: &Settings) -> anyhow::Result<Limits> {
-    Ok(Limits {
-        cpus: settings.number(&keys::LOCAL_CPUS)?,
-        memory_mb: settings.number(&keys::LOCAL_MEMORY_MB)?,
-        pids: settings.number(&keys::LOCAL_PIDS_LIMIT)?,
-    })
+    Limits::from_settings(settings)
 }
 
 fn artifacts_root(settings: &Settings) -> anyhow::Result<PathBuf> {
@@ -223,7 +219,7 @@ async fn drive(
     let driven = match m.place {
         Where::Cloud => {
             let mut settings = settings;
-            let aws = super::run_cloud::cloud_settings(ctx, &mut settings).await?;
+            let aws = super::cloud_aws(ctx, &mut settings).await?;
             let github_repo = specs.values().find_map(|s| s.github_repo.clone());
             if github_repo.is_some() {
                 settings.require(&keys::GITHUB_APP_ID)?;
@@ -260,7 +256,7 @@ async fn drive(
         Where::Local => {
             let limits = limits(&settings)?;
             let store: Arc<dyn Store> = Arc::new(FileStore::new(root));
-            let backend = Arc::new(LocalFleet::new(limits, spec_fn(specs)));
+            let backend = Arc::new(LocalFleet::new(limits, spec_fn(specs)).await?);
             ctx.printer.info(&format!(
                 "Fleet {fleet_id}: manifest at {}; `lackey run --tasks FILE --resume {fleet_id}` runs what did not finish",
                 crate::fleet::aggregate::local_fleet_dir(root, &fleet_id)
@@ -370,7 +366,7 @@ async fn find_manifest(
             .with_hint("a local fleet's manifest is under [local] artifacts_dir/fleets/; for a cloud fleet set AWS_REGION (or [aws] region)")
             .into());
     }
-    let aws = super::run_cloud::cloud_settings(ctx, &mut settings).await?;
+    let aws = super::cloud_aws(ctx, &mut settings).await?;
     let store = S3Store {
         s3: aws.s3(),
         bucket: settings.require(&keys::BUCKET_NAME)?.to_string(),
@@ -484,7 +480,7 @@ pub async fn stop(ctx: &Ctx, id: &str) -> anyhow::Result<u8> {
             // Every task of the fleet ECS knows, found by its tag (the manifest may not
             // hold a handle for a run whose launch was under way).
             let cluster = settings.require(&keys::ECS_CLUSTER)?.to_string();
-            let started_by = crate::stack::started_by(settings.require(&keys::STACK_NAME)?);
+            let started_by = crate::ownership::started_by(settings.require(&keys::STACK_NAME)?);
             let ecs = aws.ecs();
             let tasks = crate::fleet::ecs::fleet_tasks(&ecs, &cluster, &started_by, id).await?;
             let reason = format!("lackey stop --fleet {id}");

@@ -3,15 +3,15 @@
 use std::path::PathBuf;
 
 use super::Ctx;
-use crate::cli::{ImageBuildArgs, ImageCommand};
+use crate::cli::{ImageBuildArgs, ImageCommand, ImagePushArgs};
 use crate::config::keys;
+use crate::image::{self, CpuArch, ImageSource};
 use crate::output::Reporter;
-use crate::runner::image::{self, CpuArch, ImageSource};
 
 pub async fn run(ctx: &Ctx, cmd: ImageCommand) -> anyhow::Result<u8> {
     match cmd {
         ImageCommand::Build(args) => build(ctx, args).await,
-        ImageCommand::Push(args) => super::run_cloud::push(ctx, args).await,
+        ImageCommand::Push(args) => push(ctx, args).await,
     }
 }
 
@@ -71,6 +71,46 @@ async fn build(ctx: &Ctx, args: ImageBuildArgs) -> anyhow::Result<u8> {
     } else {
         ctx.printer
             .result(format!("{tag} {}", image::short_id(&id)));
+    }
+    Ok(0)
+}
+
+/// `lackey image push`: the same `ensure_image_in_ecr` cloud runs use.
+pub async fn push(ctx: &Ctx, args: ImagePushArgs) -> anyhow::Result<u8> {
+    let mut flags = Vec::new();
+    if let Some(i) = &args.image {
+        flags.push((&keys::IMAGE_LOCAL, i.clone()));
+    }
+    let mut settings = ctx.settings(&flags)?;
+    let aws = ctx.aws(&settings).await?;
+    aws.discover_account(&mut settings).await?;
+    let image = settings.require(&keys::IMAGE_LOCAL)?.to_string();
+    let registry = settings.require(&keys::ECR_REGISTRY)?.to_string();
+    let repository = settings.require(&keys::ECR_REPOSITORY)?.to_string();
+    // The image must run on the task definition `lackey up` registered (or will).
+    let configured =
+        CpuArch::parse(settings.require(&keys::ECS_CPU_ARCHITECTURE)?).unwrap_or(CpuArch::HOST);
+    let arch = crate::cloud::ecr::task_architecture(
+        &aws,
+        settings.require(&keys::ECS_TASK_FAMILY)?,
+        configured,
+    )
+    .await;
+    let docker = crate::runner::docker::connect().await?;
+    let pushed = crate::cloud::ecr::ensure_image_in_ecr(
+        &docker,
+        &aws,
+        &image,
+        &registry,
+        &repository,
+        arch,
+        &ctx.printer,
+    )
+    .await?;
+    if ctx.printer.json_mode() {
+        ctx.printer.json(&serde_json::json!({"image": pushed.uri, "digest": pushed.digest, "pushed": pushed.pushed}));
+    } else {
+        ctx.printer.result(&pushed.uri);
     }
     Ok(0)
 }

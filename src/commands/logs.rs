@@ -1,11 +1,13 @@
-//! `lackey logs RUN_ID [--follow]`: a run's log, from its artifacts, its container, or
-//! CloudWatch.
+//! `lackey logs RUN_ID [--follow]`: a run's log, from its running container, its
+//! artifacts, or the cloud (its CloudWatch stream, or the minion.log it uploaded).
 
 use super::Ctx;
 use crate::cli::LogsArgs;
 use crate::config::keys;
 use crate::error::Fail;
 use crate::output::Reporter;
+use crate::runner::docker::Docker;
+use crate::runner::Backend;
 
 pub fn check_run_id(id: &str) -> anyhow::Result<()> {
     if crate::summary::is_run_id(id) {
@@ -24,41 +26,40 @@ pub async fn run(ctx: &Ctx, args: LogsArgs) -> anyhow::Result<u8> {
     let settings = ctx.settings(&[])?;
     let dir =
         std::path::PathBuf::from(settings.require(&keys::LOCAL_ARTIFACTS_DIR)?).join(&args.run_id);
+    let sink = |l: &str| ctx.printer.raw(l);
     if args.follow {
-        if let Ok(docker) = crate::runner::docker::connect().await {
-            let live = crate::runner::docker::list_runs(&docker).await?;
-            if let Some(run) = live.iter().find(|r| r.run_id == args.run_id) {
-                crate::runner::docker::follow_logs(&docker, &run.name, |l| ctx.printer.raw(l))
-                    .await;
+        if let Ok(docker) = Docker::lookup().await {
+            if docker.logs(&args.run_id, true, &sink, &ctx.cancel).await? {
                 return Ok(0);
             }
         }
     }
-    // The run directory was the container's to write: read `minion.log` no-follow, a
-    // regular file only, size-capped, so a planted link never prints a host file.
-    if let Ok(run_dir) = crate::runner::rundir::RunDir::open(&dir) {
-        match run_dir.entry("minion.log")? {
-            crate::runner::rundir::Entry::Missing => {}
-            _ => {
-                let cap = crate::runner::rundir::MAX_ARTIFACT_BYTES;
-                let (bytes, more) = run_dir.read_capped("minion.log", cap).map_err(|e| {
-                    Fail::new(format!(
-                        "cannot read `{}/minion.log`: {e}",
-                        dir.display()
-                    ))
-                    .with_hint("the run directory holds something other than the minion's log; inspect it by hand")
-                })?;
-                for line in String::from_utf8_lossy(&bytes).lines() {
-                    ctx.printer.raw(line);
-                }
-                if more {
-                    ctx.printer.warn(&format!(
-                        "minion.log is longer than {cap} bytes; the rest was not printed"
-                    ));
-                }
-                return Ok(0);
-            }
+    if let Some((text, more)) = crate::runner::read_log(&dir)? {
+        for line in text.lines() {
+            ctx.printer.raw(line);
         }
+        if more {
+            ctx.printer.warn(&format!(
+                "minion.log is longer than {} bytes; the rest was not printed",
+                crate::rundir::MAX_ARTIFACT_BYTES
+            ));
+        }
+        return Ok(0);
     }
-    super::run_cloud::logs(ctx, &settings, &args).await
+    let found = match super::ecs_lookup(ctx, &settings).await? {
+        Some(ecs) => {
+            ecs.logs(&args.run_id, args.follow, &sink, &ctx.cancel)
+                .await?
+        }
+        None => false,
+    };
+    if found {
+        Ok(0)
+    } else {
+        Err(
+            Fail::new(format!("no run `{}` here or in the cloud", args.run_id))
+                .with_hint("`lackey runs` lists the runs")
+                .into(),
+        )
+    }
 }

@@ -7,6 +7,8 @@ use crate::minion::{self, MinionInput};
 
 pub async fn run(_ctx: &Ctx, args: MinionArgs) -> anyhow::Result<u8> {
     let mut input = MinionInput::from_env(|k| std::env::var(k).ok())?;
+    input.model = minion::llm::model_id(&input.model)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", crate::run_contract::var::MODEL))?;
     if let Some(dir) = args.workdir {
         input.work_dir = dir;
     }

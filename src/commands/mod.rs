@@ -1,5 +1,7 @@
-//! One file per command: each turns its arguments into [`Settings`] and calls the
-//! library. Nothing here talks to AWS, Docker or the LLM directly.
+//! One file per command: each turns its arguments into [`Settings`], builds the typed
+//! specs and backends it needs from them, calls the library and prints what comes back.
+//! Nothing here talks to AWS, Docker or the LLM directly: runs go through
+//! [`crate::runner::Backend`].
 //!
 //! [`main`] owns the process: it loads `.env` and `lackey.toml`, builds the runtime,
 //! turns Ctrl-C and SIGTERM into a cancellation that long commands observe (so they can
@@ -15,7 +17,6 @@ mod logs;
 mod minion;
 mod report;
 mod run;
-mod run_cloud;
 mod runs;
 mod stack_cmd;
 mod stop;
@@ -66,6 +67,45 @@ impl Ctx {
     pub async fn aws(&self, settings: &Settings) -> anyhow::Result<Aws> {
         Aws::connect(settings).await
     }
+}
+
+/// AWS for a command that works on the stack's runs, with the account, subnets and
+/// security group discovered when not given. A value found nowhere is an error naming
+/// its variable. (The region may also come from the AWS profile; with none anywhere,
+/// connecting fails naming AWS_REGION.)
+pub async fn cloud_aws(ctx: &Ctx, settings: &mut Settings) -> anyhow::Result<Aws> {
+    let aws = ctx.aws(settings).await?;
+    crate::stack::discover(&aws, settings).await?;
+    Ok(aws)
+}
+
+/// The ECS backend to find a run launched earlier (`logs`, `stop`); None when AWS is
+/// not configured at all (no region).
+pub async fn ecs_lookup(
+    ctx: &Ctx,
+    settings: &Settings,
+) -> anyhow::Result<Option<crate::runner::ecs::Ecs>> {
+    let mut settings = settings.clone();
+    if settings.get(&keys::AWS_REGION).is_none() {
+        return Ok(None);
+    }
+    let aws = cloud_aws(ctx, &mut settings).await?;
+    let target = crate::runner::ecs::EcsTarget::from_settings(&settings)?;
+    Ok(Some(crate::runner::ecs::Ecs::lookup(aws, target)))
+}
+
+/// The ECS backend to read the bucket's runs (`runs`, `report`): None when the bucket
+/// or the region is not configured (nothing is discovered).
+pub async fn ecs_listing(
+    ctx: &Ctx,
+    settings: &Settings,
+) -> anyhow::Result<Option<crate::runner::ecs::Ecs>> {
+    if settings.get(&keys::BUCKET_NAME).is_none() || settings.get(&keys::AWS_REGION).is_none() {
+        return Ok(None);
+    }
+    let aws = ctx.aws(settings).await?;
+    let target = crate::runner::ecs::EcsTarget::from_settings(settings)?;
+    Ok(Some(crate::runner::ecs::Ecs::lookup(aws, target)))
 }
 
 /// Where the config file is, and whether the user named it (then it must exist).

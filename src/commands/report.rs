@@ -49,7 +49,13 @@ pub async fn run(ctx: &Ctx, args: ReportArgs) -> anyhow::Result<u8> {
         let fetched = if running {
             false
         } else {
-            super::run_cloud::download_run(ctx, &settings, &args.run_id, &dir).await?
+            match super::ecs_listing(ctx, &settings).await? {
+                Some(ecs) => {
+                    ecs.fetch_artifacts(&args.run_id, &dir, &ctx.printer)
+                        .await?
+                }
+                None => false,
+            }
         };
         if !fetched {
             return Err(if running {

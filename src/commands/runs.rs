@@ -1,81 +1,13 @@
-//! `lackey runs`: past and running runs, newest first.
-
-use std::path::Path;
-
-use serde::Serialize;
+//! `lackey runs`: past and running runs, newest first: the run directories here, the
+//! local containers, and the runs in the artifact bucket.
 
 use super::Ctx;
 use crate::cli::RunsArgs;
 use crate::config::keys;
 use crate::error::Fail;
-use crate::runner::rundir::{Entry, RunDir};
-use crate::summary::{is_run_id, Runtime};
-
-#[derive(Serialize, Clone)]
-pub struct RunRow {
-    pub run_id: String,
-    pub backend: String,
-    pub outcome: String,
-    pub duration_s: Option<f64>,
-    pub branch: Option<String>,
-    pub location: String,
-    /// USD; null when unknown (no summary yet, or a model without a price).
-    pub cost_usd: Option<f64>,
-    /// Prompt tokens (uncached, cache write, cache read) plus output tokens.
-    pub tokens: Option<u64>,
-}
-
-impl RunRow {
-    /// The cost and token columns of a finished run's summary.
-    pub fn usage_of(s: Option<&crate::summary::RunSummary>) -> (Option<f64>, Option<u64>) {
-        match s {
-            Some(s) => (
-                s.usage.cost_usd,
-                Some(s.usage.prompt_tokens() + s.usage.output_tokens),
-            ),
-            None => (None, None),
-        }
-    }
-}
-
-/// Runs with an artifact directory under `root`. A cloud run writes `.ecs-task` into
-/// its directory at launch, so one still going (or whose CLI died) shows as cloud.
-pub fn local_rows(root: &Path) -> Vec<RunRow> {
-    let Ok(entries) = std::fs::read_dir(root) else {
-        return vec![];
-    };
-    entries
-        .flatten()
-        .filter_map(|e| {
-            let id = e.file_name().to_string_lossy().to_string();
-            if !is_run_id(&id) {
-                return None;
-            }
-            // A run's directory may have been the container's to write: no-follow,
-            // regular files only, size-capped (runner::rundir).
-            let dir = RunDir::open(&e.path()).ok()?;
-            let s = crate::runner::read_summary(&dir).ok();
-            let cloud = dir.entry(".ecs-task").ok() == Some(Entry::File);
-            let (cost_usd, tokens) = RunRow::usage_of(s.as_ref());
-            Some(RunRow {
-                cost_usd,
-                tokens,
-                backend: match (s.as_ref().map(|s| s.runtime), cloud) {
-                    (Some(Runtime::Cloud), _) | (None, true) => "cloud".into(),
-                    _ => "local".into(),
-                },
-                outcome: s
-                    .as_ref()
-                    .map(|s| s.outcome.to_string())
-                    .unwrap_or_else(|| "running".into()),
-                duration_s: s.as_ref().map(|s| s.duration_s),
-                branch: s.as_ref().map(|s| s.branch.clone()),
-                location: format!("{}/", e.path().display()),
-                run_id: id,
-            })
-        })
-        .collect()
-}
+use crate::output::Reporter;
+use crate::runner::docker::Docker;
+use crate::runner::{Backend, RunRow};
 
 pub async fn run(ctx: &Ctx, args: RunsArgs) -> anyhow::Result<u8> {
     if let Some(fleet) = &args.fleet {
@@ -83,43 +15,56 @@ pub async fn run(ctx: &Ctx, args: RunsArgs) -> anyhow::Result<u8> {
     }
     let settings = ctx.settings(&[])?;
     let root = std::path::PathBuf::from(settings.require(&keys::LOCAL_ARTIFACTS_DIR)?);
-    let mut rows = local_rows(&root);
-    // A local run whose container is gone without a summary did not finish. Without
-    // Docker that cannot be told: the list is shown, then the error.
-    let docker = crate::runner::docker::connect().await;
-    let docker_error = match docker {
-        Ok(docker) => {
-            let live = crate::runner::docker::list_runs(&docker)
-                .await
-                .unwrap_or_default();
-            for r in rows
-                .iter_mut()
-                .filter(|r| r.outcome == "running" && r.backend == "local")
-            {
-                if !live.iter().any(|l| l.run_id == r.run_id) {
-                    r.outcome = "unknown".into();
-                }
-            }
-            None
+    let mut rows = crate::runner::local_rows(&root);
+    // Without Docker the list is shown, then the error.
+    let docker_error = mark_gone_containers(&mut rows).await.err();
+    merge_cloud_rows(ctx, &settings, &mut rows, args.limit).await;
+    print_rows(ctx, rows, &root, args.limit);
+    match docker_error {
+        None => Ok(0),
+        Some(e) => Err(Fail::new(format!("cannot check local runs: {e}"))
+            .with_hint("the list may miss local runs, and one shown as running may have ended: start Docker (or point DOCKER_HOST at a running daemon) and run `lackey runs` again")
+            .into()),
+    }
+}
+
+/// A local run whose container is gone without a summary did not finish: `unknown`.
+/// Without Docker that cannot be told.
+async fn mark_gone_containers(rows: &mut [RunRow]) -> anyhow::Result<()> {
+    let docker = Docker::lookup().await?;
+    let live = docker.list(usize::MAX, &[]).await.unwrap_or_default();
+    for r in rows
+        .iter_mut()
+        .filter(|r| r.outcome == "running" && r.backend == "local")
+    {
+        if !live.iter().any(|l| l.run_id == r.run_id) {
+            r.outcome = "unknown".into();
         }
-        Err(e) => Some(e),
-    };
-    let result = |code: u8| -> anyhow::Result<u8> {
-        match &docker_error {
-            None => Ok(code),
-            Some(e) => Err(Fail::new(format!("cannot check local runs: {e}"))
-                .with_hint("the list may miss local runs, and one shown as running may have ended: start Docker (or point DOCKER_HOST at a running daemon) and run `lackey runs` again")
-                .into()),
-        }
-    };
-    // The bucket knows every cloud run: those of other machines, and the outcome of ones
-    // this machine launched but did not see finish.
+    }
+    Ok(())
+}
+
+/// The bucket knows every cloud run: those of other machines, and the outcome of ones
+/// this machine launched but did not see finish. AWS that cannot be reached lists none.
+async fn merge_cloud_rows(
+    ctx: &Ctx,
+    settings: &crate::config::Settings,
+    rows: &mut Vec<RunRow>,
+    limit: usize,
+) {
     let finished: Vec<String> = rows
         .iter()
         .filter(|r| r.outcome != "running")
         .map(|r| r.run_id.clone())
         .collect();
-    for s3row in super::run_cloud::s3_rows(ctx, &settings, &finished, args.limit).await {
+    let cloud_rows = match super::ecs_listing(ctx, settings).await.ok().flatten() {
+        Some(ecs) => ecs.list(limit, &finished).await.unwrap_or_else(|e| {
+            ctx.printer.warn(&format!("cloud runs not listed: {e:#}"));
+            vec![]
+        }),
+        None => vec![],
+    };
+    for s3row in cloud_rows {
         match rows.iter_mut().find(|r| r.run_id == s3row.run_id) {
             Some(local) => {
                 local.outcome = s3row.outcome;
@@ -131,8 +76,12 @@ pub async fn run(ctx: &Ctx, args: RunsArgs) -> anyhow::Result<u8> {
             None => rows.push(s3row),
         }
     }
+}
+
+/// The table (or `--json`), newest first, with the total cost.
+fn print_rows(ctx: &Ctx, mut rows: Vec<RunRow>, root: &std::path::Path, limit: usize) {
     rows.sort_by(|a, b| b.run_id.cmp(&a.run_id));
-    rows.truncate(args.limit);
+    rows.truncate(limit);
     let priced: Vec<f64> = rows.iter().filter_map(|r| r.cost_usd).collect();
     // A fold from +0.0: an empty f64 sum is -0.0, which would print as `$-0.0000`.
     let total_cost = crate::cost::round_usd(priced.iter().fold(0.0, |a, b| a + b));
@@ -142,12 +91,12 @@ pub async fn run(ctx: &Ctx, args: RunsArgs) -> anyhow::Result<u8> {
             "runs": rows,
             "total": {"cost_usd": total_cost, "tokens": total_tokens, "runs_priced": priced.len()},
         }));
-        return result(0);
+        return;
     }
     if rows.is_empty() {
         ctx.printer
             .result(format!("no runs yet (artifacts go to {}/)", root.display()));
-        return result(0);
+        return;
     }
     ctx.printer.result(format!(
         "{:<22} {:<7} {:<19} {:>9} {:>9} {:>7}  BRANCH",
@@ -184,5 +133,4 @@ pub async fn run(ctx: &Ctx, args: RunsArgs) -> anyhow::Result<u8> {
             String::new()
         }
     ));
-    result(0)
 }

@@ -6,6 +6,8 @@ use crate::cli::StopArgs;
 use crate::config::keys;
 use crate::error::Fail;
 use crate::output::{Reporter, Tone};
+use crate::runner::docker::Docker;
+use crate::runner::Backend;
 
 pub async fn run(ctx: &Ctx, args: StopArgs) -> anyhow::Result<u8> {
     if let Some(fleet) = &args.fleet {
@@ -14,15 +16,11 @@ pub async fn run(ctx: &Ctx, args: StopArgs) -> anyhow::Result<u8> {
     let run_id = args.run_id.clone().unwrap_or_default();
     super::logs::check_run_id(&run_id)?;
     let settings = ctx.settings(&[])?;
-    let docker = crate::runner::docker::connect().await;
+    let docker = Docker::lookup().await;
     match &docker {
         Ok(docker) => {
-            if crate::runner::docker::stop_run(docker, &run_id).await? {
-                ctx.printer.status(
-                    "Stopped",
-                    Tone::Good,
-                    &format!("local run {} (its artifacts are kept)", run_id),
-                );
+            if let Some(what) = docker.stop(&run_id).await? {
+                ctx.printer.status("Stopped", Tone::Good, &what);
                 return Ok(0);
             }
         }
@@ -40,7 +38,7 @@ pub async fn run(ctx: &Ctx, args: StopArgs) -> anyhow::Result<u8> {
             }
         }
     }
-    match super::run_cloud::stop(ctx, &settings, &run_id).await {
+    match stop_in_cloud(ctx, &settings, &run_id).await {
         Err(cloud) => match &docker {
             Err(e) => {
                 tracing::debug!("cloud lookup of {}: {cloud:#}", run_id);
@@ -49,6 +47,27 @@ pub async fn run(ctx: &Ctx, args: StopArgs) -> anyhow::Result<u8> {
             Ok(_) => Err(cloud),
         },
         ok => ok,
+    }
+}
+
+/// StopTask (the minion uploads its artifacts on SIGTERM).
+async fn stop_in_cloud(
+    ctx: &Ctx,
+    settings: &crate::config::Settings,
+    run_id: &str,
+) -> anyhow::Result<u8> {
+    let stopped = match super::ecs_lookup(ctx, settings).await? {
+        Some(ecs) => ecs.stop(run_id).await?,
+        None => None,
+    };
+    match stopped {
+        Some(what) => {
+            ctx.printer.status("Stopped", Tone::Good, &what);
+            Ok(0)
+        }
+        None => Err(Fail::new(format!("no running run `{run_id}`"))
+            .with_hint("`lackey runs` lists the runs")
+            .into()),
     }
 }
 

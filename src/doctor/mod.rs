@@ -181,7 +181,7 @@ async fn check_image(docker: Option<&bollard::Docker>, image: &str) -> (Check, O
             let id = i.id.clone().unwrap_or_default();
             let size = i.size.unwrap_or(0).max(0) as u64;
             (
-                pass("local", "image", format!("{image} ({}, {})", crate::runner::image::short_id(&id), crate::output::human_bytes(size))),
+                pass("local", "image", format!("{image} ({}, {})", crate::image::short_id(&id), crate::output::human_bytes(size))),
                 Some(id),
             )
         }
@@ -361,7 +361,7 @@ async fn check_ecr(
             "ecr-image",
             format!(
                 "{registry}/{repo}:latest is the local image ({})",
-                crate::runner::image::short_id(local_id)
+                crate::image::short_id(local_id)
             ),
         ),
         Ok(Some((config, _))) => fail(
@@ -369,8 +369,8 @@ async fn check_ecr(
             "ecr-image",
             format!(
                 "{registry}/{repo}:latest is another image ({}) than the local one ({})",
-                crate::runner::image::short_id(&config),
-                crate::runner::image::short_id(local_id)
+                crate::image::short_id(&config),
+                crate::image::short_id(local_id)
             ),
             "run `lackey image push` (cloud runs push it themselves)",
         ),
@@ -1100,7 +1100,24 @@ async fn e2e(
             crate::runner::RunSpec::from_settings(&s, "lackey doctor end-to-end check", true)?;
         spec.timeout = Duration::from_secs(spec.timeout.as_secs().min(900));
         let cloud = crate::runner::ecs::CloudSpec::from_settings(&s, None)?;
-        let result = crate::runner::ecs::run_cloud(&mut spec, &cloud, aws, printer, cancel).await?;
+        let backend = crate::runner::ecs::Ecs::new(aws, cloud.clone());
+        let result = crate::runner::run_one(&backend, &mut spec, printer, cancel).await?;
+        if let Some(e) = &result.fetch_error {
+            printer.error(e);
+        }
+        {
+            use crate::output::Reporter;
+            let tone = if result.summary.outcome == crate::summary::Outcome::Success {
+                crate::output::Tone::Good
+            } else {
+                crate::output::Tone::Bad
+            };
+            printer.status(
+                "Finished",
+                tone,
+                &format!("run {}: {}", spec.run_id, result.summary.outcome),
+            );
+        }
         let summary = crate::cloud::s3::get_text(
             &aws.s3(),
             &cloud.bucket,

@@ -30,6 +30,8 @@ use super::{FleetRun, FleetTask};
 use crate::aws::{error_code, is_transient, render_sdk_error, Aws, AwsResultExt};
 use crate::error::Fail;
 use crate::output::Reporter;
+use crate::ownership;
+use crate::run_contract::{var, GithubAuth, RepoSource, Secret, TaskSource};
 use crate::runner::ecs::{CloudSpec, TaskState, OVERRIDES_LIMIT};
 use crate::runner::{HostEnd, RunSpec};
 use crate::summary::{RunSummary, Runtime};
@@ -38,6 +40,9 @@ use crate::summary::{RunSummary, Runtime};
 /// account and region; a fleet keeps under it so other callers still get a share.
 pub const RUN_TASK_PER_S: f64 = 15.0;
 pub const RUN_TASK_BURST: f64 = 20.0;
+
+/// The fleet a task belongs to (its run is tagged with [`ownership::TAG_RUN_ID`]).
+pub const TAG_FLEET: &str = "lackey:fleet";
 
 /// Builds each run's [`RunSpec`] (the command layer resolves it from settings).
 pub type SpecFn = Box<dyn Fn(&FleetRun, &FleetTask) -> anyhow::Result<RunSpec> + Send + Sync>;
@@ -58,10 +63,11 @@ pub struct EcsFleet {
     network: NetworkConfiguration,
     /// GitHub repository → its default branch, proven once.
     github_base: HashMap<String, String>,
-    /// The task definition injects GitHub App key (the minion mints its own token).
-    github_key_injected: bool,
-    /// Secret values that must go as overrides (a hand-made task definition).
-    secret_env: Vec<(String, String)>,
+    /// An installation token, when the task definition does not inject the App key
+    /// (a hand-made task definition: it goes as an override, with a warning).
+    github_token: Option<String>,
+    /// The Anthropic key, when the task definition does not inject it (likewise).
+    api_key: Option<String>,
     /// Local repository → (bundle URL in S3, its branch).
     bundles: HashMap<PathBuf, (String, Option<String>)>,
     specs: SpecFn,
@@ -127,10 +133,9 @@ impl EcsFleet {
             .and_then(|t| t.container_definitions().first())
             .map(|c| c.secrets().iter().map(|s| s.name().to_string()).collect())
             .unwrap_or_default();
-        let github_key_injected = injected
-            .iter()
-            .any(|n| n == "LACKEY_GITHUB_APP_PRIVATE_KEY");
-        let mut secret_env = Vec::new();
+        let github_key_injected = injected.iter().any(|n| n == var::GITHUB_APP_PRIVATE_KEY);
+        let mut github_token = None;
+        let mut api_key = None;
         // GitHub: each distinct repository proven once (and its default branch read).
         let mut github_base = HashMap::new();
         let gh_repos: std::collections::BTreeSet<String> = sample
@@ -151,7 +156,7 @@ impl EcsFleet {
                 github_base.insert(repo.clone(), branch);
                 if !github_key_injected {
                     // A hand-made task definition: the token goes as an override.
-                    secret_env.push(("GITHUB_TOKEN".to_string(), token.token.clone()));
+                    github_token = Some(token.token.clone());
                 }
             }
             if !github_key_injected {
@@ -166,7 +171,7 @@ impl EcsFleet {
         let stubs = sample.iter().all(|s| s.stubs);
         if stubs {
             reporter.info("Anthropic API key: not needed (--stubs)");
-        } else if injected.iter().any(|n| n == "ANTHROPIC_API_KEY") {
+        } else if injected.iter().any(|n| n == var::ANTHROPIC_API_KEY) {
             reporter.info(&format!(
                 "Anthropic API key: injected by ECS from Secrets Manager ({})",
                 cloud.anthropic_secret
@@ -174,7 +179,7 @@ impl EcsFleet {
         } else {
             let key = crate::cloud::secrets::get_secret_value(aws, &cloud.anthropic_secret).await?;
             reporter.warn("the task definition does not inject the Anthropic key: it goes as an environment override, visible to ecs:DescribeTasks (`lackey up` wires it as an ECS secret)");
-            secret_env.push(("ANTHROPIC_API_KEY".into(), key));
+            api_key = Some(key);
         }
         // Local repositories: one bundle each, shared by the fleet's runs.
         let mut bundles = HashMap::new();
@@ -216,8 +221,8 @@ impl EcsFleet {
             fleet_id: fleet_id.to_string(),
             network,
             github_base,
-            github_key_injected,
-            secret_env,
+            github_token,
+            api_key,
             bundles,
             specs,
             states: Mutex::new(HashMap::new()),
@@ -226,75 +231,60 @@ impl EcsFleet {
         })
     }
 
-    /// The minion's environment for one run.
+    /// The minion's environment for one run: the run contract's `MinionInput`, filled
+    /// in as a single cloud run fills it, from what the fleet prepared once.
     async fn environment(
         &self,
         spec: &RunSpec,
         deadline_unix: f64,
     ) -> anyhow::Result<Vec<(String, String)>> {
-        let mut env = spec.minion_env(Runtime::Cloud, deadline_unix);
-        let mut base_ref = None;
+        let deadline = std::time::UNIX_EPOCH + Duration::from_secs_f64(deadline_unix.max(0.0));
+        let mut input = spec.minion_input(Runtime::Cloud, deadline);
         let can_push = match (&spec.github_repo, &self.cloud.github) {
             (Some(repo), Some(gh)) => {
-                env.extend([
-                    (
-                        "LACKEY_REPO_URL".to_string(),
-                        format!("{}/{repo}.git", gh.git_url.trim_end_matches('/')),
-                    ),
-                    ("LACKEY_GITHUB_REPO".into(), repo.clone()),
-                    ("LACKEY_GITHUB_API_URL".into(), gh.api_url.clone()),
-                    ("LACKEY_GITHUB_GIT_URL".into(), gh.git_url.clone()),
-                ]);
-                if self.github_key_injected {
-                    env.extend([
-                        ("LACKEY_GITHUB_APP_ID".to_string(), gh.app_id.clone()),
-                        (
-                            "LACKEY_GITHUB_INSTALLATION_ID".into(),
-                            gh.installation_id.clone(),
-                        ),
-                    ]);
-                }
-                base_ref = self.github_base.get(repo).cloned();
+                input.repo =
+                    RepoSource::Url(format!("{}/{repo}.git", gh.git_url.trim_end_matches('/')));
+                input.github_repo = Some(repo.clone());
+                input.github_api_url = gh.api_url.clone();
+                input.github_git_url = gh.git_url.clone();
+                input.github = Some(match &self.github_token {
+                    None => GithubAuth::App {
+                        app_id: gh.app_id.clone(),
+                        installation_id: gh.installation_id.clone(),
+                        private_key: None,
+                    },
+                    Some(token) => GithubAuth::Token(Secret::Value(token.clone())),
+                });
+                input.base_ref = self.github_base.get(repo).cloned();
                 true
             }
             _ => {
                 if let Some((url, branch)) = spec.repo.as_ref().and_then(|r| self.bundles.get(r)) {
-                    env.push(("LACKEY_REPO_BUNDLE_S3".into(), url.clone()));
-                    base_ref = branch.clone();
+                    input.repo = RepoSource::BundleS3(url.clone());
+                    input.base_ref = branch.clone();
                 }
                 false
             }
         };
-        if let Some(b) = base_ref {
-            env.push(("LACKEY_BASE_REF".into(), b));
+        if let Some(key) = &self.api_key {
+            input.api_key = Some(Secret::Value(key.clone()));
         }
-        env.extend([
-            (
-                "LACKEY_CAN_PUSH".to_string(),
-                if can_push { "1" } else { "0" }.to_string(),
-            ),
-            (
-                "LACKEY_ARTIFACT_BUCKET".to_string(),
-                self.cloud.bucket.clone(),
-            ),
-            ("LACKEY_S3_PREFIX".into(), spec.run_id.clone()),
-            ("AWS_REGION".into(), self.cloud.region.clone()),
-        ]);
-        if spec.base_url != "https://api.anthropic.com" {
-            env.push(("ANTHROPIC_BASE_URL".into(), spec.base_url.clone()));
-        }
-        env.extend(self.secret_env.iter().cloned());
+        // What `env.GITHUB_TOKEN` means in a blueprint: this run can push.
+        input.can_push = Some(can_push);
+        input.bucket = Some(self.cloud.bucket.clone());
+        input.s3_prefix = Some(spec.run_id.clone());
+        input.aws_region = Some(self.cloud.region.clone());
         let size = |env: &[(String, String)]| -> usize {
             serde_json::to_string(&serde_json::json!({"containerOverrides": [{"name": "minion", "environment": env.iter().map(|(k, v)| serde_json::json!({"name": k, "value": v})).collect::<Vec<_>>()}]})).map(|s| s.len()).unwrap_or(0)
         };
+        let mut env = input.to_env();
         if size(&env) > OVERRIDES_LIMIT - 512 {
-            let key = format!("inputs/{}/task.txt", spec.run_id);
-            crate::cloud::s3::put_text(&self.s3, &self.cloud.bucket, &key, &spec.task).await?;
-            env.retain(|(k, _)| k != "LACKEY_TASK");
-            env.push((
-                "LACKEY_TASK_S3".into(),
-                format!("s3://{}/{key}", self.cloud.bucket),
-            ));
+            if let TaskSource::Inline(task) = &input.task {
+                let key = format!("inputs/{}/task.txt", spec.run_id);
+                crate::cloud::s3::put_text(&self.s3, &self.cloud.bucket, &key, task).await?;
+                input.task = TaskSource::S3(format!("s3://{}/{key}", self.cloud.bucket));
+                env = input.to_env();
+            }
         }
         if size(&env) > OVERRIDES_LIMIT {
             return Err(anyhow::anyhow!(
@@ -354,18 +344,18 @@ impl FleetBackend for EcsFleet {
             .build();
         let tags = vec![
             Tag::builder()
-                .key("lackey:stack")
+                .key(ownership::TAG_STACK)
                 .value(&self.cloud.stack)
                 .build(),
             Tag::builder()
-                .key("lackey:run-id")
+                .key(ownership::TAG_RUN_ID)
                 .value(&run.run_id)
                 .build(),
+            Tag::builder().key(TAG_FLEET).value(&self.fleet_id).build(),
             Tag::builder()
-                .key("lackey:fleet")
-                .value(&self.fleet_id)
+                .key(ownership::TAG_MANAGED_BY)
+                .value("lackey")
                 .build(),
-            Tag::builder().key("managed-by").value("lackey").build(),
         ];
         self.calls
             .run_task
@@ -586,10 +576,10 @@ pub async fn fleet_tasks(
                     .and_then(|x| x.value())
                     .map(str::to_string)
             };
-            if tag("lackey:fleet").as_deref() != Some(fleet_id) {
+            if tag(TAG_FLEET).as_deref() != Some(fleet_id) {
                 continue;
             }
-            if let (Some(id), Some(arn)) = (tag("lackey:run-id"), t.task_arn()) {
+            if let (Some(id), Some(arn)) = (tag(ownership::TAG_RUN_ID), t.task_arn()) {
                 found.insert(
                     id,
                     (

@@ -1,5 +1,5 @@
 //! A fleet in local Docker: each run is the same hardened container a single
-//! `lackey run` starts (`runner::docker::run_local`), several at once.
+//! `lackey run` starts (the `Docker` backend through `runner::run_one`), several at once.
 //!
 //! Local runs live and die with this process (their containers are removed when it
 //! ends them); a run the process did not finish is run again by `--resume`.
@@ -12,8 +12,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::engine::{FleetBackend, LaunchError, Pacing, Polled};
 use super::{FleetRun, FleetTask};
-use crate::output::{OutputOptions, Printer};
-use crate::runner::docker::Limits;
+use crate::output::Silent;
+use crate::runner::docker::{Docker, Limits};
 use crate::runner::{HostEnd, RunSpec};
 use crate::summary::{RunSummary, Runtime};
 
@@ -50,25 +50,19 @@ struct Running {
 }
 
 pub struct LocalFleet {
-    limits: Limits,
+    docker: std::sync::Arc<Docker>,
     specs: SpecFn,
     runs: std::sync::Arc<Mutex<HashMap<String, Running>>>,
-    /// The printer for the runs themselves: quiet, so the fleet's view is the output.
-    quiet: Printer,
 }
 
 impl LocalFleet {
-    pub fn new(limits: Limits, specs: SpecFn) -> LocalFleet {
-        LocalFleet {
-            limits,
+    /// One Docker backend (one engine connection) for every run of the fleet.
+    pub async fn new(limits: Limits, specs: SpecFn) -> anyhow::Result<LocalFleet> {
+        Ok(LocalFleet {
+            docker: std::sync::Arc::new(Docker::connect(limits).await?),
             specs,
             runs: Default::default(),
-            quiet: Printer::new(OutputOptions {
-                quiet: true,
-                no_progress: true,
-                ..OutputOptions::default()
-            }),
-        }
+        })
     }
 }
 
@@ -100,12 +94,14 @@ impl FleetBackend for LocalFleet {
             },
         );
         let runs = self.runs.clone();
-        let limits = self.limits.clone();
-        let printer = self.quiet.clone();
+        let docker = self.docker.clone();
         tokio::spawn(async move {
-            let r = crate::runner::docker::run_local(&mut spec, &limits, &printer, &cancel)
+            // The same path as one `lackey run`: launch, watch, collect (the branch
+            // comes back into the repository). The fleet's view is the output: the
+            // run's own status lines are not printed.
+            let r = crate::runner::run_one(&*docker, &mut spec, &Silent, &cancel)
                 .await
-                .map(|r| r.summary)
+                .map(|o| o.summary)
                 .map_err(|e| format!("{e:#}"));
             if let Some(slot) = runs.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&id) {
                 slot.result = Some(r);

@@ -1108,23 +1108,7 @@ pub fn summary_line(task: &str) -> String {
     }
 }
 
-/// Whether a variable's name says it holds a secret (such a variable is never passed
-/// through to a run).
-pub fn secret_looking(name: &str) -> bool {
-    let upper = name.to_ascii_uppercase();
-    let anywhere = [
-        "KEY",
-        "TOKEN",
-        "SECRET",
-        "PASSWORD",
-        "PASSWD",
-        "CREDENTIAL",
-        "PRIVATE",
-        "COOKIE",
-    ];
-    let words = ["AUTH", "PASS", "PWD", "SESSION", "CERT"];
-    anywhere.iter().any(|w| upper.contains(w)) || upper.split('_').any(|part| words.contains(&part))
-}
+pub use crate::run_contract::secret_looking;
 
 /// Check a list of variable names to pass through to runs (`[run] env`,
 /// `LACKEY_PASS_ENV`): comma-separated names, none of them secret-looking.

@@ -27,7 +27,7 @@ pub const ANTHROPIC_VERSION: &str = "2023-06-01";
 /// The model the agents use unless told otherwise: Sonnet is the one that finishes
 /// multi-step edits reliably; Haiku (the original lackey's default) is cheaper and can
 /// be chosen with `LACKEY_MODEL=anthropic:claude-haiku-4-5`.
-pub const DEFAULT_MODEL: &str = "claude-sonnet-4-5";
+pub const DEFAULT_MODEL: &str = crate::run_contract::default::MODEL;
 
 /// The Messages API's model id from `claude-…` or the original's `anthropic:claude-…`.
 pub fn model_id(model: &str) -> Result<String, String> {

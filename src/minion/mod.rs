@@ -2,36 +2,11 @@
 //! cloud runs. It also runs straight on a host against temporary directories, which is
 //! how its tests run without Docker.
 //!
-//! # Input contract (environment variables; this list is the only place it is defined)
+//! # Input contract
 //!
-//! | variable | meaning |
-//! |---|---|
-//! | `LACKEY_RUN_ID` | the run id (required) |
-//! | `LACKEY_TASK` / `LACKEY_TASK_FILE` / `LACKEY_TASK_S3` | the task: inline, in a file, or at `s3://bucket/key` when too long for the environment |
-//! | `LACKEY_REPO_PATH` | a repository to clone, read-only (default `/repo`, the bind mount) |
-//! | `LACKEY_REPO_URL` | or a git URL to clone (with the GitHub token below) |
-//! | `LACKEY_REPO_BUNDLE_S3` | or a git bundle at `s3://bucket/key` |
-//! | `LACKEY_BASE_REF` | branch or commit to start from (default: the clone's HEAD) |
-//! | `LACKEY_WORK_DIR` | where the clone goes (default `/work`) |
-//! | `LACKEY_OUTPUT_DIR` | where artifacts go (default `/output`) |
-//! | `LACKEY_DEADLINE` | Unix time (seconds) at which the run will be killed |
-//! | `LACKEY_TIMEOUT` | the run's timeout in seconds (for the "timed out after N s" text) |
-//! | `LACKEY_BRANCH` | the branch to create (default `minion/<run id>`) |
-//! | `LACKEY_MODEL`, `LACKEY_BLUEPRINT`, `LACKEY_LINT`, `LACKEY_TEST` | agent model (`claude-…` or `anthropic:claude-…`), blueprint name or path, check commands |
-//! | `LACKEY_PASS_ENV` | comma-separated names of variables passed through for the blueprint's `env.NAME` (each set beside it; secret-looking names are ignored) |
-//! | `LACKEY_CAN_PUSH` | `1`/`0`: whether this run can push (what `env.GITHUB_TOKEN` means in a `when`); without it, whether the minion holds GitHub credentials |
-//! | `LACKEY_PRICES` | price overrides for the run's cost (JSON, as the `run.prices` setting) |
-//! | `LACKEY_STUBS` | `1`: stub agents, no LLM call |
-//! | `LACKEY_RUNTIME` | `local` or `cloud` (for the summary) |
-//! | `ANTHROPIC_API_KEY` / `ANTHROPIC_API_KEY_FILE` | the API key, or a file holding it (local runs mount a read-only secret file) |
-//! | `ANTHROPIC_BASE_URL` | the API base (default `https://api.anthropic.com`) |
-//! | `GITHUB_TOKEN` | a GitHub token for clone, push and PR, or instead: |
-//! | `LACKEY_GITHUB_APP_ID`, `LACKEY_GITHUB_INSTALLATION_ID`, `LACKEY_GITHUB_APP_PRIVATE_KEY` (or `…_FILE`) | App credentials: the minion mints its own token, narrowed to the repo |
-//! | `LACKEY_GITHUB_REPO`, `LACKEY_GITHUB_API_URL`, `LACKEY_GITHUB_GIT_URL` | the repository and GitHub's URLs |
-//! | `LACKEY_PR`, `LACKEY_PR_DRAFT` | open a (draft) pull request after the push |
-//! | `LACKEY_ARTIFACT_BUCKET`, `LACKEY_S3_PREFIX` | upload the artifacts to `s3://bucket/prefix/` on every exit path |
-//! | `LACKEY_COMMIT_NAME`, `LACKEY_COMMIT_EMAIL` | commit identity |
-//! | `AWS_REGION`, `AWS_ENDPOINT_URL` | for the S3 transfers above (credentials: the SDK's own chain, the task role on ECS) |
+//! The environment the host gives the minion is [`crate::run_contract`]: one typed
+//! [`MinionInput`], written by the host with `to_env` and read here with `from_env`.
+//! The table of variables is `docs/run-contract.md`.
 //!
 //! # What must stay true
 //! * Every exit path writes `run_summary.json` and the rest of the artifact set; a run
@@ -64,217 +39,7 @@ use self::llm::{Llm, LlmConfig, LlmError};
 use self::tools::{Terminal, Workspace, WriteScope};
 use crate::summary::{Outcome, RunSummary, Runtime, StepRecord, Usage};
 
-/// GitHub credentials the minion may have.
-#[derive(Clone)]
-pub enum GithubAuth {
-    Token(String),
-    App {
-        app_id: String,
-        installation_id: String,
-        private_key: String,
-    },
-}
-
-/// Where to clone from.
-#[derive(Clone, Debug)]
-pub enum RepoSource {
-    Path(PathBuf),
-    Url(String),
-    BundleS3(String),
-}
-
-/// Where the task text is.
-#[derive(Clone, Debug)]
-pub enum TaskSource {
-    Inline(String),
-    File(PathBuf),
-    S3(String),
-}
-
-/// Everything a run needs, read once from the environment.
-#[derive(Clone)]
-pub struct MinionInput {
-    pub run_id: String,
-    pub task: TaskSource,
-    pub repo: RepoSource,
-    pub base_ref: Option<String>,
-    pub work_dir: PathBuf,
-    pub output_dir: PathBuf,
-    pub deadline: Option<SystemTime>,
-    pub timeout_secs: Option<u64>,
-    pub branch: String,
-    pub model: String,
-    pub prices: Option<String>,
-    pub blueprint: Option<String>,
-    pub lint: Option<String>,
-    pub test: Option<String>,
-    pub stubs: bool,
-    pub runtime: Runtime,
-    pub api_key: Option<String>,
-    pub base_url: String,
-    pub github: Option<GithubAuth>,
-    pub github_repo: Option<String>,
-    pub github_api_url: String,
-    pub github_git_url: String,
-    pub pr: bool,
-    pub pr_draft: bool,
-    pub bucket: Option<String>,
-    pub s3_prefix: Option<String>,
-    pub commit_name: String,
-    pub commit_email: String,
-    pub aws_region: Option<String>,
-    pub aws_endpoint_url: Option<String>,
-    /// Variables passed through for the blueprint (`env.NAME`, `{env.NAME}`, commands).
-    pub pass_env: BTreeMap<String, String>,
-    /// Whether this run can push, when the host said so.
-    pub can_push: Option<bool>,
-}
-
-fn truthy(v: Option<String>) -> bool {
-    v.as_deref()
-        .and_then(crate::config::validate::parse_bool)
-        .unwrap_or(false)
-}
-
-impl MinionInput {
-    /// Read the input contract through `get` (the process environment in production).
-    pub fn from_env(get: impl Fn(&str) -> Option<String>) -> anyhow::Result<MinionInput> {
-        let get = |k: &str| get(k).filter(|v| !v.trim().is_empty());
-        let required = |k: &str| {
-            get(k).ok_or_else(|| anyhow::anyhow!("the minion needs {k} in its environment"))
-        };
-        let run_id = required("LACKEY_RUN_ID")?;
-        let task = if let Some(t) = get("LACKEY_TASK") {
-            TaskSource::Inline(t)
-        } else if let Some(f) = get("LACKEY_TASK_FILE") {
-            TaskSource::File(PathBuf::from(f))
-        } else if let Some(s) = get("LACKEY_TASK_S3") {
-            TaskSource::S3(s)
-        } else {
-            anyhow::bail!("the minion needs LACKEY_TASK, LACKEY_TASK_FILE or LACKEY_TASK_S3 in its environment");
-        };
-        let repo = if let Some(u) = get("LACKEY_REPO_URL") {
-            RepoSource::Url(u)
-        } else if let Some(b) = get("LACKEY_REPO_BUNDLE_S3") {
-            RepoSource::BundleS3(b)
-        } else {
-            RepoSource::Path(PathBuf::from(
-                get("LACKEY_REPO_PATH").unwrap_or_else(|| "/repo".into()),
-            ))
-        };
-        let deadline = get("LACKEY_DEADLINE")
-            .map(|d| {
-                d.parse::<f64>()
-                    .ok()
-                    .and_then(|s| Duration::try_from_secs_f64(s).ok())
-                    .and_then(|s| UNIX_EPOCH.checked_add(s))
-                    .ok_or_else(|| {
-                        anyhow::anyhow!("LACKEY_DEADLINE must be a Unix time in seconds")
-                    })
-            })
-            .transpose()?;
-        let api_key = match get("ANTHROPIC_API_KEY") {
-            Some(k) => Some(k),
-            None => get("ANTHROPIC_API_KEY_FILE")
-                .map(|f| {
-                    std::fs::read_to_string(&f)
-                        .map(|s| s.trim().to_string())
-                        .map_err(|e| {
-                            anyhow::anyhow!("cannot read ANTHROPIC_API_KEY_FILE `{f}`: {e}")
-                        })
-                })
-                .transpose()?,
-        };
-        let github = if let Some(t) = get("GITHUB_TOKEN") {
-            Some(GithubAuth::Token(t))
-        } else if let (Some(app_id), Some(installation_id)) = (
-            get("LACKEY_GITHUB_APP_ID"),
-            get("LACKEY_GITHUB_INSTALLATION_ID"),
-        ) {
-            let key = match get("LACKEY_GITHUB_APP_PRIVATE_KEY") {
-                Some(k) => Some(k),
-                None => get("LACKEY_GITHUB_APP_PRIVATE_KEY_FILE")
-                    .map(|f| {
-                        std::fs::read_to_string(&f)
-                            .map_err(|e| anyhow::anyhow!("cannot read `{f}`: {e}"))
-                    })
-                    .transpose()?,
-            };
-            key.map(|private_key| GithubAuth::App {
-                app_id,
-                installation_id,
-                private_key,
-            })
-        } else {
-            None
-        };
-        let pass_env: BTreeMap<String, String> = get("LACKEY_PASS_ENV")
-            .unwrap_or_default()
-            .split(',')
-            .map(str::trim)
-            .filter(|n| !n.is_empty() && !blueprint::secret_looking(n))
-            .filter_map(|n| get(n).map(|v| (n.to_string(), v)))
-            .collect();
-        let model = get("LACKEY_MODEL").unwrap_or_else(|| llm::DEFAULT_MODEL.into());
-        let model = llm::model_id(&model).map_err(|e| anyhow::anyhow!("LACKEY_MODEL: {e}"))?;
-        Ok(MinionInput {
-            pass_env,
-            can_push: get("LACKEY_CAN_PUSH").and_then(|v| crate::config::validate::parse_bool(&v)),
-            branch: get("LACKEY_BRANCH").unwrap_or_else(|| format!("minion/{run_id}")),
-            run_id,
-            task,
-            repo,
-            base_ref: get("LACKEY_BASE_REF"),
-            work_dir: PathBuf::from(get("LACKEY_WORK_DIR").unwrap_or_else(|| "/work".into())),
-            output_dir: PathBuf::from(get("LACKEY_OUTPUT_DIR").unwrap_or_else(|| "/output".into())),
-            deadline,
-            timeout_secs: get("LACKEY_TIMEOUT").and_then(|t| t.parse().ok()),
-            model,
-            prices: get("LACKEY_PRICES"),
-            blueprint: get("LACKEY_BLUEPRINT"),
-            lint: get("LACKEY_LINT"),
-            test: get("LACKEY_TEST"),
-            stubs: truthy(get("LACKEY_STUBS")),
-            runtime: match get("LACKEY_RUNTIME").as_deref() {
-                Some("cloud") => Runtime::Cloud,
-                _ => Runtime::Local,
-            },
-            api_key,
-            base_url: get("ANTHROPIC_BASE_URL")
-                .unwrap_or_else(|| "https://api.anthropic.com".into()),
-            github,
-            github_repo: get("LACKEY_GITHUB_REPO"),
-            github_api_url: get("LACKEY_GITHUB_API_URL")
-                .unwrap_or_else(|| "https://api.github.com".into()),
-            github_git_url: get("LACKEY_GITHUB_GIT_URL")
-                .unwrap_or_else(|| "https://github.com".into()),
-            pr: truthy(get("LACKEY_PR")),
-            pr_draft: truthy(get("LACKEY_PR_DRAFT")),
-            bucket: get("LACKEY_ARTIFACT_BUCKET"),
-            s3_prefix: get("LACKEY_S3_PREFIX"),
-            commit_name: get("LACKEY_COMMIT_NAME").unwrap_or_else(|| "lackey minion".into()),
-            commit_email: get("LACKEY_COMMIT_EMAIL")
-                .unwrap_or_else(|| "minion@lackey.invalid".into()),
-            aws_region: get("AWS_REGION").or_else(|| get("AWS_DEFAULT_REGION")),
-            aws_endpoint_url: get("AWS_ENDPOINT_URL"),
-        })
-    }
-
-    fn secrets(&self) -> Vec<String> {
-        let mut s: Vec<String> = self.api_key.iter().cloned().collect();
-        match &self.github {
-            Some(GithubAuth::Token(t)) => s.push(t.clone()),
-            Some(GithubAuth::App { private_key, .. }) => s.extend(
-                private_key
-                    .lines()
-                    .filter(|l| l.len() >= 16 && !l.starts_with("-----"))
-                    .map(str::to_string),
-            ),
-            None => {}
-        }
-        s
-    }
-}
+pub use crate::run_contract::{GithubAuth, MinionInput, RepoSource, Secret, TaskSource};
 
 /// Why the run's body stopped early.
 #[derive(Debug)]
@@ -613,12 +378,18 @@ impl Run {
                 ),
         );
         if !self.input.stubs {
-            let api_key = self.input.api_key.clone().ok_or_else(|| {
-                Stop::End(
-                    Outcome::Error,
-                    "no Anthropic API key: set ANTHROPIC_API_KEY (or run with --stubs)".into(),
-                )
-            })?;
+            let api_key = self
+                .input
+                .api_key
+                .as_ref()
+                .and_then(Secret::value)
+                .map(str::to_string)
+                .ok_or_else(|| {
+                    Stop::End(
+                        Outcome::Error,
+                        "no Anthropic API key: set ANTHROPIC_API_KEY (or run with --stubs)".into(),
+                    )
+                })?;
             self.llm = Some(Llm::new(
                 LlmConfig {
                     base_url: self.input.base_url.clone(),
@@ -656,12 +427,16 @@ impl Run {
     async fn github_token(&self) -> anyhow::Result<Option<String>> {
         match &self.input.github {
             None => Ok(None),
-            Some(GithubAuth::Token(t)) => Ok(Some(t.clone())),
+            Some(GithubAuth::Token(t)) => Ok(t.value().map(str::to_string)),
+            Some(GithubAuth::App {
+                private_key: None, ..
+            }) => Ok(None),
             Some(GithubAuth::App {
                 app_id,
                 installation_id,
-                private_key,
+                private_key: Some(private_key),
             }) => {
+                let private_key = private_key.value().unwrap_or_default();
                 let repo = self
                     .input
                     .github_repo

@@ -14,31 +14,43 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
     RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
 };
-use bollard::Docker;
+use bollard::Docker as Engine;
+use futures::stream::BoxStream;
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
+use super::backend::{
+    channel_stream, Backend, LogSink, RunEnd, RunEvent, RunHandle, RunOutcome, RunRow,
+};
 use super::forward::{loopback_target, Forwarder};
 use super::image::{docker_error, image_exists};
 use super::{HostEnd, RunSpec};
 use crate::error::Fail;
-use crate::output::{Printer, Reporter, Tone};
-use crate::summary::{RunSummary, Runtime};
+use crate::output::{Reporter, Tone};
+use crate::run_contract::{RepoSource, Secret};
+use crate::summary::Runtime;
 
 pub const LABEL_RUN_ID: &str = "lackey.run-id";
 pub const LABEL_MANAGED: &str = "lackey.managed";
 pub const LABEL_ARTIFACTS: &str = "lackey.artifacts";
 
+/// Where the container sees the repository (read-only), its work tree (a tmpfs), the
+/// run directory and the API key file.
+const REPO_MOUNT: &str = "/repo";
+const WORK_MOUNT: &str = "/work";
+const OUTPUT_MOUNT: &str = "/output";
+const API_KEY_MOUNT: &str = "/run/secrets/anthropic_api_key";
+
 /// Connect to the Docker daemon (DOCKER_HOST or the local socket) and agree on an API
 /// version, so older engines work too.
-pub async fn connect() -> anyhow::Result<Docker> {
+pub async fn connect() -> anyhow::Result<Engine> {
     let where_ =
         std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
     let fail = |e: String| -> anyhow::Error {
@@ -46,7 +58,7 @@ pub async fn connect() -> anyhow::Result<Docker> {
             .with_hint("start Docker, or point DOCKER_HOST at a running daemon")
             .into()
     };
-    let docker = Docker::connect_with_defaults().map_err(|e| fail(e.to_string()))?;
+    let docker = Engine::connect_with_defaults().map_err(|e| fail(e.to_string()))?;
     let docker = tokio::time::timeout(Duration::from_secs(10), docker.negotiate_version())
         .await
         .map_err(|_| fail("no answer within 10 s".into()))?
@@ -62,12 +74,24 @@ pub fn container_name(run_id: &str) -> String {
     format!("lackey-{run_id}")
 }
 
-/// Container limits and identity for local runs.
+/// Container limits for local runs.
 #[derive(Clone, Debug)]
 pub struct Limits {
     pub cpus: f64,
     pub memory_mb: i64,
     pub pids: i64,
+}
+
+impl Limits {
+    /// The `[local]` limits, parsed once.
+    pub fn from_settings(settings: &crate::config::Settings) -> anyhow::Result<Limits> {
+        use crate::config::keys;
+        Ok(Limits {
+            cpus: settings.number(&keys::LOCAL_CPUS)?,
+            memory_mb: settings.number(&keys::LOCAL_MEMORY_MB)?,
+            pids: settings.number(&keys::LOCAL_PIDS_LIMIT)?,
+        })
+    }
 }
 
 /// The uid:gid the container runs as: the invoking user's, so artifacts are theirs;
@@ -145,7 +169,7 @@ pub fn remove_live_secrets() {
 
 /// Remove secret directories left by runs that were killed outright (their container
 /// is gone). Only this user's, only lackey's.
-async fn sweep_stale_secrets(docker: &Docker) {
+async fn sweep_stale_secrets(docker: &Engine) {
     let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
         return;
     };
@@ -220,7 +244,7 @@ impl Drop for SecretFile {
 }
 
 /// The gateway address of Docker's default bridge (where a forwarder can listen).
-async fn bridge_gateway(docker: &Docker) -> anyhow::Result<IpAddr> {
+async fn bridge_gateway(docker: &Engine) -> anyhow::Result<IpAddr> {
     let net = docker
         .inspect_network(
             "bridge",
@@ -251,7 +275,7 @@ fn first_host(subnet: &str) -> Option<IpAddr> {
 }
 
 /// Remove a run's container, whatever state it is in.
-pub async fn remove(docker: &Docker, name: &str) {
+pub async fn remove(docker: &Engine, name: &str) {
     let _ = docker
         .remove_container(
             name,
@@ -266,7 +290,7 @@ pub async fn remove(docker: &Docker, name: &str) {
 }
 
 /// The run's container output (stdout and stderr), for when the minion wrote no log.
-async fn container_output(docker: &Docker, name: &str) -> String {
+async fn container_output(docker: &Engine, name: &str) -> String {
     let mut out = String::new();
     let mut logs = docker.logs(
         name,
@@ -283,167 +307,205 @@ async fn container_output(docker: &Docker, name: &str) -> String {
     out
 }
 
-/// What a local run ended with.
-pub struct LocalResult {
-    pub summary: RunSummary,
-    pub interrupted: bool,
-    pub fetched: Option<bool>,
+/// The local Docker backend: one hardened container per run.
+pub struct Docker {
+    engine: Engine,
+    /// The container limits of the runs it launches (absent on a backend opened to
+    /// look runs up).
+    limits: Option<Limits>,
 }
 
-/// Run one minion in a local container, from image check to fetch-back.
-pub async fn run_local(
-    spec: &mut RunSpec,
-    limits: &Limits,
-    printer: &Printer,
-    cancel: &CancellationToken,
-) -> anyhow::Result<LocalResult> {
-    let repo = spec
-        .repo
-        .clone()
-        .ok_or_else(|| anyhow::anyhow!("a local run needs a local repository"))?;
-    let (uid, gid) = container_user();
-    check_readable_by(&repo, uid, gid)?;
-    let docker = connect().await?;
-    sweep_stale_secrets(&docker).await;
-    if !image_exists(&docker, &spec.image).await? {
-        return Err(Fail::new(format!("image `{}` not found in the local Docker", spec.image))
-            .with_hint("build it with `make build-base` (or `lackey image build`; `--offline` where nothing can be pulled), or pass --image")
-            .into());
+/// What the backend holds of a running container; dropping it removes the container,
+/// the secret file and the forwarder.
+struct LocalRun {
+    repo: PathBuf,
+    guard: ContainerGuard,
+    secret: Option<SecretFile>,
+    forwarder: Option<Forwarder>,
+    spinner: Option<Box<dyn crate::output::Progress>>,
+}
+
+impl Docker {
+    /// A backend on the local engine that launches runs with `limits`.
+    pub async fn connect(limits: Limits) -> anyhow::Result<Docker> {
+        Ok(Docker {
+            engine: connect().await?,
+            limits: Some(limits),
+        })
     }
-    if super::is_dirty(&repo) {
-        printer.warn("the repository has uncommitted changes; the run starts from the last commit");
+
+    /// A backend that finds, lists, tails and stops runs, but launches none.
+    pub async fn lookup() -> anyhow::Result<Docker> {
+        Ok(Docker {
+            engine: connect().await?,
+            limits: None,
+        })
     }
-    let dir = super::create_artifacts_dir(spec)?;
-    let dir_guard = super::RunDirGuard::new(&dir);
-    let spec: &RunSpec = spec;
-    let user = container_user();
-    if unsafe { libc::getuid() } == 0 {
-        std::os::unix::fs::chown(&dir, Some(user.0), Some(user.1))?;
-    }
-    let started = chrono::Utc::now();
-    let t0 = Instant::now();
-    let deadline = SystemTime::now() + spec.timeout;
-    let mut env = spec.minion_env(
-        Runtime::Local,
-        deadline.duration_since(UNIX_EPOCH)?.as_secs_f64(),
-    );
-    env.extend([
-        ("LACKEY_REPO_PATH".to_string(), "/repo".to_string()),
-        ("LACKEY_WORK_DIR".into(), "/work".into()),
-        ("LACKEY_OUTPUT_DIR".into(), "/output".into()),
-        ("HOME".into(), "/tmp".into()),
-    ]);
-    let mut binds = vec![
-        format!("{}:/repo:ro", repo.display()),
-        format!("{}:/output:rw", dir.display()),
-    ];
-    let secret = match (&spec.api_key, spec.stubs) {
-        (Some(key), _) => {
-            let f = SecretFile::create(&spec.run_id, "anthropic_api_key", key, user)?;
-            binds.push(format!(
-                "{}:/run/secrets/anthropic_api_key:ro",
-                f.path.display()
-            ));
-            env.push((
-                "ANTHROPIC_API_KEY_FILE".into(),
-                "/run/secrets/anthropic_api_key".into(),
-            ));
-            Some(f)
+
+    /// Launch phase 1: what must hold before anything is created: the repository is
+    /// readable by the container's user and the image is here.
+    async fn preflight(&self, spec: &RunSpec, reporter: &dyn Reporter) -> anyhow::Result<PathBuf> {
+        let repo = spec
+            .repo
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("a local run needs a local repository"))?;
+        let (uid, gid) = container_user();
+        check_readable_by(&repo, uid, gid)?;
+        sweep_stale_secrets(&self.engine).await;
+        if !image_exists(&self.engine, &spec.image).await? {
+            return Err(Fail::new(format!("image `{}` not found in the local Docker", spec.image))
+                .with_hint("build it with `make build-base` (or `lackey image build`; `--offline` where nothing can be pulled), or pass --image")
+                .into());
         }
-        (None, _) => None,
-    };
-    // A loopback ANTHROPIC_BASE_URL is reached through a forwarder on the bridge gateway.
-    let mut forwarder = None;
-    let base_url = match loopback_target(&spec.base_url) {
-        Some((url, target)) if !spec.stubs => {
-            let gw = bridge_gateway(&docker).await?;
+        if super::is_dirty(&repo) {
+            reporter.warn(
+                "the repository has uncommitted changes; the run starts from the last commit",
+            );
+        }
+        Ok(repo)
+    }
+
+    /// Launch phase 2: the container's mounts, secret file, forwarder and environment.
+    async fn prepare(
+        &self,
+        spec: &RunSpec,
+        repo: &Path,
+        dir: &Path,
+        deadline: SystemTime,
+    ) -> anyhow::Result<Prepared> {
+        let user = container_user();
+        let mut input = spec.minion_input(Runtime::Local, deadline);
+        input.repo = RepoSource::Path(REPO_MOUNT.into());
+        input.work_dir = WORK_MOUNT.into();
+        input.output_dir = OUTPUT_MOUNT.into();
+        let mut binds = vec![
+            format!("{}:{REPO_MOUNT}:ro", repo.display()),
+            format!("{}:{OUTPUT_MOUNT}:rw", dir.display()),
+        ];
+        let secret = match &spec.api_key {
+            Some(key) => {
+                let f = SecretFile::create(&spec.run_id, "anthropic_api_key", key, user)?;
+                binds.push(format!("{}:{API_KEY_MOUNT}:ro", f.path.display()));
+                input.api_key = Some(Secret::File(API_KEY_MOUNT.into()));
+                Some(f)
+            }
+            None => None,
+        };
+        // A loopback ANTHROPIC_BASE_URL is reached through a forwarder on the bridge
+        // gateway.
+        let mut forwarder = None;
+        if let Some((url, target)) = loopback_target(&spec.base_url).filter(|_| !spec.stubs) {
+            let gw = bridge_gateway(&self.engine).await?;
             let f = Forwarder::start(gw, target).await?;
-            let rewritten = f.rewrite(&url);
+            input.base_url = f.rewrite(&url);
             tracing::info!("forwarding {} -> {target} for the container", f.listen);
             forwarder = Some(f);
-            rewritten
         }
-        _ => spec.base_url.clone(),
-    };
-    env.push(("ANTHROPIC_BASE_URL".into(), base_url));
-    let name = container_name(&spec.run_id);
-    let labels: HashMap<String, String> = [
-        (LABEL_RUN_ID.to_string(), spec.run_id.clone()),
-        (LABEL_MANAGED.to_string(), "true".to_string()),
-        (LABEL_ARTIFACTS.to_string(), dir.display().to_string()),
-    ]
-    .into();
-    let tmpfs: HashMap<String, String> = [
-        (
-            "/work".to_string(),
-            format!(
-                "rw,exec,nosuid,size=8g,uid={},gid={},mode=0755",
-                user.0, user.1
-            ),
-        ),
-        (
-            "/tmp".to_string(),
-            "rw,exec,nosuid,size=2g,mode=1777".to_string(),
-        ),
-    ]
-    .into();
-    let body = ContainerCreateBody {
-        image: Some(spec.image.clone()),
-        env: Some(env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
-        labels: Some(labels),
-        user: Some(format!("{}:{}", user.0, user.1)),
-        working_dir: Some("/work".into()),
-        host_config: Some(HostConfig {
-            binds: Some(binds),
-            readonly_rootfs: Some(true),
-            tmpfs: Some(tmpfs),
-            cap_drop: Some(vec!["ALL".into()]),
-            security_opt: Some(vec!["no-new-privileges".into()]),
-            nano_cpus: Some((limits.cpus * 1e9) as i64),
-            memory: Some(limits.memory_mb * 1024 * 1024),
-            pids_limit: Some(limits.pids),
-            init: Some(true),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    printer.status(
-        "Starting",
-        Tone::Good,
-        &format!(
-            "run {} in `{}` ({})",
-            spec.run_id,
-            spec.image,
-            if spec.stubs { "stubs" } else { &spec.model }
-        ),
-    );
-    let created = docker
-        .create_container(
-            Some(CreateContainerOptionsBuilder::default().name(&name).build()),
-            body,
-        )
-        .await
-        .map_err(|e| docker_error(e, &format!("create container `{name}`")))?;
-    let guard = ContainerGuard {
-        docker: docker.clone(),
-        name: name.clone(),
-        armed: true,
-    };
-    dir_guard.keep();
-    if let Err(e) = docker
-        .start_container(
-            &created.id,
-            None::<bollard::query_parameters::StartContainerOptions>,
-        )
-        .await
-    {
-        guard.remove().await;
-        return Err(docker_error(e, &format!("start container `{name}`")));
+        let mut env = input.to_env();
+        // The root filesystem is read-only; /tmp is a tmpfs.
+        env.push(("HOME".into(), "/tmp".into()));
+        Ok(Prepared {
+            env,
+            binds,
+            secret,
+            forwarder,
+        })
     }
-    if let Some(f) = &forwarder {
-        let ip = docker
+
+    /// Launch phase 3: create and start the hardened container. The guard removes it
+    /// on any error after its creation.
+    async fn start(
+        &self,
+        spec: &RunSpec,
+        dir: &Path,
+        prepared: &Prepared,
+        dir_guard: super::RunDirGuard,
+    ) -> anyhow::Result<ContainerGuard> {
+        let limits = self.limits.as_ref().ok_or_else(|| {
+            anyhow::anyhow!("this Docker backend was opened to look runs up, not to launch them")
+        })?;
+        let user = container_user();
+        let name = container_name(&spec.run_id);
+        let labels: HashMap<String, String> = [
+            (LABEL_RUN_ID.to_string(), spec.run_id.clone()),
+            (LABEL_MANAGED.to_string(), "true".to_string()),
+            (LABEL_ARTIFACTS.to_string(), dir.display().to_string()),
+        ]
+        .into();
+        let tmpfs: HashMap<String, String> = [
+            (
+                WORK_MOUNT.to_string(),
+                format!(
+                    "rw,exec,nosuid,size=8g,uid={},gid={},mode=0755",
+                    user.0, user.1
+                ),
+            ),
+            (
+                "/tmp".to_string(),
+                "rw,exec,nosuid,size=2g,mode=1777".to_string(),
+            ),
+        ]
+        .into();
+        let body = ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            env: Some(
+                prepared
+                    .env
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect(),
+            ),
+            labels: Some(labels),
+            user: Some(format!("{}:{}", user.0, user.1)),
+            working_dir: Some(WORK_MOUNT.into()),
+            host_config: Some(HostConfig {
+                binds: Some(prepared.binds.clone()),
+                readonly_rootfs: Some(true),
+                tmpfs: Some(tmpfs),
+                cap_drop: Some(vec!["ALL".into()]),
+                security_opt: Some(vec!["no-new-privileges".into()]),
+                nano_cpus: Some((limits.cpus * 1e9) as i64),
+                memory: Some(limits.memory_mb * 1024 * 1024),
+                pids_limit: Some(limits.pids),
+                init: Some(true),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let created = self
+            .engine
+            .create_container(
+                Some(CreateContainerOptionsBuilder::default().name(&name).build()),
+                body,
+            )
+            .await
+            .map_err(|e| docker_error(e, &format!("create container `{name}`")))?;
+        let guard = ContainerGuard {
+            docker: self.engine.clone(),
+            name: name.clone(),
+            armed: true,
+        };
+        dir_guard.keep();
+        if let Err(e) = self
+            .engine
+            .start_container(
+                &created.id,
+                None::<bollard::query_parameters::StartContainerOptions>,
+            )
+            .await
+        {
+            guard.remove().await;
+            return Err(docker_error(e, &format!("start container `{name}`")));
+        }
+        Ok(guard)
+    }
+
+    /// Launch phase 4: only the run's own container may reach the forwarder.
+    async fn admit(&self, name: &str, forwarder: &Forwarder, reporter: &dyn Reporter) {
+        let ip = self
+            .engine
             .inspect_container(
-                &name,
+                name,
                 None::<bollard::query_parameters::InspectContainerOptions>,
             )
             .await
@@ -452,57 +514,224 @@ pub async fn run_local(
             .and_then(|n| n.ip_address)
             .and_then(|ip| ip.parse::<IpAddr>().ok());
         match ip {
-            Some(ip) => f.allow_only(ip),
-            None => printer.warn("could not learn the container's address: the LLM endpoint on this machine stays closed to it"),
+            Some(ip) => forwarder.allow_only(ip),
+            None => reporter.warn("could not learn the container's address: the LLM endpoint on this machine stays closed to it"),
         }
     }
-    let follow = spec.follow.then(|| {
-        let docker = docker.clone();
-        let name = name.clone();
-        let printer = printer.clone();
-        // The run's own status goes to stderr, so its log does too.
-        tokio::spawn(async move { follow_logs(&docker, &name, |l| printer.line(l)).await })
-    });
-    let spinner = if spec.follow {
-        None
-    } else {
-        Some(printer.spinner(&format!("minion {} running", spec.run_id)))
-    };
-    let end = wait(
-        &docker,
-        &name,
-        spec.timeout.saturating_sub(t0.elapsed()),
-        cancel,
-    )
-    .await;
-    drop(spinner);
-    if let Some(h) = follow {
-        // Let the log stream drain what the container wrote before it stopped.
-        let _ = tokio::time::timeout(Duration::from_secs(2), h).await;
+}
+
+/// A container's inputs, ready to create it.
+struct Prepared {
+    env: Vec<(String, String)>,
+    binds: Vec<String>,
+    secret: Option<SecretFile>,
+    forwarder: Option<Forwarder>,
+}
+
+#[async_trait::async_trait]
+impl Backend for Docker {
+    fn runtime(&self) -> Runtime {
+        Runtime::Local
     }
-    let log = container_output(&docker, &name).await;
-    guard.remove().await;
-    drop(forwarder);
-    drop(secret);
-    let interrupted = matches!(end, HostEnd::Interrupted);
-    let summary = super::settle_summary(spec, Runtime::Local, &end, started, Some(&log));
-    let fetched = match super::fetch_back(&repo, &dir, &summary) {
-        Ok(f) => Some(f),
-        Err(e) => {
-            printer.error(&e);
-            None
+
+    async fn launch(
+        &self,
+        spec: &mut RunSpec,
+        reporter: &dyn Reporter,
+        _cancel: &CancellationToken,
+    ) -> anyhow::Result<RunHandle> {
+        let repo = self.preflight(spec, reporter).await?;
+        let dir = super::create_artifacts_dir(spec)?;
+        let dir_guard = super::RunDirGuard::new(&dir);
+        let spec: &RunSpec = spec;
+        let user = container_user();
+        if unsafe { libc::getuid() } == 0 {
+            std::os::unix::fs::chown(&dir, Some(user.0), Some(user.1))?;
         }
-    };
-    Ok(LocalResult {
-        summary,
-        interrupted,
-        fetched,
-    })
+        let started = chrono::Utc::now();
+        let deadline = tokio::time::Instant::now() + spec.timeout;
+        let prepared = self
+            .prepare(spec, &repo, &dir, SystemTime::now() + spec.timeout)
+            .await?;
+        reporter.status(
+            "Starting",
+            Tone::Good,
+            &format!(
+                "run {} in `{}` ({})",
+                spec.run_id,
+                spec.image,
+                if spec.stubs { "stubs" } else { &spec.model }
+            ),
+        );
+        let guard = self.start(spec, &dir, &prepared, dir_guard).await?;
+        let Prepared {
+            secret, forwarder, ..
+        } = prepared;
+        if let Some(f) = &forwarder {
+            self.admit(&guard.name, f, reporter).await;
+        }
+        let spinner =
+            (!spec.follow).then(|| reporter.spinner(&format!("minion {} running", spec.run_id)));
+        Ok(RunHandle {
+            run_id: spec.run_id.clone(),
+            id: guard.name.clone(),
+            dir,
+            started,
+            deadline,
+            timeout: spec.timeout,
+            follow: spec.follow,
+            held: Box::new(LocalRun {
+                repo,
+                guard,
+                secret,
+                forwarder,
+                spinner,
+            }),
+        })
+    }
+
+    fn watch(
+        &self,
+        runs: &[&RunHandle],
+        cancel: &CancellationToken,
+    ) -> BoxStream<'static, RunEvent> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        for run in runs {
+            let (engine, name, run_id) = (self.engine.clone(), run.id.clone(), run.run_id.clone());
+            let (deadline, follow, cancel, tx) =
+                (run.deadline, run.follow, cancel.clone(), tx.clone());
+            tokio::spawn(async move {
+                let follow = follow.then(|| {
+                    let (engine, name, run_id, tx) =
+                        (engine.clone(), name.clone(), run_id.clone(), tx.clone());
+                    // The run's own status goes to stderr, so its log does too.
+                    tokio::spawn(async move {
+                        follow_logs(&engine, &name, |l| {
+                            let _ = tx.send(RunEvent::Log {
+                                run_id: run_id.clone(),
+                                line: l.to_string(),
+                            });
+                        })
+                        .await
+                    })
+                });
+                let timeout = deadline.saturating_duration_since(tokio::time::Instant::now());
+                let end = wait(&engine, &name, timeout, &cancel).await;
+                if let Some(h) = follow {
+                    // Let the log stream drain what the container wrote before it stopped.
+                    let _ = tokio::time::timeout(Duration::from_secs(2), h).await;
+                }
+                let end = match end {
+                    HostEnd::Exited(code) => RunEnd {
+                        exit_code: Some(code),
+                        ..RunEnd::default()
+                    },
+                    HostEnd::Failed(reason) => RunEnd {
+                        reason: Some(reason),
+                        ..RunEnd::default()
+                    },
+                    stopped => RunEnd {
+                        stopped: Some(stopped),
+                        ..RunEnd::default()
+                    },
+                };
+                let _ = tx.send(RunEvent::Ended { run_id, end });
+            });
+        }
+        channel_stream(rx)
+    }
+
+    async fn collect(
+        &self,
+        run: RunHandle,
+        end: RunEnd,
+        spec: &RunSpec,
+        _reporter: &dyn Reporter,
+    ) -> anyhow::Result<RunOutcome> {
+        let held = run.held.downcast::<LocalRun>().map_err(|_| {
+            anyhow::anyhow!("run {} is not a run of the Docker backend", run.run_id)
+        })?;
+        let LocalRun {
+            repo,
+            guard,
+            secret,
+            forwarder,
+            spinner,
+        } = *held;
+        drop(spinner);
+        let log = container_output(&self.engine, &guard.name).await;
+        guard.remove().await;
+        drop(forwarder);
+        drop(secret);
+        let host_end = match (end.stopped, end.exit_code) {
+            (Some(stopped), _) => stopped,
+            (None, Some(code)) => HostEnd::Exited(code),
+            (None, None) => HostEnd::Failed(
+                end.reason
+                    .unwrap_or_else(|| "lost track of the container".into()),
+            ),
+        };
+        let summary =
+            super::settle_summary(spec, Runtime::Local, &host_end, run.started, Some(&log));
+        let (fetched, fetch_error) = match super::fetch_back(&repo, &run.dir, &summary) {
+            Ok(f) => (Some(f), None),
+            Err(e) => (None, Some(e)),
+        };
+        Ok(RunOutcome {
+            interrupted: matches!(host_end, HostEnd::Interrupted),
+            summary,
+            dir: run.dir,
+            fetched,
+            fetch_error,
+            pushed_to: None,
+        })
+    }
+
+    /// The log of a run whose container is still here (a finished run's log is its
+    /// `minion.log`).
+    async fn logs(
+        &self,
+        run_id: &str,
+        follow: bool,
+        sink: LogSink<'_>,
+        _cancel: &CancellationToken,
+    ) -> anyhow::Result<bool> {
+        let live = list_runs(&self.engine).await?;
+        let Some(run) = live.iter().find(|r| r.run_id == run_id) else {
+            return Ok(false);
+        };
+        if follow {
+            follow_logs(&self.engine, &run.name, sink).await;
+        } else {
+            for line in container_output(&self.engine, &run.name).await.lines() {
+                sink(line);
+            }
+        }
+        Ok(true)
+    }
+
+    async fn stop(&self, run_id: &str) -> anyhow::Result<Option<String>> {
+        Ok(stop_run(&self.engine, run_id)
+            .await?
+            .then(|| format!("local run {run_id} (its artifacts are kept)")))
+    }
+
+    /// The runs whose container is here (running or not yet removed).
+    async fn list(&self, limit: usize, known: &[String]) -> anyhow::Result<Vec<RunRow>> {
+        let mut runs = list_runs(&self.engine).await?;
+        runs.retain(|r| !known.contains(&r.run_id));
+        runs.sort_by(|a, b| b.run_id.cmp(&a.run_id));
+        runs.truncate(limit);
+        Ok(runs
+            .into_iter()
+            .map(|r| RunRow::new(&r.run_id, Runtime::Local, None, r.name))
+            .collect())
+    }
 }
 
 /// Wait for the container to exit, stopping it at the timeout or on Ctrl-C.
 async fn wait(
-    docker: &Docker,
+    docker: &Engine,
     name: &str,
     timeout: Duration,
     cancel: &CancellationToken,
@@ -548,7 +777,7 @@ async fn wait(
 /// Removes the container unless disarmed; the async path removes it explicitly, and
 /// Drop covers a panic or an early return.
 struct ContainerGuard {
-    docker: Docker,
+    docker: Engine,
     name: String,
     armed: bool,
 }
@@ -581,7 +810,7 @@ pub struct RunningRun {
 }
 
 /// Containers lackey started for runs.
-pub async fn list_runs(docker: &Docker) -> anyhow::Result<Vec<RunningRun>> {
+pub async fn list_runs(docker: &Engine) -> anyhow::Result<Vec<RunningRun>> {
     let filters: HashMap<String, Vec<String>> =
         [("label".to_string(), vec![format!("{LABEL_MANAGED}=true")])].into();
     let list = docker
@@ -613,7 +842,7 @@ pub async fn list_runs(docker: &Docker) -> anyhow::Result<Vec<RunningRun>> {
 
 /// Stop a local run: SIGTERM (the minion writes its summary), SIGKILL after 10 s. The
 /// `lackey run` waiting on it removes the container; if none is, it is removed here.
-pub async fn stop_run(docker: &Docker, run_id: &str) -> anyhow::Result<bool> {
+pub async fn stop_run(docker: &Engine, run_id: &str) -> anyhow::Result<bool> {
     let runs = list_runs(docker).await?;
     let Some(run) = runs.into_iter().find(|r| r.run_id == run_id) else {
         return Ok(false);
@@ -636,7 +865,7 @@ pub async fn stop_run(docker: &Docker, run_id: &str) -> anyhow::Result<bool> {
 }
 
 /// Stream a container's output, line by line, until it ends.
-pub async fn follow_logs(docker: &Docker, name: &str, print: impl Fn(&str)) {
+pub async fn follow_logs(docker: &Engine, name: &str, print: impl Fn(&str)) {
     let mut logs = docker.logs(
         name,
         Some(

@@ -1,4 +1,4 @@
-//! Cloud runs on ECS Fargate.
+//! Cloud runs on ECS Fargate: the [`Ecs`] backend.
 //!
 //! Output order is fixed (users and tests read it): the image in ECR, the GitHub token,
 //! the Anthropic key, `Launched ECS task: <arn>`, each status transition on stderr,
@@ -16,21 +16,29 @@
 //! * Timeout and Ctrl-C stop the task (StopTask: SIGTERM, the minion uploads what it
 //!   has, SIGKILL after 30 s); no task is left running.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use aws_sdk_ecs::types::{
     AssignPublicIp, AwsVpcConfiguration, ContainerOverride, KeyValuePair, LaunchType,
     NetworkConfiguration, Tag, TaskField, TaskOverride,
 };
+use futures::stream::BoxStream;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use super::backend::{
+    channel_stream, Backend, LogSink, RunEnd, RunEvent, RunHandle, RunOutcome, RunRow,
+};
 use super::{HostEnd, RunSpec};
 use crate::aws::{error_code, Aws, AwsResultExt};
 use crate::error::Fail;
-use crate::output::{Printer, Reporter, Tone};
+use crate::output::Reporter;
+use crate::ownership;
+use crate::run_contract::{var, GithubAuth, MinionInput, RepoSource, Secret, TaskSource};
 use crate::summary::{RunSummary, Runtime};
 
 /// ECS's limit on the JSON of a RunTask's overrides.
@@ -59,6 +67,8 @@ pub struct CloudSpec {
     pub security_group_id: String,
     pub assign_public_ip: bool,
     pub bucket: String,
+    /// The stack's log group (a launched task's own comes from its task definition).
+    pub log_group: String,
     pub registry: String,
     pub repository: String,
     pub anthropic_secret: String,
@@ -102,6 +112,7 @@ impl CloudSpec {
                 .to_string(),
             assign_public_ip: settings.flag(&keys::NETWORK_ASSIGN_PUBLIC_IP),
             bucket: settings.require(&keys::BUCKET_NAME)?.to_string(),
+            log_group: settings.require(&keys::LOGS_GROUP)?.to_string(),
             registry: settings.require(&keys::ECR_REGISTRY)?.to_string(),
             repository: settings.require(&keys::ECR_REPOSITORY)?.to_string(),
             anthropic_secret: settings
@@ -112,7 +123,7 @@ impl CloudSpec {
     }
 
     pub fn started_by(&self) -> String {
-        crate::stack::started_by(&self.stack)
+        ownership::started_by(&self.stack)
     }
 }
 
@@ -252,13 +263,6 @@ impl TaskWatcher {
     }
 }
 
-/// What a cloud run ended with.
-pub struct CloudResult {
-    pub summary: RunSummary,
-    pub interrupted: bool,
-    pub fetched: Option<bool>,
-}
-
 fn hint_for_stop(reason: &str) -> Option<&'static str> {
     if reason.contains("CannotPullContainerError") {
         Some("check the image URI in the task definition (`lackey up`), that the image is in ECR (`lackey image push`), and that the execution role may pull from ECR")
@@ -296,182 +300,272 @@ fn bundle_repo(repo: &std::path::Path, out: &std::path::Path) -> anyhow::Result<
     Ok(branch)
 }
 
-/// Perform a cloud run, from the image check to the downloaded artifacts.
-#[allow(clippy::too_many_lines)]
-pub async fn run_cloud(
-    spec: &mut RunSpec,
-    cloud: &CloudSpec,
-    aws: &Aws,
-    printer: &Printer,
-    cancel: &CancellationToken,
-) -> anyhow::Result<CloudResult> {
-    let s3 = aws.s3();
-    let ecs = aws.ecs();
-    // The task definition decides how the secrets reach the task, and which images it
-    // can run.
-    let td = ecs
-        .describe_task_definition()
-        .task_definition(&cloud.task_family)
-        .send()
-        .await
-        .map_err(|e| {
-            if error_code(&e) == Some("ClientException") {
-                anyhow::Error::new(
-                    Fail::new(format!("task definition `{}` not found", cloud.task_family))
-                        .with_hint("run `lackey up` to register it (or set LACKEY_ECS_TASK_DEF)"),
-                )
-            } else {
-                anyhow::Error::new(crate::aws::render_sdk_error(e))
-            }
-        })?;
-    let arch = td
-        .task_definition()
-        .map(crate::cloud::ecr::task_definition_architecture)
-        .unwrap_or(crate::runner::image::CpuArch::X86_64);
-    // 1. The image in ECR (refused before anything starts when it cannot run there).
-    match super::docker::connect().await {
-        Ok(docker) => {
-            crate::cloud::ecr::ensure_image_in_ecr(
-                &docker,
-                aws,
-                &spec.image,
-                &cloud.registry,
-                &cloud.repository,
-                arch,
-                printer,
-            )
-            .await?;
-        }
-        Err(e) => {
-            printer.warn(&format!("{e:#}; using the image ECR already holds"));
+/// Where the ECS backend finds runs launched earlier: the stack's cluster, its bucket
+/// and its log group.
+#[derive(Clone, Debug)]
+pub struct EcsTarget {
+    pub stack: String,
+    pub cluster: String,
+    pub bucket: String,
+    pub log_group: String,
+}
+
+impl EcsTarget {
+    pub fn from_settings(settings: &crate::config::Settings) -> anyhow::Result<EcsTarget> {
+        use crate::config::keys;
+        Ok(EcsTarget {
+            stack: settings.require(&keys::STACK_NAME)?.to_string(),
+            cluster: settings.require(&keys::ECS_CLUSTER)?.to_string(),
+            bucket: settings.require(&keys::BUCKET_NAME)?.to_string(),
+            log_group: settings.require(&keys::LOGS_GROUP)?.to_string(),
+        })
+    }
+}
+
+/// The ECS Fargate backend: tasks of the stack's task definition, artifacts in S3. It
+/// owns its AWS clients (`Ecs<Aws>`) or borrows a caller's (`Ecs<&Aws>`).
+pub struct Ecs<A = Aws> {
+    aws: A,
+    target: EcsTarget,
+    /// What launching needs beyond the target (absent on a backend opened to look runs
+    /// up).
+    launch: Option<CloudSpec>,
+}
+
+/// What the backend holds of a launched task.
+struct CloudRun {
+    task_arn: String,
+    task_id: String,
+    first_status: String,
+    log_group: String,
+}
+
+impl<A: Borrow<Aws> + Send + Sync> Ecs<A> {
+    /// A backend that launches runs as `cloud` says.
+    pub fn new(aws: A, cloud: CloudSpec) -> Ecs<A> {
+        Ecs {
+            target: EcsTarget {
+                stack: cloud.stack.clone(),
+                cluster: cloud.cluster.clone(),
+                bucket: cloud.bucket.clone(),
+                log_group: cloud.log_group.clone(),
+            },
+            aws,
+            launch: Some(cloud),
         }
     }
-    let injected: Vec<String> = td
-        .task_definition()
-        .and_then(|t| t.container_definitions().first())
-        .map(|c| c.secrets().iter().map(|s| s.name().to_string()).collect())
-        .unwrap_or_default();
-    let dir = super::create_artifacts_dir(spec)?;
-    let spec: &RunSpec = spec;
-    let mut env: Vec<(String, String)> = Vec::new();
-    let mut secret_env: Vec<(String, String)> = Vec::new();
-    let started = chrono::Utc::now();
-    // Everything up to the launch: a failure (or Ctrl-C) here leaves nothing behind,
-    // neither the run's directory nor its inputs in S3.
-    let dir_guard = super::RunDirGuard::new(&dir);
-    let launched: anyhow::Result<(String, String)> = async {
-        // 2. GitHub: mint a token now (it proves the app, the key and the repository),
-        // and let the minion mint its own inside the task from the injected key.
-        let mut base_ref = None;
+
+    /// A backend that finds, lists, tails and stops runs, but launches none.
+    pub fn lookup(aws: A, target: EcsTarget) -> Ecs<A> {
+        Ecs {
+            aws,
+            target,
+            launch: None,
+        }
+    }
+
+    fn aws(&self) -> &Aws {
+        self.aws.borrow()
+    }
+
+    fn cloud(&self) -> anyhow::Result<&CloudSpec> {
+        self.launch.as_ref().ok_or_else(|| {
+            anyhow::anyhow!("this ECS backend was opened to look runs up, not to launch them")
+        })
+    }
+
+    /// The task definition: how the secrets reach the task, which images it can run,
+    /// where its log goes.
+    async fn task_definition(&self, cloud: &CloudSpec) -> anyhow::Result<TaskDefinitionFacts> {
+        let td = self
+            .aws()
+            .ecs()
+            .describe_task_definition()
+            .task_definition(&cloud.task_family)
+            .send()
+            .await
+            .map_err(|e| {
+                if error_code(&e) == Some("ClientException") {
+                    anyhow::Error::new(
+                        Fail::new(format!("task definition `{}` not found", cloud.task_family))
+                            .with_hint(
+                                "run `lackey up` to register it (or set LACKEY_ECS_TASK_DEF)",
+                            ),
+                    )
+                } else {
+                    anyhow::Error::new(crate::aws::render_sdk_error(e))
+                }
+            })?;
+        let container = td
+            .task_definition()
+            .and_then(|t| t.container_definitions().first());
+        Ok(TaskDefinitionFacts {
+            arch: td
+                .task_definition()
+                .map(crate::cloud::ecr::task_definition_architecture)
+                .unwrap_or(crate::image::CpuArch::X86_64),
+            injected: container
+                .map(|c| c.secrets().iter().map(|s| s.name().to_string()).collect())
+                .unwrap_or_default(),
+            log_group: container
+                .and_then(|c| c.log_configuration())
+                .and_then(|l| l.options())
+                .and_then(|o| o.get("awslogs-group").cloned())
+                .unwrap_or_else(|| "/ecs/lackey-minion".into()),
+        })
+    }
+
+    /// Launch phase 1: the image in ECR (refused before anything starts when it cannot
+    /// run there). Without Docker, the image ECR already holds is used.
+    async fn ensure_image(
+        &self,
+        cloud: &CloudSpec,
+        image: &str,
+        arch: crate::image::CpuArch,
+        reporter: &dyn Reporter,
+    ) -> anyhow::Result<()> {
+        match super::docker::connect().await {
+            Ok(docker) => {
+                crate::cloud::ecr::ensure_image_in_ecr(
+                    &docker,
+                    self.aws(),
+                    image,
+                    &cloud.registry,
+                    &cloud.repository,
+                    arch,
+                    reporter,
+                )
+                .await?;
+            }
+            Err(e) => reporter.warn(&format!("{e:#}; using the image ECR already holds")),
+        }
+        Ok(())
+    }
+
+    /// Launch phase 2: where the minion gets its repository. On GitHub a token is minted
+    /// now (it proves the app, the key and the repository) and the minion mints its own
+    /// from the injected key; a local repository goes up as a bundle and comes back as
+    /// one.
+    async fn source(
+        &self,
+        cloud: &CloudSpec,
+        spec: &RunSpec,
+        injected: &[String],
+        input: &mut MinionInput,
+        reporter: &dyn Reporter,
+    ) -> anyhow::Result<()> {
         if let Some(gh) = &cloud.github {
-            printer.info("Minting GitHub App installation token...");
-            let key = crate::cloud::secrets::get_github_app_private_key(aws, &gh.key_secret).await?;
+            reporter.info("Minting GitHub App installation token...");
+            let key = crate::cloud::secrets::get_github_app_private_key(self.aws(), &gh.key_secret)
+                .await?;
             let client = crate::github::GitHub::new(&gh.api_url);
             let repo_name = gh.repo.split_once('/').map(|(_, n)| n).unwrap_or(&gh.repo);
             let token = client
                 .installation_token(&gh.app_id, &key, &gh.installation_id, Some(repo_name))
                 .await?;
-            let default_branch = client.default_branch(&token.token, &gh.repo).await?;
-            base_ref = Some(default_branch);
-            env.extend([
-                (
-                    "LACKEY_REPO_URL".to_string(),
-                    format!("{}/{}.git", gh.git_url.trim_end_matches('/'), gh.repo),
-                ),
-                ("LACKEY_GITHUB_REPO".into(), gh.repo.clone()),
-                ("LACKEY_GITHUB_API_URL".into(), gh.api_url.clone()),
-                ("LACKEY_GITHUB_GIT_URL".into(), gh.git_url.clone()),
-            ]);
-            if injected
-                .iter()
-                .any(|n| n == "LACKEY_GITHUB_APP_PRIVATE_KEY")
-            {
-                env.extend([
-                    ("LACKEY_GITHUB_APP_ID".to_string(), gh.app_id.clone()),
-                    (
-                        "LACKEY_GITHUB_INSTALLATION_ID".into(),
-                        gh.installation_id.clone(),
-                    ),
-                ]);
+            input.base_ref = Some(client.default_branch(&token.token, &gh.repo).await?);
+            input.repo = RepoSource::Url(format!(
+                "{}/{}.git",
+                gh.git_url.trim_end_matches('/'),
+                gh.repo
+            ));
+            input.github_repo = Some(gh.repo.clone());
+            input.github_api_url = gh.api_url.clone();
+            input.github_git_url = gh.git_url.clone();
+            if injected.iter().any(|n| n == var::GITHUB_APP_PRIVATE_KEY) {
+                input.github = Some(GithubAuth::App {
+                    app_id: gh.app_id.clone(),
+                    installation_id: gh.installation_id.clone(),
+                    private_key: None,
+                });
             } else {
-                printer.warn("the task definition does not inject the GitHub App key: the token goes as an environment override, visible to ecs:DescribeTasks (`lackey up` wires the key as an ECS secret)");
-                secret_env.push(("GITHUB_TOKEN".into(), token.token.clone()));
+                reporter.warn("the task definition does not inject the GitHub App key: the token goes as an environment override, visible to ecs:DescribeTasks (`lackey up` wires the key as an ECS secret)");
+                input.github = Some(GithubAuth::Token(Secret::Value(token.token.clone())));
             }
         } else if let Some(repo) = &spec.repo {
-            // Without GitHub: a local repository goes up as a bundle and comes back as one.
             let bundle = tempfile::NamedTempFile::new()?;
             let branch = bundle_repo(repo, bundle.path())?;
             let key = format!("inputs/{}/source.bundle", spec.run_id);
-            crate::cloud::s3::upload_file(&s3, bundle.path(), &cloud.bucket, &key).await?;
-            env.push((
-                "LACKEY_REPO_BUNDLE_S3".into(),
-                format!("s3://{}/{key}", cloud.bucket),
-            ));
+            crate::cloud::s3::upload_file(&self.aws().s3(), bundle.path(), &cloud.bucket, &key)
+                .await?;
+            input.repo = RepoSource::BundleS3(format!("s3://{}/{key}", cloud.bucket));
             if branch != "HEAD" {
-                base_ref = Some(branch);
+                input.base_ref = Some(branch);
             }
         }
-        if let Some(b) = &base_ref {
-            env.push(("LACKEY_BASE_REF".into(), b.clone()));
-        }
-        // 3. The Anthropic key.
+        Ok(())
+    }
+
+    /// Launch phase 3: the Anthropic key, injected by ECS, else as an override (warned).
+    async fn api_key(
+        &self,
+        cloud: &CloudSpec,
+        spec: &RunSpec,
+        injected: &[String],
+        input: &mut MinionInput,
+        reporter: &dyn Reporter,
+    ) -> anyhow::Result<()> {
         if spec.stubs {
-            printer.info("Anthropic API key: not needed (--stubs)");
-        } else if injected.iter().any(|n| n == "ANTHROPIC_API_KEY") {
-            printer.info(&format!(
+            reporter.info("Anthropic API key: not needed (--stubs)");
+        } else if injected.iter().any(|n| n == var::ANTHROPIC_API_KEY) {
+            reporter.info(&format!(
                 "Anthropic API key: injected by ECS from Secrets Manager ({})",
                 cloud.anthropic_secret
             ));
         } else {
-            printer.info("Fetching Anthropic API key from Secrets Manager...");
-            let key = crate::cloud::secrets::get_secret_value(aws, &cloud.anthropic_secret).await?;
-            printer.warn("the task definition does not inject the Anthropic key: it goes as an environment override, visible to ecs:DescribeTasks (`lackey up` wires it as an ECS secret)");
-            secret_env.push(("ANTHROPIC_API_KEY".into(), key));
+            reporter.info("Fetching Anthropic API key from Secrets Manager...");
+            let key = crate::cloud::secrets::get_secret_value(self.aws(), &cloud.anthropic_secret)
+                .await?;
+            reporter.warn("the task definition does not inject the Anthropic key: it goes as an environment override, visible to ecs:DescribeTasks (`lackey up` wires it as an ECS secret)");
+            input.api_key = Some(Secret::Value(key));
         }
-        let deadline = SystemTime::now() + spec.timeout;
-        let mut minion = spec.minion_env(
-            Runtime::Cloud,
-            deadline.duration_since(UNIX_EPOCH)?.as_secs_f64(),
-        );
-        minion.extend(env);
-        minion.extend([
-            // What `env.GITHUB_TOKEN` means in a blueprint: this run can push.
-            (
-                "LACKEY_CAN_PUSH".to_string(),
-                if cloud.github.is_some() { "1" } else { "0" }.to_string(),
-            ),
-            ("LACKEY_ARTIFACT_BUCKET".to_string(), cloud.bucket.clone()),
-            ("LACKEY_S3_PREFIX".into(), spec.run_id.clone()),
-            ("AWS_REGION".into(), cloud.region.clone()),
-        ]);
-        if spec.base_url != "https://api.anthropic.com" {
-            minion.push(("ANTHROPIC_BASE_URL".into(), spec.base_url.clone()));
-        }
-        minion.extend(secret_env);
-        // A task that does not fit in the overrides goes through S3.
+        Ok(())
+    }
+
+    /// Launch phase 4: the environment overrides, under ECS's size limit (a long task
+    /// goes through S3).
+    async fn overrides(
+        &self,
+        cloud: &CloudSpec,
+        input: &mut MinionInput,
+    ) -> anyhow::Result<Vec<(String, String)>> {
         let size = |env: &[(String, String)]| -> usize {
             serde_json::to_string(&serde_json::json!({"containerOverrides": [{"name": "minion", "environment": env.iter().map(|(k, v)| serde_json::json!({"name": k, "value": v})).collect::<Vec<_>>()}]})).map(|s| s.len()).unwrap_or(0)
         };
-        if size(&minion) > OVERRIDES_LIMIT - 512 {
-            let key = format!("inputs/{}/task.txt", spec.run_id);
-            crate::cloud::s3::put_text(&s3, &cloud.bucket, &key, &spec.task).await?;
-            minion.retain(|(k, _)| k != "LACKEY_TASK");
-            minion.push((
-                "LACKEY_TASK_S3".into(),
-                format!("s3://{}/{key}", cloud.bucket),
+        let mut env = input.to_env();
+        if size(&env) > OVERRIDES_LIMIT - 512 {
+            if let TaskSource::Inline(task) = &input.task {
+                let key = format!("inputs/{}/task.txt", input.run_id);
+                crate::cloud::s3::put_text(&self.aws().s3(), &cloud.bucket, &key, task).await?;
+                input.task = TaskSource::S3(format!("s3://{}/{key}", cloud.bucket));
+                env = input.to_env();
+            }
+        }
+        if size(&env) > OVERRIDES_LIMIT {
+            return Err(anyhow::anyhow!(
+                "the run's environment overrides are {} characters, over ECS's limit of {OVERRIDES_LIMIT}",
+                size(&env)
             ));
         }
-        if size(&minion) > OVERRIDES_LIMIT {
-            return Err(anyhow::anyhow!("the run's environment overrides are {} characters, over ECS's limit of {OVERRIDES_LIMIT}", size(&minion)));
-        }
-        // 4. RunTask, retrying capacity failures (they come back in `failures`).
+        Ok(env)
+    }
+
+    /// Launch phase 5: RunTask, retrying capacity failures (they come back in
+    /// `failures`). The task's ARN and its first status.
+    async fn run_task(
+        &self,
+        cloud: &CloudSpec,
+        run_id: &str,
+        env: &[(String, String)],
+        reporter: &dyn Reporter,
+        cancel: &CancellationToken,
+    ) -> anyhow::Result<(String, String)> {
         let overrides = TaskOverride::builder()
             .container_overrides(
                 ContainerOverride::builder()
                     .name("minion")
                     .set_environment(Some(
-                        minion
-                            .iter()
+                        env.iter()
                             .map(|(k, v)| KeyValuePair::builder().name(k).value(v).build())
                             .collect(),
                     ))
@@ -493,22 +587,27 @@ pub async fn run_cloud(
             .build();
         let tags = vec![
             Tag::builder()
-                .key("lackey:stack")
+                .key(ownership::TAG_STACK)
                 .value(&cloud.stack)
                 .build(),
             Tag::builder()
-                .key("lackey:run-id")
-                .value(&spec.run_id)
+                .key(ownership::TAG_RUN_ID)
+                .value(run_id)
                 .build(),
-            Tag::builder().key("managed-by").value("lackey").build(),
+            Tag::builder()
+                .key(ownership::TAG_MANAGED_BY)
+                .value("lackey")
+                .build(),
         ];
         let t_launch = Instant::now();
         let mut wait = Duration::from_secs(2);
-        let task_arn = loop {
+        loop {
             if cancel.is_cancelled() {
                 return Err(anyhow::Error::new(crate::error::Interrupted));
             }
-            let out = ecs
+            let out = self
+                .aws()
+                .ecs()
                 .run_task()
                 .cluster(&cloud.cluster)
                 .task_definition(&cloud.task_family)
@@ -518,7 +617,7 @@ pub async fn run_cloud(
                 .count(1)
                 .started_by(cloud.started_by())
                 .set_tags(Some(tags.clone()))
-                .client_token(&spec.run_id)
+                .client_token(run_id)
                 .send()
                 .await
                 .aws(format!(
@@ -529,7 +628,10 @@ pub async fn run_cloud(
                 if let Some(arn) = t.task_arn() {
                     // The task's first status is in RunTask's answer (PROVISIONING): a
                     // first poll may already see a later one.
-                    break (arn.to_string(), t.last_status().unwrap_or_default().to_string());
+                    return Ok((
+                        arn.to_string(),
+                        t.last_status().unwrap_or_default().to_string(),
+                    ));
                 }
             }
             let reasons: Vec<String> = out
@@ -543,9 +645,9 @@ pub async fn run_cloud(
                     )
                 })
                 .collect();
-            let capacity = reasons
-                .iter()
-                .any(|r| r.contains("RESOURCE") || r.contains("capacity") || r.contains("Capacity"));
+            let capacity = reasons.iter().any(|r| {
+                r.contains("RESOURCE") || r.contains("capacity") || r.contains("Capacity")
+            });
             if !capacity || t_launch.elapsed() > Duration::from_secs(300) || cancel.is_cancelled() {
                 return Err(Fail::new(format!(
                     "ECS did not start the task: {}",
@@ -554,7 +656,7 @@ pub async fn run_cloud(
                 .with_hint("check the cluster, subnets and security group (`lackey doctor`)")
                 .into());
             }
-            printer.warn(&format!(
+            reporter.warn(&format!(
                 "no Fargate capacity yet ({}); retrying in {}s",
                 reasons.join("; "),
                 wait.as_secs()
@@ -564,161 +666,487 @@ pub async fn run_cloud(
                 _ = cancel.cancelled() => return Err(anyhow::Error::new(crate::error::Interrupted)),
             }
             wait = (wait * 2).min(Duration::from_secs(30));
-        };
-        Ok(task_arn)
+        }
     }
-    .await;
-    let (task_arn, first_status) = match launched {
-        Ok(arn) => arn,
-        Err(e) => {
-            delete_inputs(&s3, &cloud.bucket, &spec.run_id).await;
-            return Err(e);
-        }
-    };
-    dir_guard.keep();
-    printer.info(&format!("Launched ECS task: {task_arn}"));
-    std::fs::write(dir.join(".ecs-task"), &task_arn).ok();
-    let task_id = task_arn.rsplit('/').next().unwrap_or_default().to_string();
-    // 5. Watch: status transitions, logs, timeout, Ctrl-C.
-    let watcher = TaskWatcher::start(ecs.clone(), &cloud.cluster);
-    let mut rx = watcher.watch(&task_arn);
-    let log_done = CancellationToken::new();
-    let follow = spec.follow.then(|| {
-        let logs = aws.logs();
-        let group = log_group_of(&td);
-        let stream = format!("minion/minion/{task_id}");
-        let printer = printer.clone();
-        let done = log_done.clone();
-        tokio::spawn(
-            async move { tail_logs(&logs, &group, &stream, |l| printer.line(l), done).await },
-        )
-    });
-    let timeout_at = tokio::time::Instant::now() + spec.timeout;
-    let mut end = None;
-    let mut lines = StatusLines::new(&task_id);
-    if let Some(l) = lines.see(&first_status) {
-        printer.info(&l);
-    }
-    let mut stop_sent = false;
-    let final_state = loop {
-        let state = rx.borrow().clone();
-        if let Some(l) = lines.see(&state.last_status) {
-            printer.info(&l);
-        }
-        if state.stopped() {
-            break state;
-        }
-        tokio::select! {
-            r = rx.changed() => {
-                if r.is_err() {
-                    break state;
-                }
-            }
-            _ = tokio::time::sleep_until(timeout_at), if !stop_sent => {
-                end = Some(HostEnd::TimedOut);
-                stop_task(&ecs, &cloud.cluster, &task_arn, &format!("lackey: timed out after {} s", spec.timeout.as_secs())).await;
-                stop_sent = true;
-            }
-            _ = cancel.cancelled(), if !stop_sent => {
-                end = Some(HostEnd::Interrupted);
-                printer.warn(&format!("interrupted: stopping task {task_id} (its artifacts are kept)"));
-                stop_task(&ecs, &cloud.cluster, &task_arn, "lackey: interrupted by the user").await;
-                stop_sent = true;
-            }
-            // After a stop request the task gets SIGTERM, then SIGKILL after 30 s.
-            _ = tokio::time::sleep(Duration::from_secs(120)), if stop_sent => {
-                printer.warn("the task has not reported STOPPED two minutes after StopTask; not waiting longer");
-                break rx.borrow().clone();
-            }
-        }
-    };
-    watcher.shutdown();
-    log_done.cancel();
-    if let Some(h) = follow {
-        let _ = tokio::time::timeout(Duration::from_secs(30), h).await;
-    }
-    delete_inputs(&s3, &cloud.bucket, &spec.run_id).await;
-    // 6. The artifacts.
-    printer.info(&format!("Downloading artifacts to {}/", dir.display()));
-    let downloaded =
-        match crate::cloud::s3::download_artifacts(&s3, &cloud.bucket, &spec.run_id, &dir).await {
+
+    /// Collect phase: the artifacts from the bucket (refused names reported); whether
+    /// any came.
+    async fn download(&self, run_id: &str, dir: &Path, reporter: &dyn Reporter) -> bool {
+        let bucket = &self.target.bucket;
+        match crate::cloud::s3::download_artifacts(&self.aws().s3(), bucket, run_id, dir).await {
             Ok(t) if t.files > 0 => {
                 for r in &t.refused {
-                    printer.warn(&format!("not downloaded: {r}"));
+                    reporter.warn(&format!("not downloaded: {r}"));
                 }
                 true
             }
             Ok(_) => {
-                printer.warn(&format!(
-                    "no artifacts at s3://{}/{}/",
-                    cloud.bucket, spec.run_id
-                ));
+                reporter.warn(&format!("no artifacts at s3://{bucket}/{run_id}/"));
                 false
             }
             Err(e) => {
-                printer.warn(&format!(
-                    "could not download the artifacts from s3://{}/{}/: {e:#}",
-                    cloud.bucket, spec.run_id
+                reporter.warn(&format!(
+                    "could not download the artifacts from s3://{bucket}/{run_id}/: {e:#}"
                 ));
                 false
+            }
+        }
+    }
+
+    /// Download a finished run's artifacts into `dir` (for `lackey report`). False when
+    /// the bucket has no such run; `dir` is then left as it was.
+    pub async fn fetch_artifacts(
+        &self,
+        run_id: &str,
+        dir: &Path,
+        reporter: &dyn Reporter,
+    ) -> anyhow::Result<bool> {
+        let (s3, bucket) = (self.aws().s3(), &self.target.bucket);
+        if crate::cloud::s3::get_text(&s3, bucket, &format!("{run_id}/run_summary.json"))
+            .await
+            .is_err()
+        {
+            return Ok(false);
+        }
+        reporter.info(&format!(
+            "Downloading the artifacts of {run_id} from s3://{bucket}/{run_id}/"
+        ));
+        let guard = super::RunDirGuard::new(dir);
+        let t = crate::cloud::s3::download_artifacts(&s3, bucket, run_id, dir).await?;
+        for r in &t.refused {
+            reporter.warn(&format!("not downloaded: {r}"));
+        }
+        guard.keep();
+        Ok(true)
+    }
+
+    /// The run's task among the stack's tasks, if ECS still knows it.
+    async fn find(&self, run_id: &str) -> anyhow::Result<Option<(String, String)>> {
+        find_task(
+            self.aws(),
+            &self.target.cluster,
+            &ownership::started_by(&self.target.stack),
+            run_id,
+        )
+        .await
+    }
+}
+
+/// What the task definition tells a launch.
+struct TaskDefinitionFacts {
+    arch: crate::image::CpuArch,
+    /// The variables ECS injects from Secrets Manager.
+    injected: Vec<String>,
+    log_group: String,
+}
+
+#[async_trait::async_trait]
+impl<A: Borrow<Aws> + Send + Sync> Backend for Ecs<A> {
+    fn runtime(&self) -> Runtime {
+        Runtime::Cloud
+    }
+
+    async fn launch(
+        &self,
+        spec: &mut RunSpec,
+        reporter: &dyn Reporter,
+        cancel: &CancellationToken,
+    ) -> anyhow::Result<RunHandle> {
+        let cloud = self.cloud()?;
+        let td = self.task_definition(cloud).await?;
+        self.ensure_image(cloud, &spec.image, td.arch, reporter)
+            .await?;
+        let dir = super::create_artifacts_dir(spec)?;
+        let spec: &RunSpec = spec;
+        let started = chrono::Utc::now();
+        // Everything up to the launch: a failure (or Ctrl-C) here leaves nothing behind,
+        // neither the run's directory nor its inputs in S3.
+        let dir_guard = super::RunDirGuard::new(&dir);
+        let launched = async {
+            let deadline = SystemTime::now() + spec.timeout;
+            let mut input = spec.minion_input(Runtime::Cloud, deadline);
+            self.source(cloud, spec, &td.injected, &mut input, reporter)
+                .await?;
+            self.api_key(cloud, spec, &td.injected, &mut input, reporter)
+                .await?;
+            // What `env.GITHUB_TOKEN` means in a blueprint: this run can push.
+            input.can_push = Some(cloud.github.is_some());
+            input.bucket = Some(cloud.bucket.clone());
+            input.s3_prefix = Some(spec.run_id.clone());
+            input.aws_region = Some(cloud.region.clone());
+            let env = self.overrides(cloud, &mut input).await?;
+            self.run_task(cloud, &spec.run_id, &env, reporter, cancel)
+                .await
+        }
+        .await;
+        let (task_arn, first_status) = match launched {
+            Ok(t) => t,
+            Err(e) => {
+                delete_inputs(&self.aws().s3(), &cloud.bucket, &spec.run_id).await;
+                return Err(e);
             }
         };
-    let reason = final_state
-        .stopped_reason
-        .clone()
-        .or(final_state.container_reason.clone())
-        .unwrap_or_default();
-    let end = end.unwrap_or_else(|| {
-        if final_state.stop_code.as_deref() == Some("TaskFailedToStart") || !downloaded {
-            let mut msg = format!(
-                "the task stopped: {}",
-                if reason.is_empty() {
-                    "no reason given"
-                } else {
-                    &reason
+        dir_guard.keep();
+        reporter.info(&format!("Launched ECS task: {task_arn}"));
+        std::fs::write(dir.join(".ecs-task"), &task_arn).ok();
+        Ok(RunHandle {
+            run_id: spec.run_id.clone(),
+            id: task_arn.clone(),
+            dir,
+            started,
+            deadline: tokio::time::Instant::now() + spec.timeout,
+            timeout: spec.timeout,
+            follow: spec.follow,
+            held: Box::new(CloudRun {
+                task_id: task_arn.rsplit('/').next().unwrap_or_default().to_string(),
+                task_arn,
+                first_status,
+                log_group: td.log_group,
+            }),
+        })
+    }
+
+    fn watch(
+        &self,
+        runs: &[&RunHandle],
+        cancel: &CancellationToken,
+    ) -> BoxStream<'static, RunEvent> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        // One watcher, so every task is polled by one DescribeTasks call per tick.
+        let watcher = TaskWatcher::start(self.aws().ecs(), &self.target.cluster);
+        let mut each = Vec::new();
+        for run in runs {
+            let Some(held) = run.held::<CloudRun>() else {
+                let _ = tx.send(RunEvent::Ended {
+                    run_id: run.run_id.clone(),
+                    end: RunEnd {
+                        reason: Some("not a run of the ECS backend".into()),
+                        ..RunEnd::default()
+                    },
+                });
+                continue;
+            };
+            let w = TaskWatch {
+                ecs: self.aws().ecs(),
+                logs: self.aws().logs(),
+                cluster: self.target.cluster.clone(),
+                run_id: run.run_id.clone(),
+                task_arn: held.task_arn.clone(),
+                task_id: held.task_id.clone(),
+                first_status: held.first_status.clone(),
+                log_group: held.log_group.clone(),
+                deadline: run.deadline,
+                timeout: run.timeout,
+                follow: run.follow,
+            };
+            let rx = watcher.watch(&held.task_arn);
+            each.push(tokio::spawn(w.run(rx, tx.clone(), cancel.clone())));
+        }
+        drop(tx);
+        tokio::spawn(async move {
+            for h in each {
+                let _ = h.await;
+            }
+            watcher.shutdown();
+        });
+        channel_stream(rx)
+    }
+
+    async fn collect(
+        &self,
+        run: RunHandle,
+        end: RunEnd,
+        spec: &RunSpec,
+        reporter: &dyn Reporter,
+    ) -> anyhow::Result<RunOutcome> {
+        let bucket = &self.target.bucket;
+        delete_inputs(&self.aws().s3(), bucket, &run.run_id).await;
+        reporter.info(&format!("Downloading artifacts to {}/", run.dir.display()));
+        let downloaded = self.download(&run.run_id, &run.dir, reporter).await;
+        let reason = end.reason.clone().unwrap_or_default();
+        let host_end = end.stopped.clone().unwrap_or_else(|| {
+            if end.failed_to_start || !downloaded {
+                let mut msg = format!(
+                    "the task stopped: {}",
+                    if reason.is_empty() {
+                        "no reason given"
+                    } else {
+                        &reason
+                    }
+                );
+                if let Some(code) = end.exit_code {
+                    msg.push_str(&format!(" (exit code {code})"));
                 }
-            );
-            if let Some(code) = final_state.exit_code {
-                msg.push_str(&format!(" (exit code {code})"));
+                HostEnd::Failed(msg)
+            } else {
+                HostEnd::Exited(end.exit_code.unwrap_or(-1))
             }
-            HostEnd::Failed(msg)
-        } else {
-            HostEnd::Exited(final_state.exit_code.unwrap_or(-1) as i64)
+        });
+        let mut summary = super::settle_summary(spec, Runtime::Cloud, &host_end, run.started, None);
+        if summary.s3_prefix.is_none() && downloaded {
+            summary.s3_prefix = Some(format!("s3://{bucket}/{}/", run.run_id));
         }
-    });
-    let mut summary = super::settle_summary(spec, Runtime::Cloud, &end, started, None);
-    if summary.s3_prefix.is_none() && downloaded {
-        summary.s3_prefix = Some(format!("s3://{}/{}/", cloud.bucket, spec.run_id));
-    }
-    if let HostEnd::Failed(msg) = &end {
-        if let Some(h) = hint_for_stop(msg) {
-            printer.line(format!("hint: {h}"));
-        }
-    }
-    let fetched = match (&spec.repo, cloud.github.is_none()) {
-        (Some(repo), true) => match super::fetch_back(repo, &dir, &summary) {
-            Ok(f) => Some(f),
-            Err(e) => {
-                printer.error(&e);
-                None
+        if let HostEnd::Failed(msg) = &host_end {
+            if let Some(h) = hint_for_stop(msg) {
+                reporter.info(&format!("hint: {h}"));
             }
-        },
-        _ => None,
-    };
-    printer.status(
-        "Finished",
-        if summary.outcome == crate::summary::Outcome::Success {
-            Tone::Good
-        } else {
-            Tone::Bad
-        },
-        &format!("run {}: {}", spec.run_id, summary.outcome),
-    );
-    Ok(CloudResult {
-        interrupted: matches!(end, HostEnd::Interrupted),
-        summary,
-        fetched,
-    })
+        }
+        let github = self.launch.as_ref().and_then(|c| c.github.as_ref());
+        let (fetched, fetch_error) = match (&spec.repo, github) {
+            (Some(repo), None) => match super::fetch_back(repo, &run.dir, &summary) {
+                Ok(f) => (Some(f), None),
+                Err(e) => (None, Some(e)),
+            },
+            _ => (None, None),
+        };
+        Ok(RunOutcome {
+            interrupted: matches!(host_end, HostEnd::Interrupted),
+            summary,
+            dir: run.dir,
+            fetched,
+            fetch_error,
+            pushed_to: github.map(|g| g.repo.clone()),
+        })
+    }
+
+    async fn logs(
+        &self,
+        run_id: &str,
+        follow: bool,
+        sink: LogSink<'_>,
+        cancel: &CancellationToken,
+    ) -> anyhow::Result<bool> {
+        if let Some((arn, status)) = self.find(run_id).await? {
+            let task_id = arn.rsplit('/').next().unwrap_or_default().to_string();
+            let done = CancellationToken::new();
+            let mut watcher = None;
+            if !follow || status == "STOPPED" {
+                done.cancel();
+            } else {
+                // Stop tailing when the task stops (or on Ctrl-C).
+                let w = TaskWatcher::start(self.aws().ecs(), &self.target.cluster);
+                let mut rx = w.watch(&arn);
+                let d = done.clone();
+                let cancel = cancel.clone();
+                tokio::spawn(async move {
+                    loop {
+                        if rx.borrow().stopped() {
+                            break;
+                        }
+                        tokio::select! {
+                            r = rx.changed() => if r.is_err() { break },
+                            _ = cancel.cancelled() => break,
+                        }
+                    }
+                    d.cancel();
+                });
+                watcher = Some(w);
+            }
+            tail_logs(
+                &self.aws().logs(),
+                &self.target.log_group,
+                &format!("minion/minion/{task_id}"),
+                sink,
+                done,
+            )
+            .await;
+            if let Some(w) = watcher {
+                w.shutdown();
+            }
+            return Ok(true);
+        }
+        let key = format!("{run_id}/minion.log");
+        match crate::cloud::s3::get_text(&self.aws().s3(), &self.target.bucket, &key).await {
+            Ok(text) => {
+                for line in text.lines() {
+                    sink(line);
+                }
+                Ok(true)
+            }
+            Err(_) => Ok(false),
+        }
+    }
+
+    async fn stop(&self, run_id: &str) -> anyhow::Result<Option<String>> {
+        match self.find(run_id).await? {
+            Some((arn, status)) if status != "STOPPED" => {
+                stop_task(&self.aws().ecs(), &self.target.cluster, &arn, "lackey stop").await;
+                Ok(Some(format!(
+                    "cloud run {run_id} (task {arn}); its artifacts go to S3"
+                )))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    async fn keep_beside(&self, run_id: &str, path: &Path, name: &str) -> anyhow::Result<()> {
+        let key = format!("{run_id}/{name}");
+        let bucket = &self.target.bucket;
+        crate::cloud::s3::upload_file(&self.aws().s3(), path, bucket, &key)
+            .await
+            .map(|_| ())
+            .map_err(|e| anyhow::anyhow!("not uploaded to s3://{bucket}/{key}: {e:#}"))
+    }
+
+    async fn list(&self, limit: usize, known: &[String]) -> anyhow::Result<Vec<RunRow>> {
+        let s3 = self.aws().s3();
+        let bucket = &self.target.bucket;
+        let mut ids: Vec<String> = Vec::new();
+        let listing = async {
+            let mut pages = s3
+                .list_objects_v2()
+                .bucket(bucket)
+                .delimiter("/")
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                let page = page.aws(format!("failed to list `s3://{bucket}/`"))?;
+                ids.extend(
+                    page.common_prefixes()
+                        .iter()
+                        .filter_map(|p| p.prefix().map(|p| p.trim_end_matches('/').to_string()))
+                        .filter(|p| crate::summary::is_run_id(p)),
+                );
+            }
+            Ok::<_, anyhow::Error>(())
+        };
+        tokio::time::timeout(Duration::from_secs(20), listing)
+            .await
+            .map_err(|_| anyhow::anyhow!("listing s3://{bucket}/ took over 20 s"))??;
+        // Run ids sort by time: the newest are last in S3's order.
+        ids.sort();
+        ids.reverse();
+        ids.truncate(limit);
+        let mut rows = Vec::new();
+        for id in ids {
+            if known.contains(&id) {
+                continue;
+            }
+            let summary =
+                crate::cloud::s3::get_text(&s3, bucket, &format!("{id}/run_summary.json"))
+                    .await
+                    .ok()
+                    .and_then(|t| serde_json::from_str::<RunSummary>(&t).ok());
+            rows.push(RunRow::new(
+                &id,
+                Runtime::Cloud,
+                summary.as_ref(),
+                format!("s3://{bucket}/{id}/"),
+            ));
+        }
+        Ok(rows)
+    }
+}
+
+/// One task followed by `watch`: its status lines, its log, its timeout and Ctrl-C.
+struct TaskWatch {
+    ecs: aws_sdk_ecs::Client,
+    logs: aws_sdk_cloudwatchlogs::Client,
+    cluster: String,
+    run_id: String,
+    task_arn: String,
+    task_id: String,
+    first_status: String,
+    log_group: String,
+    deadline: tokio::time::Instant,
+    timeout: Duration,
+    follow: bool,
+}
+
+impl TaskWatch {
+    async fn run(
+        self,
+        mut rx: watch::Receiver<TaskState>,
+        tx: tokio::sync::mpsc::UnboundedSender<RunEvent>,
+        cancel: CancellationToken,
+    ) {
+        let run_id = self.run_id.clone();
+        let status = |line: String| {
+            let _ = tx.send(RunEvent::Status {
+                run_id: run_id.clone(),
+                line,
+            });
+        };
+        let warn = |message: String| {
+            let _ = tx.send(RunEvent::Warning {
+                run_id: run_id.clone(),
+                message,
+            });
+        };
+        let log_done = CancellationToken::new();
+        let follow = self.follow.then(|| {
+            let logs = self.logs.clone();
+            let group = self.log_group.clone();
+            let stream = format!("minion/minion/{}", self.task_id);
+            let done = log_done.clone();
+            let tx = tx.clone();
+            let run_id = run_id.clone();
+            tokio::spawn(async move {
+                let sink = move |l: &str| {
+                    let _ = tx.send(RunEvent::Log {
+                        run_id: run_id.clone(),
+                        line: l.to_string(),
+                    });
+                };
+                tail_logs(&logs, &group, &stream, &sink, done).await
+            })
+        });
+        let mut stopped = None;
+        let mut lines = StatusLines::new(&self.task_id);
+        if let Some(l) = lines.see(&self.first_status) {
+            status(l);
+        }
+        let mut stop_sent = false;
+        let final_state = loop {
+            let state = rx.borrow().clone();
+            if let Some(l) = lines.see(&state.last_status) {
+                status(l);
+            }
+            if state.stopped() {
+                break state;
+            }
+            tokio::select! {
+                r = rx.changed() => {
+                    if r.is_err() {
+                        break state;
+                    }
+                }
+                _ = tokio::time::sleep_until(self.deadline), if !stop_sent => {
+                    stopped = Some(HostEnd::TimedOut);
+                    stop_task(&self.ecs, &self.cluster, &self.task_arn, &format!("lackey: timed out after {} s", self.timeout.as_secs())).await;
+                    stop_sent = true;
+                }
+                _ = cancel.cancelled(), if !stop_sent => {
+                    stopped = Some(HostEnd::Interrupted);
+                    warn(format!("interrupted: stopping task {} (its artifacts are kept)", self.task_id));
+                    stop_task(&self.ecs, &self.cluster, &self.task_arn, "lackey: interrupted by the user").await;
+                    stop_sent = true;
+                }
+                // After a stop request the task gets SIGTERM, then SIGKILL after 30 s.
+                _ = tokio::time::sleep(Duration::from_secs(120)), if stop_sent => {
+                    warn("the task has not reported STOPPED two minutes after StopTask; not waiting longer".into());
+                    break rx.borrow().clone();
+                }
+            }
+        };
+        drop(rx);
+        log_done.cancel();
+        if let Some(h) = follow {
+            let _ = tokio::time::timeout(Duration::from_secs(30), h).await;
+        }
+        let _ = tx.send(RunEvent::Ended {
+            run_id: self.run_id.clone(),
+            end: RunEnd {
+                stopped,
+                exit_code: final_state.exit_code.map(i64::from),
+                reason: final_state
+                    .stopped_reason
+                    .clone()
+                    .or(final_state.container_reason.clone()),
+                failed_to_start: final_state.stop_code.as_deref() == Some("TaskFailedToStart"),
+            },
+        });
+    }
 }
 
 /// Remove a run's inputs (`inputs/<run id>/`: the task text, the repository bundle).
@@ -729,17 +1157,6 @@ pub async fn delete_inputs(s3: &aws_sdk_s3::Client, bucket: &str, run_id: &str) 
             let _ = s3.delete_object().bucket(bucket).key(k).send().await;
         }
     }
-}
-
-fn log_group_of(
-    td: &aws_sdk_ecs::operation::describe_task_definition::DescribeTaskDefinitionOutput,
-) -> String {
-    td.task_definition()
-        .and_then(|t| t.container_definitions().first())
-        .and_then(|c| c.log_configuration())
-        .and_then(|l| l.options())
-        .and_then(|o| o.get("awslogs-group").cloned())
-        .unwrap_or_else(|| "/ecs/lackey-minion".into())
 }
 
 pub async fn stop_task(ecs: &aws_sdk_ecs::Client, cluster: &str, arn: &str, reason: &str) {
@@ -761,7 +1178,7 @@ pub async fn tail_logs(
     logs: &aws_sdk_cloudwatchlogs::Client,
     group: &str,
     stream: &str,
-    print: impl Fn(&str),
+    print: LogSink<'_>,
     done: CancellationToken,
 ) {
     let mut token: Option<String> = None;
@@ -850,7 +1267,7 @@ pub async fn find_task(
         for t in d.tasks() {
             if t.tags()
                 .iter()
-                .any(|tag| tag.key() == Some("lackey:run-id") && tag.value() == Some(run_id))
+                .any(|tag| tag.key() == Some(ownership::TAG_RUN_ID) && tag.value() == Some(run_id))
             {
                 return Ok(Some((
                     t.task_arn().unwrap_or_default().to_string(),

@@ -5,24 +5,29 @@
 //!   writes itself when the minion could not (killed before it wrote one).
 //! * Bringing the branch back into the user's repository from the run's bundle (the
 //!   container never writes to it).
-//! * Printing the final summary.
+//! * The runs and logs a run directory shows.
 //!
-//! Backends: [`docker`] (local) and `ecs` (cloud).
+//! Where runs execute is behind [`backend::Backend`]: [`docker::Docker`] (local) and
+//! [`ecs::Ecs`] (cloud). Nothing here prints: results are values, progress goes through
+//! `&dyn Reporter`, and the commands print.
 
+pub mod backend;
 pub mod docker;
 pub mod ecs;
 pub mod forward;
-pub mod image;
-pub mod rundir;
+
+/// The image and the run directory are shared with `cloud` and `stack`: they live at the
+/// top of the crate, and keep their old paths here.
+pub use crate::{image, rundir};
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Serialize;
+pub use backend::{run_one, Backend, RunEnd, RunEvent, RunHandle, RunOutcome, RunRow};
 
 use crate::config::{keys, validate, Settings};
 use crate::error::Fail;
-use crate::output::{human_duration, Printer};
+use crate::run_contract::MinionInput;
 use crate::summary::{self, Outcome, RunSummary, Runtime};
 
 /// Everything a run needs from the host, resolved once. (Debug leaves the API key out.)
@@ -140,7 +145,7 @@ impl RunSpec {
             .unwrap_or_default()
             .split(',')
             .map(str::trim)
-            .filter(|n| !n.is_empty() && !crate::minion::blueprint::secret_looking(n))
+            .filter(|n| !n.is_empty() && !crate::run_contract::secret_looking(n))
             .filter_map(|n| env.value(n).map(|v| (n.to_string(), v.to_string())))
             .collect();
         self
@@ -150,51 +155,29 @@ impl RunSpec {
         self.artifacts_root.join(&self.run_id)
     }
 
-    /// The environment of the minion (the input contract in `minion`), without secrets.
-    pub fn minion_env(&self, runtime: Runtime, deadline_unix: f64) -> Vec<(String, String)> {
-        let mut env = vec![
-            ("LACKEY_RUN_ID".to_string(), self.run_id.clone()),
-            ("LACKEY_TASK".into(), self.task.clone()),
-            ("LACKEY_BRANCH".into(), self.branch.clone()),
-            ("LACKEY_MODEL".into(), self.model.clone()),
-            ("LACKEY_DEADLINE".into(), format!("{deadline_unix:.3}")),
-            ("LACKEY_TIMEOUT".into(), self.timeout.as_secs().to_string()),
-            (
-                "LACKEY_RUNTIME".into(),
-                match runtime {
-                    Runtime::Local => "local",
-                    Runtime::Cloud => "cloud",
-                }
-                .into(),
-            ),
-            (
-                "LACKEY_STUBS".into(),
-                if self.stubs { "1" } else { "0" }.into(),
-            ),
-        ];
-        for (k, v) in [
-            ("LACKEY_BLUEPRINT", &self.blueprint),
-            ("LACKEY_LINT", &self.lint),
-            ("LACKEY_TEST", &self.test),
-            ("LACKEY_PRICES", &self.prices),
-        ] {
-            if let Some(v) = v {
-                env.push((k.into(), v.clone()));
-            }
-        }
-        if self.pr {
-            env.push(("LACKEY_PR".into(), "1".into()));
-        }
-        if !self.pass_env.is_empty() {
-            let names: Vec<&str> = self.pass_env.iter().map(|(k, _)| k.as_str()).collect();
-            env.push(("LACKEY_PASS_ENV".into(), names.join(",")));
-            env.extend(self.pass_env.iter().cloned());
-        }
+    /// The part of the minion's input every backend shares (the run contract,
+    /// `crate::run_contract`); each backend adds where the repository, the secrets and
+    /// the artifacts are.
+    pub fn minion_input(&self, runtime: Runtime, deadline: std::time::SystemTime) -> MinionInput {
+        let mut input = MinionInput::new(&self.run_id, &self.task);
+        input.branch = self.branch.clone();
+        input.model = self.model.clone();
+        input.deadline = Some(deadline);
+        input.timeout_secs = Some(self.timeout.as_secs());
+        input.runtime = runtime;
+        input.stubs = self.stubs;
+        input.blueprint = self.blueprint.clone();
+        input.lint = self.lint.clone();
+        input.test = self.test.clone();
+        input.prices = self.prices.clone();
+        input.pr = self.pr;
+        input.pass_env = self.pass_env.iter().cloned().collect();
+        input.base_url = self.base_url.clone();
         // A local run never pushes (its branch comes back through a bundle).
         if runtime == Runtime::Local {
-            env.push(("LACKEY_CAN_PUSH".into(), "0".into()));
+            input.can_push = Some(false);
         }
-        env
+        input
     }
 }
 
@@ -351,7 +334,7 @@ pub fn settle_summary(
     container_log: Option<&str>,
 ) -> RunSummary {
     // The directory is the container's to write: every access below is no-follow and
-    // relative to one handle on it (runner::rundir).
+    // relative to one handle on it (crate::rundir).
     let dir = rundir::RunDir::open(&spec.artifacts_dir()).ok();
     let mut changed = false;
     let mut summary = match dir
@@ -563,70 +546,56 @@ fn copy_bundle(dir: &rundir::RunDir) -> std::io::Result<tempfile::NamedTempFile>
     Ok(out)
 }
 
-/// The summary object `--json` prints: run_summary.json plus where the artifacts are.
-#[derive(Serialize)]
-pub struct SummaryOutput<'a> {
-    #[serde(flatten)]
-    pub summary: &'a RunSummary,
-    pub artifacts_dir: String,
-}
-
-/// Print the final summary (human) or the summary object (`--json`).
-pub fn print_summary(printer: &Printer, summary: &RunSummary, artifacts: &Path, branch_note: &str) {
-    let dir = format!("{}/", artifacts.display());
-    if printer.json_mode() {
-        printer.json(&SummaryOutput {
-            summary,
-            artifacts_dir: dir,
-        });
-        return;
-    }
-    let runtime = match summary.runtime {
-        Runtime::Local => "local",
-        Runtime::Cloud => "cloud",
+/// Runs with an artifact directory under `root`. A cloud run writes `.ecs-task` into
+/// its directory at launch, so one still going (or whose CLI died) shows as cloud.
+pub fn local_rows(root: &Path) -> Vec<RunRow> {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return vec![];
     };
-    printer.result(format!("outcome:   {}", summary.outcome));
-    printer.result(format!(
-        "runtime:   {runtime}, {}",
-        human_duration(Duration::from_secs_f64(summary.duration_s.max(0.0)))
-    ));
-    printer.result(format!("branch:    {}{branch_note}", summary.branch));
-    if let Some(pr) = &summary.pr_url {
-        printer.result(format!("pr:        {pr}"));
-    }
-    printer.result(format!("artifacts: {dir}"));
-    let report = artifacts.join(crate::report::REPORT_FILE);
-    if report.is_file() {
-        printer.result(format!("report:    {}", report.display()));
-    }
-    if let Some(s3) = &summary.s3_prefix {
-        printer.result(format!("s3:        {s3}"));
-    }
-    if let Some(cost) = cost_line(&summary.usage) {
-        printer.result(format!("cost:      {cost}"));
-    }
-    if let Some(e) = &summary.error {
-        printer.result(format!("error:     {e}"));
-    }
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let id = e.file_name().to_string_lossy().to_string();
+            if !summary::is_run_id(&id) {
+                return None;
+            }
+            // A run's directory may have been the container's to write: no-follow,
+            // regular files only, size-capped (crate::rundir).
+            let dir = rundir::RunDir::open(&e.path()).ok()?;
+            let s = read_summary(&dir).ok();
+            let cloud = dir.entry(".ecs-task").ok() == Some(rundir::Entry::File);
+            let runtime = match (s.as_ref().map(|s| s.runtime), cloud) {
+                (Some(Runtime::Cloud), _) | (None, true) => Runtime::Cloud,
+                _ => Runtime::Local,
+            };
+            Some(RunRow::new(
+                &id,
+                runtime,
+                s.as_ref(),
+                format!("{}/", e.path().display()),
+            ))
+        })
+        .collect()
 }
 
-/// `$0.0196 (7 LLM calls, 12.3k tokens in, 1.2k out, 80% of input from the cache)`; the
-/// reason when the model has no price; nothing for a summary without usage.
-pub fn cost_line(u: &crate::summary::Usage) -> Option<String> {
-    use crate::cost::{format_tokens, format_usd};
-    match (u.cost_usd, &u.cost_note) {
-        (_, _) if u.llm_calls == 0 => Some("$0 (no LLM call)".to_string()),
-        (Some(c), _) => Some(format!(
-            "{} ({} LLM calls, {} tokens in, {} out, {:.0}% of input from the cache)",
-            format_usd(Some(c)),
-            u.llm_calls,
-            format_tokens(u.prompt_tokens()),
-            format_tokens(u.output_tokens),
-            100.0 * u.cache_hit_ratio()
-        )),
-        (None, Some(note)) => Some(format!("unknown: {note}")),
-        (None, None) => None,
+/// A run's `minion.log` from its directory: no-follow, a regular file only, size-capped
+/// (a planted link never prints a host file). None when there is none; the flag says
+/// the log was longer than the cap.
+pub fn read_log(dir: &Path) -> anyhow::Result<Option<(String, bool)>> {
+    let Ok(run_dir) = rundir::RunDir::open(dir) else {
+        return Ok(None);
+    };
+    if run_dir.entry("minion.log")? == rundir::Entry::Missing {
+        return Ok(None);
     }
+    let (bytes, more) = run_dir
+        .read_capped("minion.log", rundir::MAX_ARTIFACT_BYTES)
+        .map_err(|e| {
+            Fail::new(format!("cannot read `{}/minion.log`: {e}", dir.display())).with_hint(
+                "the run directory holds something other than the minion's log; inspect it by hand",
+            )
+        })?;
+    Ok(Some((String::from_utf8_lossy(&bytes).into_owned(), more)))
 }
 
 /// The exit code of a finished run: 0 only on success, 130 when interrupted, else 1.

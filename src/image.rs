@@ -19,8 +19,8 @@ use crate::output::{Reporter, Tone};
 /// The base of the offline build: made by `scripts/build-offline-base.sh`.
 pub const OFFLINE_BASE: &str = "lackey/debian-base:bookworm";
 pub const ONLINE_BASE: &str = "debian:bookworm-slim";
-const DOCKERFILE_BINARY: &str = include_str!("../../docker/Dockerfile.binary");
-const RUNTIME_SH: &str = include_str!("../../docker/runtime.sh");
+const DOCKERFILE_BINARY: &str = include_str!("../docker/Dockerfile.binary");
+const RUNTIME_SH: &str = include_str!("../docker/runtime.sh");
 /// The image docker/Dockerfile compiles lackey in.
 const BUILDER: &str = "rust:1-bookworm";
 
