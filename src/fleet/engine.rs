@@ -221,6 +221,11 @@ pub async fn drive<B: FleetBackend>(
     let mut missing: HashMap<usize, u32> = HashMap::new();
     let mut stop_sent: HashMap<usize, Instant> = HashMap::new();
     let mut paused_until: Option<Instant> = None;
+    let (poll_tx, mut poll_rx) = tokio::sync::mpsc::unbounded_channel::<(
+        Vec<(usize, String)>,
+        anyhow::Result<HashMap<String, Polled>>,
+    )>();
+    let mut polling = false;
     let mut last_batch: Option<Instant> = None;
     let mut last_save = Instant::now();
     let mut backoff = pacing.backoff_first;
@@ -289,8 +294,12 @@ pub async fn drive<B: FleetBackend>(
             && budget_note.is_none()
             && paused_until.is_none()
             && last_batch.is_none_or(|t| t.elapsed() >= pacing.launch_batch_every);
+        // With a budget, a stopped run still to be collected counts as in flight: what
+        // it spent is not known yet.
+        let budgeted = m.options.max_tokens.is_some() || m.options.max_cost_usd.is_some();
+        let settled = if budgeted { 0 } else { stopped_seen.len() };
         if can_launch {
-            let live = m.in_flight().saturating_sub(stopped_seen.len());
+            let live = m.in_flight().saturating_sub(settled);
             let mut picked = Vec::new();
             let mut slots = max.saturating_sub(live);
             let mut calls = pacing.concurrent_launches.saturating_sub(launches.len());
@@ -345,46 +354,18 @@ pub async fn drive<B: FleetBackend>(
             .collect();
         if due {
             last_poll = Some(Instant::now());
-            if !watched.is_empty() {
+            // The poll runs beside the loop, so launches go on while a large batch is
+            // described; at most one poll is under way.
+            if !watched.is_empty() && !polling {
+                polling = true;
                 let handles: Vec<String> = watched.iter().map(|(_, h)| h.clone()).collect();
-                match backend.poll(&handles).await {
-                    Ok(states) => {
-                        tick = pacing.tick;
-                        for (i, h) in &watched {
-                            let i = *i;
-                            match states.get(h) {
-                                Some(p) => {
-                                    missing.remove(&i);
-                                    if m.runs[i].status.as_deref() != Some(p.status.as_str()) {
-                                        m.runs[i].status = Some(p.status.clone());
-                                        dirty = true;
-                                        view.changed(&m, i);
-                                    }
-                                    if p.stopped {
-                                        stopped_seen.insert(i);
-                                        to_collect.push(i);
-                                    }
-                                }
-                                None => {
-                                    let n = missing.entry(i).or_default();
-                                    *n += 1;
-                                    if *n >= MISSING_POLLS {
-                                        stopped_seen.insert(i);
-                                        to_collect.push(i);
-                                    }
-                                }
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        // Throttled or unreachable: poll less often, lose nothing.
-                        tick = (tick * 2).min(Duration::from_secs(15));
-                        view.note(&format!(
-                            "polling failed ({e:#}); next poll in {}s",
-                            tick.as_secs()
-                        ));
-                    }
-                }
+                let b = backend.clone();
+                let tx = poll_tx.clone();
+                let w = watched.clone();
+                tokio::spawn(async move {
+                    let r = b.poll(&handles).await;
+                    let _ = tx.send((w, r));
+                });
             }
             // Deadlines, and runs that never confirm a stop.
             let now = unix_now();
@@ -461,7 +442,7 @@ pub async fn drive<B: FleetBackend>(
                         .unwrap_or_default(),
                 ),
             };
-            let live = m.in_flight().saturating_sub(stopped_seen.len());
+            let live = m.in_flight().saturating_sub(settled);
             if live < max && launches.len() < pacing.concurrent_launches {
                 wait = wait.min(launch_in.max(Duration::from_millis(5)));
             }
@@ -522,6 +503,51 @@ pub async fn drive<B: FleetBackend>(
                 summaries.insert(r.run_id.clone(), summary);
                 dirty = true;
                 view.changed(&m, i);
+            }
+            Some((watched, result)) = poll_rx.recv() => {
+                polling = false;
+                match result {
+                    Ok(states) => {
+                        tick = pacing.tick;
+                        for (i, h) in &watched {
+                            let i = *i;
+                            // Skip a run that moved on while the poll was under way.
+                            if m.runs[i].state != RunState::Launched || stopped_seen.contains(&i) {
+                                continue;
+                            }
+                            match states.get(h) {
+                                Some(p) => {
+                                    missing.remove(&i);
+                                    if m.runs[i].status.as_deref() != Some(p.status.as_str()) {
+                                        m.runs[i].status = Some(p.status.clone());
+                                        dirty = true;
+                                        view.changed(&m, i);
+                                    }
+                                    if p.stopped {
+                                        stopped_seen.insert(i);
+                                        to_collect.push(i);
+                                    }
+                                }
+                                None => {
+                                    let n = missing.entry(i).or_default();
+                                    *n += 1;
+                                    if *n >= MISSING_POLLS {
+                                        stopped_seen.insert(i);
+                                        to_collect.push(i);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        // Throttled or unreachable: poll less often, lose nothing.
+                        tick = (tick * 2).min(Duration::from_secs(15));
+                        view.note(&format!(
+                            "polling failed ({e:#}); next poll in {}s",
+                            tick.as_secs()
+                        ));
+                    }
+                }
             }
             _ = cancel.cancelled(), if stopping.is_none() => {}
         }
