@@ -48,7 +48,9 @@ bench-image: build-release
 bench-minion:
 	$(CARGO) test --locked --test it bench_minion -- --ignored --nocapture
 
-# Issue 5: a stub run's wall time against a bare `docker run` of the same image.
+# Issue 5: a stub run's wall time against a bare `docker run` of the same image (with
+# the default `proxy-only` network and with `open`); issue 10: the latency the credential
+# proxy adds to one LLM request (median, p99).
 bench-local:
 	$(CARGO) test --locked --test it bench_local -- --ignored --nocapture
 

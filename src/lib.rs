@@ -17,6 +17,8 @@
 //! * [`image`]: building the minion image; [`rundir`]: no-follow access to run directories.
 //! * [`minion`]: the run inside the container: blueprint, agents, tools, git, artifacts.
 //! * [`cloud`]: the cloud building blocks (S3 artifacts, ECR, secrets).
+//! * [`proxy`]: the credential proxy: the only holder of a run's keys and tokens, and its
+//!   policy (which requests, which ref).
 //! * [`github`]: GitHub App tokens, repositories and pull requests.
 //! * [`summary`]: `run_summary.json`, shared by the minion and the host.
 //! * [`cost`]: the price table and what a run cost; [`report`]: the run's HTML page.
@@ -38,6 +40,7 @@ pub mod image;
 pub mod minion;
 pub mod output;
 pub mod ownership;
+pub mod proxy;
 pub mod report;
 pub mod run_contract;
 pub mod rundir;

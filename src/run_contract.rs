@@ -44,6 +44,7 @@ pub mod var {
     pub const RUNTIME: &str = "LACKEY_RUNTIME";
     pub const PASS_ENV: &str = "LACKEY_PASS_ENV";
     pub const CAN_PUSH: &str = "LACKEY_CAN_PUSH";
+    pub const PROXY_SOCKET: &str = "LACKEY_PROXY_SOCKET";
     pub const ANTHROPIC_API_KEY: &str = "ANTHROPIC_API_KEY";
     pub const ANTHROPIC_API_KEY_FILE: &str = "ANTHROPIC_API_KEY_FILE";
     pub const ANTHROPIC_BASE_URL: &str = "ANTHROPIC_BASE_URL";
@@ -178,6 +179,9 @@ pub struct MinionInput {
     pub pass_env: BTreeMap<String, String>,
     /// Whether this run can push, when the host said so.
     pub can_push: Option<bool>,
+    /// The credential proxy's socket: the minion then reaches the LLM through it,
+    /// without a key of its own, and `base_url` is not used.
+    pub proxy_socket: Option<PathBuf>,
 }
 
 fn truthy(v: Option<String>) -> bool {
@@ -240,6 +244,7 @@ impl MinionInput {
             aws_endpoint_url: None,
             pass_env: BTreeMap::new(),
             can_push: None,
+            proxy_socket: None,
         }
     }
 
@@ -298,6 +303,9 @@ impl MinionInput {
         }
         if let Some(p) = self.can_push {
             put(var::CAN_PUSH, if p { "1" } else { "0" }.into());
+        }
+        if let Some(p) = &self.proxy_socket {
+            put(var::PROXY_SOCKET, p.display().to_string());
         }
         match &self.repo {
             RepoSource::Path(p) if p.as_os_str() == default::REPO_PATH => {}
@@ -494,6 +502,7 @@ impl MinionInput {
         Ok(MinionInput {
             pass_env,
             can_push: get(var::CAN_PUSH).and_then(|v| crate::config::validate::parse_bool(&v)),
+            proxy_socket: get(var::PROXY_SOCKET).map(PathBuf::from),
             branch: get(var::BRANCH).unwrap_or_else(|| default::branch(&run_id)),
             run_id,
             task,
@@ -619,6 +628,7 @@ mod tests {
         i.aws_endpoint_url = Some("http://127.0.0.1:5000".into());
         i.pass_env = [("STAGE".to_string(), "prod".to_string())].into();
         i.can_push = Some(false);
+        i.proxy_socket = Some("/run/lackey/proxy.sock".into());
         i
     }
 

@@ -554,6 +554,17 @@ key!(
     doc = "stub agents, no LLM call"
 );
 key!(
+    RUN_NETWORK,
+    "run.network",
+    env = ["LACKEY_NETWORK"],
+    flag = None,
+    toml = true,
+    default = Value("proxy-only"),
+    secret = false,
+    validate = Some(validate::network),
+    doc = "a local run's network: `proxy-only` (no network; the LLM through the credential proxy) or `open` (also general egress, see README)"
+);
+key!(
     RUN_PRICES,
     "run.prices",
     env = ["LACKEY_PRICES"],
@@ -675,6 +686,7 @@ pub static ALL: &[&Key] = &[
     &RUN_STUBS,
     &RUN_MAX_PARALLEL,
     &RUN_PRICES,
+    &RUN_NETWORK,
     &LOCAL_ARTIFACTS_DIR,
     &LOCAL_CPUS,
     &LOCAL_MEMORY_MB,

@@ -389,6 +389,15 @@ pub fn max_parallel(s: &str) -> Result<(), String> {
     int_in(s, 1, 1000, "")
 }
 
+pub fn network(s: &str) -> Result<(), String> {
+    match s {
+        "proxy-only" | "open" => Ok(()),
+        _ => Err(format!(
+            "`{s}` is not a network mode: write `proxy-only` or `open`"
+        )),
+    }
+}
+
 pub fn positive_int(s: &str) -> Result<(), String> {
     match s.parse::<u64>() {
         Ok(n) if n > 0 => Ok(()),

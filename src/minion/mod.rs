@@ -18,6 +18,7 @@
 pub mod agents;
 pub mod artifacts;
 pub mod blueprint;
+pub mod bridge;
 pub mod git;
 pub mod llm;
 pub mod tools;
@@ -109,7 +110,11 @@ impl Facts for Run {
         match name {
             // "This run can push": the host decides; else the credentials the minion holds.
             "GITHUB_TOKEN" => self.input.can_push.unwrap_or(self.github_token.is_some()),
-            "ANTHROPIC_API_KEY" => self.input.api_key.is_some(),
+            // The key itself, or a credential proxy that holds it (which refuses a stub run).
+            "ANTHROPIC_API_KEY" => {
+                self.input.api_key.is_some()
+                    || (self.input.proxy_socket.is_some() && !self.input.stubs)
+            }
             // Only what the user passed through: never the minion's own environment.
             _ => self.input.pass_env.get(name).is_some_and(|v| !v.is_empty()),
         }
@@ -377,6 +382,18 @@ impl Run {
                         .collect(),
                 ),
         );
+        if let (Some(socket), false) = (self.input.proxy_socket.clone(), self.input.stubs) {
+            // The proxy holds the key and adds it; the client talks to it through a
+            // bridge on the container's loopback, with a placeholder key.
+            let addr = bridge::start(&socket)
+                .await
+                .map_err(|e| Stop::End(Outcome::Error, format!("{e:#}")))?;
+            self.input.base_url = format!("http://{addr}/anthropic");
+            self.input
+                .api_key
+                .get_or_insert_with(|| Secret::Value(bridge::KEY_PLACEHOLDER.to_string()));
+            self.log("the LLM is reached through the host's credential proxy");
+        }
         if !self.input.stubs {
             let api_key = self
                 .input

@@ -5,14 +5,19 @@
 //!   `/tmp`, every capability dropped, no-new-privileges, a non-root user, cpu, memory
 //!   and pids limits. The repository is mounted read-only at `/repo`; only `/output`
 //!   (the run's artifact directory) is writable on the host.
-//! * The API key reaches the container as a read-only file (from a 0400 file removed
-//!   after the run), never as an environment variable: `docker inspect` shows no secret.
+//! * No secret enters the container: not in its environment, not in a file, not in git
+//!   config. The credential proxy (`crate::proxy`) runs in this process, holds the
+//!   API key and adds it to the LLM requests it lets through; the container reaches it
+//!   on a Unix socket mounted at `/run/lackey/proxy.sock`. A `--stubs` run's proxy has
+//!   no key at all.
+//! * With `[run] network = "proxy-only"` (the default) the container has no network
+//!   interface but its own loopback (`--network none`): the proxy's socket is its only
+//!   way out. `open` puts it on Docker's default bridge as well (docs/sandbox-network.md).
 //! * No run leaves a container behind: timeout, Ctrl-C, errors, all remove it.
 //! * The run stops at its timeout (the minion stops itself just before; the container
 //!   is stopped if it has not), keeping the partial artifacts.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -29,12 +34,12 @@ use tokio_util::sync::CancellationToken;
 use super::backend::{
     channel_stream, Backend, LogSink, RunEnd, RunEvent, RunHandle, RunOutcome, RunRow,
 };
-use super::forward::{loopback_target, Forwarder};
 use super::image::{docker_error, image_exists};
 use super::{HostEnd, RunSpec};
 use crate::error::Fail;
 use crate::output::{Reporter, Tone};
-use crate::run_contract::{RepoSource, Secret};
+use crate::proxy::{LlmUpstream, Proxy, ProxyConfig, CONTAINER_SOCKET};
+use crate::run_contract::RepoSource;
 use crate::summary::Runtime;
 
 pub const LABEL_RUN_ID: &str = "lackey.run-id";
@@ -42,11 +47,11 @@ pub const LABEL_MANAGED: &str = "lackey.managed";
 pub const LABEL_ARTIFACTS: &str = "lackey.artifacts";
 
 /// Where the container sees the repository (read-only), its work tree (a tmpfs), the
-/// run directory and the API key file.
+/// run directory and the credential proxy's socket directory.
 const REPO_MOUNT: &str = "/repo";
 const WORK_MOUNT: &str = "/work";
 const OUTPUT_MOUNT: &str = "/output";
-const API_KEY_MOUNT: &str = "/run/secrets/anthropic_api_key";
+const PROXY_MOUNT: &str = "/run/lackey";
 
 /// Connect to the Docker daemon (DOCKER_HOST or the local socket) and agree on an API
 /// version, so older engines work too.
@@ -80,6 +85,27 @@ pub struct Limits {
     pub cpus: f64,
     pub memory_mb: i64,
     pub pids: i64,
+    pub network: Network,
+}
+
+/// What a local run's container may reach besides the credential proxy (`[run] network`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Network {
+    /// No network interface but loopback; the proxy's socket is the only way out.
+    ProxyOnly,
+    /// Docker's default bridge as well: general egress (and with it the host's
+    /// services and the metadata address, which Docker does not block).
+    Open,
+}
+
+impl Network {
+    pub fn parse(s: &str) -> Network {
+        if s == "open" {
+            Network::Open
+        } else {
+            Network::ProxyOnly
+        }
+    }
 }
 
 impl Limits {
@@ -90,6 +116,7 @@ impl Limits {
             cpus: settings.number(&keys::LOCAL_CPUS)?,
             memory_mb: settings.number(&keys::LOCAL_MEMORY_MB)?,
             pids: settings.number(&keys::LOCAL_PIDS_LIMIT)?,
+            network: Network::parse(settings.require(&keys::RUN_NETWORK)?),
         })
     }
 }
@@ -149,38 +176,55 @@ pub fn check_readable_by(repo: &Path, uid: u32, gid: u32) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// A file holding a secret for one run, mounted read-only; removed on drop.
-struct SecretFile {
+/// A private directory for one run's proxy socket, mounted read-only at `/run/lackey`;
+/// removed on drop.
+struct ProxyDir {
     dir: PathBuf,
-    path: PathBuf,
 }
 
-/// The secret directories of the runs in flight, so a forced exit (a second Ctrl-C)
+/// The proxy directories of the runs in flight, so a forced exit (a second Ctrl-C)
 /// can still remove them.
-static LIVE_SECRETS: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+static LIVE_DIRS: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
 
-/// Remove every secret file of this process's runs (called before a forced exit).
+/// Remove every proxy directory of this process's runs (called before a forced exit).
 pub fn remove_live_secrets() {
-    let dirs = std::mem::take(&mut *LIVE_SECRETS.lock().unwrap_or_else(|e| e.into_inner()));
+    let dirs = std::mem::take(&mut *LIVE_DIRS.lock().unwrap_or_else(|e| e.into_inner()));
     for d in dirs {
         let _ = std::fs::remove_dir_all(d);
     }
 }
 
-/// Remove secret directories left by runs that were killed outright (their container
-/// is gone). Only this user's, only lackey's.
-async fn sweep_stale_secrets(docker: &Engine) {
+const DIR_PREFIX: &str = "lackey-proxy-";
+
+/// Remove proxy directories left by runs that were killed outright (their container
+/// is gone). Only this user's, only lackey's. (`lackey-secrets-` ones are from versions
+/// that mounted the key as a file.)
+async fn sweep_stale_dirs(docker: &Engine) {
     let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
         return;
     };
     let me = unsafe { libc::getuid() };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().to_string();
-        let Some(id) = name.strip_prefix("lackey-secrets-") else {
+        let Some(id) = name
+            .strip_prefix(DIR_PREFIX)
+            .or_else(|| name.strip_prefix("lackey-secrets-"))
+        else {
             continue;
         };
         use std::os::unix::fs::MetadataExt;
         if e.metadata().map(|m| m.uid() != me).unwrap_or(true) {
+            continue;
+        }
+        // A run starting right now has its directory before its container: leave
+        // young directories alone.
+        let young = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_none_or(|age| age < Duration::from_secs(120));
+        if young {
             continue;
         }
         if docker
@@ -196,82 +240,47 @@ async fn sweep_stale_secrets(docker: &Engine) {
     }
 }
 
-impl SecretFile {
-    fn create(
-        run_id: &str,
-        name: &str,
-        value: &str,
-        owner: (u32, u32),
-    ) -> anyhow::Result<SecretFile> {
-        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
-        let dir = std::env::temp_dir().join(format!("lackey-secrets-{run_id}"));
+impl ProxyDir {
+    /// `lackey-proxy-<run id>` in the temporary directory: 0700, owned by the
+    /// container's user (so only it, and root, may enter it and reach the socket).
+    fn create(run_id: &str, owner: (u32, u32)) -> anyhow::Result<ProxyDir> {
+        use std::os::unix::fs::DirBuilderExt;
+        let dir = std::env::temp_dir().join(format!("{DIR_PREFIX}{run_id}"));
         std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
-        LIVE_SECRETS
+        LIVE_DIRS
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(dir.clone());
-        // From here on, dropping `file` (an error below included) removes the directory.
-        let file = SecretFile {
-            path: dir.join(name),
-            dir,
-        };
-        {
-            use std::io::Write;
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&file.path)?;
-            f.write_all(value.as_bytes())?;
-        }
-        std::fs::set_permissions(&file.path, std::fs::Permissions::from_mode(0o400))?;
+        let d = ProxyDir { dir };
         if unsafe { libc::getuid() } == 0 {
-            std::os::unix::fs::chown(&file.path, Some(owner.0), Some(owner.1))?;
+            std::os::unix::fs::chown(&d.dir, Some(owner.0), Some(owner.1))?;
         }
-        Ok(file)
+        Ok(d)
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.join("proxy.sock")
+    }
+
+    /// Hand the socket to the container's user (the proxy runs as whoever runs lackey).
+    fn own_socket(&self, owner: (u32, u32)) -> anyhow::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(self.socket(), std::fs::Permissions::from_mode(0o600))?;
+        if unsafe { libc::getuid() } == 0 {
+            std::os::unix::fs::chown(self.socket(), Some(owner.0), Some(owner.1))?;
+        }
+        Ok(())
     }
 }
 
-impl Drop for SecretFile {
+impl Drop for ProxyDir {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
         let _ = std::fs::remove_dir_all(&self.dir);
-        LIVE_SECRETS
+        LIVE_DIRS
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .retain(|d| d != &self.dir);
     }
-}
-
-/// The gateway address of Docker's default bridge (where a forwarder can listen).
-async fn bridge_gateway(docker: &Engine) -> anyhow::Result<IpAddr> {
-    let net = docker
-        .inspect_network(
-            "bridge",
-            None::<bollard::query_parameters::InspectNetworkOptions>,
-        )
-        .await
-        .map_err(|e| docker_error(e, "inspect the `bridge` network"))?;
-    let configs = net.ipam.and_then(|i| i.config).unwrap_or_default();
-    if let Some(gw) = configs
-        .iter()
-        .find_map(|c| c.gateway.as_deref().and_then(|g| g.parse().ok()))
-    {
-        return Ok(gw);
-    }
-    // The default bridge often lists only its subnet; its gateway (the docker0 address)
-    // is then the subnet's first host address.
-    configs
-        .iter()
-        .find_map(|c| c.subnet.as_deref().and_then(first_host))
-        .ok_or_else(|| anyhow::anyhow!("Docker's `bridge` network has no gateway address"))
-}
-
-/// `172.17.0.0/16` → `172.17.0.1`.
-fn first_host(subnet: &str) -> Option<IpAddr> {
-    let (net, _) = subnet.split_once('/')?;
-    let ip: std::net::Ipv4Addr = net.parse().ok()?;
-    Some(IpAddr::V4(std::net::Ipv4Addr::from(u32::from(ip) + 1)))
 }
 
 /// Remove a run's container, whatever state it is in.
@@ -316,12 +325,12 @@ pub struct Docker {
 }
 
 /// What the backend holds of a running container; dropping it removes the container,
-/// the secret file and the forwarder.
+/// stops the run's proxy and removes its socket directory.
 struct LocalRun {
     repo: PathBuf,
     guard: ContainerGuard,
-    secret: Option<SecretFile>,
-    forwarder: Option<Forwarder>,
+    proxy: Proxy,
+    proxy_dir: ProxyDir,
     spinner: Option<Box<dyn crate::output::Progress>>,
 }
 
@@ -351,7 +360,7 @@ impl Docker {
             .ok_or_else(|| anyhow::anyhow!("a local run needs a local repository"))?;
         let (uid, gid) = container_user();
         check_readable_by(&repo, uid, gid)?;
-        sweep_stale_secrets(&self.engine).await;
+        sweep_stale_dirs(&self.engine).await;
         if !image_exists(&self.engine, &spec.image).await? {
             return Err(Fail::new(format!("image `{}` not found in the local Docker", spec.image))
                 .with_hint("build it with `make build-base` (or `lackey image build`; `--offline` where nothing can be pulled), or pass --image")
@@ -365,7 +374,8 @@ impl Docker {
         Ok(repo)
     }
 
-    /// Launch phase 2: the container's mounts, secret file, forwarder and environment.
+    /// Launch phase 2: the container's mounts, the run's credential proxy and the
+    /// environment (which holds no secret).
     async fn prepare(
         &self,
         spec: &RunSpec,
@@ -382,33 +392,35 @@ impl Docker {
             format!("{}:{REPO_MOUNT}:ro", repo.display()),
             format!("{}:{OUTPUT_MOUNT}:rw", dir.display()),
         ];
-        let secret = match &spec.api_key {
-            Some(key) => {
-                let f = SecretFile::create(&spec.run_id, "anthropic_api_key", key, user)?;
-                binds.push(format!("{}:{API_KEY_MOUNT}:ro", f.path.display()));
-                input.api_key = Some(Secret::File(API_KEY_MOUNT.into()));
-                Some(f)
-            }
-            None => None,
-        };
-        // A loopback ANTHROPIC_BASE_URL is reached through a forwarder on the bridge
-        // gateway.
-        let mut forwarder = None;
-        if let Some((url, target)) = loopback_target(&spec.base_url).filter(|_| !spec.stubs) {
-            let gw = bridge_gateway(&self.engine).await?;
-            let f = Forwarder::start(gw, target).await?;
-            input.base_url = f.rewrite(&url);
-            tracing::info!("forwarding {} -> {target} for the container", f.listen);
-            forwarder = Some(f);
-        }
+        // The credential proxy: the container's only way to the LLM, holding the key it
+        // never sees. A stub run's proxy holds nothing and refuses everything.
+        let proxy_dir = ProxyDir::create(&spec.run_id, user)?;
+        let proxy = Proxy::serve_unix(
+            &proxy_dir.socket(),
+            ProxyConfig {
+                llm: match (&spec.api_key, spec.stubs) {
+                    (Some(key), false) => Some(LlmUpstream {
+                        base_url: spec.base_url.clone(),
+                        api_key: key.clone(),
+                    }),
+                    _ => None,
+                },
+                github: None,
+            },
+        )?;
+        proxy_dir.own_socket(user)?;
+        binds.push(format!("{}:{PROXY_MOUNT}:ro", proxy_dir.dir.display()));
+        input.api_key = None;
+        input.base_url = crate::run_contract::default::ANTHROPIC_BASE_URL.into();
+        input.proxy_socket = Some(CONTAINER_SOCKET.into());
         let mut env = input.to_env();
         // The root filesystem is read-only; /tmp is a tmpfs.
         env.push(("HOME".into(), "/tmp".into()));
         Ok(Prepared {
             env,
             binds,
-            secret,
-            forwarder,
+            proxy,
+            proxy_dir,
         })
     }
 
@@ -467,6 +479,13 @@ impl Docker {
                 nano_cpus: Some((limits.cpus * 1e9) as i64),
                 memory: Some(limits.memory_mb * 1024 * 1024),
                 pids_limit: Some(limits.pids),
+                network_mode: Some(
+                    match limits.network {
+                        Network::ProxyOnly => "none",
+                        Network::Open => "bridge",
+                    }
+                    .into(),
+                ),
                 init: Some(true),
                 ..Default::default()
             }),
@@ -499,33 +518,14 @@ impl Docker {
         }
         Ok(guard)
     }
-
-    /// Launch phase 4: only the run's own container may reach the forwarder.
-    async fn admit(&self, name: &str, forwarder: &Forwarder, reporter: &dyn Reporter) {
-        let ip = self
-            .engine
-            .inspect_container(
-                name,
-                None::<bollard::query_parameters::InspectContainerOptions>,
-            )
-            .await
-            .ok()
-            .and_then(|info| info.network_settings)
-            .and_then(|n| n.ip_address)
-            .and_then(|ip| ip.parse::<IpAddr>().ok());
-        match ip {
-            Some(ip) => forwarder.allow_only(ip),
-            None => reporter.warn("could not learn the container's address: the LLM endpoint on this machine stays closed to it"),
-        }
-    }
 }
 
 /// A container's inputs, ready to create it.
 struct Prepared {
     env: Vec<(String, String)>,
     binds: Vec<String>,
-    secret: Option<SecretFile>,
-    forwarder: Option<Forwarder>,
+    proxy: Proxy,
+    proxy_dir: ProxyDir,
 }
 
 #[async_trait::async_trait]
@@ -565,11 +565,8 @@ impl Backend for Docker {
         );
         let guard = self.start(spec, &dir, &prepared, dir_guard).await?;
         let Prepared {
-            secret, forwarder, ..
+            proxy, proxy_dir, ..
         } = prepared;
-        if let Some(f) = &forwarder {
-            self.admit(&guard.name, f, reporter).await;
-        }
         let spinner =
             (!spec.follow).then(|| reporter.spinner(&format!("minion {} running", spec.run_id)));
         Ok(RunHandle {
@@ -583,8 +580,8 @@ impl Backend for Docker {
             held: Box::new(LocalRun {
                 repo,
                 guard,
-                secret,
-                forwarder,
+                proxy,
+                proxy_dir,
                 spinner,
             }),
         })
@@ -654,15 +651,17 @@ impl Backend for Docker {
         let LocalRun {
             repo,
             guard,
-            secret,
-            forwarder,
+            proxy,
+            proxy_dir,
             spinner,
         } = *held;
         drop(spinner);
         let log = container_output(&self.engine, &guard.name).await;
         guard.remove().await;
-        drop(forwarder);
-        drop(secret);
+        let refusals = proxy.refusals();
+        drop(proxy);
+        drop(proxy_dir);
+        super::append_to_log(&run.dir, &refusals);
         let host_end = match (end.stopped, end.exit_code) {
             (Some(stopped), _) => stopped,
             (None, Some(code)) => HostEnd::Exited(code),

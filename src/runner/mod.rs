@@ -14,7 +14,6 @@
 pub mod backend;
 pub mod docker;
 pub mod ecs;
-pub mod forward;
 
 /// The image and the run directory are shared with `cloud` and `stack`: they live at the
 /// top of the crate, and keep their old paths here.
@@ -322,6 +321,30 @@ pub enum HostEnd {
     TimedOut,
     Interrupted,
     Failed(String),
+}
+
+/// Add the credential proxy's refusals to the end of the run's `minion.log` (after the
+/// container is gone: read no-follow and size-capped, written by replacing the file).
+pub fn append_to_log(dir: &Path, lines: &[String]) {
+    if lines.is_empty() {
+        return;
+    }
+    let Ok(rd) = rundir::RunDir::open(dir) else {
+        return;
+    };
+    let (mut log, _) = rd
+        .read_capped("minion.log", rundir::MAX_ARTIFACT_BYTES)
+        .unwrap_or_default();
+    if !log.is_empty() && !log.ends_with(b"\n") {
+        log.push(b'\n');
+    }
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    for l in lines {
+        log.extend_from_slice(format!("{now} {l}\n").as_bytes());
+    }
+    if let Err(e) = rd.replace("minion.log", &log) {
+        tracing::warn!("cannot add the proxy's refusals to minion.log: {e}");
+    }
 }
 
 /// The run's summary: the minion's, or one the host writes when there is none. Missing

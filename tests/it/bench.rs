@@ -198,7 +198,12 @@ fn bench_local_stub_run_overhead() {
     println!(
         "bench-local: `docker run --rm --entrypoint /bin/true {image}`: median {bare:.3}s over {N}"
     );
-    for (name, path) in [("small (4 files)", &small), ("5,000 files", &big)] {
+    for (name, path, network) in [
+        ("small (4 files)", &small, "proxy-only"),
+        ("small (4 files)", &small, "open"),
+        ("5,000 files", &big, "proxy-only"),
+    ] {
+        t.set("LACKEY_NETWORK", network);
         let runs: Vec<f64> = (0..N)
             .map(|_| {
                 time_it(|| {
@@ -217,12 +222,94 @@ fn bench_local_stub_run_overhead() {
             .collect();
         let m = median(runs.clone());
         println!(
-            "bench-local: `lackey run --stubs` on the {name} repo: median {m:.3}s over {N} (min {:.3}s, max {:.3}s); overhead over the bare container {:.3}s",
+            "bench-local: `lackey run --stubs` on the {name} repo, network {network}: median {m:.3}s over {N} (min {:.3}s, max {:.3}s); overhead over the bare container {:.3}s",
             runs.iter().cloned().fold(f64::MAX, f64::min),
             runs.iter().cloned().fold(0.0, f64::max),
             m - bare
         );
     }
+}
+
+/// Issue 10: the latency the credential proxy adds to one LLM request, on the path a
+/// local run's requests take (a TCP bridge as in the container → the proxy's Unix
+/// socket → the proxy → the LLM), against the same request sent straight to the fake
+/// LLM. Interleaved, after a warm-up. Target: ≤ 2 ms added at the median and p99.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: make bench-local"]
+async fn bench_local_proxied_llm_latency() {
+    const N: usize = 500;
+    const WARM: usize = 20;
+    let key = "sk-ant-bench";
+    let llm = FakeLlm::start(
+        key,
+        (0..2 * (N + WARM)).map(|_| fake_llm::text("ok")).collect(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("proxy.sock");
+    let proxy = lackey::proxy::Proxy::serve_unix(
+        &socket,
+        lackey::proxy::ProxyConfig {
+            llm: Some(lackey::proxy::LlmUpstream {
+                base_url: llm.url(),
+                api_key: key.into(),
+            }),
+            github: None,
+        },
+    )
+    .unwrap();
+    let bridge = lackey::minion::bridge::start(&socket).await.unwrap();
+    let client = reqwest::Client::new();
+    let body = serde_json::to_vec(&json!({
+        "model": "claude-sonnet-4-5", "max_tokens": 16,
+        "messages": [{"role": "user", "content": "hi"}]
+    }))
+    .unwrap();
+    let direct_url = format!("{}/v1/messages", llm.url());
+    let proxied_url = format!("http://{bridge}/anthropic/v1/messages");
+    let once = |url: String, api_key: &'static str| {
+        let req = client
+            .post(url)
+            .header("x-api-key", api_key)
+            .header("anthropic-version", "2023-06-01")
+            .header("content-type", "application/json")
+            .body(body.clone());
+        async move {
+            let t = std::time::Instant::now();
+            let r = req.send().await.unwrap();
+            assert_eq!(r.status().as_u16(), 200);
+            r.bytes().await.unwrap();
+            t.elapsed().as_secs_f64() * 1000.0
+        }
+    };
+    let (mut direct, mut proxied) = (Vec::new(), Vec::new());
+    for i in 0..N + WARM {
+        let d = once(direct_url.clone(), "sk-ant-bench").await;
+        let p = once(proxied_url.clone(), "placeholder").await;
+        if i >= WARM {
+            direct.push(d);
+            proxied.push(p);
+        }
+    }
+    assert_eq!(proxy.forwarded() as usize, N + WARM);
+    assert!(llm
+        .received()
+        .iter()
+        .all(|r| r.api_key.as_deref() == Some(key)));
+    let pct = |v: &mut Vec<f64>, q: f64| {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        v[((v.len() as f64 - 1.0) * q).round() as usize]
+    };
+    let (dm, d99) = (pct(&mut direct, 0.5), pct(&mut direct, 0.99));
+    let (pm, p99) = (pct(&mut proxied, 0.5), pct(&mut proxied, 0.99));
+    println!("bench-local: LLM request straight to the fake: median {dm:.3} ms, p99 {d99:.3} ms over {N}");
+    println!(
+        "bench-local: through bridge + socket + proxy: median {pm:.3} ms, p99 {p99:.3} ms over {N}"
+    );
+    println!(
+        "bench-local: added by the proxy: median {:.3} ms, p99 {:.3} ms (target ≤ 2 ms)",
+        pm - dm,
+        p99 - d99
+    );
 }
 
 /// Issue 3: wall time and AWS request count of the stack operations against moto.

@@ -442,8 +442,9 @@ fn the_api_key_never_shows_and_the_container_is_hardened() {
         !inspected.contains(CANARY_KEY),
         "docker inspect shows the API key"
     );
-    assert!(inspected.contains("ANTHROPIC_API_KEY_FILE=/run/secrets/anthropic_api_key"));
-    assert!(!inspected.contains("\"ANTHROPIC_API_KEY="));
+    // No key in any form: the container gets the proxy's socket, and no network.
+    assert!(inspected.contains("LACKEY_PROXY_SOCKET=/run/lackey/proxy.sock"));
+    assert!(!inspected.contains("ANTHROPIC_API_KEY"));
     let v: Value = serde_json::from_str(&inspected).unwrap();
     let hc = &v[0]["HostConfig"];
     assert_eq!(hc["ReadonlyRootfs"], true);
@@ -462,9 +463,14 @@ fn the_api_key_never_shows_and_the_container_is_hardened() {
         .map(|b| b.as_str().unwrap().to_string())
         .collect();
     assert!(binds.iter().any(|b| b.ends_with(":/repo:ro")), "{binds:?}");
+    assert!(
+        binds.iter().any(|b| b.ends_with(":/run/lackey:ro")),
+        "{binds:?}"
+    );
+    assert_eq!(hc["NetworkMode"], "none");
     assert_ne!(v[0]["Config"]["User"], "");
     assert!(!v[0]["Config"]["User"].as_str().unwrap().starts_with("0:"));
-    // The run itself worked, through the loopback forwarder, with the key from the file.
+    // The run itself worked, through the credential proxy, which added the key.
     assert!(
         out.status.success(),
         "{}",
@@ -474,10 +480,12 @@ fn the_api_key_never_shows_and_the_container_is_hardened() {
     let dir = &l.run_dirs()[0];
     let s = read_summary(dir);
     assert_eq!(s["outcome"], "success");
-    // The secret file was readable in the container but its content never reached a
-    // log: the redactor replaced it. The environment held no key.
+    // There was no secret file to read, and the environment held no key.
     let commands = std::fs::read_to_string(dir.join("commands.log")).unwrap();
-    assert!(commands.contains("[REDACTED]"), "{commands}");
+    assert!(
+        commands.contains("/run/secrets/anthropic_api_key: No such file"),
+        "{commands}"
+    );
     assert!(!commands.contains("ANTHROPIC_API_KEY="), "{commands}");
     assert_no_canary_in(dir);
     assert!(!String::from_utf8_lossy(&out.stdout).contains(CANARY_KEY));
@@ -485,9 +493,9 @@ fn the_api_key_never_shows_and_the_container_is_hardened() {
     let id = dir.file_name().unwrap().to_string_lossy().to_string();
     assert!(
         !std::env::temp_dir()
-            .join(format!("lackey-secrets-{id}"))
+            .join(format!("lackey-proxy-{id}"))
             .exists(),
-        "the secret file outlived the run"
+        "the proxy's directory outlived the run"
     );
     assert_eq!(
         std::fs::read_to_string(l.repo.join("hello.sh")).unwrap(),

@@ -15,4 +15,5 @@ mod local;
 mod minion;
 mod report;
 mod sandbox;
+mod sandbox_net;
 mod stack;

@@ -1,0 +1,462 @@
+//! What the proxy lets through, decided from the request alone (pure functions, so every
+//! rule has a unit test).
+//!
+//! Paths as the container sees them:
+//!
+//! | prefix | upstream | allowed |
+//! |---|---|---|
+//! | `/anthropic` | `ANTHROPIC_BASE_URL` | `POST /v1/messages` only (the client uses nothing else) |
+//! | `/git` | the GitHub git URL | smart HTTP of the run's repository: fetch (`git-upload-pack`) and push (`git-receive-pack`) |
+//! | `/github` | the GitHub REST URL | `GET /repos/{o}/{r}`; `POST /repos/{o}/{r}/pulls` with `head` the push target; `GET /repos/{o}/{r}/pulls?head={o}:{target}…` |
+//!
+//! A push may only create the run's push target, or fast-forward it when the host said
+//! it may be updated (an existing branch the user named), one command per push, never
+//! the default branch, never a delete.
+
+use super::pack::{self, Command};
+
+/// Which upstream a request goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upstream {
+    Llm,
+    Git,
+    GitHubApi,
+}
+
+/// A request that may go on, with the path to use upstream (the prefix removed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Allowed {
+    pub upstream: Upstream,
+    pub path: String,
+    /// A `git-receive-pack` POST: its body must pass [`check_push`] too.
+    pub receive_pack: bool,
+    /// A pull request creation: its JSON body's `head` must be the push target.
+    pub create_pull: bool,
+}
+
+/// The branch a run may push, decided on the host before launch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushTarget {
+    /// The branch name, without `refs/heads/`.
+    pub branch: String,
+    /// Whether the branch exists already and may be fast-forwarded (`--push-to`);
+    /// otherwise it may only be created.
+    pub may_update: bool,
+    /// The repository's default branch, never pushed whatever the target says.
+    pub default_branch: Option<String>,
+}
+
+/// What the proxy knows of the run's GitHub side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GitHubScope {
+    /// `owner/repo`.
+    pub repo: String,
+    pub target: Option<PushTarget>,
+}
+
+/// Decide where a request goes, or why it may not.
+pub fn route(
+    method: &str,
+    path: &str,
+    query: Option<&str>,
+    llm: bool,
+    github: Option<&GitHubScope>,
+) -> Result<Allowed, String> {
+    if path.contains("/../")
+        || path.ends_with("/..")
+        || path.contains("//")
+        || path.contains('\\')
+        || path.contains('%')
+    {
+        return Err("the path is not in canonical form".into());
+    }
+    let allow = |upstream, path: &str| Allowed {
+        upstream,
+        path: path.to_string(),
+        receive_pack: false,
+        create_pull: false,
+    };
+    if let Some(rest) = strip(path, "/anthropic") {
+        if !llm {
+            return Err("this run has no LLM access (a --stubs run gets no API key)".into());
+        }
+        return if method == "POST" && rest == "/v1/messages" {
+            Ok(allow(Upstream::Llm, rest))
+        } else {
+            Err("only POST /v1/messages is allowed on the LLM API".into())
+        };
+    }
+    if let Some(rest) = strip(path, "/git") {
+        let gh = github.ok_or("this run has no GitHub access")?;
+        let repo_path = format!("/{}.git", gh.repo);
+        let Some(op) = strip(rest, &repo_path) else {
+            return Err(format!(
+                "git access is limited to the run's repository `{}`",
+                gh.repo
+            ));
+        };
+        return match (method, op, query) {
+            ("GET", "/info/refs", Some("service=git-upload-pack")) => {
+                Ok(allow(Upstream::Git, rest))
+            }
+            ("POST", "/git-upload-pack", None) => Ok(allow(Upstream::Git, rest)),
+            ("GET", "/info/refs", Some("service=git-receive-pack"))
+            | ("POST", "/git-receive-pack", None)
+                if gh.target.is_none() =>
+            {
+                Err("this run may not push".into())
+            }
+            ("GET", "/info/refs", Some("service=git-receive-pack")) => {
+                Ok(allow(Upstream::Git, rest))
+            }
+            ("POST", "/git-receive-pack", None) => Ok(Allowed {
+                receive_pack: true,
+                ..allow(Upstream::Git, rest)
+            }),
+            _ => Err("only git fetch and push (smart HTTP) are allowed on the git host".into()),
+        };
+    }
+    if let Some(rest) = strip(path, "/github") {
+        let gh = github.ok_or("this run has no GitHub access")?;
+        let repo = format!("/repos/{}", gh.repo);
+        let pulls = format!("{repo}/pulls");
+        return match method {
+            "GET" if rest == repo && query.is_none() => Ok(allow(Upstream::GitHubApi, rest)),
+            "POST" if rest == pulls && query.is_none() && gh.target.is_some() => Ok(Allowed {
+                create_pull: true,
+                ..allow(Upstream::GitHubApi, rest)
+            }),
+            "GET" if rest == pulls && lists_own_pulls(query, gh) => {
+                Ok(allow(Upstream::GitHubApi, rest))
+            }
+            _ => Err(format!(
+                "the GitHub API is limited to reading `{}` and opening a pull request from the run's branch",
+                gh.repo
+            )),
+        };
+    }
+    Err("not a path the proxy serves (/anthropic, /git, /github)".into())
+}
+
+/// `rest` of `path` after `prefix`, when `prefix` is a whole leading path segment.
+fn strip<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
+    let rest = path.strip_prefix(prefix)?;
+    (rest.is_empty() || rest.starts_with('/')).then_some(rest)
+}
+
+/// `head={owner}:{target}&state=open`: the existing pull request of the run's branch.
+fn lists_own_pulls(query: Option<&str>, gh: &GitHubScope) -> bool {
+    let (Some(q), Some(t)) = (query, &gh.target) else {
+        return false;
+    };
+    let owner = gh.repo.split('/').next().unwrap_or_default();
+    let want_head = format!("{owner}:{}", t.branch);
+    let mut head_ok = false;
+    for pair in q.split('&') {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let v = percent_encoding::percent_decode_str(v).decode_utf8_lossy();
+        match k {
+            "head" => head_ok = v == want_head,
+            "state" | "per_page" | "page" => {}
+            _ => return false,
+        }
+    }
+    head_ok
+}
+
+/// A pull request body's `head` must be the push target (`branch` or `owner:branch`).
+pub fn check_pull(body: &[u8], gh: &GitHubScope) -> Result<(), String> {
+    let Some(t) = &gh.target else {
+        return Err("this run may not open a pull request".into());
+    };
+    let v: serde_json::Value =
+        serde_json::from_slice(body).map_err(|_| "the pull request body is not JSON")?;
+    let owner = gh.repo.split('/').next().unwrap_or_default();
+    match v["head"].as_str() {
+        Some(h) if h == t.branch || h == format!("{owner}:{}", t.branch) => Ok(()),
+        Some(h) => Err(format!(
+            "a pull request may only come from the run's branch `{}`, not `{}`",
+            t.branch,
+            h.escape_debug()
+        )),
+        None => Err("the pull request names no `head`".into()),
+    }
+}
+
+/// Judge a receive-pack request body against the push target.
+pub fn check_push(body: &[u8], target: &PushTarget) -> Result<(), String> {
+    // git probes with a lone flush packet before a large push; it changes nothing.
+    if body == b"0000" {
+        return Ok(());
+    }
+    let req = pack::parse_push(body)?;
+    if req.capabilities.iter().any(|c| c == "push-options") {
+        return Err("push options are not allowed".into());
+    }
+    let want = format!("refs/heads/{}", target.branch);
+    let [cmd] = req.commands.as_slice() else {
+        let names: Vec<&str> = req.commands.iter().map(|c| c.refname.as_str()).collect();
+        return Err(format!(
+            "a push may update one ref, the run's `{want}`; this one names {}",
+            names.join(", ")
+        ));
+    };
+    let Command { old, new, refname } = cmd;
+    if target
+        .default_branch
+        .as_ref()
+        .is_some_and(|d| refname == &format!("refs/heads/{d}"))
+    {
+        return Err(format!(
+            "`{refname}` is the default branch, which a run never pushes"
+        ));
+    }
+    if refname != &want {
+        return Err(format!(
+            "a push to `{refname}`: this run may push only `{want}`"
+        ));
+    }
+    if cmd.is_delete() {
+        return Err(format!("deleting `{refname}` is not allowed"));
+    }
+    if cmd.is_create() {
+        return Ok(());
+    }
+    if !target.may_update {
+        return Err(format!(
+            "`{refname}` may only be created by this run, not updated (from {})",
+            pack::short(old)
+        ));
+    }
+    pack::proves_fast_forward(&body[req.pack_at..], old, new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proxy::pack::pkt_line;
+
+    const A: &str = "1111111111111111111111111111111111111111";
+    const B: &str = "2222222222222222222222222222222222222222";
+    const Z: &str = "0000000000000000000000000000000000000000";
+
+    fn scope(may_update: bool) -> GitHubScope {
+        GitHubScope {
+            repo: "acme/app".into(),
+            target: Some(PushTarget {
+                branch: "minion/r1".into(),
+                may_update,
+                default_branch: Some("main".into()),
+            }),
+        }
+    }
+
+    fn push(cmds: &[String], caps: &str) -> Vec<u8> {
+        let mut b = Vec::new();
+        for (i, c) in cmds.iter().enumerate() {
+            let mut p = c.clone().into_bytes();
+            if i == 0 {
+                p.push(0);
+                p.extend_from_slice(caps.as_bytes());
+            }
+            b.extend(pkt_line(&p));
+        }
+        b.extend_from_slice(b"0000");
+        b
+    }
+
+    #[test]
+    fn the_llm_api_allows_only_post_messages() {
+        let ok = route("POST", "/anthropic/v1/messages", None, true, None).unwrap();
+        assert_eq!(ok.upstream, Upstream::Llm);
+        assert_eq!(ok.path, "/v1/messages");
+        for (m, p) in [
+            ("GET", "/anthropic/v1/messages"),
+            ("GET", "/anthropic/v1/models"),
+            ("POST", "/anthropic/v1/complete"),
+            ("POST", "/anthropic/v1/messages/batches"),
+            ("POST", "/anthropic/v1/files"),
+            ("POST", "/anthropicx/v1/messages"),
+            ("POST", "/anthropic/v1/../v1/messages"),
+            ("POST", "/anthropic//v1/messages"),
+            ("POST", "/anthropic/v1/%6dessages"),
+        ] {
+            assert!(route(m, p, None, true, None).is_err(), "{m} {p}");
+        }
+        let err = route("POST", "/anthropic/v1/messages", None, false, None).unwrap_err();
+        assert!(err.contains("--stubs"), "{err}");
+        assert!(route("GET", "/latest/meta-data", None, true, None).is_err());
+    }
+
+    #[test]
+    fn git_is_limited_to_the_runs_repository_and_pushes_need_a_target() {
+        let gh = scope(false);
+        for (m, p, q, receive) in [
+            (
+                "GET",
+                "/git/acme/app.git/info/refs",
+                Some("service=git-upload-pack"),
+                false,
+            ),
+            ("POST", "/git/acme/app.git/git-upload-pack", None, false),
+            (
+                "GET",
+                "/git/acme/app.git/info/refs",
+                Some("service=git-receive-pack"),
+                false,
+            ),
+            ("POST", "/git/acme/app.git/git-receive-pack", None, true),
+        ] {
+            let a = route(m, p, q, true, Some(&gh)).unwrap();
+            assert_eq!(a.upstream, Upstream::Git);
+            assert_eq!(a.receive_pack, receive);
+            assert!(a.path.starts_with("/acme/app.git/"));
+        }
+        for (m, p, q) in [
+            (
+                "GET",
+                "/git/acme/other.git/info/refs",
+                Some("service=git-upload-pack"),
+            ),
+            (
+                "GET",
+                "/git/acme/app.git.evil/info/refs",
+                Some("service=git-upload-pack"),
+            ),
+            ("GET", "/git/acme/app.git/objects/info/packs", None),
+            (
+                "GET",
+                "/git/acme/app.git/info/refs",
+                Some("service=git-upload-archive"),
+            ),
+        ] {
+            assert!(route(m, p, q, true, Some(&gh)).is_err(), "{m} {p}");
+        }
+        let read_only = GitHubScope {
+            target: None,
+            ..gh.clone()
+        };
+        let err = route(
+            "POST",
+            "/git/acme/app.git/git-receive-pack",
+            None,
+            true,
+            Some(&read_only),
+        )
+        .unwrap_err();
+        assert_eq!(err, "this run may not push");
+        assert!(route(
+            "GET",
+            "/git/acme/app.git/info/refs",
+            Some("service=git-upload-pack"),
+            true,
+            None
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn the_github_api_allows_reading_the_repo_and_a_pull_request_from_the_target() {
+        let gh = scope(false);
+        assert!(route("GET", "/github/repos/acme/app", None, true, Some(&gh)).is_ok());
+        let pr = route(
+            "POST",
+            "/github/repos/acme/app/pulls",
+            None,
+            true,
+            Some(&gh),
+        )
+        .unwrap();
+        assert!(pr.create_pull);
+        assert!(route(
+            "GET",
+            "/github/repos/acme/app/pulls",
+            Some("head=acme:minion/r1&state=open"),
+            true,
+            Some(&gh)
+        )
+        .is_ok());
+        for (m, p, q) in [
+            (
+                "GET",
+                "/github/repos/acme/app/pulls",
+                Some("head=acme:main&state=open"),
+            ),
+            ("GET", "/github/repos/acme/app/pulls", None),
+            ("DELETE", "/github/repos/acme/app", None),
+            ("PATCH", "/github/repos/acme/app", None),
+            ("GET", "/github/repos/acme/other", None),
+            ("DELETE", "/github/repos/acme/app/git/refs/heads/main", None),
+            ("POST", "/github/repos/acme/app/git/refs", None),
+            ("PUT", "/github/repos/acme/app/contents/x", None),
+            ("POST", "/github/app/installations/1/access_tokens", None),
+            ("GET", "/github/user", None),
+        ] {
+            assert!(route(m, p, q, true, Some(&gh)).is_err(), "{m} {p} {q:?}");
+        }
+        check_pull(br#"{"head":"minion/r1","base":"main"}"#, &gh).unwrap();
+        check_pull(br#"{"head":"acme:minion/r1","base":"main"}"#, &gh).unwrap();
+        let err = check_pull(br#"{"head":"main","base":"release"}"#, &gh).unwrap_err();
+        assert!(err.contains("only come from the run's branch"), "{err}");
+        assert!(check_pull(b"not json", &gh).is_err());
+    }
+
+    #[test]
+    fn a_push_may_only_create_the_target() {
+        let t = scope(false).target.unwrap();
+        let caps = "report-status side-band-64k";
+        check_push(b"0000", &t).unwrap();
+        check_push(&push(&[format!("{Z} {A} refs/heads/minion/r1")], caps), &t).unwrap();
+        for (cmds, want) in [
+            (
+                vec![format!("{Z} {A} refs/heads/other")],
+                "this run may push only `refs/heads/minion/r1`",
+            ),
+            (
+                vec![format!("{Z} {A} refs/tags/v1")],
+                "this run may push only",
+            ),
+            (
+                vec![format!("{A} {Z} refs/heads/minion/r1")],
+                "deleting `refs/heads/minion/r1`",
+            ),
+            (
+                vec![format!("{A} {B} refs/heads/minion/r1")],
+                "may only be created by this run",
+            ),
+            (
+                vec![format!("{A} {B} refs/heads/main")],
+                "the default branch",
+            ),
+            (
+                vec![
+                    format!("{Z} {A} refs/heads/minion/r1"),
+                    format!("{A} {Z} refs/heads/main"),
+                ],
+                "a push may update one ref",
+            ),
+        ] {
+            let err = check_push(&push(&cmds, caps), &t).unwrap_err();
+            assert!(err.contains(want), "{cmds:?}: {err}");
+        }
+        let err = check_push(
+            &push(&[format!("{Z} {A} refs/heads/minion/r1")], "push-options"),
+            &t,
+        )
+        .unwrap_err();
+        assert!(err.contains("push options"), "{err}");
+    }
+
+    #[test]
+    fn an_update_of_an_existing_target_needs_a_proof() {
+        let t = scope(true).target.unwrap();
+        // The pack is missing: nothing proves the update, so it is refused.
+        let err =
+            check_push(&push(&[format!("{A} {B} refs/heads/minion/r1")], ""), &t).unwrap_err();
+        assert!(err.contains("carries no pack"), "{err}");
+        // Even an updatable target is never deleted.
+        let err =
+            check_push(&push(&[format!("{A} {Z} refs/heads/minion/r1")], ""), &t).unwrap_err();
+        assert!(err.contains("deleting"), "{err}");
+    }
+}
