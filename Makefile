@@ -4,7 +4,7 @@ IMAGE ?= minion-base:latest
 # The release binary the offline image and the image benchmark ship (built once).
 RELEASE_BIN ?= $(or $(CARGO_TARGET_DIR),target)/release/lackey
 
-.PHONY: test install build build-release build-base build-base-offline build-app bench-image demo bench-stack bench-local bench-minion bench-cloud bench-doctor bench-report
+.PHONY: test install build build-release build-base build-base-offline build-app bench-image demo bench-stack bench-local bench-minion bench-cloud bench-doctor bench-report bench-fleet
 
 # The main job: build the minion image, then a stub run on a demo repository.
 demo:
@@ -72,3 +72,7 @@ bench-doctor:
 # Issue 16: time and size of a run's report.html for a 20-turn run and a 5,000-line diff.
 bench-report:
 	$(CARGO) test --locked --test it bench_report -- --ignored --nocapture
+
+# Issue 15: 200 fleet runs in flight against moto: launch time, AWS calls per tick, CLI CPU and memory.
+bench-fleet:
+	$(CARGO) test --locked --test it bench_fleet -- --ignored --nocapture

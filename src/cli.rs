@@ -109,12 +109,14 @@ pub enum Command {
 
     /// Run a minion on a task, in local Docker or on ECS Fargate
     #[command(
-        after_help = "Examples:\n  lackey run \"add a hello world test\"\n  lackey run \"add a hello world test\" --cloud --pr\n  lackey run \"fix the flaky test\" --timeout 600 --follow\n  lackey run \"anything\" --stubs   the whole pipeline without calling the LLM"
+        after_help = "Examples:\n  lackey run \"add a hello world test\"\n  lackey run \"add a hello world test\" --cloud --pr\n  lackey run \"fix the flaky test\" --timeout 600 --follow\n  lackey run \"anything\" --stubs   the whole pipeline without calling the LLM\n  lackey run --cloud --tasks backlog.txt --max-parallel 20   a fleet: one run per line"
     )]
     Run(RunArgs),
 
     /// List past runs: id, backend, outcome, runtime, branch
-    #[command(after_help = "Examples:\n  lackey runs\n  lackey runs --json")]
+    #[command(
+        after_help = "Examples:\n  lackey runs\n  lackey runs --json\n  lackey runs --fleet fleet-20261128-190000-ab12 --watch   re-attach to a cloud fleet"
+    )]
     Runs(RunsArgs),
 
     /// Print a run's log
@@ -130,7 +132,9 @@ pub enum Command {
     Report(ReportArgs),
 
     /// Stop a running run, keeping its partial artifacts
-    #[command(after_help = "Example:\n  lackey stop 20261124-143015-7f3a")]
+    #[command(
+        after_help = "Examples:\n  lackey stop 20261124-143015-7f3a\n  lackey stop --fleet fleet-20261128-190000-ab12"
+    )]
     Stop(StopArgs),
 
     /// Manage the stack's secrets in Secrets Manager
@@ -219,7 +223,8 @@ pub struct DoctorArgs {
 #[derive(Debug, Args, Clone)]
 pub struct RunArgs {
     /// What the minion should do
-    pub task: String,
+    #[arg(required_unless_present = "tasks", conflicts_with = "tasks")]
+    pub task: Option<String>,
 
     /// Run on ECS Fargate instead of local Docker
     #[arg(long)]
@@ -256,6 +261,37 @@ pub struct RunArgs {
     /// Model for the agents [env: LACKEY_MODEL]
     #[arg(long, value_name = "MODEL")]
     pub model: Option<String>,
+
+    /// A fleet: one run per line of FILE (`-`: stdin), plain text or JSON Lines
+    /// {"task", "repo", "blueprint", "model", "timeout"}
+    #[arg(long, value_name = "FILE")]
+    pub tasks: Option<String>,
+
+    /// Run each task of --tasks N times; a task succeeds when any attempt does
+    #[arg(long, value_name = "N", requires = "tasks", value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub attempts: Option<u32>,
+
+    /// Runs of --tasks in flight at once [default: 10 on Fargate, else what this machine
+    /// can take] [env: LACKEY_MAX_PARALLEL]
+    #[arg(long, value_name = "N", requires = "tasks")]
+    pub max_parallel: Option<String>,
+
+    /// Launch no more runs of --tasks once finished runs have used N tokens
+    #[arg(long, value_name = "N", requires = "tasks", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_tokens: Option<u64>,
+
+    /// Launch no more runs of --tasks once finished runs have cost USD dollars
+    #[arg(long, value_name = "USD", requires = "tasks")]
+    pub max_cost_usd: Option<f64>,
+
+    /// Resume local fleet FLEET from the same --tasks file: run only what did not finish
+    #[arg(
+        long,
+        value_name = "FLEET",
+        requires = "tasks",
+        conflicts_with = "cloud"
+    )]
+    pub resume: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -263,6 +299,15 @@ pub struct RunsArgs {
     /// Show at most this many runs, newest first
     #[arg(long, default_value_t = 20)]
     pub limit: usize,
+
+    /// Show one fleet's runs (from its manifest)
+    #[arg(long, value_name = "FLEET")]
+    pub fleet: Option<String>,
+
+    /// With --fleet: re-attach to a cloud fleet, launch what never launched, collect
+    /// what finished, until it is over
+    #[arg(long, requires = "fleet")]
+    pub watch: bool,
 }
 
 #[derive(Debug, Args)]
@@ -292,7 +337,12 @@ pub struct LogsArgs {
 #[derive(Debug, Args)]
 pub struct StopArgs {
     /// The run id
-    pub run_id: String,
+    #[arg(required_unless_present = "fleet", conflicts_with = "fleet")]
+    pub run_id: Option<String>,
+
+    /// Stop every run of a fleet (and launch no more of it)
+    #[arg(long, value_name = "FLEET")]
+    pub fleet: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

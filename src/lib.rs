@@ -22,6 +22,7 @@
 //! * [`github`]: GitHub App tokens, repositories and pull requests.
 //! * [`summary`]: `run_summary.json`, shared by the minion and the host.
 //! * [`cost`]: the price table and what a run cost; [`report`]: the run's HTML page.
+//! * [`fleet`]: many runs from one command: the tasks file, the scheduler, the manifest.
 //! * [`doctor`]: every setup phase checked, with a fix per failure.
 //! * [`error`]: errors that carry their exit code and their fix.
 
@@ -33,6 +34,7 @@ pub(crate) mod config;
 pub mod cost;
 pub(crate) mod doctor;
 pub(crate) mod error;
+pub mod fleet;
 pub mod github;
 pub mod image;
 pub mod minion;

@@ -10,6 +10,7 @@
 
 mod config_cmd;
 mod doctor;
+mod fleet;
 mod image;
 mod init;
 mod logs;

@@ -44,11 +44,18 @@ pub fn run_flags(args: &RunArgs) -> Vec<(&'static Key, String)> {
 }
 
 pub async fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<u8> {
+    if args.tasks.is_some() {
+        return super::fleet::run(ctx, args).await;
+    }
     let mut settings = ctx.settings(&run_flags(&args))?;
     // `[run] env` goes to both backends: a local container's environment, or the
     // task's container overrides.
-    let mut spec = RunSpec::from_settings(&settings, &args.task, args.cloud)?
-        .with_pass_env(&settings, &ctx.env);
+    let mut spec = RunSpec::from_settings(
+        &settings,
+        args.task.as_deref().unwrap_or_default(),
+        args.cloud,
+    )?
+    .with_pass_env(&settings, &ctx.env);
     spec.follow = args.follow;
     let backend: Box<dyn Backend> = if args.cloud {
         Box::new(cloud_backend(ctx, &mut settings, &spec).await?)

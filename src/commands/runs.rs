@@ -10,6 +10,9 @@ use crate::runner::docker::Docker;
 use crate::runner::{Backend, RunRow};
 
 pub async fn run(ctx: &Ctx, args: RunsArgs) -> anyhow::Result<u8> {
+    if let Some(fleet) = &args.fleet {
+        return super::fleet::runs(ctx, fleet, args.watch).await;
+    }
     let settings = ctx.settings(&[])?;
     let root = std::path::PathBuf::from(settings.require(&keys::LOCAL_ARTIFACTS_DIR)?);
     let mut rows = crate::runner::local_rows(&root);

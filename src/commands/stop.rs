@@ -10,12 +10,16 @@ use crate::runner::docker::Docker;
 use crate::runner::Backend;
 
 pub async fn run(ctx: &Ctx, args: StopArgs) -> anyhow::Result<u8> {
-    super::logs::check_run_id(&args.run_id)?;
+    if let Some(fleet) = &args.fleet {
+        return super::fleet::stop(ctx, fleet).await;
+    }
+    let run_id = args.run_id.clone().unwrap_or_default();
+    super::logs::check_run_id(&run_id)?;
     let settings = ctx.settings(&[])?;
     let docker = Docker::lookup().await;
     match &docker {
         Ok(docker) => {
-            if let Some(what) = docker.stop(&args.run_id).await? {
+            if let Some(what) = docker.stop(&run_id).await? {
                 ctx.printer.status("Stopped", Tone::Good, &what);
                 return Ok(0);
             }
@@ -25,20 +29,20 @@ pub async fn run(ctx: &Ctx, args: StopArgs) -> anyhow::Result<u8> {
             // can only be stopped through Docker: say that Docker is the problem.
             let dir = settings
                 .get(&keys::LOCAL_ARTIFACTS_DIR)
-                .map(|root| std::path::Path::new(root).join(&args.run_id));
+                .map(|root| std::path::Path::new(root).join(&run_id));
             let local = dir
                 .as_ref()
                 .is_some_and(|d| d.is_dir() && !d.join(".ecs-task").exists());
             if local {
-                return Err(docker_down(&args.run_id, e));
+                return Err(docker_down(&run_id, e));
             }
         }
     }
-    match stop_in_cloud(ctx, &settings, &args.run_id).await {
+    match stop_in_cloud(ctx, &settings, &run_id).await {
         Err(cloud) => match &docker {
             Err(e) => {
-                tracing::debug!("cloud lookup of {}: {cloud:#}", args.run_id);
-                Err(docker_down(&args.run_id, e))
+                tracing::debug!("cloud lookup of {}: {cloud:#}", run_id);
+                Err(docker_down(&run_id, e))
             }
             Ok(_) => Err(cloud),
         },

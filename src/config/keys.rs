@@ -535,6 +535,17 @@ key!(
     doc = "open a pull request after a successful push"
 );
 key!(
+    RUN_MAX_PARALLEL,
+    "run.max_parallel",
+    env = ["LACKEY_MAX_PARALLEL"],
+    flag = Some("--max-parallel"),
+    toml = true,
+    default = NoDefault,
+    secret = false,
+    validate = Some(validate::max_parallel),
+    doc = "runs of a fleet (--tasks) in flight at once (default 10 on Fargate; locally, what the machine can take)"
+);
+key!(
     RUN_STUBS,
     "run.stubs",
     env = ["LACKEY_STUBS"],
@@ -676,6 +687,7 @@ pub static ALL: &[&Key] = &[
     &RUN_TEST,
     &RUN_PR,
     &RUN_STUBS,
+    &RUN_MAX_PARALLEL,
     &RUN_PRICES,
     &RUN_NETWORK,
     &LOCAL_ARTIFACTS_DIR,
@@ -719,6 +731,7 @@ impl Key {
             | "github.app_id"
             | "github.installation_id"
             | "run.timeout"
+            | "run.max_parallel"
             | "local.memory_mb"
             | "local.pids_limit" => Kind::Integer,
             "local.cpus" => Kind::Number,

@@ -384,6 +384,11 @@ pub fn fargate_memory(s: &str) -> Result<(), String> {
     )
 }
 
+/// Runs of a fleet in flight at once.
+pub fn max_parallel(s: &str) -> Result<(), String> {
+    int_in(s, 1, 1000, "")
+}
+
 pub fn network(s: &str) -> Result<(), String> {
     match s {
         "proxy-only" | "open" => Ok(()),

@@ -250,6 +250,60 @@ impl Reporter for Printer {
     }
 }
 
+/// A block of lines redrawn in place (the fleet's table): one line per row, replaced
+/// as a whole by [`LiveTable::show`], cleared when dropped. Only made on a terminal.
+pub struct LiveTable {
+    multi: Arc<MultiProgress>,
+    rows: Mutex<Vec<ProgressBar>>,
+}
+
+impl Printer {
+    /// A live table on stderr, or None when progress is not drawn (not a terminal,
+    /// `--no-progress`, `-q`): the caller then prints one line per change instead.
+    pub fn live_table(&self) -> Option<LiveTable> {
+        if !self.progress {
+            return None;
+        }
+        Some(LiveTable {
+            multi: self.multi.clone(),
+            rows: Mutex::new(Vec::new()),
+        })
+    }
+}
+
+impl LiveTable {
+    pub fn show(&self, lines: &[String]) {
+        let mut rows = self.rows.lock().unwrap_or_else(|e| e.into_inner());
+        while rows.len() < lines.len() {
+            let pb = self.multi.add(ProgressBar::new_spinner());
+            pb.set_style(
+                ProgressStyle::with_template("{msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            rows.push(pb);
+        }
+        while rows.len() > lines.len() {
+            if let Some(pb) = rows.pop() {
+                pb.finish_and_clear();
+                self.multi.remove(&pb);
+            }
+        }
+        for (pb, line) in rows.iter().zip(lines) {
+            pb.set_message(line.clone());
+        }
+    }
+
+    pub fn clear(&self) {
+        self.show(&[]);
+    }
+}
+
+impl Drop for LiveTable {
+    fn drop(&mut self) {
+        self.clear();
+    }
+}
+
 struct Bar(ProgressBar);
 
 impl Progress for Bar {

@@ -658,3 +658,251 @@ fn bench_doctor() {
         c.moto.requests().len()
     );
 }
+
+/// Issue 15: a fleet of 200 runs in flight against moto, whose tasks only walk their
+/// lifecycle (PROVISIONING, PENDING, RUNNING for a while, STOPPED with a summary in the
+/// bucket; no containers). Prints the time from the command to the last RunTask, the
+/// CLI's AWS calls per poll tick by API while all 200 are in flight, and the CLI's CPU
+/// and resident memory then. Targets: DescribeTasks ≤ 2 per tick, ≤ 64 MB, ≤ 5 % of a
+/// core, 200 launches in ≤ 20 s.
+#[test]
+#[ignore = "benchmark: make bench-fleet"]
+fn bench_fleet() {
+    use std::collections::{BTreeMap, HashMap};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    const RUNS: usize = 200;
+    /// How long each task stays RUNNING (long enough to watch all 200 at once).
+    const HOLD: Duration = Duration::from_secs(90);
+    let moto = crate::support::moto::Moto::start_for_fargate().expect("the benchmark needs moto");
+    let mut t = TestEnv::new();
+    t.with_moto(&moto)
+        // No Docker: the image is not checked (the tasks run nothing).
+        .set("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .set("LACKEY_REPO", "project");
+    repo::hello_project(&t.work().join("project"));
+    t.write(
+        "lackey.toml",
+        "[aws]\nregion = \"us-east-1\"\naccount_id = \"123456789012\"\n[ecr]\nregistry = \"127.0.0.1:1\"\n",
+    );
+    t.run(&["up", "-q"]).assert_success();
+    let text: String = (1..=RUNS).map(|i| format!("bench task {i}\n")).collect();
+    t.write("tasks.txt", &text);
+
+    // The lifecycle walker: what Fargate would do, without containers.
+    let stop = Arc::new(AtomicBool::new(false));
+    let walker = {
+        let conf = moto.sdk_config();
+        let url = moto.url();
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            crate::support::moto::block_on(async move {
+                let ecs = aws_sdk_ecs::Client::new(&conf);
+                let s3 = aws_sdk_s3::Client::from_conf(
+                    aws_sdk_s3::config::Builder::from(&conf)
+                        .force_path_style(true)
+                        .build(),
+                );
+                let http = reqwest::Client::new();
+                let mut seen: HashMap<String, (Instant, u8, String)> = HashMap::new();
+                while !stop.load(Ordering::Relaxed) {
+                    if let Ok(out) = ecs.list_tasks().cluster("lackey").send().await {
+                        for arn in out.task_arns() {
+                            if !seen.contains_key(arn) {
+                                let d = ecs
+                                    .describe_tasks()
+                                    .cluster("lackey")
+                                    .tasks(arn)
+                                    .send()
+                                    .await
+                                    .unwrap();
+                                let prefix = d.tasks()[0]
+                                    .overrides()
+                                    .and_then(|o| o.container_overrides().first())
+                                    .and_then(|c| {
+                                        c.environment()
+                                            .iter()
+                                            .find(|kv| kv.name() == Some("LACKEY_S3_PREFIX"))
+                                            .and_then(|kv| kv.value())
+                                            .map(str::to_string)
+                                    })
+                                    .unwrap_or_default();
+                                seen.insert(arn.clone(), (Instant::now(), 0, prefix));
+                            }
+                        }
+                    }
+                    for (arn, (at, stage, run_id)) in seen.iter_mut() {
+                        let age = at.elapsed();
+                        let (next, status) = match *stage {
+                            0 if age > Duration::from_secs(1) => (1, "PENDING"),
+                            1 if age > Duration::from_secs(2) => (2, "RUNNING"),
+                            2 if age > Duration::from_secs(2) + HOLD => (3, "STOPPED"),
+                            _ => continue,
+                        };
+                        if next == 3 {
+                            let now = chrono::Utc::now().to_rfc3339();
+                            let summary = json!({"run_id": run_id, "task": "bench", "outcome": "success", "runtime": "cloud",
+                                "branch": format!("minion/{run_id}"), "base_sha": null, "head_sha": null,
+                                "started_at": now, "finished_at": now, "duration_s": HOLD.as_secs_f64(),
+                                "pr_url": null, "s3_prefix": null, "error": null});
+                            s3.put_object()
+                                .bucket("lackey-artifacts-123456789012")
+                                .key(format!("{run_id}/run_summary.json"))
+                                .body(summary.to_string().into_bytes().into())
+                                .send()
+                                .await
+                                .unwrap();
+                        }
+                        let mut body = json!({"task_arn": arn, "last_status": status});
+                        if next == 3 {
+                            body["exit_code"] = json!(0);
+                            body["stop_code"] = json!("EssentialContainerExited");
+                        }
+                        let _ = http
+                            .post(format!("{url}/_harness/ecs/task"))
+                            .json(&body)
+                            .send()
+                            .await;
+                        *stage = next;
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            })
+        })
+    };
+
+    moto.reset_requests();
+    let t0 = Instant::now();
+    let wall0 = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
+    let child = t
+        .command(&[
+            "run",
+            "--cloud",
+            "--stubs",
+            "--tasks",
+            "tasks.txt",
+            "--max-parallel",
+            "200",
+            "--json",
+            "--no-progress",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let ticks_per_s = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let cpu = |pid: u32| -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let after = stat.rsplit_once(')').map(|(_, a)| a).unwrap_or("");
+        let f: Vec<&str> = after.split_whitespace().collect();
+        let ut: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+        let st: f64 = f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+        (ut + st) / ticks_per_s
+    };
+    let rss_mb = |pid: u32| -> f64 {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+            / 1024.0
+    };
+    // Wait until all 200 are launched, then measure a window while they all run.
+    let launched = || {
+        moto.requests()
+            .iter()
+            .filter(|r| r.action == "RunTask" && r.caller == "cli")
+            .count()
+    };
+    while launched() < RUNS {
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "only {} launched",
+            launched()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let all_launched = t0.elapsed().as_secs_f64();
+    std::thread::sleep(Duration::from_secs(2));
+    let before = moto.requests().len();
+    let (c0, w0) = (cpu(pid), Instant::now());
+    let mut peak_rss: f64 = 0.0;
+    for _ in 0..20 {
+        std::thread::sleep(Duration::from_secs(1));
+        peak_rss = peak_rss.max(rss_mb(pid));
+    }
+    let (c1, window) = (cpu(pid), w0.elapsed().as_secs_f64());
+    let reqs = moto.requests();
+    let mut by: BTreeMap<String, usize> = BTreeMap::new();
+    for r in reqs[before..].iter().filter(|r| r.caller == "cli") {
+        *by.entry(format!("{}:{}", r.service, r.action)).or_default() += 1;
+    }
+    let out = crate::support::wait_with_timeout(child, Duration::from_secs(300));
+    stop.store(true, Ordering::Relaxed);
+    let _ = walker.join();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    // Time from the command to the last RunTask: the newest task's createdAt in moto.
+    let conf = moto.sdk_config();
+    let last_created = crate::support::moto::block_on(async {
+        let ecs = aws_sdk_ecs::Client::new(&conf);
+        let mut newest: f64 = 0.0;
+        let mut oldest: f64 = f64::MAX;
+        let arns = ecs
+            .list_tasks()
+            .cluster("lackey")
+            .desired_status(aws_sdk_ecs::types::DesiredStatus::Stopped)
+            .send()
+            .await
+            .unwrap()
+            .task_arns()
+            .to_vec();
+        for chunk in arns.chunks(100) {
+            let d = ecs
+                .describe_tasks()
+                .cluster("lackey")
+                .set_tasks(Some(chunk.to_vec()))
+                .send()
+                .await
+                .unwrap();
+            for t in d.tasks() {
+                newest = newest.max(t.created_at().unwrap().as_secs_f64());
+                oldest = oldest.min(t.created_at().unwrap().as_secs_f64());
+            }
+        }
+        (oldest, newest)
+    });
+    let (first_created, last_created) = last_created;
+    let ticks = by.get("s3:HEAD").copied().unwrap_or(0).max(1) as f64;
+    println!(
+        "bench-fleet: {RUNS} runs, --max-parallel {RUNS}: outcome summary {}",
+        v["summary"]
+    );
+    println!(
+        "bench-fleet: command to first RunTask {:.2}s, to last RunTask {:.2}s ({:.2}s from first to last; the bench saw 200 RunTask calls {all_launched:.1}s after the command)",
+        first_created - wall0,
+        last_created - wall0,
+        last_created - first_created
+    );
+    println!(
+        "bench-fleet: while all {RUNS} were in flight, over {window:.1}s ({ticks} poll ticks, one stop-marker check each): CLI AWS calls by API: {by:?}; DescribeTasks per tick {:.2}",
+        by.get("ecs:DescribeTasks").copied().unwrap_or(0) as f64 / ticks
+    );
+    println!(
+        "bench-fleet: CLI CPU {:.2}% of one core, peak resident memory {peak_rss:.1} MB",
+        100.0 * (c1 - c0) / window
+    );
+    assert_eq!(
+        v["summary"]["runs"], RUNS,
+        "the measurement ran the whole fleet"
+    );
+}

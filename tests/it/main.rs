@@ -19,6 +19,7 @@ mod blueprints;
 mod cli;
 mod cloud;
 mod doctor;
+mod fleet;
 mod image;
 mod local;
 mod minion;
