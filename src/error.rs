@@ -128,7 +128,7 @@ mod tests {
         let err: anyhow::Result<()> = Err(anyhow::anyhow!("connection refused"));
         let err = err
             .context("failed to create ECS cluster `lackey`")
-            .hint("check --endpoint-url")
+            .context(Hint("check --endpoint-url".into()))
             .unwrap_err();
         let lines = render(&err);
         assert_eq!(

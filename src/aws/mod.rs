@@ -450,6 +450,27 @@ pub fn is_invalid_for_state<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) ->
     Failure::of(err) == Failure::InvalidForState
 }
 
+/// Worth trying again later: no answer (a dropped connection, a timeout), throttling, or
+/// the service's own failure (`ServerException` is ECS's name for it).
+pub fn is_retryable<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> bool {
+    match err {
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => true,
+        _ => {
+            is_throttling(err)
+                || matches!(
+                    error_code(err),
+                    Some(
+                        "ServiceUnavailable"
+                            | "ServiceUnavailableException"
+                            | "InternalFailure"
+                            | "InternalError"
+                            | "ServerException"
+                    )
+                )
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

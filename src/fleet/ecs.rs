@@ -27,7 +27,7 @@ use aws_sdk_ecs::types::{
 
 use super::engine::{FleetBackend, LaunchError, Pacing, Polled};
 use super::{FleetRun, FleetTask};
-use crate::aws::{error_code, is_transient, render_sdk_error, Aws, AwsResultExt};
+use crate::aws::{is_invalid_for_state, is_retryable, render_sdk_error, Aws, AwsResultExt};
 use crate::error::Fail;
 use crate::output::Reporter;
 use crate::ownership;
@@ -96,7 +96,7 @@ impl EcsFleet {
             .send()
             .await
             .map_err(|e| {
-                if error_code(&e) == Some("ClientException") {
+                if is_invalid_for_state(&e) {
                     anyhow::Error::new(
                         Fail::new(format!("task definition `{}` not found", cloud.task_family))
                             .with_hint(
@@ -376,7 +376,7 @@ impl FleetBackend for EcsFleet {
             .await;
         let out = match out {
             Ok(o) => o,
-            Err(e) if is_transient(&e) => {
+            Err(e) if is_retryable(&e) => {
                 return Err(LaunchError::Retry(format!(
                     "RunTask: {}",
                     render_sdk_error(e)

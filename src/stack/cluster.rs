@@ -13,7 +13,6 @@ use crate::output::Tone;
 
 #[derive(Clone, Debug)]
 pub struct Have {
-    pub arn: String,
     /// For `down`: the running tasks, this stack's and the others'.
     pub tasks: Option<Tasks>,
 }
@@ -73,7 +72,6 @@ async fn observe_for(cx: &StackCtx<'_>, intent: Intent) -> anyhow::Result<Option
         &cx.spec.stack,
         tags,
         Have {
-            arn: c.cluster_arn().unwrap_or_default().to_string(),
             tasks: tasks?,
         },
     )))

@@ -9,7 +9,6 @@ use crate::aws::{self, AwsResultExt, Failure};
 
 #[derive(Clone, Debug)]
 pub struct Have {
-    pub arn: String,
     pub mutability: String,
 }
 
@@ -64,7 +63,6 @@ pub async fn observe(cx: &StackCtx<'_>) -> anyhow::Result<Option<Seen<Have>>> {
         &cx.spec.stack,
         tags,
         Have {
-            arn: repo.repository_arn().unwrap_or_default().to_string(),
             mutability: repo
                 .image_tag_mutability()
                 .map(|m| m.as_str().to_string())

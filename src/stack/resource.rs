@@ -262,6 +262,7 @@ impl<R: Resource> Slot<R> {
     }
 
     /// A slot whose observation is already known (tests of the pure planner).
+    #[cfg(test)]
     pub fn seen(resource: R, seen: Option<Seen<R::Have>>) -> Slot<R> {
         let slot = Slot::new(resource);
         let _ = slot.seen.set(seen);

@@ -20,7 +20,6 @@ pub const DESCRIPTION: &str = "Lackey ECS tasks - outbound only";
 #[derive(Clone, Debug)]
 pub struct Have {
     pub id: String,
-    pub vpc_id: String,
     pub ingress: Vec<IpPermission>,
 }
 
@@ -72,10 +71,6 @@ fn describe_rule(p: &IpPermission) -> String {
     )
 }
 
-pub async fn observe(cx: &StackCtx<'_>) -> anyhow::Result<Option<Seen<Have>>> {
-    Ok(observe_in_vpc(cx).await?.1)
-}
-
 /// The default VPC and the group in it, read at once: the groups of that name are
 /// listed in every VPC and the default VPC's is kept.
 async fn observe_in_vpc(cx: &StackCtx<'_>) -> anyhow::Result<(String, Option<Seen<Have>>)> {
@@ -116,7 +111,6 @@ async fn observe_in_vpc(cx: &StackCtx<'_>) -> anyhow::Result<(String, Option<See
         tags,
         Have {
             id: g.group_id().unwrap_or_default().to_string(),
-            vpc_id: vpc.clone(),
             ingress: g.ip_permissions().to_vec(),
         },
     );

@@ -114,14 +114,12 @@ impl World {
             ecr: seen(
                 Some("lackey"),
                 ecr::Have {
-                    arn: "arn:aws:ecr:us-east-1:123456789012:repository/lackey-minion".into(),
                     mutability: "MUTABLE".into(),
                 },
             ),
             cluster: seen(
                 Some("lackey"),
                 cluster::Have {
-                    arn: "arn:aws:ecs:us-east-1:123456789012:cluster/lackey".into(),
                     tasks: None,
                 },
             ),
@@ -143,7 +141,6 @@ impl World {
                 Some("lackey"),
                 security_group::Have {
                     id: "sg-1".into(),
-                    vpc_id: "vpc-1".into(),
                     ingress: vec![],
                 },
             ),
@@ -529,7 +526,6 @@ fn the_security_group_diff_names_each_inbound_rule() {
     use aws_sdk_ec2::types::{IpPermission, IpRange, UserIdGroupPair};
     let have = |ingress: Vec<IpPermission>| security_group::Have {
         id: "sg-1".into(),
-        vpc_id: "vpc-1".into(),
         ingress,
     };
     assert!(security_group::diff(&have(vec![])).is_empty());
