@@ -172,7 +172,13 @@ impl Git {
         }
         Self::write_fresh(&global, b"[safe]\n\tdirectory = *\n")
             .map_err(|e| refuse(format!("cannot write `{}`: {e}", global.display())))?;
-        let config = match (in_repo, self.pinned.lock().unwrap().clone()) {
+        let config = match (
+            in_repo,
+            self.pinned
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone(),
+        ) {
             (true, Some(c)) => c,
             _ => return Ok(()),
         };
@@ -297,7 +303,10 @@ impl Git {
             args: "clone".into(),
             stderr: format!("cannot read the clone's .git/config: {e}"),
         })?;
-        *self.pinned.lock().unwrap() = Some(config);
+        *self
+            .pinned
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(config);
         Ok(())
     }
 

@@ -416,11 +416,7 @@ mod tests {
         git(dir, &["checkout", "-q", "--orphan", "other"]);
         git(dir, &["commit", "-qm", "rewritten"]);
         let forced = git(dir, &["rev-parse", "HEAD"]);
-        let p = pack(
-            dir,
-            &format!("{forced}"),
-            &["--compression=0", "--window=0"],
-        );
+        let p = pack(dir, &forced.to_string(), &["--compression=0", "--window=0"]);
         let err = proves_fast_forward(&p, &old, &forced).unwrap_err();
         assert!(err.starts_with("not a fast-forward"), "{err}");
         // A compressed pack cannot be read here, so it is refused, not trusted.

@@ -71,9 +71,7 @@ async fn observe_for(cx: &StackCtx<'_>, intent: Intent) -> anyhow::Result<Option
     Ok(Some(Seen::new(
         &cx.spec.stack,
         tags,
-        Have {
-            tasks: tasks?,
-        },
+        Have { tasks: tasks? },
     )))
 }
 

@@ -30,7 +30,7 @@ impl Secret {
         spec.secrets
             .iter()
             .map(|(key, name)| Secret {
-                key: *key,
+                key,
                 name: name.clone(),
             })
             .collect()

@@ -117,12 +117,7 @@ impl World {
                     mutability: "MUTABLE".into(),
                 },
             ),
-            cluster: seen(
-                Some("lackey"),
-                cluster::Have {
-                    tasks: None,
-                },
-            ),
+            cluster: seen(Some("lackey"), cluster::Have { tasks: None }),
             logs: seen(
                 Some("lackey"),
                 log_group::Have {
@@ -219,7 +214,7 @@ fn changed(changes: &[Change]) -> Vec<String> {
         .collect()
 }
 
-fn find<'c>(changes: &'c [Change], kind: Kind) -> &'c Change {
+fn find(changes: &[Change], kind: Kind) -> &Change {
     changes.iter().find(|c| c.kind == kind).unwrap()
 }
 

@@ -667,6 +667,10 @@ fn bench_doctor() {
 /// core, 200 launches in ≤ 20 s.
 #[test]
 #[ignore = "benchmark: make bench-fleet"]
+#[allow(
+    clippy::too_many_lines,
+    reason = "one benchmark: a fleet of 200 against moto, then every figure it prints"
+)]
 fn bench_fleet() {
     use std::collections::{BTreeMap, HashMap};
     use std::sync::atomic::{AtomicBool, Ordering};

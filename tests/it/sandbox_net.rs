@@ -414,12 +414,10 @@ impl Listener {
         let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let h = hits.clone();
         std::thread::spawn(move || {
-            for s in l.incoming() {
-                if let Ok(mut s) = s {
-                    h.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    use std::io::Write;
-                    let _ = s.write_all(b"HTTP/1.0 200 OK\r\n\r\nreached\n");
-                }
+            for mut s in l.incoming().flatten() {
+                h.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                use std::io::Write;
+                let _ = s.write_all(b"HTTP/1.0 200 OK\r\n\r\nreached\n");
             }
         });
         Ok(Listener { addr, hits })
