@@ -471,7 +471,11 @@ fn the_deadline_mid_run_is_an_error_that_keeps_the_work_so_far() {
     // final scope check and bundle run git several times, slow under a loaded CI.
     assert!(d.artifact("diff.patch").contains("+echo \"hello, wor\""));
     assert!(d.artifact("scope.json").contains("hello.sh"));
-    assert_eq!(d.artifact("transcript.jsonl").lines().count(), 4);
+    // The three answered turns are kept; a fourth line exists only when the deadline
+    // found the hanging request already sent (on a loaded machine it may still be
+    // applying the edit).
+    let turns = d.artifact("transcript.jsonl").lines().count();
+    assert!((3..=4).contains(&turns), "{turns} transcript lines");
     assert!(d.artifact("minion.log").contains("timed out after 4 s"));
     d.assert_no_canary();
 }
