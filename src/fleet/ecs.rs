@@ -16,7 +16,7 @@
 //! runs a bounded number at once (the engine's pacing).
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -190,7 +190,7 @@ impl EcsFleet {
             .collect();
         for (n, repo) in local.iter().enumerate() {
             let file = tempfile::NamedTempFile::new()?;
-            let branch = bundle_repo(repo, file.path())?;
+            let branch = crate::runner::ecs::bundle_repo(repo, file.path())?;
             let key = format!("inputs/{fleet_id}/source-{n}.bundle");
             crate::cloud::s3::upload_file(&s3, file.path(), &cloud.bucket, &key).await?;
             bundles.insert(
@@ -638,31 +638,4 @@ pub fn failed_summary(run: &FleetRun, task: &FleetTask, error: &str) -> RunSumma
         s3_prefix: None,
         error: Some(error.to_string()),
     }
-}
-
-/// The repository's current branch, bundled whole (for a fleet without GitHub).
-fn bundle_repo(repo: &Path, out: &Path) -> anyhow::Result<String> {
-    let branch = std::process::Command::new("git")
-        .args(["rev-parse", "--abbrev-ref", "HEAD"])
-        .current_dir(repo)
-        .output()?;
-    let branch = String::from_utf8_lossy(&branch.stdout).trim().to_string();
-    let status = std::process::Command::new("git")
-        .args(["bundle", "create", "--quiet"])
-        .arg(out)
-        .arg("HEAD")
-        .arg(if branch == "HEAD" || branch.is_empty() {
-            "HEAD"
-        } else {
-            &branch
-        })
-        .current_dir(repo)
-        .output()?;
-    if !status.status.success() {
-        return Err(anyhow::anyhow!(
-            "git bundle failed: {}",
-            String::from_utf8_lossy(&status.stderr).trim()
-        ));
-    }
-    Ok(branch)
 }

@@ -274,7 +274,7 @@ fn hint_for_stop(reason: &str) -> Option<&'static str> {
 }
 
 /// The repository's current branch, bundled whole for a run without GitHub.
-fn bundle_repo(repo: &std::path::Path, out: &std::path::Path) -> anyhow::Result<String> {
+pub(crate) fn bundle_repo(repo: &std::path::Path, out: &std::path::Path) -> anyhow::Result<String> {
     let branch = std::process::Command::new("git")
         .args(["rev-parse", "--abbrev-ref", "HEAD"])
         .current_dir(repo)
