@@ -79,6 +79,12 @@ pub enum Command {
     #[command(after_help = "Example:\n  lackey init --region us-east-1")]
     Init(InitArgs),
 
+    /// Print the least-privilege IAM policy the identity running lackey needs
+    #[command(
+        after_help = "Examples:\n  lackey policy\n  lackey policy --json > lackey-policy.json   the document alone\n  aws iam put-user-policy --user-name me --policy-name lackey --policy-document file://lackey-policy.json"
+    )]
+    Policy(PolicyArgs),
+
     /// Print the resolved settings and where each value came from
     #[command(after_help = "Examples:\n  lackey config\n  lackey config --json")]
     Config(ConfigArgs),
@@ -160,6 +166,9 @@ pub struct InitArgs {
     #[arg(long, value_name = "NAME")]
     pub stack: Option<String>,
 }
+
+#[derive(Debug, Args)]
+pub struct PolicyArgs {}
 
 #[derive(Debug, Args)]
 pub struct ConfigArgs {

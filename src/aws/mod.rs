@@ -272,7 +272,7 @@ where
 fn hint_for(err: &AwsError) -> Option<&'static str> {
     let code = err.code.as_deref().unwrap_or("");
     if Failure::of_code(code) == Failure::AccessDenied || code.contains("AccessDenied") {
-        return Some("the credentials in use lack this permission: check `aws sts get-caller-identity` and the attached IAM policies");
+        return Some("the credentials in use lack this permission: `lackey policy` prints every permission lackey needs, to attach to the identity `aws sts get-caller-identity` names");
     }
     if code == "ExpiredToken" || code == "ExpiredTokenException" || code == "RequestExpired" {
         return Some(
@@ -438,6 +438,23 @@ pub fn is_already_exists<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> bo
 /// The caller lacks the permission.
 pub fn is_access_denied<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> bool {
     Failure::of(err) == Failure::AccessDenied
+}
+
+/// The caller's own policies deny the call: AWS's message then names the action and
+/// the identity ("… is not authorized to perform: s3:GetBucketTagging … because no
+/// identity-based policy allows …"). S3 answers a bucket of another account with a bare
+/// "Access Denied", which this tells apart.
+pub fn is_denied_to_caller<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> bool {
+    match err {
+        SdkError::ServiceError(se) => {
+            Failure::of(err) == Failure::AccessDenied
+                && se
+                    .err()
+                    .message()
+                    .is_some_and(|m| m.contains("is not authorized to perform"))
+        }
+        _ => false,
+    }
 }
 
 /// AWS asks the caller to slow down.

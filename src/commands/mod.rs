@@ -15,6 +15,7 @@ mod image;
 mod init;
 mod logs;
 mod minion;
+mod policy;
 mod report;
 pub mod run;
 mod runs;
@@ -278,6 +279,7 @@ async fn dispatch(ctx: &Ctx, command: Command) -> anyhow::Result<u8> {
     match command {
         Command::Init(args) => init::run(ctx, args).await,
         Command::Config(args) => config_cmd::run(ctx, args).await,
+        Command::Policy(args) => policy::run(ctx, args).await,
         Command::Plan(args) => stack_cmd::plan(ctx, args).await,
         Command::Up(args) => stack_cmd::up(ctx, args).await,
         Command::Down(args) => stack_cmd::down(ctx, args).await,

@@ -105,6 +105,10 @@ pub async fn observe(cx: &StackCtx<'_>) -> anyhow::Result<Option<Seen<Have>>> {
                 .iter()
                 .map(|t| (Some(t.key().to_string()), Some(t.value().to_string()))),
         ),
+        // The operator lacks s3:GetBucketTagging: say so, not "another account's".
+        Err(e) if crate::aws::is_denied_to_caller(&e) => {
+            return Err(e).aws(format!("failed to read the tags of S3 bucket `{name}`"))
+        }
         Err(e) => match Failure::of(&e) {
             Failure::NoConfiguration => Default::default(),
             Failure::NotFound => return Ok(None),

@@ -21,6 +21,7 @@ pub mod ecr;
 pub mod journal;
 pub mod log_group;
 pub mod network;
+pub mod operator;
 pub mod policy;
 pub mod resource;
 pub mod roles;

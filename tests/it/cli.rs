@@ -3,8 +3,8 @@
 use crate::support::{moto::Moto, snapshot_filters, TestEnv};
 
 const COMMANDS: &[&str] = &[
-    "init", "config", "plan", "up", "down", "doctor", "run", "runs", "logs", "stop", "secret",
-    "image",
+    "init", "policy", "config", "plan", "up", "down", "doctor", "run", "runs", "logs", "stop",
+    "secret", "image",
 ];
 
 #[test]
