@@ -34,17 +34,70 @@ pub(crate) struct Cloud {
     github: FakeGitHub,
     pub(crate) t: TestEnv,
     artifacts: PathBuf,
-    _player: FargatePlayer,
+    pub(crate) _player: Option<FargatePlayer>,
 }
+
+/// The IAM user the CLI runs as in the cloud tests: it holds exactly `lackey policy`'s
+/// document, and moto enforces IAM.
+pub(crate) const OPERATOR: &str = "lackey-operator";
 
 impl Cloud {
     /// The whole world, with the stack up; `secrets`: store both secret values.
     pub(crate) fn new(secrets: bool) -> Option<Cloud> {
+        let mut c = Cloud::bare(Moto::start_for_fargate()?)?;
+        c.up(secrets);
+        c.start_player();
+        Some(c)
+    }
+
+    /// Start the Fargate player: tasks run from now on.
+    pub(crate) fn start_player(&mut self) {
+        if self._player.is_none() {
+            self._player = Some(FargatePlayer::start(&self.moto, "lackey"));
+        }
+    }
+
+    /// `up` (as the operator), then both secrets' values when `secrets`.
+    pub(crate) fn up(&self, secrets: bool) {
+        let t = &self.t;
+        t.run(&["up", "-q"]).assert_success();
+        if secrets {
+            let key = t.write("app.pem", &self.github.private_key_pem);
+            t.run(&[
+                "secret",
+                "put",
+                "github_app_key",
+                "--from-file",
+                key.to_str().unwrap(),
+            ])
+            .assert_success();
+            t.run_with_stdin(
+                &["secret", "put", "anthropic_api_key"],
+                Some(CANARY_KEY.as_bytes()),
+            )
+            .assert_success();
+        }
+    }
+
+    /// `lackey policy --json` for this world's lackey.toml.
+    pub(crate) fn operator_policy(&self) -> Value {
+        let out = self.t.run(&["policy", "--json"]);
+        out.assert_success();
+        out.json()
+    }
+
+    /// Give the operator this policy document instead of the one it holds.
+    pub(crate) fn set_operator_policy(&self, doc: &Value) {
+        self.moto.set_user_policy(OPERATOR, &doc.to_string());
+    }
+
+    /// The whole world with nothing made yet: moto (with the Fargate player), the
+    /// registry, the fake GitHub, lackey.toml, and the CLI running as [`OPERATOR`].
+    pub(crate) fn bare(moto: Moto) -> Option<Cloud> {
         if !docker::available() {
             return None;
         }
         let image = docker::test_image();
-        let moto = Moto::start_for_fargate()?;
         let registry = Registry::start()?;
         let github = FakeGitHub::start();
         github.add_repo(
@@ -71,31 +124,17 @@ impl Cloud {
                 github.git_url(),
             ),
         );
-        t.run(&["up", "-q"]).assert_success();
-        if secrets {
-            let key = t.write("app.pem", &github.private_key_pem);
-            t.run(&[
-                "secret",
-                "put",
-                "github_app_key",
-                "--from-file",
-                key.to_str().unwrap(),
-            ])
-            .assert_success();
-            t.run_with_stdin(
-                &["secret", "put", "anthropic_api_key"],
-                Some(CANARY_KEY.as_bytes()),
-            )
-            .assert_success();
-        }
-        let player = FargatePlayer::start(&moto, "lackey");
+        let policy = t.run(&["policy", "--json"]);
+        policy.assert_success();
+        let keys = moto.iam_user(OPERATOR, &policy.stdout);
+        t.with_keys(&keys);
         Some(Cloud {
             moto,
             registry,
             github,
             t,
             artifacts,
-            _player: player,
+            _player: None,
         })
     }
 
@@ -217,7 +256,7 @@ fn a_stub_cloud_run_end_to_end() {
         0,
         "stderr:\n{}\nplayer: {:?}",
         out.stderr,
-        c._player.log.lock().unwrap()
+        c._player.as_ref().unwrap().log.lock().unwrap()
     );
     let v = out.json();
     let id = v["run_id"].as_str().unwrap().to_string();
@@ -601,7 +640,7 @@ fn canary_secrets_appear_nowhere() {
         0,
         "{}\nplayer: {:?}",
         out.stderr,
-        c._player.log.lock().unwrap()
+        c._player.as_ref().unwrap().log.lock().unwrap()
     );
     llm.assert_clean();
     let v = out.json();

@@ -20,6 +20,7 @@ mod cli;
 mod cloud;
 mod doctor;
 mod fleet;
+mod iam;
 mod image;
 mod local;
 mod minion;

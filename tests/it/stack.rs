@@ -188,18 +188,23 @@ fn up_from_empty_builds_the_guides_stack_and_a_second_up_changes_nothing() {
                 "arn:aws:secretsmanager:us-east-1:123456789012:secret:lackey/anthropic-api-key-??????"
             ])
         );
+        // The task role: write artifacts, read inputs, never list, delete, nor write
+        // inputs and fleet manifests (docs/iam.md).
         let doc = inline_policy(&iam, "lackey-ecs-task", "lackey-s3-artifacts").await;
         assert_eq!(
             doc["Statement"][0]["Action"],
-            serde_json::json!(["s3:PutObject", "s3:GetObject", "s3:ListBucket"])
+            serde_json::json!(["s3:PutObject", "s3:AbortMultipartUpload"])
         );
         assert_eq!(
             doc["Statement"][0]["Resource"],
-            serde_json::json!([
-                "arn:aws:s3:::lackey-artifacts-123456789012",
-                "arn:aws:s3:::lackey-artifacts-123456789012/*"
-            ])
+            "arn:aws:s3:::lackey-artifacts-123456789012/*"
         );
+        assert_eq!(doc["Statement"][1]["Action"], "s3:GetObject");
+        assert_eq!(
+            doc["Statement"][1]["Resource"],
+            "arn:aws:s3:::lackey-artifacts-123456789012/inputs/*"
+        );
+        assert_eq!(doc["Statement"][2]["Effect"], "Deny");
 
         let ec2 = aws_sdk_ec2::Client::new(&conf);
         let vpcs = ec2

@@ -186,6 +186,19 @@ impl TestEnv {
         self
     }
 
+    /// Run lackey with these AWS credentials (an IAM user of moto's, say).
+    pub fn with_keys(&mut self, keys: &moto::Keys) -> &mut Self {
+        let mut text = format!(
+            "[default]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+            keys.access_key_id, keys.secret_access_key
+        );
+        if let Some(t) = &keys.session_token {
+            text.push_str(&format!("aws_session_token = {t}\n"));
+        }
+        std::fs::write(self.path().join("home/.aws/credentials"), text).unwrap();
+        self
+    }
+
     pub fn write(&self, rel: &str, text: &str) -> PathBuf {
         let p = self.work().join(rel);
         if let Some(parent) = p.parent() {

@@ -64,7 +64,20 @@ impl Moto {
         Self::start_with(&["--fargate-player"])
     }
 
+    /// Start moto for the Fargate player, with IAM's propagation delay: for `ms` after
+    /// a role or its policies change, nobody can assume it (docs/stand-ins.md).
+    pub fn start_with_propagation(ms: u64) -> Option<Moto> {
+        Self::start_with_env(
+            &["--fargate-player"],
+            &[("IAM_PROPAGATION_MS", ms.to_string())],
+        )
+    }
+
     fn start_with(args: &[&str]) -> Option<Moto> {
+        Self::start_with_env(args, &[])
+    }
+
+    fn start_with_env(args: &[&str], env: &[(&str, String)]) -> Option<Moto> {
         if !super::require("moto", moto_available(), "pip install 'moto[server]'") {
             return None;
         }
@@ -72,6 +85,7 @@ impl Moto {
         let mut child = Command::new("python3")
             .arg(script)
             .args(args)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -291,4 +305,119 @@ pub async fn add_ssh_ingress(ec2: &aws_sdk_ec2::Client) {
         .send()
         .await
         .unwrap();
+}
+
+/// Credentials of an IAM user or an assumed role in moto.
+#[derive(Clone, Debug)]
+pub struct Keys {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: Option<String>,
+}
+
+impl Moto {
+    /// An IAM user holding exactly `policy` (one inline policy), made by the harness's
+    /// admin; returns its access key. moto enforces IAM: the user can do what the
+    /// document allows and nothing else.
+    pub fn iam_user(&self, name: &str, policy: &str) -> Keys {
+        let conf = self.sdk_config();
+        block_on(async {
+            let iam = aws_sdk_iam::Client::new(&conf);
+            iam.create_user().user_name(name).send().await.unwrap();
+            iam.put_user_policy()
+                .user_name(name)
+                .policy_name("lackey")
+                .policy_document(policy)
+                .send()
+                .await
+                .unwrap();
+            let key = iam
+                .create_access_key()
+                .user_name(name)
+                .send()
+                .await
+                .unwrap()
+                .access_key
+                .unwrap();
+            Keys {
+                access_key_id: key.access_key_id().to_string(),
+                secret_access_key: key.secret_access_key().to_string(),
+                session_token: None,
+            }
+        })
+    }
+
+    /// Replace the user's policy (what [`Moto::iam_user`] gave it).
+    pub fn set_user_policy(&self, name: &str, policy: &str) {
+        let conf = self.sdk_config();
+        block_on(async {
+            aws_sdk_iam::Client::new(&conf)
+                .put_user_policy()
+                .user_name(name)
+                .policy_name("lackey")
+                .policy_document(policy)
+                .send()
+                .await
+                .unwrap();
+        });
+    }
+
+    /// Attach an AWS-managed policy to a user (`ReadOnlyAccess`).
+    pub fn iam_user_managed(&self, name: &str, policy_arn: &str) -> Keys {
+        let keys = self.iam_user(name, r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"iam:CreateUser","Resource":"*"}]}"#);
+        let conf = self.sdk_config();
+        block_on(async {
+            let iam = aws_sdk_iam::Client::new(&conf);
+            iam.delete_user_policy()
+                .user_name(name)
+                .policy_name("lackey")
+                .send()
+                .await
+                .unwrap();
+            iam.attach_user_policy()
+                .user_name(name)
+                .policy_arn(policy_arn)
+                .send()
+                .await
+                .unwrap();
+        });
+        keys
+    }
+
+    /// A role's credentials as ECS gets them for a task (the harness's stand-in for the
+    /// ECS service principal; a role that does not trust ECS, or is still propagating,
+    /// is refused).
+    pub fn assume_as_ecs(&self, role_arn: &str) -> Keys {
+        let v: serde_json::Value = self
+            .http
+            .post(format!("{}/_harness/ecs/assume", self.url()))
+            .json(&serde_json::json!({"role_arn": role_arn, "session": "test"}))
+            .send()
+            .and_then(|r| r.error_for_status())
+            .and_then(|r| r.json())
+            .expect("ECS assumes the role");
+        Keys {
+            access_key_id: v["AccessKeyId"].as_str().unwrap().to_string(),
+            secret_access_key: v["SecretAccessKey"].as_str().unwrap().to_string(),
+            session_token: v["Token"].as_str().map(str::to_string),
+        }
+    }
+
+    /// An SDK configuration with these credentials, pointing at this moto.
+    pub fn sdk_config_as(&self, keys: &Keys) -> aws_config::SdkConfig {
+        let creds = aws_sdk_s3::config::Credentials::new(
+            &keys.access_key_id,
+            &keys.secret_access_key,
+            keys.session_token.clone(),
+            None,
+            "test",
+        );
+        block_on(
+            aws_config::defaults(aws_config::BehaviorVersion::latest())
+                .region(aws_config::Region::new("us-east-1"))
+                .endpoint_url(self.url())
+                .credentials_provider(creds)
+                .load(),
+        )
+    }
 }

@@ -51,6 +51,8 @@ from datetime import datetime, timezone
 
 os.environ.setdefault("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
 os.environ.setdefault("MOTO_ALLOW_NONEXISTENT_REGION", "true")
+# IAM is enforced from the first request, as in AWS (see "IAM, enforced" below).
+os.environ.setdefault("INITIAL_NO_AUTH_ACTION_COUNT", "0")
 
 from werkzeug.serving import make_server  # noqa: E402
 
@@ -239,6 +241,367 @@ def _fix_s3_roots(body):
     return S3_ROOT_RE.sub(lambda m: b"<" + m.group(1) + S3_ROOTS[m.group(2).decode()].encode() + m.group(3), body)
 
 
+# --- IAM, enforced -----------------------------------------------------------------
+#
+# INITIAL_NO_AUTH_ACTION_COUNT=0 makes moto evaluate every request against the caller's
+# IAM policies. On top of moto's evaluation the harness:
+#
+# * skips only the SigV4 signature re-computation: moto's rejects valid aws-sdk-rust
+#   requests (EC2 CreateSecurityGroup answers AuthFailure); the access key must still
+#   be one IAM knows, and the policies are still evaluated;
+# * bootstraps `harness-admin` (AdministratorAccess) with the access key `testing`,
+#   the key the harness and every test that does not ask otherwise use;
+# * matches resources as IAM does (`*` any run, `?` one character; moto treats the
+#   pattern as a regular expression), and names the resource of the calls lackey makes
+#   on Secrets Manager, ECS, CloudWatch Logs and ECR (moto names `*` there); a call
+#   whose resource is still `*` is evaluated on its action alone;
+# * names S3's bucket operations as IAM does (ownership controls, HeadBucket);
+# * answers a denial in each service's own error format, naming the action and the
+#   resource as AWS does (moto answers a JSON service in XML, and S3 without the action);
+# * evaluates iam:PassRole for ECS RegisterTaskDefinition and RunTask (moto does not);
+# * does not crash on a trust policy whose principal is a service;
+# * simulates IAM's propagation: for IAM_PROPAGATION_MS after CreateRole,
+#   PutRolePolicy, AttachRolePolicy or UpdateAssumeRolePolicy, the role cannot be
+#   assumed (AssumeRole is denied, and the Fargate player's `/_harness/ecs/assume`
+#   answers that ECS was unable to assume it).
+
+import html  # noqa: E402
+
+from werkzeug.exceptions import HTTPException  # noqa: E402
+
+from moto.core import DEFAULT_ACCOUNT_ID  # noqa: E402
+from moto.core.exceptions import _RESTError  # noqa: E402
+from moto.iam import access_control  # noqa: E402
+from moto.iam.models import iam_backends  # noqa: E402
+from moto.s3 import responses as s3_responses  # noqa: E402
+from moto.secretsmanager import responses as sm_responses  # noqa: E402
+from moto.logs import responses as logs_responses  # noqa: E402
+from moto.ecr import responses as ecr_responses  # noqa: E402
+from moto.sts.models import sts_backends  # noqa: E402
+
+access_control.IAMRequestBase.check_signature = lambda self: None
+
+
+def _glob(pattern, string):
+    rx = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.match(f"^{rx}$", string, re.DOTALL)
+
+
+access_control.IAMPolicyStatement._match = staticmethod(_glob)
+
+_check_element = access_control.IAMPolicyStatement._check_element_matches
+
+
+def _check_element_matches(self, element, value):
+    if element == "Resource" and value == "*":
+        return True
+    return _check_element(self, element, value)
+
+
+access_control.IAMPolicyStatement._check_element_matches = _check_element_matches
+
+
+def _check_principal(self, principal):
+    expected = self._statement.get("Principal")
+    if not expected or expected == "*":
+        return True
+    aws = expected.get("AWS") if isinstance(expected, dict) else None
+    if aws is None:
+        # A service principal (ecs-tasks.amazonaws.com) is never a user or a role.
+        return False
+    return aws == "*" or principal == aws or principal in aws
+
+
+access_control.IAMPolicyStatement._check_principal = _check_principal
+
+
+class _Denied(_RESTError):
+    def __init__(self, status, code, body, content_type):
+        super().__init__(code, "denied")
+        self.code = status
+        self.description = body
+        self.content_type = content_type
+
+
+def _denial(service, message):
+    m = html.escape(message)
+    if service == "ec2":
+        body = (
+            "<Response><Errors><Error><Code>UnauthorizedOperation</Code><Message>You are not authorized "
+            f"to perform this operation. {m}</Message></Error></Errors><RequestID>denied</RequestID></Response>"
+        )
+        return _Denied(403, "UnauthorizedOperation", body, "text/xml")
+    if service in ("iam", "sts"):
+        body = (
+            f"<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>{m}</Message>"
+            "</Error><RequestId>denied</RequestId></ErrorResponse>"
+        )
+        return _Denied(403, "AccessDenied", body, "text/xml")
+    if service == "s3":
+        body = f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>{m}</Message><RequestId>denied</RequestId></Error>'
+        return _Denied(403, "AccessDenied", body, "application/xml")
+    body = json.dumps({"__type": "AccessDeniedException", "message": message})
+    return _Denied(400, "AccessDeniedException", body, "application/x-amz-json-1.1")
+
+
+def _denied_message(principal, action, resource):
+    on = f" on resource: {resource}" if resource and resource != "*" else ""
+    return f"User: {principal} is not authorized to perform: {action}{on} because no identity-based policy allows the {action} action"
+
+
+_permitted = access_control.IAMRequestBase.check_action_permitted
+
+
+def _check_action_permitted(self, resource):
+    if self._action == "s3:DeleteObject" and "/" not in resource.split(":::", 1)[-1]:
+        # DeleteObjects (a POST on the bucket): S3 authorises s3:DeleteObject on each
+        # key it names; moto asks about the bucket.
+        body = self._body.decode("utf-8", "replace") if isinstance(self._body, bytes) else str(self._body or "")
+        for key in re.findall(r"<Key>(.*?)</Key>", body, re.DOTALL):
+            self._lackey_resource = f"{resource}/{html.unescape(key)}"
+            _permitted(self, self._lackey_resource)
+        return None
+    self._lackey_resource = resource
+    return _permitted(self, resource)
+
+
+def _raise_access_denied(self):
+    resource = getattr(self, "_lackey_resource", "*")
+    raise _denial(self._service, _denied_message(self._access_key.arn, self._action, resource))
+
+
+access_control.IAMRequestBase.check_action_permitted = _check_action_permitted
+access_control.IAMRequest._raise_access_denied = _raise_access_denied
+access_control.S3IAMRequest._raise_access_denied = _raise_access_denied
+
+for _method, _name in (("GET", "GetBucketOwnershipControls"), ("PUT", "PutBucketOwnershipControls"), ("DELETE", "DeleteBucketOwnershipControls")):
+    s3_responses.ACTION_MAP["BUCKET"][_method]["ownershipControls"] = _name
+s3_responses.ACTION_MAP["BUCKET"]["HEAD"]["DEFAULT"] = "ListBucket"
+
+
+def _arn(resp, service, rest):
+    return f"arn:aws:{service}:{resp.region}:{resp.current_account}:{rest}"
+
+
+def _secret_resource(self):
+    sid = self._get_param("SecretId")
+    if sid:
+        if sid.startswith("arn:"):
+            return sid
+        try:
+            return self.backend.describe_secret(sid).arn
+        except Exception:
+            # A secret that does not exist is named by its name alone.
+            return _arn(self, "secretsmanager", f"secret:{sid}")
+    name = self._get_param("Name")
+    if name:
+        return _arn(self, "secretsmanager", f"secret:{name}-AbCdEf")
+    return "*"
+
+
+def _ecs_resource(self):
+    action = self._get_action()
+    cluster = (self._get_param("cluster") or "default").split("/")[-1]
+    if action == "CreateCluster":
+        return _arn(self, "ecs", f"cluster/{self._get_param('clusterName') or 'default'}")
+    if action == "DeleteCluster":
+        return _arn(self, "ecs", f"cluster/{cluster}")
+    if action == "DescribeClusters":
+        names = self._get_param("clusters") or ["default"]
+        return _arn(self, "ecs", f"cluster/{names[0].split('/')[-1]}")
+    if action in ("DescribeTasks", "StopTask"):
+        tasks = self._get_param("tasks") or [self._get_param("task") or ""]
+        return _arn(self, "ecs", f"task/{cluster}/{tasks[0].split('/')[-1]}")
+    if action == "RunTask":
+        try:
+            return self.ecs_backend.describe_task_definition(self._get_param("taskDefinition")).arn
+        except Exception:
+            return "*"
+    if action in ("TagResource", "UntagResource", "ListTagsForResource"):
+        return self._get_param("resourceArn") or "*"
+    return "*"
+
+
+def _logs_resource(self):
+    group = self._get_param("logGroupName")
+    if not group:
+        return "*"
+    stream = self._get_param("logStreamName")
+    if stream:
+        return _arn(self, "logs", f"log-group:{group}:log-stream:{stream}")
+    return _arn(self, "logs", f"log-group:{group}")
+
+
+def _ecr_resource(self):
+    name = self._get_param("repositoryName") or (self._get_param("repositoryNames") or [None])[0]
+    if name:
+        return _arn(self, "ecr", f"repository/{name}")
+    return self._get_param("resourceArn") or "*"
+
+
+sm_responses.SecretsManagerResponse._determine_resource = _secret_resource
+ecs_responses.EC2ContainerServiceResponse._determine_resource = _ecs_resource
+logs_responses.LogsResponse._determine_resource = _logs_resource
+ecr_responses.ECRResponse._determine_resource = _ecr_resource
+
+
+def _bootstrap_admin():
+    iam = iam_backends[DEFAULT_ACCOUNT_ID]["aws"]
+    iam.create_user("us-east-1", "harness-admin")
+    iam.attach_user_policy("arn:aws:iam::aws:policy/AdministratorAccess", "harness-admin")
+    key = iam.create_access_key("harness-admin")
+    key.access_key_id = "testing"
+    key.secret_access_key = "testing"
+
+
+_bootstrap_admin()
+
+IAM_PROPAGATION_S = float(os.environ.get("IAM_PROPAGATION_MS") or 0) / 1000.0
+ROLE_CHANGED = {}
+ROLE_CHANGES = ("CreateRole", "PutRolePolicy", "AttachRolePolicy", "UpdateAssumeRolePolicy")
+
+
+def _form(body):
+    try:
+        return {k: v[0] for k, v in urllib.parse.parse_qs(body.decode("utf-8", "replace")).items()}
+    except Exception:
+        return {}
+
+
+def _note_role_change(service, action, body, status):
+    if service == "iam" and action in ROLE_CHANGES and status == 200:
+        name = _form(body).get("RoleName")
+        if name:
+            with LOCK:
+                ROLE_CHANGED[name] = time.time()
+
+
+def _propagating(role_arn):
+    """Seconds until a role just changed can be assumed (0: it can)."""
+    name = (role_arn or "").split("/")[-1]
+    with LOCK:
+        changed = ROLE_CHANGED.get(name)
+    if changed is None:
+        return 0.0
+    return max(0.0, changed + IAM_PROPAGATION_S - time.time())
+
+
+def _headers_of(environ):
+    headers = {"Authorization": environ.get("HTTP_AUTHORIZATION", "")}
+    if "HTTP_X_AMZ_SECURITY_TOKEN" in environ:
+        headers["X-Amz-Security-Token"] = environ["HTTP_X_AMZ_SECURITY_TOKEN"]
+    return headers
+
+
+def _iam_check(environ, body, action, resource):
+    """Evaluate `action` on `resource` for the request's caller: None, or the denial."""
+    headers = _headers_of(environ)
+    if "Credential=" not in headers["Authorization"]:
+        return None
+    try:
+        req = access_control.IAMRequest(
+            account_id=DEFAULT_ACCOUNT_ID,
+            method=environ["REQUEST_METHOD"],
+            path=environ["PATH_INFO"],
+            data={},
+            body=body,
+            headers=headers,
+            action=action.split(":")[1],
+        )
+        req._action = action
+        req.check_action_permitted(resource)
+    except HTTPException as e:
+        return e
+    return None
+
+
+def _region_of(environ):
+    m = CRED_RE.search(environ.get("HTTP_AUTHORIZATION", ""))
+    return m.group(1) if m else "us-east-1"
+
+
+def _pass_role_denial(environ, body, service, action):
+    """moto does not evaluate iam:PassRole: ECS needs it for every role a task
+    definition names, at RegisterTaskDefinition and at RunTask."""
+    if service != "ecs" or action not in ("RegisterTaskDefinition", "RunTask"):
+        return None
+    try:
+        req = json.loads(body or b"{}")
+    except ValueError:
+        return None
+    if action == "RegisterTaskDefinition":
+        roles = [req.get("executionRoleArn"), req.get("taskRoleArn")]
+    else:
+        roles = []
+        try:
+            backend = ecs_models.ecs_backends[DEFAULT_ACCOUNT_ID][_region_of(environ)]
+            td = backend.describe_task_definition(req.get("taskDefinition") or "")
+            roles = [getattr(td, "execution_role_arn", None), getattr(td, "task_role_arn", None)]
+        except Exception:
+            pass
+        overrides = req.get("overrides") or {}
+        roles += [overrides.get("executionRoleArn"), overrides.get("taskRoleArn")]
+    for role in roles:
+        if role:
+            denied = _iam_check(environ, body, "iam:PassRole", role)
+            if denied is not None:
+                return denied
+    return None
+
+
+def _assume_denial(environ, body, service, action):
+    """A role inside its propagation window cannot be assumed yet."""
+    if service != "sts" or action != "AssumeRole" or IAM_PROPAGATION_S <= 0:
+        return None
+    role = _form(body).get("RoleArn", "")
+    if _propagating(role) > 0:
+        try:
+            who = access_control.create_access_key(DEFAULT_ACCOUNT_ID, "aws", environ.get("HTTP_AUTHORIZATION", "").split("Credential=")[1].split("/")[0], _headers_of(environ)).arn
+        except Exception:
+            who = "the caller"
+        return _denial("sts", f"User: {who} is not authorized to perform: sts:AssumeRole on resource: {role}")
+    return None
+
+
+def _ecs_assume(body):
+    """What ECS does for a task: assume its role as the service ecs-tasks.amazonaws.com."""
+    arn = body.get("role_arn", "")
+    iam = iam_backends[DEFAULT_ACCOUNT_ID]["aws"]
+    try:
+        role = iam.get_role_by_arn(arn)
+    except Exception:
+        return 400, {"error": f"ECS was unable to assume the role '{arn}' that was provided for this task: the role does not exist"}
+    trust = access_control.IAMPolicy(role.assume_role_policy_document)
+    statements = trust._policy_json.get("Statement", [])
+    if isinstance(statements, dict):
+        statements = [statements]
+    trusted = any(
+        s.get("Effect") == "Allow"
+        and "ecs-tasks.amazonaws.com" in (lambda v: v if isinstance(v, list) else [v])((s.get("Principal") or {}).get("Service", []))
+        and any(_glob(a, "sts:AssumeRole") for a in (s["Action"] if isinstance(s.get("Action"), list) else [s.get("Action", "")]))
+        for s in statements
+    )
+    reason = (
+        f"ECS was unable to assume the role '{arn}' that was provided for this task. Please verify that the role "
+        "being passed has the proper trust relationship and permissions and that your IAM user has permissions to pass this role."
+    )
+    if not trusted or _propagating(arn) > 0:
+        return 403, {"error": reason, "propagating": _propagating(arn)}
+    creds = sts_backends[DEFAULT_ACCOUNT_ID]["aws"].assume_role(
+        region_name="us-east-1",
+        role_session_name=body.get("session", "ecs-task"),
+        role_arn=arn,
+        policy=None,
+        duration=3600,
+        external_id=None,
+    )
+    return 200, {
+        "AccessKeyId": creds.access_key_id,
+        "SecretAccessKey": creds.secret_access_key,
+        "Token": creds.session_token,
+        "Expiration": creds.expiration.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
 # --- the request log, faults and hangs -------------------------------------------------
 
 LOCK = threading.Lock()
@@ -316,6 +679,9 @@ def _harness(environ, start_response):
         with LOCK:
             INJECT[body["action"]] = dict(body)
         return _json_response(start_response, 200, {"ok": True})
+    if path == "/_harness/ecs/assume":
+        status, payload = _ecs_assume(body)
+        return _json_response(start_response, status, payload)
     if path == "/_harness/ecs/task":
         with LOCK:
             status, payload = _set_task(body)
@@ -387,6 +753,11 @@ def make_app():
             data = canned["body"].encode()
             start_response(f"{canned['status']} Injected", [("Content-Type", canned.get("content_type", "application/json")), ("Content-Length", str(len(data)))])
             return [data]
+        denied = None if fault else (_pass_role_denial(environ, body, service, action) or _assume_denial(environ, body, service, action))
+        if denied is not None:
+            with LOCK:
+                REQUESTS.append({"service": service, "action": action, "method": environ["REQUEST_METHOD"], "path": environ["PATH_INFO"], "status": denied.code, "caller": _caller(environ)})
+            return denied(environ, start_response)
         if fault:
             with LOCK:
                 REQUESTS.append({"service": service, "action": action, "method": environ["REQUEST_METHOD"], "path": environ["PATH_INFO"], "status": "fault"})
@@ -407,6 +778,7 @@ def make_app():
                 data = fixed
                 headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
                 headers.append(("Content-Length", str(len(data))))
+        _note_role_change(service, action, body, int(captured["status"].split()[0]))
         with LOCK:
             REQUESTS.append({
                 "service": service,
