@@ -249,12 +249,20 @@ pub async fn list_keys(
     bucket: &str,
     prefix: &str,
 ) -> anyhow::Result<Vec<(String, i64)>> {
-    let prefix = format!("{}/", prefix.trim_matches('/'));
+    list_keys_starting(s3, bucket, &format!("{}/", prefix.trim_matches('/'))).await
+}
+
+/// Every key that starts with `prefix`, as it is.
+pub async fn list_keys_starting(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+) -> anyhow::Result<Vec<(String, i64)>> {
     let mut out = Vec::new();
     let mut pages = s3
         .list_objects_v2()
         .bucket(bucket)
-        .prefix(&prefix)
+        .prefix(prefix)
         .into_paginator()
         .send();
     while let Some(page) = pages.next().await {

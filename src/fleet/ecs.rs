@@ -3,7 +3,7 @@
 //! What is done once per fleet, not once per run: the task definition is read, the
 //! image checked in ECR, the GitHub App proven on each distinct repository (its default
 //! branch read), the Anthropic key's route decided, a local repository bundled and
-//! uploaded (one bundle per repository, `inputs/<fleet id>/…`).
+//! uploaded (one bundle per repository, `inputs/<fleet id>-<random>/…`).
 //!
 //! Per run: one RunTask, with the run id as its `clientToken` (ECS makes a repeated
 //! RunTask with the same token return the first task instead of a second one) and as
@@ -20,6 +20,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use aws_sdk_ecs::operation::run_task::builders::RunTaskFluentBuilder;
 use aws_sdk_ecs::types::{
     AssignPublicIp, AwsVpcConfiguration, ContainerOverride, KeyValuePair, LaunchType,
     NetworkConfiguration, Tag, TaskField, TaskOverride,
@@ -32,7 +33,9 @@ use crate::error::Fail;
 use crate::output::Reporter;
 use crate::ownership;
 use crate::run_contract::{var, GithubAuth, RepoSource, Secret, TaskSource};
-use crate::runner::ecs::{CloudSpec, TaskState, OVERRIDES_LIMIT};
+use crate::runner::ecs::{
+    role_not_assumable, CloudSpec, TaskState, OVERRIDES_LIMIT, ROLE_PROPAGATION_WAIT,
+};
 use crate::runner::{HostEnd, RunSpec};
 use crate::summary::{RunSummary, Runtime};
 
@@ -73,7 +76,21 @@ pub struct EcsFleet {
     specs: SpecFn,
     states: Mutex<HashMap<String, TaskState>>,
     started: Mutex<HashMap<String, chrono::DateTime<chrono::Utc>>>,
+    /// Each run's RunTask request and the task that stands for its handle now: ECS
+    /// may fail to assume a role `up` just made, and the run is launched again.
+    relaunches: Mutex<HashMap<String, Relaunching>>,
     pub calls: std::sync::Arc<Calls>,
+}
+
+/// A run whose task may be launched again while IAM propagates its roles.
+struct Relaunching {
+    run_id: String,
+    request: RunTaskFluentBuilder,
+    /// The task standing for the handle (the first task's ARN) now.
+    current: String,
+    attempts: u32,
+    since: std::time::Instant,
+    next_at: Option<std::time::Instant>,
 }
 
 impl EcsFleet {
@@ -191,7 +208,7 @@ impl EcsFleet {
         for (n, repo) in local.iter().enumerate() {
             let file = tempfile::NamedTempFile::new()?;
             let branch = crate::runner::ecs::bundle_repo(repo, file.path())?;
-            let key = format!("inputs/{fleet_id}/source-{n}.bundle");
+            let key = crate::runner::ecs::input_key(fleet_id, &format!("source-{n}.bundle"));
             crate::cloud::s3::upload_file(&s3, file.path(), &cloud.bucket, &key).await?;
             bundles.insert(
                 repo.clone(),
@@ -227,6 +244,7 @@ impl EcsFleet {
             specs,
             states: Mutex::new(HashMap::new()),
             started: Mutex::new(HashMap::new()),
+            relaunches: Mutex::new(HashMap::new()),
             calls: Default::default(),
         })
     }
@@ -280,7 +298,7 @@ impl EcsFleet {
         let mut env = input.to_env();
         if size(&env) > OVERRIDES_LIMIT - 512 {
             if let TaskSource::Inline(task) = &input.task {
-                let key = format!("inputs/{}/task.txt", spec.run_id);
+                let key = crate::runner::ecs::input_key(&spec.run_id, "task.txt");
                 crate::cloud::s3::put_text(&self.s3, &self.cloud.bucket, &key, task).await?;
                 input.task = TaskSource::S3(format!("s3://{}/{key}", self.cloud.bucket));
                 env = input.to_env();
@@ -302,6 +320,129 @@ impl EcsFleet {
     /// Remove the fleet's shared inputs (the bundles) once it is over.
     pub async fn finish(&self) {
         crate::runner::ecs::delete_inputs(&self.s3, &self.cloud.bucket, &self.fleet_id).await;
+    }
+}
+
+impl EcsFleet {
+    /// The task standing for a run's handle now (itself, unless launched again).
+    fn current(&self, handle: &str) -> String {
+        self.relaunches
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(handle)
+            .map(|r| r.current.clone())
+            .unwrap_or_else(|| handle.to_string())
+    }
+
+    /// DescribeTasks for these tasks (100 per call); their states kept for `collect`.
+    async fn poll_tasks(&self, arns: &[String]) -> anyhow::Result<HashMap<String, Polled>> {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.calls.polls.fetch_add(1, Relaxed);
+        let mut out = HashMap::new();
+        for chunk in arns.chunks(100) {
+            self.calls.describe_tasks.fetch_add(1, Relaxed);
+            let d = self
+                .aws_ecs
+                .describe_tasks()
+                .cluster(&self.cloud.cluster)
+                .set_tasks(Some(chunk.to_vec()))
+                .send()
+                .await
+                .map_err(|e| anyhow::Error::new(render_sdk_error(e)))?;
+            let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
+            for t in d.tasks() {
+                let Some(arn) = t.task_arn() else { continue };
+                let c = t.containers().first();
+                let state = TaskState {
+                    last_status: t.last_status().unwrap_or_default().to_string(),
+                    stop_code: t.stop_code().map(|s| s.as_str().to_string()),
+                    stopped_reason: t.stopped_reason().map(str::to_string),
+                    exit_code: c.and_then(|c| c.exit_code()),
+                    container_reason: c.and_then(|c| c.reason()).map(str::to_string),
+                };
+                out.insert(
+                    arn.to_string(),
+                    Polled {
+                        status: state.last_status.clone(),
+                        stopped: state.stopped(),
+                    },
+                );
+                states.insert(arn.to_string(), state);
+            }
+        }
+        Ok(out)
+    }
+
+    /// A task ECS could not start because it could not assume a role yet (IAM has not
+    /// propagated what `up` just made) is launched again, with a pause that doubles,
+    /// for up to [`ROLE_PROPAGATION_WAIT`]; meanwhile the run reads `WAITING-FOR-IAM`.
+    async fn relaunch_if_role_not_ready(&self, handle: &str, arn: &str, polled: Polled) -> Polled {
+        let state = self
+            .states
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(arn)
+            .cloned()
+            .unwrap_or_default();
+        if !role_not_assumable(&state) {
+            return polled;
+        }
+        let (request, run_id, attempt) = {
+            let mut all = self.relaunches.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(r) = all.get_mut(handle) else {
+                return polled;
+            };
+            if r.since.elapsed() >= ROLE_PROPAGATION_WAIT {
+                return polled;
+            }
+            let now = std::time::Instant::now();
+            let due = match r.next_at {
+                None => {
+                    r.next_at = Some(now + Duration::from_secs(1 << (r.attempts + 1).min(3)));
+                    tracing::warn!("run {}: ECS could not assume the task's role yet (IAM propagation); launching it again", r.run_id);
+                    false
+                }
+                Some(t) => t <= now,
+            };
+            if !due {
+                return Polled {
+                    status: "WAITING-FOR-IAM".into(),
+                    stopped: false,
+                };
+            }
+            r.attempts += 1;
+            r.next_at = None;
+            (r.request.clone(), r.run_id.clone(), r.attempts)
+        };
+        self.calls
+            .run_task
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let out = request
+            .client_token(format!("{run_id}-{attempt}"))
+            .send()
+            .await;
+        match out.ok().and_then(|o| {
+            o.tasks()
+                .first()
+                .and_then(|t| t.task_arn())
+                .map(str::to_string)
+        }) {
+            Some(new) => {
+                if let Some(r) = self
+                    .relaunches
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get_mut(handle)
+                {
+                    r.current = new;
+                }
+                Polled {
+                    status: "PROVISIONING".into(),
+                    stopped: false,
+                }
+            }
+            None => polled,
+        }
     }
 }
 
@@ -360,7 +501,7 @@ impl FleetBackend for EcsFleet {
         self.calls
             .run_task
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let out = self
+        let request = self
             .aws_ecs
             .run_task()
             .cluster(&self.cloud.cluster)
@@ -370,10 +511,8 @@ impl FleetBackend for EcsFleet {
             .overrides(overrides)
             .count(1)
             .started_by(self.cloud.started_by())
-            .set_tags(Some(tags))
-            .client_token(&run.run_id)
-            .send()
-            .await;
+            .set_tags(Some(tags));
+        let out = request.clone().client_token(&run.run_id).send().await;
         let out = match out {
             Ok(o) => o,
             Err(e) if is_retryable(&e) => {
@@ -397,6 +536,20 @@ impl FleetBackend for EcsFleet {
                 .unwrap_or_else(|e| e.into_inner())
                 .insert(run.run_id.clone(), chrono::Utc::now());
             let _ = std::fs::write(dir.join(".ecs-task"), arn);
+            self.relaunches
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(
+                    arn.to_string(),
+                    Relaunching {
+                        run_id: run.run_id.clone(),
+                        request,
+                        current: arn.to_string(),
+                        attempts: 0,
+                        since: std::time::Instant::now(),
+                        next_at: None,
+                    },
+                );
             return Ok(arn.to_string());
         }
         let reasons: Vec<String> = out
@@ -426,45 +579,26 @@ impl FleetBackend for EcsFleet {
     }
 
     async fn poll(&self, handles: &[String]) -> anyhow::Result<HashMap<String, Polled>> {
-        use std::sync::atomic::Ordering::Relaxed;
-        self.calls.polls.fetch_add(1, Relaxed);
+        let current: Vec<String> = handles.iter().map(|h| self.current(h)).collect();
+        let mut polled = self.poll_tasks(&current).await?;
         let mut out = HashMap::new();
-        for chunk in handles.chunks(100) {
-            self.calls.describe_tasks.fetch_add(1, Relaxed);
-            let d = self
-                .aws_ecs
-                .describe_tasks()
-                .cluster(&self.cloud.cluster)
-                .set_tasks(Some(chunk.to_vec()))
-                .send()
-                .await
-                .map_err(|e| anyhow::Error::new(render_sdk_error(e)))?;
-            let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
-            for t in d.tasks() {
-                let Some(arn) = t.task_arn() else { continue };
-                let c = t.containers().first();
-                let state = TaskState {
-                    last_status: t.last_status().unwrap_or_default().to_string(),
-                    stop_code: t.stop_code().map(|s| s.as_str().to_string()),
-                    stopped_reason: t.stopped_reason().map(str::to_string),
-                    exit_code: c.and_then(|c| c.exit_code()),
-                    container_reason: c.and_then(|c| c.reason()).map(str::to_string),
-                };
-                out.insert(
-                    arn.to_string(),
-                    Polled {
-                        status: state.last_status.clone(),
-                        stopped: state.stopped(),
-                    },
-                );
-                states.insert(arn.to_string(), state);
+        for (handle, arn) in handles.iter().zip(current) {
+            if let Some(p) = polled.remove(&arn) {
+                let p = self.relaunch_if_role_not_ready(handle, &arn, p).await;
+                out.insert(handle.clone(), p);
             }
         }
         Ok(out)
     }
 
     async fn stop(&self, handle: &str, reason: &str) {
-        crate::runner::ecs::stop_task(&self.aws_ecs, &self.cloud.cluster, handle, reason).await;
+        crate::runner::ecs::stop_task(
+            &self.aws_ecs,
+            &self.cloud.cluster,
+            &self.current(handle),
+            reason,
+        )
+        .await;
     }
 
     async fn collect(
@@ -500,7 +634,7 @@ impl FleetBackend for EcsFleet {
                 self.states
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .get(h)
+                    .get(&self.current(h))
                     .cloned()
             })
             .unwrap_or_default();

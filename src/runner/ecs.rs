@@ -22,6 +22,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use aws_sdk_ecs::operation::run_task::builders::RunTaskFluentBuilder;
 use aws_sdk_ecs::types::{
     AssignPublicIp, AwsVpcConfiguration, ContainerOverride, KeyValuePair, LaunchType,
     NetworkConfiguration, Tag, TaskField, TaskOverride,
@@ -338,6 +339,9 @@ struct CloudRun {
     task_id: String,
     first_status: String,
     log_group: String,
+    /// The RunTask request, to launch the task again when ECS could not assume its
+    /// roles yet (IAM propagation); none for a run found later.
+    relaunch: Option<RunTaskFluentBuilder>,
 }
 
 impl<A: Borrow<Aws> + Send + Sync> Ecs<A> {
@@ -485,7 +489,7 @@ impl<A: Borrow<Aws> + Send + Sync> Ecs<A> {
         } else if let Some(repo) = &spec.repo {
             let bundle = tempfile::NamedTempFile::new()?;
             let branch = bundle_repo(repo, bundle.path())?;
-            let key = format!("inputs/{}/source.bundle", spec.run_id);
+            let key = input_key(&spec.run_id, "source.bundle");
             crate::cloud::s3::upload_file(&self.aws().s3(), bundle.path(), &cloud.bucket, &key)
                 .await?;
             input.repo = RepoSource::BundleS3(format!("s3://{}/{key}", cloud.bucket));
@@ -535,7 +539,7 @@ impl<A: Borrow<Aws> + Send + Sync> Ecs<A> {
         let mut env = input.to_env();
         if size(&env) > OVERRIDES_LIMIT - 512 {
             if let TaskSource::Inline(task) = &input.task {
-                let key = format!("inputs/{}/task.txt", input.run_id);
+                let key = input_key(&input.run_id, "task.txt");
                 crate::cloud::s3::put_text(&self.aws().s3(), &cloud.bucket, &key, task).await?;
                 input.task = TaskSource::S3(format!("s3://{}/{key}", cloud.bucket));
                 env = input.to_env();
@@ -551,7 +555,8 @@ impl<A: Borrow<Aws> + Send + Sync> Ecs<A> {
     }
 
     /// Launch phase 5: RunTask, retrying capacity failures (they come back in
-    /// `failures`). The task's ARN and its first status.
+    /// `failures`). The task's ARN, its first status, and the request (without its
+    /// client token) to launch it again while IAM propagates.
     async fn run_task(
         &self,
         cloud: &CloudSpec,
@@ -559,7 +564,7 @@ impl<A: Borrow<Aws> + Send + Sync> Ecs<A> {
         env: &[(String, String)],
         reporter: &dyn Reporter,
         cancel: &CancellationToken,
-    ) -> anyhow::Result<(String, String)> {
+    ) -> anyhow::Result<(String, String, RunTaskFluentBuilder)> {
         let overrides = TaskOverride::builder()
             .container_overrides(
                 ContainerOverride::builder()
@@ -599,24 +604,26 @@ impl<A: Borrow<Aws> + Send + Sync> Ecs<A> {
                 .value("lackey")
                 .build(),
         ];
+        let request = self
+            .aws()
+            .ecs()
+            .run_task()
+            .cluster(&cloud.cluster)
+            .task_definition(&cloud.task_family)
+            .launch_type(LaunchType::Fargate)
+            .network_configuration(network)
+            .overrides(overrides)
+            .count(1)
+            .started_by(cloud.started_by())
+            .set_tags(Some(tags));
         let t_launch = Instant::now();
         let mut wait = Duration::from_secs(2);
         loop {
             if cancel.is_cancelled() {
                 return Err(anyhow::Error::new(crate::error::Interrupted));
             }
-            let out = self
-                .aws()
-                .ecs()
-                .run_task()
-                .cluster(&cloud.cluster)
-                .task_definition(&cloud.task_family)
-                .launch_type(LaunchType::Fargate)
-                .network_configuration(network.clone())
-                .overrides(overrides.clone())
-                .count(1)
-                .started_by(cloud.started_by())
-                .set_tags(Some(tags.clone()))
+            let out = request
+                .clone()
                 .client_token(run_id)
                 .send()
                 .await
@@ -631,6 +638,7 @@ impl<A: Borrow<Aws> + Send + Sync> Ecs<A> {
                     return Ok((
                         arn.to_string(),
                         t.last_status().unwrap_or_default().to_string(),
+                        request,
                     ));
                 }
             }
@@ -779,7 +787,7 @@ impl<A: Borrow<Aws> + Send + Sync> Backend for Ecs<A> {
                 .await
         }
         .await;
-        let (task_arn, first_status) = match launched {
+        let (task_arn, first_status, relaunch) = match launched {
             Ok(t) => t,
             Err(e) => {
                 delete_inputs(&self.aws().s3(), &cloud.bucket, &spec.run_id).await;
@@ -802,6 +810,7 @@ impl<A: Borrow<Aws> + Send + Sync> Backend for Ecs<A> {
                 task_arn,
                 first_status,
                 log_group: td.log_group,
+                relaunch: Some(relaunch),
             }),
         })
     }
@@ -838,6 +847,10 @@ impl<A: Borrow<Aws> + Send + Sync> Backend for Ecs<A> {
                 deadline: run.deadline,
                 timeout: run.timeout,
                 follow: run.follow,
+                relaunch: held.relaunch.clone().map(|request| Relaunch {
+                    request,
+                    watcher: watcher.clone(),
+                }),
             };
             let rx = watcher.watch(&held.task_arn);
             each.push(tokio::spawn(w.run(rx, tx.clone(), cancel.clone())));
@@ -1051,81 +1064,208 @@ struct TaskWatch {
     deadline: tokio::time::Instant,
     timeout: Duration,
     follow: bool,
+    relaunch: Option<Relaunch>,
+}
+
+/// Launching a task again, watched by the same watcher.
+struct Relaunch {
+    request: RunTaskFluentBuilder,
+    watcher: Arc<TaskWatcher>,
+}
+
+/// How long a run waits for IAM to let ECS assume its roles, launching again.
+pub const ROLE_PROPAGATION_WAIT: Duration = Duration::from_secs(120);
+
+/// Whether a task failed to start because ECS could not assume its execution or task
+/// role: right after `up` made or changed a role, IAM has not propagated it yet.
+pub fn role_not_assumable(state: &TaskState) -> bool {
+    state.stop_code.as_deref() == Some("TaskFailedToStart")
+        && state
+            .stopped_reason
+            .as_deref()
+            .is_some_and(|r| r.contains("unable to assume the role"))
+}
+
+impl Relaunch {
+    /// RunTask again (the attempt number makes its client token new); the new task's
+    /// ARN and its watch.
+    async fn launch(
+        &self,
+        run_id: &str,
+        attempt: u32,
+    ) -> anyhow::Result<(String, watch::Receiver<TaskState>)> {
+        let out = self
+            .request
+            .clone()
+            .client_token(format!("{run_id}-{attempt}"))
+            .send()
+            .await
+            .aws("failed to launch the task again")?;
+        let arn = out
+            .tasks()
+            .first()
+            .and_then(|t| t.task_arn())
+            .ok_or_else(|| anyhow::anyhow!("ECS did not start the task again"))?
+            .to_string();
+        let rx = self.watcher.watch(&arn);
+        Ok((arn, rx))
+    }
 }
 
 impl TaskWatch {
+    /// Tail the task's CloudWatch stream while it runs (with `--follow`).
+    fn tail(
+        &self,
+        task_id: &str,
+        done: CancellationToken,
+        tx: &tokio::sync::mpsc::UnboundedSender<RunEvent>,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        if !self.follow {
+            return None;
+        }
+        let logs = self.logs.clone();
+        let group = self.log_group.clone();
+        let stream = format!("minion/minion/{task_id}");
+        let tx = tx.clone();
+        let run_id = self.run_id.clone();
+        Some(tokio::spawn(async move {
+            let sink = move |l: &str| {
+                let _ = tx.send(RunEvent::Log {
+                    run_id: run_id.clone(),
+                    line: l.to_string(),
+                });
+            };
+            tail_logs(&logs, &group, &stream, &sink, done).await
+        }))
+    }
+
+    /// Follow one task until STOPPED: its status lines; StopTask at the deadline or on
+    /// Ctrl-C (`stopped` says which).
+    async fn until_stopped(
+        &self,
+        rx: &mut watch::Receiver<TaskState>,
+        task_arn: &str,
+        lines: &mut StatusLines,
+        stopped: &mut Option<HostEnd>,
+        tx: &tokio::sync::mpsc::UnboundedSender<RunEvent>,
+        cancel: &CancellationToken,
+    ) -> TaskState {
+        let status = |line: String| {
+            let _ = tx.send(RunEvent::Status {
+                run_id: self.run_id.clone(),
+                line,
+            });
+        };
+        let mut stop_sent = stopped.is_some();
+        loop {
+            let state = watch::Receiver::borrow(rx).clone();
+            if let Some(l) = lines.see(&state.last_status) {
+                status(l);
+            }
+            if state.stopped() {
+                return state;
+            }
+            tokio::select! {
+                r = rx.changed() => {
+                    if r.is_err() {
+                        return state;
+                    }
+                }
+                _ = tokio::time::sleep_until(self.deadline), if !stop_sent => {
+                    *stopped = Some(HostEnd::TimedOut);
+                    stop_task(&self.ecs, &self.cluster, task_arn, &format!("lackey: timed out after {} s", self.timeout.as_secs())).await;
+                    stop_sent = true;
+                }
+                _ = cancel.cancelled(), if !stop_sent => {
+                    *stopped = Some(HostEnd::Interrupted);
+                    let _ = tx.send(RunEvent::Warning {
+                        run_id: self.run_id.clone(),
+                        message: format!("interrupted: stopping task {} (its artifacts are kept)", task_arn.rsplit('/').next().unwrap_or_default()),
+                    });
+                    stop_task(&self.ecs, &self.cluster, task_arn, "lackey: interrupted by the user").await;
+                    stop_sent = true;
+                }
+                // After a stop request the task gets SIGTERM, then SIGKILL after 30 s.
+                _ = tokio::time::sleep(Duration::from_secs(120)), if stop_sent => {
+                    let _ = tx.send(RunEvent::Warning {
+                        run_id: self.run_id.clone(),
+                        message: "the task has not reported STOPPED two minutes after StopTask; not waiting longer".into(),
+                    });
+                    return watch::Receiver::borrow(rx).clone();
+                }
+            }
+        }
+    }
+
     async fn run(
         self,
         mut rx: watch::Receiver<TaskState>,
         tx: tokio::sync::mpsc::UnboundedSender<RunEvent>,
         cancel: CancellationToken,
     ) {
-        let run_id = self.run_id.clone();
-        let status = |line: String| {
-            let _ = tx.send(RunEvent::Status {
-                run_id: run_id.clone(),
-                line,
-            });
-        };
-        let warn = |message: String| {
-            let _ = tx.send(RunEvent::Warning {
-                run_id: run_id.clone(),
-                message,
-            });
-        };
-        let log_done = CancellationToken::new();
-        let follow = self.follow.then(|| {
-            let logs = self.logs.clone();
-            let group = self.log_group.clone();
-            let stream = format!("minion/minion/{}", self.task_id);
-            let done = log_done.clone();
-            let tx = tx.clone();
-            let run_id = run_id.clone();
-            tokio::spawn(async move {
-                let sink = move |l: &str| {
-                    let _ = tx.send(RunEvent::Log {
-                        run_id: run_id.clone(),
-                        line: l.to_string(),
-                    });
-                };
-                tail_logs(&logs, &group, &stream, &sink, done).await
-            })
-        });
+        let mut log_done = CancellationToken::new();
+        let mut follow = self.tail(&self.task_id, log_done.clone(), &tx);
         let mut stopped = None;
         let mut lines = StatusLines::new(&self.task_id);
         if let Some(l) = lines.see(&self.first_status) {
-            status(l);
+            let _ = tx.send(RunEvent::Status {
+                run_id: self.run_id.clone(),
+                line: l,
+            });
         }
-        let mut stop_sent = false;
+        let mut task_arn = self.task_arn.clone();
+        let waiting = Instant::now();
+        let mut attempt = 0u32;
         let final_state = loop {
-            let state = rx.borrow().clone();
-            if let Some(l) = lines.see(&state.last_status) {
-                status(l);
-            }
-            if state.stopped() {
+            let state = self
+                .until_stopped(&mut rx, &task_arn, &mut lines, &mut stopped, &tx, &cancel)
+                .await;
+            // ECS could not assume the task's roles: IAM has not propagated a role `up`
+            // just made or changed. Launch again, for a bounded while.
+            let Some(relaunch) = &self.relaunch else {
+                break state;
+            };
+            if stopped.is_some()
+                || !role_not_assumable(&state)
+                || waiting.elapsed() >= ROLE_PROPAGATION_WAIT
+            {
                 break state;
             }
+            attempt += 1;
+            let pause = Duration::from_secs(1 << attempt.min(3));
+            let _ = tx.send(RunEvent::Status {
+                run_id: self.run_id.clone(),
+                line: format!(
+                    "waiting for IAM: ECS could not assume the task's role yet (a role `lackey up` just made or changed propagates in seconds); launching the task again in {}s ({}s waited, at most {}s)",
+                    pause.as_secs(),
+                    waiting.elapsed().as_secs(),
+                    ROLE_PROPAGATION_WAIT.as_secs()
+                ),
+            });
             tokio::select! {
-                r = rx.changed() => {
-                    if r.is_err() {
-                        break state;
-                    }
+                _ = tokio::time::sleep(pause) => {}
+                _ = cancel.cancelled() => break state,
+            }
+            match relaunch.launch(&self.run_id, attempt).await {
+                Ok((arn, new_rx)) => {
+                    rx = new_rx;
+                    let task_id = arn.rsplit('/').next().unwrap_or_default().to_string();
+                    let _ = tx.send(RunEvent::Status {
+                        run_id: self.run_id.clone(),
+                        line: format!("Launched ECS task again: {arn}"),
+                    });
+                    lines = StatusLines::new(&task_id);
+                    log_done.cancel();
+                    log_done = CancellationToken::new();
+                    follow = self.tail(&task_id, log_done.clone(), &tx);
+                    task_arn = arn;
                 }
-                _ = tokio::time::sleep_until(self.deadline), if !stop_sent => {
-                    stopped = Some(HostEnd::TimedOut);
-                    stop_task(&self.ecs, &self.cluster, &self.task_arn, &format!("lackey: timed out after {} s", self.timeout.as_secs())).await;
-                    stop_sent = true;
-                }
-                _ = cancel.cancelled(), if !stop_sent => {
-                    stopped = Some(HostEnd::Interrupted);
-                    warn(format!("interrupted: stopping task {} (its artifacts are kept)", self.task_id));
-                    stop_task(&self.ecs, &self.cluster, &self.task_arn, "lackey: interrupted by the user").await;
-                    stop_sent = true;
-                }
-                // After a stop request the task gets SIGTERM, then SIGKILL after 30 s.
-                _ = tokio::time::sleep(Duration::from_secs(120)), if stop_sent => {
-                    warn("the task has not reported STOPPED two minutes after StopTask; not waiting longer".into());
-                    break rx.borrow().clone();
+                Err(e) => {
+                    let _ = tx.send(RunEvent::Warning {
+                        run_id: self.run_id.clone(),
+                        message: format!("{e:#}"),
+                    });
+                    break state;
                 }
             }
         };
@@ -1149,10 +1289,20 @@ impl TaskWatch {
     }
 }
 
-/// Remove a run's inputs (`inputs/<run id>/`: the task text, the repository bundle).
+/// The key of one of a run's (or a fleet's) inputs: `inputs/<id>-<128 random bits>/<name>`.
+/// The task role may read `inputs/*` and list nothing, so a run reads another's
+/// inputs only if it can guess this key (docs/iam.md).
+pub fn input_key(id: &str, name: &str) -> String {
+    format!(
+        "inputs/{id}-{}/{name}",
+        hex::encode(rand::random::<[u8; 16]>())
+    )
+}
+
+/// Remove a run's inputs (`inputs/<run id>-…/`: the task text, the repository bundle).
 pub async fn delete_inputs(s3: &aws_sdk_s3::Client, bucket: &str, run_id: &str) {
-    let prefix = format!("inputs/{run_id}");
-    if let Ok(keys) = crate::cloud::s3::list_keys(s3, bucket, &prefix).await {
+    let prefix = format!("inputs/{run_id}-");
+    if let Ok(keys) = crate::cloud::s3::list_keys_starting(s3, bucket, &prefix).await {
         for (k, _) in keys {
             let _ = s3.delete_object().bucket(bucket).key(k).send().await;
         }
@@ -1300,5 +1450,32 @@ impl StatusLines {
         }
         self.last = status.to_string();
         Some(format!("Task {}: {status}", self.task_id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_role_ecs_could_not_assume_is_launched_again() {
+        let failed = |code: &str, reason: &str| TaskState {
+            last_status: "STOPPED".into(),
+            stop_code: Some(code.into()),
+            stopped_reason: Some(reason.into()),
+            ..TaskState::default()
+        };
+        assert!(role_not_assumable(&failed(
+            "TaskFailedToStart",
+            "ECS was unable to assume the role 'arn:aws:iam::123456789012:role/lackey-ecs-execution' that was provided for this task. Please verify that the role being passed has the proper trust relationship and permissions and that your IAM user has permissions to pass this role."
+        )));
+        assert!(!role_not_assumable(&failed(
+            "TaskFailedToStart",
+            "CannotPullContainerError: pull image manifest has been retried 5 time(s)"
+        )));
+        assert!(!role_not_assumable(&failed(
+            "EssentialContainerExited",
+            "unable to assume the role"
+        )));
     }
 }

@@ -62,6 +62,9 @@ struct Ctx {
     stop: Arc<AtomicBool>,
     /// Labels this player's containers, so tests running side by side stay apart.
     label: String,
+    /// The container-credentials endpoint: what the task's containers get their task
+    /// role's credentials from.
+    credentials: Credentials,
 }
 
 impl Ctx {
@@ -157,6 +160,19 @@ impl Ctx {
         tokio::time::sleep(STEP).await;
         self.set(serde_json::json!({"task_arn": arn, "last_status": "PENDING"}))
             .await;
+        // ECS's agent works as the execution role: it must be assumable, and what the
+        // agent does is evaluated against its policies.
+        let td_def = td
+            .task_definition()
+            .cloned()
+            .unwrap_or_else(|| aws_sdk_ecs::types::TaskDefinition::builder().build());
+        let agent = match Agent::assume(&self, &td_def).await {
+            Ok(a) => a,
+            Err(reason) => return self.fail_to_start(&arn, reason).await,
+        };
+        if let Err(reason) = agent.registry_login().await {
+            return self.fail_to_start(&arn, reason).await;
+        }
         // PENDING: pull the image, resolve the secrets.
         let (pulled, out) = tokio::task::spawn_blocking({
             let image = image.clone();
@@ -209,7 +225,7 @@ impl Ctx {
                 .await;
         }
         for s in container.secrets() {
-            match self.sm.get_secret_value().secret_id(s.value_from()).send().await {
+            match agent.sm.get_secret_value().secret_id(s.value_from()).send().await {
                 Ok(v) if v.secret_string().is_some() => env.push((s.name().to_string(), v.secret_string().unwrap().to_string())),
                 _ => {
                     return self
@@ -224,12 +240,10 @@ impl Ctx {
                 .await;
             return;
         }
-        env.extend([
-            ("AWS_ACCESS_KEY_ID".to_string(), "testing".to_string()),
-            ("AWS_SECRET_ACCESS_KEY".into(), "testing".into()),
-            ("AWS_ENDPOINT_URL".into(), self.moto_url.clone()),
-            ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
-        ]);
+        match self.task_role_env(&td_def, &task_id).await {
+            Ok(vars) => env.extend(vars),
+            Err(reason) => return self.fail_to_start(&arn, reason).await,
+        }
         let name = format!("lackey-fargate-{task_id}");
         let mut args: Vec<String> = vec![
             "run".into(),
@@ -274,7 +288,7 @@ impl Ctx {
             container.name().unwrap_or("minion")
         );
         let forwarder = {
-            let logs = self.logs.clone();
+            let logs = agent.logs.clone();
             let name = name.clone();
             tokio::spawn(async move { forward_logs(logs, name, group, stream).await })
         };
@@ -362,10 +376,193 @@ async fn forward_logs(
     let _ = child.wait().await;
 }
 
+/// ECS's agent for one task: clients acting as the task definition's execution role.
+struct Agent {
+    ecr: aws_sdk_ecr::Client,
+    sm: aws_sdk_secretsmanager::Client,
+    logs: aws_sdk_cloudwatchlogs::Client,
+}
+
+impl Agent {
+    /// Assume the execution role as ECS does (the role must trust
+    /// `ecs-tasks.amazonaws.com` and be past IAM's propagation).
+    async fn assume(ctx: &Ctx, td: &aws_sdk_ecs::types::TaskDefinition) -> Result<Agent, String> {
+        let Some(role) = td.execution_role_arn() else {
+            return Err(
+                "ResourceInitializationError: the task definition names no execution role".into(),
+            );
+        };
+        let conf = ctx.assume_as_ecs(role, "ecs-agent").await?;
+        Ok(Agent {
+            ecr: aws_sdk_ecr::Client::new(&conf),
+            sm: aws_sdk_secretsmanager::Client::new(&conf),
+            logs: aws_sdk_cloudwatchlogs::Client::new(&conf),
+        })
+    }
+
+    /// The registry login before the pull (the pull itself goes to the local registry,
+    /// which checks no IAM).
+    async fn registry_login(&self) -> Result<(), String> {
+        self.ecr.get_authorization_token().send().await.map(|_| ()).map_err(|e| {
+            format!(
+                "CannotPullContainerError: pull image manifest has been retried 1 time(s): unable to retrieve ecr registry auth: {}",
+                aws_sdk_ecr::error::DisplayErrorContext(e)
+            )
+        })
+    }
+}
+
+/// The container-credentials endpoint Fargate gives every container of a task: a GET
+/// with the task's authorization token answers its task role's credentials.
+#[derive(Clone)]
+struct Credentials {
+    port: u16,
+    /// id in the URI → (authorization token, credentials document)
+    served: Arc<Mutex<std::collections::HashMap<String, (String, serde_json::Value)>>>,
+}
+
+impl Credentials {
+    fn bind() -> (Credentials, std::net::TcpListener) {
+        let listener =
+            std::net::TcpListener::bind("127.0.0.1:0").expect("bind the credentials endpoint");
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        (
+            Credentials {
+                port,
+                served: Arc::new(Mutex::new(Default::default())),
+            },
+            listener,
+        )
+    }
+
+    async fn serve(self, listener: std::net::TcpListener, stop: Arc<AtomicBool>) {
+        use axum::extract::{Path, State};
+        use axum::http::{HeaderMap, StatusCode};
+        use axum::response::IntoResponse;
+        async fn get(
+            State(c): State<Credentials>,
+            Path(id): Path<String>,
+            headers: HeaderMap,
+        ) -> axum::response::Response {
+            let served = c.served.lock().unwrap().get(&id).cloned();
+            let auth = headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
+            match served {
+                Some((token, doc)) if token == auth => axum::Json(doc).into_response(),
+                Some(_) => StatusCode::UNAUTHORIZED.into_response(),
+                None => StatusCode::NOT_FOUND.into_response(),
+            }
+        }
+        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+        let app = axum::Router::new()
+            .route("/v2/credentials/{id}", axum::routing::get(get))
+            .with_state(self);
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            })
+            .await;
+    }
+}
+
+impl Ctx {
+    /// Assume `role` as the ECS service does, through moto's harness endpoint (a role
+    /// not yet propagated, or not trusting ECS, cannot be assumed).
+    async fn assume_raw(&self, role: &str, session: &str) -> Result<serde_json::Value, String> {
+        let r = self
+            .http
+            .post(format!("{}/_harness/ecs/assume", self.moto_url))
+            .json(&serde_json::json!({"role_arn": role, "session": session}))
+            .send()
+            .await
+            .map_err(|e| format!("ResourceInitializationError: {e}"))?;
+        let ok = r.status().is_success();
+        let v: serde_json::Value = r
+            .json()
+            .await
+            .map_err(|e| format!("ResourceInitializationError: {e}"))?;
+        if !ok {
+            self.note(format!("assume {role}: {v}"));
+            return Err(v["error"]
+                .as_str()
+                .unwrap_or("ECS was unable to assume the role")
+                .to_string());
+        }
+        Ok(v)
+    }
+
+    async fn assume_as_ecs(
+        &self,
+        role: &str,
+        session: &str,
+    ) -> Result<aws_config::SdkConfig, String> {
+        let v = self.assume_raw(role, session).await?;
+        let creds = aws_sdk_sts::config::Credentials::new(
+            v["AccessKeyId"].as_str().unwrap_or_default(),
+            v["SecretAccessKey"].as_str().unwrap_or_default(),
+            v["Token"].as_str().map(str::to_string),
+            None,
+            "ecs",
+        );
+        Ok(aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .endpoint_url(&self.moto_url)
+            .credentials_provider(creds)
+            .load()
+            .await)
+    }
+
+    /// The environment that gives a task's containers its task role, as Fargate does:
+    /// the container-credentials endpoint and its token, no keys.
+    async fn task_role_env(
+        &self,
+        td: &aws_sdk_ecs::types::TaskDefinition,
+        task_id: &str,
+    ) -> Result<Vec<(String, String)>, String> {
+        let mut env = vec![
+            ("AWS_ENDPOINT_URL".to_string(), self.moto_url.clone()),
+            ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
+        ];
+        let Some(role) = td.task_role_arn() else {
+            return Ok(env);
+        };
+        let v = self.assume_raw(role, task_id).await?;
+        let doc = serde_json::json!({
+            "AccessKeyId": v["AccessKeyId"],
+            "SecretAccessKey": v["SecretAccessKey"],
+            "Token": v["Token"],
+            "Expiration": v["Expiration"],
+            "RoleArn": role,
+        });
+        let token = format!("{:032x}", rand::random::<u128>());
+        self.credentials
+            .served
+            .lock()
+            .unwrap()
+            .insert(task_id.to_string(), (token.clone(), doc));
+        env.push((
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI".into(),
+            format!(
+                "http://127.0.0.1:{}/v2/credentials/{task_id}",
+                self.credentials.port
+            ),
+        ));
+        env.push(("AWS_CONTAINER_AUTHORIZATION_TOKEN".into(), token));
+        Ok(env)
+    }
+}
+
 impl FargatePlayer {
     pub fn start(moto: &Moto, cluster: &str) -> FargatePlayer {
         let conf = moto.sdk_config();
         let id = format!("{}", moto.port());
+        let (credentials, listener) = Credentials::bind();
         let stop = Arc::new(AtomicBool::new(false));
         let log = Arc::new(Mutex::new(Vec::new()));
         let ctx = Arc::new(Ctx {
@@ -378,6 +575,7 @@ impl FargatePlayer {
             log: log.clone(),
             stop: stop.clone(),
             label: format!("lackey.fargate-player={id}"),
+            credentials: credentials.clone(),
         });
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()
@@ -386,6 +584,7 @@ impl FargatePlayer {
                 .build()
                 .unwrap();
             rt.block_on(async move {
+                tokio::spawn(credentials.serve(listener, ctx.stop.clone()));
                 let mut seen: HashSet<String> = HashSet::new();
                 let mut handles = Vec::new();
                 while !ctx.stop.load(Ordering::Relaxed) {
