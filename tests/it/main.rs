@@ -21,6 +21,7 @@ mod cloud;
 mod doctor;
 mod fleet;
 mod image;
+mod latency;
 mod local;
 mod minion;
 mod report;
