@@ -4,7 +4,7 @@ IMAGE ?= minion-base:latest
 # The release binary the offline image and the image benchmark ship (built once).
 RELEASE_BIN ?= $(or $(CARGO_TARGET_DIR),target)/release/lackey
 
-.PHONY: test install build build-release build-base build-base-offline build-app bench-image demo bench-stack bench-local bench-minion bench-cloud bench-doctor bench-report bench-fleet
+.PHONY: test install build build-release build-base build-base-offline build-app bench-image demo bench-stack bench-local bench-minion bench-cloud bench-e2e bench-doctor bench-report bench-fleet
 
 # The main job: build the minion image, then a stub run on a demo repository.
 demo:
@@ -61,9 +61,17 @@ LATENCY_MS ?= 100
 bench-stack:
 	LATENCY_MS=$(LATENCY_MS) $(CARGO) test --locked --test it bench_stack -- --ignored --nocapture
 
-# Issue 6: CLI-side overhead and API calls of a stub cloud run; DescribeTasks per tick.
+# Issues 6 and 11: a stub cloud run at LATENCY_MS per AWS call: command → RunTask sent,
+# first sight of STOPPED → summary printed, each with its critical path, lackey's CPU
+# and the load average; DescribeTasks per poll tick with 20 runs in flight.
 bench-cloud:
-	$(CARGO) test --locked --test it bench_cloud -- --ignored --nocapture
+	LATENCY_MS=$(LATENCY_MS) $(CARGO) test --locked --test it latency::bench_cloud_latency -- --ignored --nocapture
+
+# Issue 11: end to end from an empty account at LATENCY_MS per AWS call: init, up, two
+# secret puts and a stub cloud run with --pr; each step's wall time, CPU and critical
+# path, and the total less the task's own life.
+bench-e2e:
+	LATENCY_MS=$(LATENCY_MS) $(CARGO) test --locked --test it latency::bench_e2e_from_empty_account -- --ignored --nocapture
 
 # Issue 7: wall time of a full `lackey doctor` on a healthy stack.
 bench-doctor:

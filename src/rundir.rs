@@ -42,6 +42,14 @@ pub fn accepted(name: &str) -> Option<u64> {
     }
 }
 
+/// Every name [`accepted`] takes.
+pub fn accepted_names() -> impl Iterator<Item = &'static str> {
+    crate::summary::ARTIFACTS
+        .iter()
+        .copied()
+        .chain(std::iter::once("repo.bundle"))
+}
+
 /// An open run directory; every name is looked up relative to it, never followed.
 pub struct RunDir {
     fd: OwnedFd,

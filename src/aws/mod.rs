@@ -372,6 +372,7 @@ impl Failure {
             | "ResourceNotFoundException"
             | "RepositoryNotFoundException"
             | "NoSuchBucket"
+            | "NoSuchKey"
             | "ClusterNotFoundException"
             | "InvalidGroup.NotFound"
             | "NotFoundException" => Failure::NotFound,

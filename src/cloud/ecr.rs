@@ -163,6 +163,61 @@ pub fn task_definition_architecture(td: &aws_sdk_ecs::types::TaskDefinition) -> 
         .unwrap_or(CpuArch::X86_64)
 }
 
+/// What the local Docker and the registry say about an image, before anything is
+/// decided: asked without knowing where the image must run, so a launch asks it beside
+/// the task definition.
+pub struct ImageProbe {
+    local_image: String,
+    os: String,
+    arch: String,
+    local_id: String,
+    creds: DockerCredentials,
+    /// The config digest and manifest digest of `<repository>:latest` in the registry.
+    remote: Option<(String, Option<String>)>,
+    uri: String,
+    registry: String,
+    repository: String,
+}
+
+/// Inspect the local image, then get the registry login and the digest of
+/// `<repository>:latest` (the login does not wait for the inspection).
+pub async fn probe_image(
+    docker: &Docker,
+    aws: &Aws,
+    local_image: &str,
+    registry: &str,
+    repository: &str,
+) -> anyhow::Result<ImageProbe> {
+    let uri = format!("{registry}/{repository}:latest");
+    let (local, creds) = tokio::join!(
+        docker.inspect_image(local_image),
+        credentials(aws, registry)
+    );
+    let local = local.map_err(|e| {
+        Fail::new(format!(
+            "image `{local_image}` not found in the local Docker ({e})"
+        ))
+        .with_hint("build it with `make build-base` (or `lackey image build`)")
+    })?;
+    let creds = creds?;
+    let remote = remote_config_digest(registry, repository, "latest", &creds).await?;
+    Ok(ImageProbe {
+        local_image: local_image.to_string(),
+        os: local.os.clone().unwrap_or_default().to_ascii_lowercase(),
+        arch: local
+            .architecture
+            .clone()
+            .unwrap_or_default()
+            .to_ascii_lowercase(),
+        local_id: local.id.unwrap_or_default(),
+        creds,
+        remote,
+        uri,
+        registry: registry.to_string(),
+        repository: repository.to_string(),
+    })
+}
+
 /// Make sure `local_image` is in `registry/repository:latest`, pushing only when the
 /// registry does not already hold this exact image. An image that cannot run on a
 /// Linux task of `arch` is refused before anything is pushed.
@@ -175,28 +230,32 @@ pub async fn ensure_image_in_ecr(
     arch: CpuArch,
     reporter: &dyn Reporter,
 ) -> anyhow::Result<EcrImage> {
-    let uri = format!("{registry}/{repository}:latest");
-    let local = docker.inspect_image(local_image).await.map_err(|e| {
-        Fail::new(format!(
-            "image `{local_image}` not found in the local Docker ({e})"
-        ))
-        .with_hint("build it with `make build-base` (or `lackey image build`)")
-    })?;
-    check_platform(
+    let probe = probe_image(docker, aws, local_image, registry, repository).await?;
+    push_if_needed(docker, probe, arch, reporter).await
+}
+
+/// The second half of [`ensure_image_in_ecr`]: refuse an image that cannot run on a
+/// Linux task of `arch`, else push it unless the registry holds it already.
+pub async fn push_if_needed(
+    docker: &Docker,
+    probe: ImageProbe,
+    arch: CpuArch,
+    reporter: &dyn Reporter,
+) -> anyhow::Result<EcrImage> {
+    let ImageProbe {
         local_image,
-        &local.os.clone().unwrap_or_default().to_ascii_lowercase(),
-        &local
-            .architecture
-            .clone()
-            .unwrap_or_default()
-            .to_ascii_lowercase(),
-        arch,
-    )?;
-    let local_id = local.id.unwrap_or_default();
-    let creds = credentials(aws, registry).await?;
-    if let Some((config, digest)) =
-        remote_config_digest(registry, repository, "latest", &creds).await?
-    {
+        os,
+        arch: local_arch,
+        local_id,
+        creds,
+        remote,
+        uri,
+        registry,
+        repository,
+    } = probe;
+    let local_image = local_image.as_str();
+    check_platform(local_image, &os, &local_arch, arch)?;
+    if let Some((config, digest)) = remote {
         if config == local_id {
             reporter.info(&format!(
                 "Image {local_image} already exists in ECR as {uri}{}",

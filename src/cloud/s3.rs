@@ -17,7 +17,7 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Transfers run concurrently (8 at a time); files over 8 MiB go up in multipart parts;
+//! Transfers run concurrently (uploads 8 at a time, a run's downloads 16); files over 8 MiB go up in multipart parts;
 //! each request is retried by the SDK, and a whole file once more on a transient failure.
 //! A download writes only the known artifact names, size-capped; other keys (`../x`,
 //! absolute names, names with a NUL or a backslash) are refused.
@@ -32,6 +32,8 @@ use crate::aws::AwsResultExt;
 use crate::rundir::RunDir;
 
 const CONCURRENCY: usize = 8;
+/// A run's artifacts are a dozen small files: all of them at once.
+const DOWNLOAD_CONCURRENCY: usize = 16;
 pub const MULTIPART_THRESHOLD: u64 = 8 * 1024 * 1024;
 const PART_SIZE: u64 = 8 * 1024 * 1024;
 
@@ -278,45 +280,79 @@ pub async fn list_keys_starting(
 
 /// Download a run's artifacts from `s3://bucket/prefix/` into the run directory `dest`.
 ///
-/// Only keys naming a known artifact directly below the prefix are written (see
-/// [`artifact_name`]); every other key is skipped and reported in `refused`. Each file is
-/// size-capped and written as a fresh file renamed into place, never through what is
-/// already at its name.
+/// Only the known artifact names directly below the prefix are written (see
+/// [`artifact_name`]), each size-capped and written as a fresh file renamed into place,
+/// never through what is already at its name. Every known name is asked for at once,
+/// beside the listing of the prefix (one round trip, not a listing and then the
+/// downloads); a name the run did not leave is simply absent. Every other key the
+/// listing finds is skipped and reported in `refused`, as is a file over its cap.
 pub async fn download_artifacts(
     s3: &aws_sdk_s3::Client,
     bucket: &str,
     prefix: &str,
     dest: &Path,
 ) -> anyhow::Result<Transfer> {
-    let keys = list_keys(s3, bucket, prefix).await?;
     tokio::fs::create_dir_all(dest)
         .await
         .map_err(|e| anyhow::anyhow!("cannot create `{}`: {e}", dest.display()))?;
     let dir =
         RunDir::open(dest).map_err(|e| anyhow::anyhow!("cannot open `{}`: {e}", dest.display()))?;
-    let mut refused = Vec::new();
-    let mut wanted = Vec::new();
-    for (key, size) in keys {
-        match artifact_name(prefix, &key) {
-            Ok((name, cap)) if (size.max(0) as u64) <= cap => {
-                wanted.push((key.clone(), name.to_string(), cap))
-            }
-            Ok((_, cap)) => refused.push(format!("`{key}` (larger than {cap} bytes)")),
-            Err(why) => refused.push(format!("`{}` ({why})", key.escape_debug())),
+    let dir = &dir;
+    let base = prefix.trim_matches('/');
+    let (keys, got) = tokio::join!(
+        list_keys(s3, bucket, prefix),
+        stream::iter(
+            crate::rundir::accepted_names()
+                .map(|name| download_named(s3, bucket, base, dir, name))
+                .collect::<Vec<_>>()
+        )
+        .buffer_unordered(DOWNLOAD_CONCURRENCY)
+        .try_collect::<Vec<_>>()
+    );
+    let mut refused: Vec<String> = keys?
+        .into_iter()
+        .filter_map(|(key, _)| match artifact_name(prefix, &key) {
+            Ok(_) => None,
+            Err(why) => Some(format!("`{}` ({why})", key.escape_debug())),
+        })
+        .collect();
+    let mut sizes = Vec::new();
+    for (key, cap, g) in got? {
+        match g {
+            Got::Written(n) => sizes.push(n),
+            Got::Missing => {}
+            Got::TooLarge => refused.push(format!("`{key}` (larger than {cap} bytes)")),
         }
     }
-    let dir = &dir;
-    let sizes: Vec<u64> = stream::iter(wanted.into_iter().map(|(key, name, cap)| async move {
-        download_capped(s3, bucket, &key, dir, &name, cap).await
-    }))
-    .buffer_unordered(CONCURRENCY)
-    .try_collect()
-    .await?;
+    refused.sort();
     Ok(Transfer {
         files: sizes.len(),
         bytes: sizes.iter().sum(),
         refused,
     })
+}
+
+/// The artifact `name` of the run under `base`, with its key and its cap.
+async fn download_named(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    base: &str,
+    dir: &RunDir,
+    name: &'static str,
+) -> anyhow::Result<(String, u64, Got)> {
+    let cap = crate::rundir::accepted(name).unwrap_or(0);
+    let key = format!("{base}/{name}");
+    let got = download_capped(s3, bucket, &key, dir, name, cap).await?;
+    Ok((key, cap, got))
+}
+
+/// What became of one artifact's download.
+enum Got {
+    Written(u64),
+    /// The run left no such file.
+    Missing,
+    /// Over its cap: not written.
+    TooLarge,
 }
 
 /// One artifact into `dir`: at most `cap` bytes, through a fresh file renamed into place.
@@ -327,14 +363,15 @@ async fn download_capped(
     dir: &RunDir,
     name: &str,
     cap: u64,
-) -> anyhow::Result<u64> {
-    let out = s3
-        .get_object()
-        .bucket(bucket)
-        .key(key)
-        .send()
-        .await
-        .aws(format!("failed to download `s3://{bucket}/{key}`"))?;
+) -> anyhow::Result<Got> {
+    let out = match s3.get_object().bucket(bucket).key(key).send().await {
+        Ok(out) => out,
+        Err(e) if crate::aws::is_not_found(&e) => return Ok(Got::Missing),
+        Err(e) => return Err(e).aws(format!("failed to download `s3://{bucket}/{key}`")),
+    };
+    if out.content_length().is_some_and(|n| n.max(0) as u64 > cap) {
+        return Ok(Got::TooLarge);
+    }
     let reader = out.body.into_async_read();
     let (file, tmp) = dir
         .create_temp()
@@ -346,7 +383,7 @@ async fn download_capped(
         Ok(n) if n <= cap => n,
         Ok(_) => {
             dir.discard(&tmp);
-            anyhow::bail!("`s3://{bucket}/{key}` is larger than {cap} bytes: not downloaded");
+            return Ok(Got::TooLarge);
         }
         Err(e) => {
             dir.discard(&tmp);
@@ -359,7 +396,7 @@ async fn download_capped(
         dir.discard(&tmp);
         anyhow::anyhow!("cannot write `{}/{name}`: {e}", dir.path().display())
     })?;
-    Ok(n)
+    Ok(Got::Written(n))
 }
 
 /// The artifact a key names directly below `prefix/`, with the most the host takes of

@@ -90,23 +90,18 @@ pub async fn push(ctx: &Ctx, args: ImagePushArgs) -> anyhow::Result<u8> {
     // The image must run on the task definition `lackey up` registered (or will).
     let configured =
         CpuArch::parse(settings.require(&keys::ECS_CPU_ARCHITECTURE)?).unwrap_or(CpuArch::HOST);
-    let arch = crate::cloud::ecr::task_architecture(
-        &aws,
-        settings.require(&keys::ECS_TASK_FAMILY)?,
-        configured,
-    )
-    .await;
     let docker = crate::runner::docker::connect().await?;
-    let pushed = crate::cloud::ecr::ensure_image_in_ecr(
-        &docker,
-        &aws,
-        &image,
-        &registry,
-        &repository,
-        arch,
-        &ctx.printer,
-    )
-    .await?;
+    // The task definition's architecture and the image's state in Docker and in the
+    // registry are asked at once; the platform is checked before anything is pushed.
+    let (arch, probe) = tokio::join!(
+        crate::cloud::ecr::task_architecture(
+            &aws,
+            settings.require(&keys::ECS_TASK_FAMILY)?,
+            configured,
+        ),
+        crate::cloud::ecr::probe_image(&docker, &aws, &image, &registry, &repository)
+    );
+    let pushed = crate::cloud::ecr::push_if_needed(&docker, probe?, arch, &ctx.printer).await?;
     if ctx.printer.json_mode() {
         ctx.printer.json(&serde_json::json!({"image": pushed.uri, "digest": pushed.digest, "pushed": pushed.pushed}));
     } else {

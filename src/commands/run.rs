@@ -67,15 +67,25 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<u8> {
         ctx.printer.error(e);
     }
     finished(ctx, backend.runtime(), &outcome);
-    // The report, beside the artifacts (and, for a cloud run, in the bucket).
-    if let Some(path) = super::report::write_after_run(ctx, &settings, &outcome.dir) {
-        let name = crate::report::REPORT_FILE;
-        if let Err(e) = backend.keep_beside(&spec.run_id, &path, name).await {
-            ctx.printer.warn(&format!("the report was {e:#}"));
+    // The report, beside the artifacts (and, for a cloud run, in the bucket: that
+    // upload goes while the summary is printed, and is waited for before the exit).
+    let report = super::report::write_after_run(ctx, &settings, &outcome.dir);
+    let kept = async {
+        match &report {
+            Some(path) => {
+                let name = crate::report::REPORT_FILE;
+                backend.keep_beside(&spec.run_id, path, name).await
+            }
+            None => Ok(()),
         }
-    }
+    };
     let note = branch_note(backend.runtime(), &spec, &outcome);
-    print_summary(&ctx.printer, &outcome.summary, &outcome.dir, &note);
+    let (kept, ()) = tokio::join!(kept, async {
+        print_summary(&ctx.printer, &outcome.summary, &outcome.dir, &note);
+    });
+    if let Err(e) = kept {
+        ctx.printer.warn(&format!("the report was {e:#}"));
+    }
     if outcome.interrupted {
         let what = match backend.runtime() {
             Runtime::Local => "its partial artifacts are",

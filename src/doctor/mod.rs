@@ -718,10 +718,24 @@ async fn check_network(aws: &Aws, settings: &Settings, cx: &StackCtx<'_>) -> Che
     };
     let subnets: Vec<String> = subnets.split(',').map(|s| s.trim().to_string()).collect();
     let r: anyhow::Result<Check> = async {
-        // The group and the subnets at once; the route tables need the group's VPC.
-        let (sg, subs) = tokio::join!(
+        // One wave: the group, the subnets, the route tables associated with the
+        // subnets and every main route table (the one of the group's VPC is picked once
+        // the group says which VPC that is).
+        let filter = |name: &str, values: &[String]| {
+            aws_sdk_ec2::types::Filter::builder()
+                .name(name)
+                .set_values(Some(values.to_vec()))
+                .build()
+        };
+        let (sg, subs, associated, mains) = tokio::join!(
             ec2.describe_security_groups().group_ids(sg_id).send(),
-            ec2.describe_subnets().set_subnet_ids(Some(subnets.clone())).send()
+            ec2.describe_subnets().set_subnet_ids(Some(subnets.clone())).send(),
+            ec2.describe_route_tables()
+                .filters(filter("association.subnet-id", &subnets))
+                .send(),
+            ec2.describe_route_tables()
+                .filters(filter("association.main", &["true".to_string()]))
+                .send()
         );
         let sg = sg.aws(format!("failed to describe security group `{sg_id}`"))?;
         let Some(sg) = sg.security_groups().first() else {
@@ -749,20 +763,17 @@ async fn check_network(aws: &Aws, settings: &Settings, cx: &StackCtx<'_>) -> Che
             return Ok(fail("infra", "network", format!("security group `{sg_id}` does not allow outbound HTTPS (443) to 0.0.0.0/0"), "restore the default outbound rule, or allow tcp/443 to 0.0.0.0/0"));
         }
         // A route out for each subnet: its route table, or the VPC's main one.
-        let tables = ec2
-            .describe_route_tables()
-            .filters(aws_sdk_ec2::types::Filter::builder().name("vpc-id").values(&vpc).build())
-            .send()
-            .await
-            .aws("failed to describe the route tables")?;
+        let associated = associated.aws("failed to describe the route tables")?;
+        let mains = mains.aws("failed to describe the route tables")?;
+        let main = mains.route_tables().iter().find(|t| t.vpc_id() == Some(vpc.as_str()));
         let public_ip = settings.flag(&keys::NETWORK_ASSIGN_PUBLIC_IP);
         let mut via = Vec::new();
         for s in &subnets {
-            let table = tables
+            let table = associated
                 .route_tables()
                 .iter()
                 .find(|t| t.associations().iter().any(|a| a.subnet_id() == Some(s.as_str())))
-                .or_else(|| tables.route_tables().iter().find(|t| t.associations().iter().any(|a| a.main() == Some(true))));
+                .or(main);
             let out = table.and_then(|t| {
                 t.routes().iter().find(|r| r.destination_cidr_block() == Some("0.0.0.0/0")).and_then(|r| {
                     r.nat_gateway_id().map(|n| format!("NAT {n}")).or_else(|| r.gateway_id().filter(|g| g.starts_with("igw-")).map(|g| format!("internet gateway {g}")))

@@ -419,47 +419,49 @@ impl<A: Borrow<Aws> + Send + Sync> Ecs<A> {
         })
     }
 
-    /// Launch phase 1: the image in ECR (refused before anything starts when it cannot
-    /// run there). Without Docker, the image ECR already holds is used.
-    async fn ensure_image(
-        &self,
-        cloud: &CloudSpec,
-        image: &str,
-        arch: crate::image::CpuArch,
-        reporter: &dyn Reporter,
-    ) -> anyhow::Result<()> {
+    /// Launch, first wave: what the local Docker and the registry say of the image.
+    async fn probe_image(&self, cloud: &CloudSpec, image: &str) -> anyhow::Result<Probed> {
         match super::docker::connect().await {
             Ok(docker) => {
-                crate::cloud::ecr::ensure_image_in_ecr(
+                let probe = crate::cloud::ecr::probe_image(
                     &docker,
                     self.aws(),
                     image,
                     &cloud.registry,
                     &cloud.repository,
-                    arch,
-                    reporter,
                 )
                 .await?;
+                Ok(Probed::Image(docker, probe))
             }
-            Err(e) => reporter.warn(&format!("{e:#}; using the image ECR already holds")),
+            Err(e) => Ok(Probed::NoDocker(format!("{e:#}"))),
+        }
+    }
+
+    /// Launch phase 1: the image in ECR, once the task definition says where it runs
+    /// (refused before anything is pushed when it cannot run there). Without Docker,
+    /// the image ECR already holds is used.
+    async fn ensure_image(
+        probed: Probed,
+        arch: crate::image::CpuArch,
+        reporter: &dyn Reporter,
+    ) -> anyhow::Result<()> {
+        match probed {
+            Probed::Image(docker, probe) => {
+                crate::cloud::ecr::push_if_needed(&docker, probe, arch, reporter).await?;
+            }
+            Probed::NoDocker(why) => {
+                reporter.warn(&format!("{why}; using the image ECR already holds"));
+            }
         }
         Ok(())
     }
 
-    /// Launch phase 2: where the minion gets its repository. On GitHub a token is minted
-    /// now (it proves the app, the key and the repository) and the minion mints its own
-    /// from the injected key; a local repository goes up as a bundle and comes back as
-    /// one.
-    async fn source(
-        &self,
-        cloud: &CloudSpec,
-        spec: &RunSpec,
-        injected: &[String],
-        input: &mut MinionInput,
-        reporter: &dyn Reporter,
-    ) -> anyhow::Result<()> {
+    /// Launch, first wave: where the minion gets its repository. On GitHub a token is
+    /// minted now (it proves the app, the key and the repository; the minion mints its
+    /// own from the injected key); a local repository goes up as a bundle and comes
+    /// back as one.
+    async fn fetch_source(&self, cloud: &CloudSpec, spec: &RunSpec) -> anyhow::Result<Source> {
         if let Some(gh) = &cloud.github {
-            reporter.info("Minting GitHub App installation token...");
             let key = crate::cloud::secrets::get_github_app_private_key(self.aws(), &gh.key_secret)
                 .await?;
             let client = crate::github::GitHub::new(&gh.api_url);
@@ -467,37 +469,69 @@ impl<A: Borrow<Aws> + Send + Sync> Ecs<A> {
             let token = client
                 .installation_token(&gh.app_id, &key, &gh.installation_id, Some(repo_name))
                 .await?;
-            input.base_ref = Some(client.default_branch(&token.token, &gh.repo).await?);
-            input.repo = RepoSource::Url(format!(
-                "{}/{}.git",
-                gh.git_url.trim_end_matches('/'),
-                gh.repo
-            ));
-            input.github_repo = Some(gh.repo.clone());
-            input.github_api_url = gh.api_url.clone();
-            input.github_git_url = gh.git_url.clone();
-            if injected.iter().any(|n| n == var::GITHUB_APP_PRIVATE_KEY) {
-                input.github = Some(GithubAuth::App {
-                    app_id: gh.app_id.clone(),
-                    installation_id: gh.installation_id.clone(),
-                    private_key: None,
-                });
-            } else {
-                reporter.warn("the task definition does not inject the GitHub App key: the token goes as an environment override, visible to ecs:DescribeTasks (`lackey up` wires the key as an ECS secret)");
-                input.github = Some(GithubAuth::Token(Secret::Value(token.token.clone())));
-            }
+            let base_ref = client.default_branch(&token.token, &gh.repo).await?;
+            Ok(Source::Github {
+                token: token.token,
+                base_ref,
+            })
         } else if let Some(repo) = &spec.repo {
             let bundle = tempfile::NamedTempFile::new()?;
-            let branch = bundle_repo(repo, bundle.path())?;
+            let (repo, path) = (repo.clone(), bundle.path().to_path_buf());
+            let branch = tokio::task::spawn_blocking(move || bundle_repo(&repo, &path))
+                .await
+                .map_err(|e| anyhow::anyhow!("git bundle did not finish: {e}"))??;
             let key = input_key(&spec.run_id, "source.bundle");
             crate::cloud::s3::upload_file(&self.aws().s3(), bundle.path(), &cloud.bucket, &key)
                 .await?;
-            input.repo = RepoSource::BundleS3(format!("s3://{}/{key}", cloud.bucket));
-            if branch != "HEAD" {
-                input.base_ref = Some(branch);
-            }
+            Ok(Source::Bundle {
+                url: format!("s3://{}/{key}", cloud.bucket),
+                branch,
+            })
+        } else {
+            Ok(Source::None)
         }
-        Ok(())
+    }
+
+    /// Launch phase 2: the repository source into the minion's input, as the task
+    /// definition allows (an App key it does not inject makes the token an override).
+    fn source(
+        cloud: &CloudSpec,
+        source: Source,
+        injected: &[String],
+        input: &mut MinionInput,
+        reporter: &dyn Reporter,
+    ) {
+        match (source, &cloud.github) {
+            (Source::Github { token, base_ref }, Some(gh)) => {
+                reporter.info("Minting GitHub App installation token...");
+                input.base_ref = Some(base_ref);
+                input.repo = RepoSource::Url(format!(
+                    "{}/{}.git",
+                    gh.git_url.trim_end_matches('/'),
+                    gh.repo
+                ));
+                input.github_repo = Some(gh.repo.clone());
+                input.github_api_url = gh.api_url.clone();
+                input.github_git_url = gh.git_url.clone();
+                if injected.iter().any(|n| n == var::GITHUB_APP_PRIVATE_KEY) {
+                    input.github = Some(GithubAuth::App {
+                        app_id: gh.app_id.clone(),
+                        installation_id: gh.installation_id.clone(),
+                        private_key: None,
+                    });
+                } else {
+                    reporter.warn("the task definition does not inject the GitHub App key: the token goes as an environment override, visible to ecs:DescribeTasks (`lackey up` wires the key as an ECS secret)");
+                    input.github = Some(GithubAuth::Token(Secret::Value(token)));
+                }
+            }
+            (Source::Bundle { url, branch }, _) => {
+                input.repo = RepoSource::BundleS3(url);
+                if branch != "HEAD" {
+                    input.base_ref = Some(branch);
+                }
+            }
+            _ => {}
+        }
     }
 
     /// Launch phase 3: the Anthropic key, injected by ECS, else as an override (warned).
@@ -740,6 +774,20 @@ impl<A: Borrow<Aws> + Send + Sync> Ecs<A> {
     }
 }
 
+/// The repository's source, as the first wave of a launch fetched it.
+enum Source {
+    Github { token: String, base_ref: String },
+    Bundle { url: String, branch: String },
+    None,
+}
+
+/// The image as the first wave of a launch found it.
+enum Probed {
+    Image(bollard::Docker, crate::cloud::ecr::ImageProbe),
+    /// No Docker to push from (why): the image ECR holds is used, with a warning.
+    NoDocker(String),
+}
+
 /// What the task definition tells a launch.
 struct TaskDefinitionFacts {
     arch: crate::image::CpuArch,
@@ -761,9 +809,6 @@ impl<A: Borrow<Aws> + Send + Sync> Backend for Ecs<A> {
         cancel: &CancellationToken,
     ) -> anyhow::Result<RunHandle> {
         let cloud = self.cloud()?;
-        let td = self.task_definition(cloud).await?;
-        self.ensure_image(cloud, &spec.image, td.arch, reporter)
-            .await?;
         let dir = super::create_artifacts_dir(spec)?;
         let spec: &RunSpec = spec;
         let started = chrono::Utc::now();
@@ -771,10 +816,21 @@ impl<A: Borrow<Aws> + Send + Sync> Backend for Ecs<A> {
         // neither the run's directory nor its inputs in S3.
         let dir_guard = super::RunDirGuard::new(&dir);
         let launched = async {
+            // One wave: the task definition, the image in the local Docker and in the
+            // registry, the repository's source (token or bundle upload). What depends
+            // on the task definition (the image's platform, a push, what ECS injects)
+            // is decided when all three have answered.
+            let (td, probed, source) = tokio::join!(
+                self.task_definition(cloud),
+                self.probe_image(cloud, &spec.image),
+                self.fetch_source(cloud, spec)
+            );
+            let td = td?;
+            Self::ensure_image(probed?, td.arch, reporter).await?;
+            let source = source?;
             let deadline = SystemTime::now() + spec.timeout;
             let mut input = spec.minion_input(Runtime::Cloud, deadline);
-            self.source(cloud, spec, &td.injected, &mut input, reporter)
-                .await?;
+            Self::source(cloud, source, &td.injected, &mut input, reporter);
             self.api_key(cloud, spec, &td.injected, &mut input, reporter)
                 .await?;
             // What `env.GITHUB_TOKEN` means in a blueprint: this run can push.
@@ -783,11 +839,13 @@ impl<A: Borrow<Aws> + Send + Sync> Backend for Ecs<A> {
             input.s3_prefix = Some(spec.run_id.clone());
             input.aws_region = Some(cloud.region.clone());
             let env = self.overrides(cloud, &mut input).await?;
-            self.run_task(cloud, &spec.run_id, &env, reporter, cancel)
-                .await
+            let task = self
+                .run_task(cloud, &spec.run_id, &env, reporter, cancel)
+                .await?;
+            Ok::<_, anyhow::Error>((task, td.log_group))
         }
         .await;
-        let (task_arn, first_status, relaunch) = match launched {
+        let ((task_arn, first_status, relaunch), log_group) = match launched {
             Ok(t) => t,
             Err(e) => {
                 delete_inputs(&self.aws().s3(), &cloud.bucket, &spec.run_id).await;
@@ -809,7 +867,7 @@ impl<A: Borrow<Aws> + Send + Sync> Backend for Ecs<A> {
                 task_id: task_arn.rsplit('/').next().unwrap_or_default().to_string(),
                 task_arn,
                 first_status,
-                log_group: td.log_group,
+                log_group,
                 relaunch: Some(relaunch),
             }),
         })
@@ -873,9 +931,13 @@ impl<A: Borrow<Aws> + Send + Sync> Backend for Ecs<A> {
         reporter: &dyn Reporter,
     ) -> anyhow::Result<RunOutcome> {
         let bucket = &self.target.bucket;
-        delete_inputs(&self.aws().s3(), bucket, &run.run_id).await;
         reporter.info(&format!("Downloading artifacts to {}/", run.dir.display()));
-        let downloaded = self.download(&run.run_id, &run.dir, reporter).await;
+        // The inputs go while the artifacts come: neither waits for the other.
+        let s3 = self.aws().s3();
+        let (downloaded, ()) = tokio::join!(
+            self.download(&run.run_id, &run.dir, reporter),
+            delete_inputs(&s3, bucket, &run.run_id)
+        );
         let reason = end.reason.clone().unwrap_or_default();
         let host_end = end.stopped.clone().unwrap_or_else(|| {
             if end.failed_to_start || !downloaded {
@@ -1303,9 +1365,12 @@ pub fn input_key(id: &str, name: &str) -> String {
 pub async fn delete_inputs(s3: &aws_sdk_s3::Client, bucket: &str, run_id: &str) {
     let prefix = format!("inputs/{run_id}-");
     if let Ok(keys) = crate::cloud::s3::list_keys_starting(s3, bucket, &prefix).await {
-        for (k, _) in keys {
-            let _ = s3.delete_object().bucket(bucket).key(k).send().await;
-        }
+        // At most two keys (the bundle, a long task's text): deleted at once.
+        futures::future::join_all(
+            keys.into_iter()
+                .map(|(k, _)| s3.delete_object().bucket(bucket).key(k).send()),
+        )
+        .await;
     }
 }
 

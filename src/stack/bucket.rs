@@ -376,18 +376,35 @@ impl Resource for Bucket {
         force: bool,
     ) -> anyhow::Result<Vec<Deletion>> {
         let name = &self.name;
-        if force {
+        // S3 refuses to delete a bucket that holds anything (BucketNotEmpty), so the
+        // delete is tried first: an empty bucket goes in one call, and only one that
+        // holds something is listed, emptied (with --force) and deleted again.
+        let s3 = cx.aws.s3();
+        let delete = || async {
+            match s3.delete_bucket().bucket(name).send().await {
+                Ok(_) => Ok(true),
+                Err(e) if aws::is_not_found(&e) => Ok(true),
+                Err(e) if Failure::of(&e) == Failure::NotEmpty => Ok(false),
+                Err(e) => Err(e).aws(format!("failed to delete S3 bucket `{name}`")),
+            }
+        };
+        if !delete().await? {
+            if !force {
+                return Ok(vec![Deletion::Kept(
+                    "is not empty; kept (`lackey down --force` empties and deletes it)".into(),
+                )]);
+            }
             let (emptied, ()) = tokio::join!(empty(cx, name), abort_uploads(cx, name));
             emptied?;
-        } else if !is_empty(cx, name).await? {
-            return Ok(vec![Deletion::Kept(
-                "is not empty; kept (`lackey down --force` empties and deletes it)".into(),
-            )]);
-        }
-        match cx.aws.s3().delete_bucket().bucket(name).send().await {
-            Ok(_) => {}
-            Err(e) if aws::is_not_found(&e) => {}
-            Err(e) => return Err(e).aws(format!("failed to delete S3 bucket `{name}`")),
+            if !delete().await? {
+                return Err(Fail::new(format!(
+                    "S3 bucket `{name}` still holds objects after it was emptied"
+                ))
+                .with_hint(
+                    "something is writing into it: stop it, then run `lackey down --force` again",
+                )
+                .into());
+            }
         }
         cx.journal.done("s3_bucket", name)?;
         Ok(vec![Deletion::Deleted])

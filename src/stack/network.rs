@@ -21,12 +21,13 @@ pub async fn default_vpc(aws: &Aws) -> anyhow::Result<Option<String>> {
         .and_then(|v| v.vpc_id().map(str::to_string)))
 }
 
-/// The default VPC's default-for-az subnets, sorted for a stable order.
-pub async fn default_subnets(aws: &Aws, vpc_id: &str) -> anyhow::Result<Vec<String>> {
+/// The default-for-az subnets of every VPC (default subnets live in the default VPC),
+/// as (subnet, VPC) pairs sorted by subnet id: asked without knowing the VPC, so the
+/// question goes in the same wave as the one that finds the default VPC.
+async fn default_for_az_subnets(aws: &Aws) -> anyhow::Result<Vec<(String, String)>> {
     let out = aws
         .ec2()
         .describe_subnets()
-        .filters(Filter::builder().name("vpc-id").values(vpc_id).build())
         .filters(
             Filter::builder()
                 .name("default-for-az")
@@ -35,39 +36,37 @@ pub async fn default_subnets(aws: &Aws, vpc_id: &str) -> anyhow::Result<Vec<Stri
         )
         .send()
         .await
-        .aws(format!("failed to list the subnets of VPC `{vpc_id}`"))?;
-    let mut ids: Vec<String> = out
+        .aws("failed to list the default subnets")?;
+    let mut ids: Vec<(String, String)> = out
         .subnets()
         .iter()
-        .filter_map(|s| s.subnet_id().map(str::to_string))
+        .filter_map(|s| Some((s.subnet_id()?.to_string(), s.vpc_id()?.to_string())))
         .collect();
     ids.sort();
     Ok(ids)
 }
 
-/// The id of the security group with this name in this VPC.
-pub async fn security_group_id(
-    aws: &Aws,
-    vpc_id: &str,
-    name: &str,
-) -> anyhow::Result<Option<String>> {
+/// The security groups named `name`, in any VPC, as (group, VPC) pairs.
+async fn security_groups_named(aws: &Aws, name: &str) -> anyhow::Result<Vec<(String, String)>> {
     let out = aws
         .ec2()
         .describe_security_groups()
-        .filters(Filter::builder().name("vpc-id").values(vpc_id).build())
         .filters(Filter::builder().name("group-name").values(name).build())
         .send()
         .await
         .aws(format!("failed to look up security group `{name}`"))?;
     Ok(out
         .security_groups()
-        .first()
-        .and_then(|g| g.group_id().map(str::to_string)))
+        .iter()
+        .filter_map(|g| Some((g.group_id()?.to_string(), g.vpc_id()?.to_string())))
+        .collect())
 }
 
 /// Fill the values that come from AWS when the user has not set them: account id,
-/// default subnets, the security group's id. The account and the default VPC are asked
-/// for at once, then the subnets and the group.
+/// default subnets, the security group's id. One wave: the account, the default VPC,
+/// the default-for-az subnets and the groups with the stack's group name are asked for
+/// at once, and matched to the default VPC afterwards (a subnet or a group of the same
+/// name in another VPC is not the stack's).
 pub async fn discover(aws: &Aws, settings: &mut Settings) -> anyhow::Result<()> {
     let need_subnets = settings.get(&keys::NETWORK_SUBNETS).is_none();
     let need_sg = settings.get(&keys::NETWORK_SECURITY_GROUP_ID).is_none();
@@ -78,41 +77,48 @@ pub async fn discover(aws: &Aws, settings: &mut Settings) -> anyhow::Result<()> 
     };
     let need_vpc = need_subnets || need_sg;
     let mut account_settings = settings.clone();
-    let (account, vpc) = tokio::join!(aws.discover_account(&mut account_settings), async {
-        if need_vpc {
-            default_vpc(aws).await
-        } else {
-            Ok(None)
-        }
-    });
-    account?;
-    *settings = account_settings;
-    let Some(vpc) = vpc? else {
-        return Ok(());
-    };
-    let (subnets, sg) = tokio::join!(
+    let (account, vpc, subnets, groups) = tokio::join!(
+        aws.discover_account(&mut account_settings),
         async {
-            if need_subnets {
-                default_subnets(aws, &vpc).await.map(Some)
+            if need_vpc {
+                default_vpc(aws).await
             } else {
                 Ok(None)
             }
         },
         async {
+            if need_subnets {
+                default_for_az_subnets(aws).await
+            } else {
+                Ok(Vec::new())
+            }
+        },
+        async {
             match &sg_name {
-                Some(name) => security_group_id(aws, &vpc, name).await,
-                None => Ok(None),
+                Some(name) => security_groups_named(aws, name).await,
+                None => Ok(Vec::new()),
             }
         }
     );
-    if let Some(subnets) = subnets?.filter(|s| !s.is_empty()) {
+    account?;
+    *settings = account_settings;
+    let Some(vpc) = vpc? else {
+        return Ok(());
+    };
+    let subnets: Vec<String> = subnets?
+        .into_iter()
+        .filter(|(_, v)| *v == vpc)
+        .map(|(s, _)| s)
+        .collect();
+    if !subnets.is_empty() {
         settings.set_discovered(
             &keys::NETWORK_SUBNETS,
             subnets.join(","),
             &format!("default VPC {vpc}"),
         );
     }
-    if let (Some(name), Some(id)) = (&sg_name, sg?) {
+    let group = groups?.into_iter().find(|(_, v)| *v == vpc).map(|(g, _)| g);
+    if let (Some(name), Some(id)) = (&sg_name, group) {
         settings.set_discovered(
             &keys::NETWORK_SECURITY_GROUP_ID,
             id,

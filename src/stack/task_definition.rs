@@ -575,7 +575,15 @@ impl Resource for TaskDefinitionFamily {
             return Ok(Facts::new());
         }
         let want = wanted(&cx.spec, facts);
-        let (new_arn, old) = tokio::join!(register(cx, &want), active_revisions(cx));
+        // Older ACTIVE revisions exist only where the observation saw one: from empty,
+        // there is nothing to list.
+        let (new_arn, old) = tokio::join!(register(cx, &want), async {
+            if seen.is_some() {
+                active_revisions(cx).await
+            } else {
+                Ok(Vec::new())
+            }
+        });
         let new_arn = new_arn?;
         let old: Vec<String> = old?.into_iter().filter(|a| *a != new_arn).collect();
         let ours = seen

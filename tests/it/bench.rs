@@ -341,18 +341,18 @@ async fn bench_local_proxied_llm_latency() {
 }
 
 /// When moto served one request: seconds since the epoch.
-#[derive(serde::Deserialize)]
-struct Timing {
-    start: f64,
-    end: f64,
-    caller: String,
+#[derive(serde::Deserialize, Clone)]
+pub(crate) struct Timing {
+    pub(crate) start: f64,
+    pub(crate) end: f64,
+    pub(crate) caller: String,
     /// `service:Action`
     #[serde(default)]
-    call: String,
+    pub(crate) call: String,
 }
 
 /// The CLI's requests since the last reset of moto's log, with when they ran.
-fn cli_timings(moto: &crate::support::moto::Moto) -> Vec<Timing> {
+pub(crate) fn cli_timings(moto: &crate::support::moto::Moto) -> Vec<Timing> {
     let all: Vec<Timing> = reqwest::blocking::get(format!("{}/_harness/timings", moto.url()))
         .and_then(|r| r.json())
         .expect("read moto's request timings");
@@ -363,7 +363,7 @@ fn cli_timings(moto: &crate::support::moto::Moto) -> Vec<Timing> {
 /// the one before it had ended (with a fixed latency per call, wall time is about its
 /// length × latency plus the CLI's own work), as the calls in order. An upper bound:
 /// a loaded moto may start a concurrent call only after another ended.
-fn critical_path(timings: &[Timing]) -> Vec<&str> {
+pub(crate) fn critical_path(timings: &[Timing]) -> Vec<&str> {
     let mut by_end: Vec<&Timing> = timings.iter().collect();
     by_end.sort_by(|a, b| a.end.total_cmp(&b.end));
     // For each request: the depth of the longest chain ending with it, and its
@@ -437,7 +437,7 @@ fn bench_stack_operations() {
     );
     // moto loads its IAM managed policies on the first IAM call: warm it up once.
     t.run(&["plan", "-q"]).assert_success();
-    const N: usize = 3;
+    const N: usize = 5;
     let doctor: &[&str] = &[
         "doctor", "--json", "--phase", "local", "--phase", "aws", "--phase", "infra",
     ];
@@ -453,6 +453,8 @@ fn bench_stack_operations() {
     let mut mutating: Vec<Vec<usize>> = vec![vec![]; ops.len()];
     let mut depths: Vec<Vec<usize>> = vec![vec![]; ops.len()];
     let mut paths: Vec<String> = vec![String::new(); ops.len()];
+    let mut cpus: Vec<Vec<f64>> = vec![vec![]; ops.len()];
+    let mut loads: Vec<Vec<String>> = vec![vec![]; ops.len()];
     let mut doctor_checks = (0, 0);
     for _ in 0..N {
         for (i, (name, args)) in ops.iter().enumerate() {
@@ -475,11 +477,11 @@ fn bench_stack_operations() {
                 }
             }
             moto.reset_requests();
-            let mut out = None;
-            times[i].push(time_it(|| {
-                out = Some(t.run(args));
-            }));
-            let out = out.unwrap();
+            loads[i].push(crate::latency::load_average());
+            let traced = crate::latency::traced(t.command(args));
+            times[i].push(traced.wall());
+            cpus[i].push(traced.cpu);
+            let out = traced.output();
             if *name == "doctor" {
                 // Some checks need what moto lacks (the image in a registry): counted,
                 // and the doctor's run measured all the same.
@@ -499,15 +501,17 @@ fn bench_stack_operations() {
     }
     for (i, (name, _)) in ops.iter().enumerate() {
         println!(
-            "bench-stack: LATENCY_MS={latency}: {name:<15} median {:.3}s over {N} (min {:.3}s, max {:.3}s), {} AWS requests ({} mutating), critical path {} calls (min {}, max {})",
-            median(times[i].clone()),
+            "bench-stack: LATENCY_MS={latency}: {name:<15} min {:.3}s over {N} (median {:.3}s, max {:.3}s), {} AWS requests ({} mutating), critical path {} calls (min {}, max {}), lackey CPU min {:.3}s; load average {}",
             times[i].iter().cloned().fold(f64::MAX, f64::min),
+            median(times[i].clone()),
             times[i].iter().cloned().fold(0.0, f64::max),
             requests[i][0],
             mutating[i][0],
             median(depths[i].iter().map(|&d| d as f64).collect()),
             depths[i].iter().min().unwrap(),
             depths[i].iter().max().unwrap(),
+            cpus[i].iter().cloned().fold(f64::MAX, f64::min),
+            loads[i].join(" / "),
         );
         println!(
             "bench-stack:   critical path of the last {name}: {}",
@@ -527,62 +531,10 @@ fn bench_stack_operations() {
 /// Shaped like a PEM private key (lackey checks the shape only); no key material.
 const TEST_PEM: &str = "-----BEGIN PRIVATE KEY-----\nbench\n-----END PRIVATE KEY-----\n";
 
-/// Issue 6: the CLI-side overhead of a stub cloud run (its wall time less the task's
-/// own life from creation to STOPPED, which includes the Fargate player's staged
-/// PROVISIONING and PENDING), the AWS calls per run, and the DescribeTasks calls per
-/// poll tick with 20 runs in flight (target: one).
-#[test]
-#[ignore = "benchmark: make bench-cloud"]
-fn bench_cloud_run() {
-    use crate::cloud::Cloud;
-    let c = Cloud::new(true).expect("the benchmark needs Docker, moto and docker-registry");
-    // A first run pushes the image; the measured ones find it in the registry.
-    c.t.run(&["run", "warm-up", "--cloud", "--stubs"])
-        .assert_success();
-    let conf = c.moto.sdk_config();
-    for i in 0..3 {
-        c.moto.reset_requests();
-        let t0 = std::time::Instant::now();
-        let out =
-            c.t.run(&["run", &format!("bench {i}"), "--cloud", "--stubs"]);
-        let wall = t0.elapsed().as_secs_f64();
-        out.assert_success();
-        let arn = out
-            .stderr
-            .lines()
-            .find_map(|l| l.strip_prefix("Launched ECS task: "))
-            .unwrap()
-            .trim()
-            .to_string();
-        let (created, stopped) = crate::support::moto::block_on(async {
-            let t = aws_sdk_ecs::Client::new(&conf)
-                .describe_tasks()
-                .cluster("lackey")
-                .tasks(&arn)
-                .send()
-                .await
-                .unwrap();
-            let t = t.tasks()[0].clone();
-            (
-                t.created_at().unwrap().as_secs_f64(),
-                t.stopped_at().unwrap().as_secs_f64(),
-            )
-        });
-        let task = stopped - created;
-        let reqs = c.moto.requests();
-        let mut by: std::collections::BTreeMap<String, usize> = Default::default();
-        for r in reqs.iter().filter(|r| r.caller == "cli") {
-            *by.entry(format!("{}:{}", r.service, r.action)).or_default() += 1;
-        }
-        let count = |who: &str| reqs.iter().filter(|r| r.caller == who).count();
-        println!(
-            "bench-cloud: stub run {i}: wall {wall:.2}s, task life (created to STOPPED) {task:.2}s, CLI-side overhead {:.2}s; AWS requests: CLI {}, minion {}, Fargate player {}; the CLI's: {by:?}",
-            wall - task,
-            count("cli"),
-            count("minion"),
-            count("other"),
-        );
-    }
+/// Issue 6: DescribeTasks calls per poll tick with 20 runs in flight (target: one), on
+/// the stack `bench_cloud_latency` set up.
+pub(crate) fn describe_tasks_per_tick(moto: &crate::support::moto::Moto) {
+    let conf = moto.sdk_config();
     // 20 runs in flight, one watcher: DescribeTasks per tick.
     let watched = crate::support::moto::block_on(async {
         let ecs = aws_sdk_ecs::Client::new(&conf);

@@ -22,6 +22,7 @@ mod doctor;
 mod fleet;
 mod iam;
 mod image;
+mod latency;
 mod local;
 mod minion;
 mod report;
