@@ -254,6 +254,10 @@ pub struct RunArgs {
     #[arg(long)]
     pub pr: bool,
 
+    /// Work on and push this existing branch (forward only; never the default branch)
+    #[arg(long, value_name = "BRANCH", conflicts_with = "tasks")]
+    pub push_to: Option<String>,
+
     /// Stream the run's log to the terminal
     #[arg(long)]
     pub follow: bool,

@@ -273,8 +273,19 @@ fn hint_for_stop(reason: &str) -> Option<&'static str> {
     }
 }
 
-/// The repository's current branch, bundled whole for a run without GitHub.
-pub(crate) fn bundle_repo(repo: &std::path::Path, out: &std::path::Path) -> anyhow::Result<String> {
+/// What the GitHub preflight of a cloud run learnt.
+struct GitHubProof {
+    token: String,
+    default_branch: String,
+}
+
+/// The repository's current branch, bundled whole for a run without GitHub (with the
+/// existing branch of `--push-to`, which the run checks out).
+pub(crate) fn bundle_repo(
+    repo: &std::path::Path,
+    out: &std::path::Path,
+    push_to: Option<&str>,
+) -> anyhow::Result<String> {
     let branch = std::process::Command::new("git")
         .args(["rev-parse", "--abbrev-ref", "HEAD"])
         .current_dir(repo)
@@ -289,6 +300,7 @@ pub(crate) fn bundle_repo(repo: &std::path::Path, out: &std::path::Path) -> anyh
         } else {
             &branch
         })
+        .args(push_to)
         .current_dir(repo)
         .output()?;
     if !status.status.success() {
@@ -442,28 +454,49 @@ impl<A: Borrow<Aws> + Send + Sync> Ecs<A> {
         Ok(())
     }
 
-    /// Launch phase 2: where the minion gets its repository. On GitHub a token is minted
-    /// now (it proves the app, the key and the repository) and the minion mints its own
-    /// from the injected key; a local repository goes up as a bundle and comes back as
-    /// one.
+    /// Launch phase 1b, on GitHub: a token minted now proves the app, the key and the
+    /// repository, and reads what the run's branch is decided from (the default branch,
+    /// the blueprint's template, the `--push-to` branch), before anything is created.
+    async fn github_proof(
+        &self,
+        cloud: &CloudSpec,
+        spec: &mut RunSpec,
+        reporter: &dyn Reporter,
+    ) -> anyhow::Result<Option<GitHubProof>> {
+        let Some(gh) = &cloud.github else {
+            return Ok(None);
+        };
+        reporter.info("Minting GitHub App installation token...");
+        let key =
+            crate::cloud::secrets::get_github_app_private_key(self.aws(), &gh.key_secret).await?;
+        let client = crate::github::GitHub::new(&gh.api_url);
+        let repo_name = gh.repo.split_once('/').map(|(_, n)| n).unwrap_or(&gh.repo);
+        let token = client
+            .installation_token(&gh.app_id, &key, &gh.installation_id, Some(repo_name))
+            .await?;
+        let default_branch = client.default_branch(&token.token, &gh.repo).await?;
+        spec.decide_branch_on_github(&client, &token.token, &gh.repo, &default_branch)
+            .await?;
+        Ok(Some(GitHubProof {
+            token: token.token,
+            default_branch,
+        }))
+    }
+
+    /// Launch phase 2: where the minion gets its repository. On GitHub the minion mints
+    /// its own token from the injected key; a local repository goes up as a bundle and
+    /// comes back as one.
     async fn source(
         &self,
         cloud: &CloudSpec,
         spec: &RunSpec,
+        proof: Option<&GitHubProof>,
         injected: &[String],
         input: &mut MinionInput,
         reporter: &dyn Reporter,
     ) -> anyhow::Result<()> {
-        if let Some(gh) = &cloud.github {
-            reporter.info("Minting GitHub App installation token...");
-            let key = crate::cloud::secrets::get_github_app_private_key(self.aws(), &gh.key_secret)
-                .await?;
-            let client = crate::github::GitHub::new(&gh.api_url);
-            let repo_name = gh.repo.split_once('/').map(|(_, n)| n).unwrap_or(&gh.repo);
-            let token = client
-                .installation_token(&gh.app_id, &key, &gh.installation_id, Some(repo_name))
-                .await?;
-            input.base_ref = Some(client.default_branch(&token.token, &gh.repo).await?);
+        if let (Some(gh), Some(proof)) = (&cloud.github, proof) {
+            input.base_ref = Some(proof.default_branch.clone());
             input.repo = RepoSource::Url(format!(
                 "{}/{}.git",
                 gh.git_url.trim_end_matches('/'),
@@ -480,11 +513,11 @@ impl<A: Borrow<Aws> + Send + Sync> Ecs<A> {
                 });
             } else {
                 reporter.warn("the task definition does not inject the GitHub App key: the token goes as an environment override, visible to ecs:DescribeTasks (`lackey up` wires the key as an ECS secret)");
-                input.github = Some(GithubAuth::Token(Secret::Value(token.token.clone())));
+                input.github = Some(GithubAuth::Token(Secret::Value(proof.token.clone())));
             }
         } else if let Some(repo) = &spec.repo {
             let bundle = tempfile::NamedTempFile::new()?;
-            let branch = bundle_repo(repo, bundle.path())?;
+            let branch = bundle_repo(repo, bundle.path(), spec.push_to.as_deref())?;
             let key = format!("inputs/{}/source.bundle", spec.run_id);
             crate::cloud::s3::upload_file(&self.aws().s3(), bundle.path(), &cloud.bucket, &key)
                 .await?;
@@ -756,6 +789,7 @@ impl<A: Borrow<Aws> + Send + Sync> Backend for Ecs<A> {
         let td = self.task_definition(cloud).await?;
         self.ensure_image(cloud, &spec.image, td.arch, reporter)
             .await?;
+        let proof = self.github_proof(cloud, spec, reporter).await?;
         let dir = super::create_artifacts_dir(spec)?;
         let spec: &RunSpec = spec;
         let started = chrono::Utc::now();
@@ -765,8 +799,15 @@ impl<A: Borrow<Aws> + Send + Sync> Backend for Ecs<A> {
         let launched = async {
             let deadline = SystemTime::now() + spec.timeout;
             let mut input = spec.minion_input(Runtime::Cloud, deadline);
-            self.source(cloud, spec, &td.injected, &mut input, reporter)
-                .await?;
+            self.source(
+                cloud,
+                spec,
+                proof.as_ref(),
+                &td.injected,
+                &mut input,
+                reporter,
+            )
+            .await?;
             self.api_key(cloud, spec, &td.injected, &mut input, reporter)
                 .await?;
             // What `env.GITHUB_TOKEN` means in a blueprint: this run can push.
@@ -893,7 +934,7 @@ impl<A: Borrow<Aws> + Send + Sync> Backend for Ecs<A> {
         }
         let github = self.launch.as_ref().and_then(|c| c.github.as_ref());
         let (fetched, fetch_error) = match (&spec.repo, github) {
-            (Some(repo), None) => match super::fetch_back(repo, &run.dir, &summary) {
+            (Some(repo), None) => match super::fetch_back(repo, &run.dir, &summary, spec) {
                 Ok(f) => (Some(f), None),
                 Err(e) => (None, Some(e)),
             },
