@@ -254,7 +254,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub pr: bool,
 
-    /// Work on and push this existing branch (forward only; never the default branch)
+    /// Work on and push an existing branch, forward only (not the default)
     #[arg(long, value_name = "BRANCH", conflicts_with = "tasks")]
     pub push_to: Option<String>,
 
