@@ -40,7 +40,7 @@ build-base-offline: build-release
 build-app: build
 	$(CARGO) run --locked --quiet -- image build --project --repo $(or $(REPO),.)
 
-# Issue 12: compressed size and layers of minion-base, from bookworm-slim and offline.
+# Compressed size and layers of minion-base (what Fargate pulls), from bookworm-slim and offline.
 bench-image: build-release
 	docker/bench-image.sh $(RELEASE_BIN)
 

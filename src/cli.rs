@@ -263,6 +263,10 @@ pub struct RunArgs {
     #[arg(long)]
     pub pr: bool,
 
+    /// Work on and push an existing branch, forward only (not the default)
+    #[arg(long, value_name = "BRANCH", conflicts_with = "tasks")]
+    pub push_to: Option<String>,
+
     /// Stream the run's log to the terminal
     #[arg(long)]
     pub follow: bool,

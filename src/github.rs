@@ -252,6 +252,76 @@ impl GitHub {
         Ok(v["default_branch"].as_str().unwrap_or("main").to_string())
     }
 
+    /// Whether the repository has the branch `branch`.
+    pub async fn branch_exists(
+        &self,
+        token: &str,
+        full: &str,
+        branch: &str,
+    ) -> anyhow::Result<bool> {
+        let (owner, repo) = split_repo(full)?;
+        let path = format!("/repos/{owner}/{repo}/branches/{}", encode_path(branch));
+        let what = format!("read branch `{branch}` of `{full}`");
+        let (status, v, _) = self
+            .send(|| self.request(reqwest::Method::GET, &path, token), &what)
+            .await?;
+        match status {
+            200 => Ok(true),
+            404 => Ok(false),
+            _ => Err(Self::api_error(status, &v, &what).into()),
+        }
+    }
+
+    /// A file or a directory of the repository at `git_ref` (the contents API): the
+    /// file's text, or the names in the directory; `None` when there is no such path.
+    pub async fn contents(
+        &self,
+        token: &str,
+        full: &str,
+        path: &str,
+        git_ref: &str,
+    ) -> anyhow::Result<Option<Contents>> {
+        use base64::Engine;
+        let (owner, repo) = split_repo(full)?;
+        let url = format!(
+            "/repos/{owner}/{repo}/contents/{}?ref={}",
+            encode_path(path.trim_start_matches('/')),
+            encode_path(git_ref).replace('/', "%2F")
+        );
+        let what = format!("read `{path}` of `{full}` at `{git_ref}`");
+        let (status, v, _) = self
+            .send(|| self.request(reqwest::Method::GET, &url, token), &what)
+            .await?;
+        match status {
+            200 => {}
+            404 => return Ok(None),
+            _ => return Err(Self::api_error(status, &v, &what).into()),
+        }
+        if let Some(entries) = v.as_array() {
+            return Ok(Some(Contents::Dir(
+                entries
+                    .iter()
+                    .filter(|e| e["type"] == "file")
+                    .filter_map(|e| e["name"].as_str().map(str::to_string))
+                    .collect(),
+            )));
+        }
+        if v["type"] != "file" || v["encoding"] != "base64" {
+            return Ok(None);
+        }
+        let packed: String = v["content"]
+            .as_str()
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect();
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(packed)
+            .map_err(|e| anyhow::anyhow!("GitHub's answer to {what} is not base64: {e}"))?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| Fail::new(format!("`{path}` of `{full}` is not UTF-8 text")))?;
+        Ok(Some(Contents::File(text)))
+    }
+
     /// Open a pull request; when one already exists for the branch, return its URL.
     #[allow(clippy::too_many_arguments)]
     pub async fn create_pull_request(
@@ -293,6 +363,28 @@ impl GitHub {
             _ => Err(Self::api_error(status, &v, &what).into()),
         }
     }
+}
+
+/// What the contents API holds at a path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Contents {
+    File(String),
+    /// The names of the files in a directory.
+    Dir(Vec<String>),
+}
+
+/// A path (or a branch name) for a URL: `/` kept, every byte but letters, digits and
+/// `-._~` percent-encoded.
+fn encode_path(p: &str) -> String {
+    let mut out = String::with_capacity(p.len());
+    for b in p.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// One step of a run, as the pull request's body shows it.

@@ -35,6 +35,7 @@ pub mod var {
     pub const DEADLINE: &str = "LACKEY_DEADLINE";
     pub const TIMEOUT: &str = "LACKEY_TIMEOUT";
     pub const BRANCH: &str = "LACKEY_BRANCH";
+    pub const BRANCH_EXISTS: &str = "LACKEY_BRANCH_EXISTS";
     pub const MODEL: &str = "LACKEY_MODEL";
     pub const PRICES: &str = "LACKEY_PRICES";
     pub const BLUEPRINT: &str = "LACKEY_BLUEPRINT";
@@ -153,7 +154,11 @@ pub struct MinionInput {
     pub output_dir: PathBuf,
     pub deadline: Option<SystemTime>,
     pub timeout_secs: Option<u64>,
+    /// The branch the run pushes (or brings back), decided on the host before launch:
+    /// a new branch named after the run, or, with `branch_exists`, the existing branch
+    /// the user named with `--push-to`, which the run checks out and may fast-forward.
     pub branch: String,
+    pub branch_exists: bool,
     pub model: String,
     pub prices: Option<String>,
     pub blueprint: Option<String>,
@@ -240,6 +245,7 @@ impl MinionInput {
             deadline: None,
             timeout_secs: None,
             branch: default::branch(run_id),
+            branch_exists: false,
             model: default::MODEL.to_string(),
             prices: None,
             blueprint: None,
@@ -280,6 +286,9 @@ impl MinionInput {
         }
         if self.branch != default::branch(&self.run_id) {
             put(var::BRANCH, self.branch.clone());
+        }
+        if self.branch_exists {
+            put(var::BRANCH_EXISTS, "1".into());
         }
         if self.model != default::MODEL {
             put(var::MODEL, self.model.clone());
@@ -523,6 +532,7 @@ impl MinionInput {
             can_push: get(var::CAN_PUSH).and_then(|v| crate::config::validate::parse_bool(&v)),
             proxy_socket: get(var::PROXY_SOCKET).map(PathBuf::from),
             branch: get(var::BRANCH).unwrap_or_else(|| default::branch(&run_id)),
+            branch_exists: truthy(get(var::BRANCH_EXISTS)),
             run_id,
             task,
             repo,
@@ -620,6 +630,7 @@ mod tests {
         i.deadline = Some(UNIX_EPOCH + Duration::from_millis(1_780_000_000_500));
         i.timeout_secs = Some(1800);
         i.branch = "lackey/x".into();
+        i.branch_exists = true;
         i.model = "claude-opus-4".into();
         i.prices = Some(r#"{"m":{"input":1}}"#.into());
         i.blueprint = Some("lint-only".into());

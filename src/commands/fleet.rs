@@ -171,7 +171,12 @@ fn specs_for(ctx: &Ctx, m: &Manifest, source: &str) -> anyhow::Result<HashMap<St
             let spec = ctx
                 .settings(&flags_for(&m.options, t))
                 .and_then(|s| {
-                    Ok(RunSpec::from_settings(&s, &t.task, cloud)?.with_pass_env(&s, &ctx.env))
+                    let mut spec =
+                        RunSpec::from_settings(&s, &t.task, cloud)?.with_pass_env(&s, &ctx.env);
+                    // A local repository's blueprint names the branch (a GitHub
+                    // repository's is read by the fleet's backend, once per repository).
+                    spec.decide_branch_in_repo()?;
+                    Ok(spec)
                 })
                 .map_err(|e| at_line(source, t.line, e))?;
             shapes.insert(shape.clone(), spec);
@@ -181,6 +186,11 @@ fn specs_for(ctx: &Ctx, m: &Manifest, source: &str) -> anyhow::Result<HashMap<St
         spec.task = t.task.clone();
         spec.branch = shape_spec.branch.replace(&shape_spec.run_id, &run.run_id);
         spec.run_id = run.run_id.clone();
+        if let Some(template) = shape_spec.branch_template.clone() {
+            // Each run's own branch, from its own run id and task.
+            spec.take_branch_template(Some(template))
+                .map_err(|e| at_line(source, t.line, e))?;
+        }
         spec.follow = false;
         out.insert(run.run_id.clone(), spec);
     }

@@ -57,6 +57,10 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<u8> {
     )?
     .with_pass_env(&settings, &ctx.env);
     spec.follow = args.follow;
+    // The run's branch is decided here, before launch (for a GitHub repository, by the
+    // cloud backend once it can read the repository).
+    spec.push_to(args.push_to.clone())?;
+    spec.decide_branch_in_repo()?;
     let backend: Box<dyn Backend> = if args.cloud {
         Box::new(cloud_backend(ctx, &mut settings, &spec).await?)
     } else {

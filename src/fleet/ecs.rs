@@ -66,6 +66,9 @@ pub struct EcsFleet {
     network: NetworkConfiguration,
     /// GitHub repository → its default branch, proven once.
     github_base: HashMap<String, String>,
+    /// (GitHub repository, blueprint) → the blueprint's branch template, read once from
+    /// the default branch: each run's branch is decided from it before launch.
+    github_templates: HashMap<(String, Option<String>), Option<String>>,
     /// An installation token, when the task definition does not inject the App key
     /// (a hand-made task definition: it goes as an override, with a warning).
     github_token: Option<String>,
@@ -91,6 +94,35 @@ struct Relaunching {
     attempts: u32,
     since: std::time::Instant,
     next_at: Option<std::time::Instant>,
+}
+
+/// The branch template of each blueprint the fleet's runs on `repo` use, read from its
+/// default branch (each run's branch is decided from it before launch).
+async fn branch_templates(
+    client: &crate::github::GitHub,
+    token: &str,
+    repo: &str,
+    default_branch: &str,
+    sample: &[RunSpec],
+) -> anyhow::Result<Vec<((String, Option<String>), Option<String>)>> {
+    let blueprints: std::collections::BTreeSet<Option<String>> = sample
+        .iter()
+        .filter(|s| s.github_repo.as_deref() == Some(repo))
+        .map(|s| s.blueprint.clone())
+        .collect();
+    let mut out = Vec::new();
+    for name in blueprints {
+        let template = crate::runner::branch::template_on_github(
+            client,
+            token,
+            repo,
+            default_branch,
+            name.as_deref(),
+        )
+        .await?;
+        out.push(((repo.to_string(), name), template));
+    }
+    Ok(out)
 }
 
 impl EcsFleet {
@@ -155,6 +187,7 @@ impl EcsFleet {
         let mut api_key = None;
         // GitHub: each distinct repository proven once (and its default branch read).
         let mut github_base = HashMap::new();
+        let mut github_templates = HashMap::new();
         let gh_repos: std::collections::BTreeSet<String> = sample
             .iter()
             .filter_map(|s| s.github_repo.clone())
@@ -170,6 +203,8 @@ impl EcsFleet {
                     .installation_token(&gh.app_id, &key, &gh.installation_id, Some(name))
                     .await?;
                 let branch = client.default_branch(&token.token, repo).await?;
+                github_templates
+                    .extend(branch_templates(&client, &token.token, repo, &branch, sample).await?);
                 github_base.insert(repo.clone(), branch);
                 if !github_key_injected {
                     // A hand-made task definition: the token goes as an override.
@@ -207,7 +242,7 @@ impl EcsFleet {
             .collect();
         for (n, repo) in local.iter().enumerate() {
             let file = tempfile::NamedTempFile::new()?;
-            let branch = crate::runner::ecs::bundle_repo(repo, file.path())?;
+            let branch = crate::runner::ecs::bundle_repo(repo, file.path(), None)?;
             let key = crate::runner::ecs::input_key(fleet_id, &format!("source-{n}.bundle"));
             crate::cloud::s3::upload_file(&s3, file.path(), &cloud.bucket, &key).await?;
             bundles.insert(
@@ -238,6 +273,7 @@ impl EcsFleet {
             fleet_id: fleet_id.to_string(),
             network,
             github_base,
+            github_templates,
             github_token,
             api_key,
             bundles,
@@ -257,6 +293,15 @@ impl EcsFleet {
         deadline_unix: f64,
     ) -> anyhow::Result<Vec<(String, String)>> {
         let deadline = std::time::UNIX_EPOCH + Duration::from_secs_f64(deadline_unix.max(0.0));
+        let template = spec.github_repo.as_ref().and_then(|r| {
+            self.github_templates
+                .get(&(r.clone(), spec.blueprint.clone()))
+                .cloned()
+                .flatten()
+        });
+        let mut spec = spec.clone();
+        spec.take_branch_template(template)?;
+        let spec = &spec;
         let mut input = spec.minion_input(Runtime::Cloud, deadline);
         let can_push = match (&spec.github_repo, &self.cloud.github) {
             (Some(repo), Some(gh)) => {
@@ -645,7 +690,7 @@ impl FleetBackend for EcsFleet {
         }
         // A local repository gets the run's branch back from its bundle.
         if let (Some(repo), None) = (&spec.repo, &spec.github_repo) {
-            if let Err(e) = crate::runner::fetch_back(repo, &dir, &summary) {
+            if let Err(e) = crate::runner::fetch_back(repo, &dir, &summary, &spec) {
                 tracing::warn!("run {}: {e:#}", spec.run_id);
             }
         }

@@ -450,7 +450,7 @@ fn read_yaml(text: &str, origin: &str) -> anyhow::Result<Value> {
     })
 }
 
-fn too_big(origin: &str, len: usize) -> anyhow::Error {
+pub fn too_big(origin: &str, len: usize) -> anyhow::Error {
     Fail::new(format!(
         "invalid blueprint {origin}: it is {len} bytes; a blueprint may be at most {} KiB",
         MAX_BYTES / 1024
@@ -465,6 +465,81 @@ fn looks_like_path(name: &str) -> bool {
     name.contains('/') || name.ends_with(".yaml") || name.ends_with(".yml")
 }
 
+/// Where a repository keeps its blueprints.
+pub const BLUEPRINT_DIR: &str = ".lackey/blueprints";
+
+/// Which blueprint a run uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Choice {
+    /// The built-in default.
+    Default,
+    /// A file, relative to the repository's top (or absolute, in the minion's clone).
+    File(String),
+}
+
+/// Choose the blueprint from the file names in `.lackey/blueprints/` and the name the
+/// user gave (`--blueprint`, `LACKEY_BLUEPRINT`): a name there (`python-implement` →
+/// `python-implement.yaml`), `default`, or a path in the repository; without a name the
+/// only blueprint there, or the one called `default`, or the built-in default. The
+/// minion (its clone) and the host (a commit, or GitHub's contents API, to decide the
+/// run's branch before launch) choose with this one function.
+pub fn choose(listing: &[String], name: Option<&str>) -> anyhow::Result<Choice> {
+    let mut found: BTreeMap<String, String> = BTreeMap::new();
+    for file in listing {
+        let (stem, ext) = match file.rsplit_once('.') {
+            Some((stem, ext @ ("yaml" | "yml"))) if !stem.is_empty() => (stem, ext),
+            _ => continue,
+        };
+        // `.yaml` wins over `.yml` of the same name.
+        if ext == "yaml" || !found.contains_key(stem) {
+            found.insert(stem.to_string(), format!("{BLUEPRINT_DIR}/{file}"));
+        }
+    }
+    Ok(match name {
+        Some("default") if !found.contains_key("default") => Choice::Default,
+        Some(n) if found.contains_key(n) => Choice::File(found[n].clone()),
+        Some(n) if looks_like_path(n) => {
+            if !n.contains('/') && listing.iter().any(|f| f == n) {
+                // `name.yaml`: the file of that name in .lackey/blueprints/.
+                Choice::File(format!("{BLUEPRINT_DIR}/{n}"))
+            } else {
+                Choice::File(n.to_string())
+            }
+        }
+        Some(n) => {
+            let known: Vec<&str> = found.keys().map(String::as_str).collect();
+            return Err(Fail::new(format!("no blueprint `{n}` in .lackey/blueprints/"))
+                .with_hint(if known.is_empty() {
+                    "the repository has no blueprints; omit --blueprint to use the built-in default, or give a path to a blueprint file".to_string()
+                } else {
+                    format!("available: {} (or `default`, or a path to a blueprint file)", known.join(", "))
+                })
+                .into());
+        }
+        None => match found.len() {
+            0 => Choice::Default,
+            1 => Choice::File(found.values().next().cloned().unwrap_or_default()),
+            _ if found.contains_key("default") => Choice::File(found["default"].clone()),
+            _ => {
+                let known: Vec<&str> = found.keys().map(String::as_str).collect();
+                return Err(Fail::new(format!(
+                    "the repository has several blueprints ({}); choose one",
+                    known.join(", ")
+                ))
+                .with_hint("pass --blueprint NAME (or set [run] blueprint)")
+                .into());
+            }
+        },
+    })
+}
+
+/// The error for a blueprint path that names no file.
+pub fn no_file(name: &str) -> anyhow::Error {
+    Fail::new(format!("no blueprint file `{name}`"))
+        .with_hint("a path names a file in the repository (relative to its top); a name without `/` names one in .lackey/blueprints/")
+        .into()
+}
+
 impl Blueprint {
     pub fn default_blueprint() -> Blueprint {
         Blueprint::parse(DEFAULT, "`default` (built in)").expect("the built-in blueprint is valid")
@@ -474,69 +549,28 @@ impl Blueprint {
     /// path to a file, relative to the repository), or the only one there, or the
     /// built-in default.
     pub fn load(repo: &Path, name: Option<&str>) -> anyhow::Result<Blueprint> {
-        let dir = repo.join(".lackey/blueprints");
-        let mut found: BTreeMap<String, PathBuf> = BTreeMap::new();
-        if let Ok(entries) = std::fs::read_dir(&dir) {
-            for e in entries.flatten() {
-                let p = e.path();
-                let ext = p.extension().and_then(|x| x.to_str()).unwrap_or("");
-                if ext == "yaml" || ext == "yml" {
-                    if let Some(stem) = p.file_stem().and_then(|s| s.to_str()) {
-                        // `.yaml` wins over `.yml` of the same name.
-                        if ext == "yaml" || !found.contains_key(stem) {
-                            found.insert(stem.to_string(), p.clone());
-                        }
-                    }
-                }
-            }
-        }
-        let chosen = match name {
-            Some("default") if !found.contains_key("default") => {
-                return Ok(Self::default_blueprint())
-            }
-            Some(n) if found.contains_key(n) => found[n].clone(),
-            Some(n) if looks_like_path(n) => {
-                let p = Path::new(n);
-                let p = if p.is_absolute() {
-                    p.to_path_buf()
-                } else if !n.contains('/') && dir.join(n).is_file() {
-                    // `name.yaml`: the file of that name in .lackey/blueprints/.
-                    dir.join(n)
-                } else {
-                    repo.join(p)
-                };
-                if !p.is_file() {
-                    return Err(Fail::new(format!("no blueprint file `{n}`"))
-                        .with_hint("a path names a file in the repository (relative to its top); a name without `/` names one in .lackey/blueprints/")
-                        .into());
-                }
-                p
-            }
-            Some(n) => {
-                let known: Vec<&str> = found.keys().map(String::as_str).collect();
-                return Err(Fail::new(format!("no blueprint `{n}` in .lackey/blueprints/"))
-                    .with_hint(if known.is_empty() {
-                        "the repository has no blueprints; omit --blueprint to use the built-in default, or give a path to a blueprint file".to_string()
-                    } else {
-                        format!("available: {} (or `default`, or a path to a blueprint file)", known.join(", "))
-                    })
-                    .into());
-            }
-            None => match found.len() {
-                0 => return Ok(Self::default_blueprint()),
-                1 => found.values().next().cloned().unwrap_or_default(),
-                _ if found.contains_key("default") => found["default"].clone(),
-                _ => {
-                    let known: Vec<&str> = found.keys().map(String::as_str).collect();
-                    return Err(Fail::new(format!(
-                        "the repository has several blueprints ({}); choose one",
-                        known.join(", ")
-                    ))
-                    .with_hint("pass --blueprint NAME (or set [run] blueprint)")
-                    .into());
-                }
-            },
+        let dir = repo.join(BLUEPRINT_DIR);
+        let listing: Vec<String> = std::fs::read_dir(&dir)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter(|e| e.path().is_file())
+                    .filter_map(|e| e.file_name().to_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let rel = match choose(&listing, name)? {
+            Choice::Default => return Ok(Self::default_blueprint()),
+            Choice::File(rel) => rel,
         };
+        let chosen = if Path::new(&rel).is_absolute() {
+            PathBuf::from(&rel)
+        } else {
+            repo.join(&rel)
+        };
+        if !chosen.is_file() {
+            return Err(no_file(name.unwrap_or(&rel)));
+        }
         let shown = format!(
             "`{}`",
             chosen.strip_prefix(repo).unwrap_or(&chosen).display()
@@ -548,6 +582,15 @@ impl Blueprint {
         let text = std::fs::read_to_string(&chosen)
             .map_err(|e| Fail::new(format!("cannot read blueprint `{}`: {e}", chosen.display())))?;
         Blueprint::parse(&text, &shown)
+    }
+
+    /// The branch template of the blueprint's first `git_branch` step that names one:
+    /// the host expands it to decide the run's branch before launch.
+    pub fn branch_template(&self) -> Option<&str> {
+        self.steps.iter().find_map(|s| match &s.action {
+            Action::GitBranch { branch: Some(b) } => Some(b.as_str()),
+            _ => None,
+        })
     }
 
     /// Parse and check a blueprint completely.
@@ -1045,6 +1088,33 @@ pub struct Templates {
 }
 
 impl Templates {
+    /// A run's values. The minion and the host (which expands the branch template to
+    /// decide the run's branch before launch) both make them here, so both expand a
+    /// template the same way.
+    pub fn for_run(
+        run_id: &str,
+        task: &str,
+        branch: &str,
+        lint: Option<&str>,
+        test: Option<&str>,
+        env: BTreeMap<String, String>,
+    ) -> Templates {
+        Templates {
+            values: [
+                ("run_id", run_id.to_string()),
+                ("task", task.to_string()),
+                ("task_slug", slug(task)),
+                ("task_summary", summary_line(task)),
+                ("branch", branch.to_string()),
+                ("lint", lint.unwrap_or_default().to_string()),
+                ("test", test.unwrap_or_default().to_string()),
+            ]
+            .into_iter()
+            .collect(),
+            env,
+        }
+    }
+
     /// Replace each `{key}` once, left to right; an unknown key stays as written.
     pub fn render(&self, text: &str) -> String {
         let mut out = String::with_capacity(text.len());

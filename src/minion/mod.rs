@@ -351,20 +351,14 @@ impl Run {
             self.branch,
             blueprint::summary_line(&self.task)
         ));
-        self.templates = Templates {
-            values: [
-                ("run_id", self.input.run_id.clone()),
-                ("task", self.task.clone()),
-                ("task_slug", blueprint::slug(&self.task)),
-                ("task_summary", blueprint::summary_line(&self.task)),
-                ("branch", self.branch.clone()),
-                ("lint", self.input.lint.clone().unwrap_or_default()),
-                ("test", self.input.test.clone().unwrap_or_default()),
-            ]
-            .into_iter()
-            .collect(),
-            env: self.input.pass_env.clone(),
-        };
+        self.templates = Templates::for_run(
+            &self.input.run_id,
+            &self.task,
+            &self.branch,
+            self.input.lint.as_deref(),
+            self.input.test.as_deref(),
+            self.input.pass_env.clone(),
+        );
         self.github_token = self.github_token().await?;
         self.clone_repo().await?;
         let ws_root = self.repo_dir.clone();
@@ -555,6 +549,64 @@ impl Run {
         Ok(())
     }
 
+    /// Check out an existing branch (fetched from the source first when the clone does
+    /// not have it), which becomes the run's branch.
+    async fn checkout_existing(&mut self, name: &str, b: &str) -> Result<(), Stop> {
+        let local = format!("refs/heads/{b}");
+        let exists = self
+            .git()
+            .run(&["rev-parse", "--verify", "--quiet", &local])
+            .await
+            .is_ok();
+        if !exists {
+            // A single-branch clone: fetch the branch from the source first.
+            if let Err(e) = self
+                .git()
+                .run(&["fetch", "--quiet", "origin", &format!("{local}:{local}")])
+                .await
+            {
+                return Err(Stop::End(
+                    Outcome::Error,
+                    format!(
+                        "step `{name}`: no branch `{b}` to check out: {}",
+                        e.stderr.trim()
+                    ),
+                ));
+            }
+        }
+        self.git().run(&["checkout", "--quiet", b]).await?;
+        self.tip = Some(self.git().head().await?);
+        self.head_ref = Some(local);
+        self.branch = b.to_string();
+        self.templates.values.insert("branch", b.to_string());
+        self.branch_created = true;
+        Ok(())
+    }
+
+    /// Why the run may not push (or bring back) its current branch, if it may not: only
+    /// the branch the host decided before launch, a new one named after the run or the
+    /// existing one of `--push-to`, and never the repository's default branch.
+    fn push_refusal(&self) -> Option<String> {
+        let b = &self.branch;
+        if b != &self.input.branch {
+            return Some(format!(
+                "refusing to push `{b}`: this run may push only `{}`, decided on the host before launch (name an existing branch with --push-to)",
+                self.input.branch
+            ));
+        }
+        if !self.input.branch_exists && !b.contains(&self.input.run_id) {
+            return Some(format!(
+                "refusing to push `{b}`: a run creates only branches named after it"
+            ));
+        }
+        if self.input.base_ref.as_deref() == Some(b.as_str()) {
+            return Some(format!(
+                "refusing to push `{b}`: it is the repository's default branch"
+            ));
+        }
+        None
+    }
+
     fn ws(&self) -> &Workspace {
         self.ws.as_ref().expect("workspace exists after the clone")
     }
@@ -591,6 +643,19 @@ impl Run {
     async fn step(&mut self, name: &str, action: &Action) -> Result<(), Stop> {
         match action {
             Action::GitBranch { branch } => {
+                if self.input.branch_exists {
+                    // `--push-to`: the run works on the existing branch the user named,
+                    // and its own commits are the diff.
+                    let b = self.input.branch.clone();
+                    self.checkout_existing(name, &b).await?;
+                    self.base_sha = self.tip.clone();
+                    self.record(
+                        name,
+                        true,
+                        format!("checked out the existing `{b}` (--push-to)"),
+                    );
+                    return Ok(());
+                }
                 if let Some(b) = branch {
                     self.branch = self.templates.render(b);
                     self.templates.values.insert("branch", self.branch.clone());
@@ -602,6 +667,12 @@ impl Run {
                         format!("step `{name}`: the branch `{b}` does not contain the run id `{}`; a run creates only branches named after it", self.input.run_id),
                     ));
                 }
+                if b != self.input.branch {
+                    self.log(&format!(
+                        "warning: step `{name}`: the branch `{b}` is not the run's branch `{}`, which the host decided before launch; it will be neither pushed nor brought back",
+                        self.input.branch
+                    ));
+                }
                 self.git().checkout_new_branch(&b).await?;
                 self.head_ref = Some(format!("refs/heads/{b}"));
                 self.branch_created = true;
@@ -611,34 +682,7 @@ impl Run {
                 let b = self.templates.render(branch);
                 // The commit checked out now is the base the diff is taken against.
                 self.base_sha = Some(self.git().head().await?);
-                let local = format!("refs/heads/{b}");
-                let exists = self
-                    .git()
-                    .run(&["rev-parse", "--verify", "--quiet", &local])
-                    .await
-                    .is_ok();
-                if !exists {
-                    // A single-branch clone: fetch the branch from the source first.
-                    if let Err(e) = self
-                        .git()
-                        .run(&["fetch", "--quiet", "origin", &format!("{local}:{local}")])
-                        .await
-                    {
-                        return Err(Stop::End(
-                            Outcome::Error,
-                            format!(
-                                "step `{name}`: no branch `{b}` to check out: {}",
-                                e.stderr.trim()
-                            ),
-                        ));
-                    }
-                }
-                self.git().run(&["checkout", "--quiet", &b]).await?;
-                self.tip = Some(self.git().head().await?);
-                self.head_ref = Some(local.clone());
-                self.branch = b.clone();
-                self.templates.values.insert("branch", b.clone());
-                self.branch_created = true;
+                self.checkout_existing(name, &b).await?;
                 self.record(name, true, format!("checked out `{b}`"));
             }
             Action::Agent {
@@ -718,11 +762,7 @@ impl Run {
                 }
                 // The original dialect records a failed push and goes on.
                 let fatal = self.dialect == Dialect::V2;
-                if !self.branch.contains(&self.input.run_id) {
-                    let msg = format!(
-                        "refusing to push `{}`: the minion pushes only its own run's branch",
-                        self.branch
-                    );
+                if let Some(msg) = self.push_refusal() {
                     if fatal {
                         return Err(Stop::End(Outcome::Error, msg));
                     }
@@ -1391,7 +1431,12 @@ impl Run {
             }
             let bundled = self.input.runtime == Runtime::Local
                 || matches!(self.input.repo, RepoSource::BundleS3(_));
-            if bundled && self.branch_created {
+            if bundled && self.branch_created && self.push_refusal().is_some() {
+                self.log(&format!(
+                    "the branch `{}` is not the run's branch `{}`; no bundle",
+                    self.branch, self.input.branch
+                ));
+            } else if bundled && self.branch_created {
                 match git
                     .bundle(base, &self.branch, &self.art.dir.join("repo.bundle"))
                     .await

@@ -672,7 +672,7 @@ impl Backend for Docker {
         };
         let summary =
             super::settle_summary(spec, Runtime::Local, &host_end, run.started, Some(&log));
-        let (fetched, fetch_error) = match super::fetch_back(&repo, &run.dir, &summary) {
+        let (fetched, fetch_error) = match super::fetch_back(&repo, &run.dir, &summary, spec) {
             Ok(f) => (Some(f), None),
             Err(e) => (None, Some(e)),
         };

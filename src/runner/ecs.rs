@@ -274,8 +274,19 @@ fn hint_for_stop(reason: &str) -> Option<&'static str> {
     }
 }
 
-/// The repository's current branch, bundled whole for a run without GitHub.
-pub(crate) fn bundle_repo(repo: &std::path::Path, out: &std::path::Path) -> anyhow::Result<String> {
+/// What the GitHub preflight of a cloud run learnt.
+struct GitHubProof {
+    token: String,
+    default_branch: String,
+}
+
+/// The repository's current branch, bundled whole for a run without GitHub (with the
+/// existing branch of `--push-to`, which the run checks out).
+pub(crate) fn bundle_repo(
+    repo: &std::path::Path,
+    out: &std::path::Path,
+    push_to: Option<&str>,
+) -> anyhow::Result<String> {
     let branch = std::process::Command::new("git")
         .args(["rev-parse", "--abbrev-ref", "HEAD"])
         .current_dir(repo)
@@ -290,6 +301,7 @@ pub(crate) fn bundle_repo(repo: &std::path::Path, out: &std::path::Path) -> anyh
         } else {
             &branch
         })
+        .args(push_to)
         .current_dir(repo)
         .output()?;
     if !status.status.success() {
@@ -456,30 +468,61 @@ impl<A: Borrow<Aws> + Send + Sync> Ecs<A> {
         Ok(())
     }
 
-    /// Launch, first wave: where the minion gets its repository. On GitHub a token is
-    /// minted now (it proves the app, the key and the repository; the minion mints its
-    /// own from the injected key); a local repository goes up as a bundle and comes
+    /// Launch phase 1b, on GitHub: a token minted now proves the app, the key and the
+    /// repository, and reads what the run's branch is decided from (the default branch,
+    /// the blueprint's template, the `--push-to` branch), before anything is created.
+    async fn github_proof(
+        &self,
+        cloud: &CloudSpec,
+        spec: &mut RunSpec,
+        reporter: &dyn Reporter,
+    ) -> anyhow::Result<Option<GitHubProof>> {
+        let Some(gh) = &cloud.github else {
+            return Ok(None);
+        };
+        reporter.info("Minting GitHub App installation token...");
+        let key =
+            crate::cloud::secrets::get_github_app_private_key(self.aws(), &gh.key_secret).await?;
+        let client = crate::github::GitHub::new(&gh.api_url);
+        let repo_name = gh.repo.split_once('/').map(|(_, n)| n).unwrap_or(&gh.repo);
+        let token = client
+            .installation_token(&gh.app_id, &key, &gh.installation_id, Some(repo_name))
+            .await?;
+        let default_branch = client.default_branch(&token.token, &gh.repo).await?;
+        spec.decide_branch_on_github(&client, &token.token, &gh.repo, &default_branch)
+            .await?;
+        Ok(Some(GitHubProof {
+            token: token.token,
+            default_branch,
+        }))
+    }
+
+    /// Launch, first wave: where the minion gets its repository. On GitHub the token
+    /// minted by `github_proof` (the minion mints its own from the injected key); a
+    /// local repository goes up as a bundle (with the `--push-to` branch) and comes
     /// back as one.
-    async fn fetch_source(&self, cloud: &CloudSpec, spec: &RunSpec) -> anyhow::Result<Source> {
-        if let Some(gh) = &cloud.github {
-            let key = crate::cloud::secrets::get_github_app_private_key(self.aws(), &gh.key_secret)
-                .await?;
-            let client = crate::github::GitHub::new(&gh.api_url);
-            let repo_name = gh.repo.split_once('/').map(|(_, n)| n).unwrap_or(&gh.repo);
-            let token = client
-                .installation_token(&gh.app_id, &key, &gh.installation_id, Some(repo_name))
-                .await?;
-            let base_ref = client.default_branch(&token.token, &gh.repo).await?;
+    async fn fetch_source(
+        &self,
+        cloud: &CloudSpec,
+        spec: &RunSpec,
+        proof: Option<&GitHubProof>,
+    ) -> anyhow::Result<Source> {
+        if let (Some(_), Some(proof)) = (&cloud.github, proof) {
             Ok(Source::Github {
-                token: token.token,
-                base_ref,
+                token: proof.token.clone(),
+                base_ref: proof.default_branch.clone(),
             })
         } else if let Some(repo) = &spec.repo {
             let bundle = tempfile::NamedTempFile::new()?;
-            let (repo, path) = (repo.clone(), bundle.path().to_path_buf());
-            let branch = tokio::task::spawn_blocking(move || bundle_repo(&repo, &path))
-                .await
-                .map_err(|e| anyhow::anyhow!("git bundle did not finish: {e}"))??;
+            let (repo, path, push_to) = (
+                repo.clone(),
+                bundle.path().to_path_buf(),
+                spec.push_to.clone(),
+            );
+            let branch =
+                tokio::task::spawn_blocking(move || bundle_repo(&repo, &path, push_to.as_deref()))
+                    .await
+                    .map_err(|e| anyhow::anyhow!("git bundle did not finish: {e}"))??;
             let key = input_key(&spec.run_id, "source.bundle");
             crate::cloud::s3::upload_file(&self.aws().s3(), bundle.path(), &cloud.bucket, &key)
                 .await?;
@@ -503,7 +546,6 @@ impl<A: Borrow<Aws> + Send + Sync> Ecs<A> {
     ) {
         match (source, &cloud.github) {
             (Source::Github { token, base_ref }, Some(gh)) => {
-                reporter.info("Minting GitHub App installation token...");
                 input.base_ref = Some(base_ref);
                 input.repo = RepoSource::Url(format!(
                     "{}/{}.git",
@@ -809,6 +851,7 @@ impl<A: Borrow<Aws> + Send + Sync> Backend for Ecs<A> {
         cancel: &CancellationToken,
     ) -> anyhow::Result<RunHandle> {
         let cloud = self.cloud()?;
+        let proof = self.github_proof(cloud, spec, reporter).await?;
         let dir = super::create_artifacts_dir(spec)?;
         let spec: &RunSpec = spec;
         let started = chrono::Utc::now();
@@ -823,7 +866,7 @@ impl<A: Borrow<Aws> + Send + Sync> Backend for Ecs<A> {
             let (td, probed, source) = tokio::join!(
                 self.task_definition(cloud),
                 self.probe_image(cloud, &spec.image),
-                self.fetch_source(cloud, spec)
+                self.fetch_source(cloud, spec, proof.as_ref())
             );
             let td = td?;
             Self::ensure_image(probed?, td.arch, reporter).await?;
@@ -968,7 +1011,7 @@ impl<A: Borrow<Aws> + Send + Sync> Backend for Ecs<A> {
         }
         let github = self.launch.as_ref().and_then(|c| c.github.as_ref());
         let (fetched, fetch_error) = match (&spec.repo, github) {
-            (Some(repo), None) => match super::fetch_back(repo, &run.dir, &summary) {
+            (Some(repo), None) => match super::fetch_back(repo, &run.dir, &summary, spec) {
                 Ok(f) => (Some(f), None),
                 Err(e) => (None, Some(e)),
             },

@@ -12,6 +12,7 @@
 //! `&dyn Reporter`, and the commands print.
 
 pub mod backend;
+pub mod branch;
 pub mod docker;
 pub mod ecs;
 
@@ -48,7 +49,14 @@ pub struct RunSpec {
     pub blueprint: Option<String>,
     pub lint: Option<String>,
     pub test: Option<String>,
+    /// The run's branch, decided on the host before launch (`branch.rs`): a new one
+    /// named after the run, or the existing one of `push_to`.
     pub branch: String,
+    /// The blueprint's branch template it was expanded from, when the blueprint names
+    /// one (a fleet expands it again for each run).
+    pub branch_template: Option<String>,
+    /// `--push-to BRANCH`: an existing branch the run checks out and may fast-forward.
+    pub push_to: Option<String>,
     pub pr: bool,
     pub follow: bool,
     pub artifacts_root: PathBuf,
@@ -115,6 +123,8 @@ impl RunSpec {
             .transpose()?;
         Ok(RunSpec {
             branch: template.replace("{run_id}", &run_id),
+            branch_template: None,
+            push_to: None,
             run_id,
             task: task.to_string(),
             repo,
@@ -161,6 +171,7 @@ impl RunSpec {
     pub fn minion_input(&self, runtime: Runtime, deadline: std::time::SystemTime) -> MinionInput {
         let mut input = MinionInput::new(&self.run_id, &self.task);
         input.branch = self.branch.clone();
+        input.branch_exists = self.push_to.is_some();
         input.model = self.model.clone();
         input.deadline = Some(deadline);
         input.timeout_secs = Some(self.timeout.as_secs());
@@ -279,7 +290,9 @@ pub fn create_artifacts_dir(spec: &mut RunSpec) -> anyhow::Result<PathBuf> {
             Ok(()) => return Ok(dir),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 let id = summary::new_run_id();
-                spec.branch = spec.branch.replace(&spec.run_id, &id);
+                if spec.push_to.is_none() {
+                    spec.branch = spec.branch.replace(&spec.run_id, &id);
+                }
                 spec.run_id = id;
             }
             Err(e) => return Err(fail(&dir, e)),
@@ -467,8 +480,15 @@ pub fn read_summary(dir: &rundir::RunDir) -> anyhow::Result<RunSummary> {
 }
 
 /// Bring the run's branch into the user's repository from `repo.bundle`. Without a
-/// bundle the run made no commit, and no branch is created.
-pub fn fetch_back(repo: &Path, artifacts: &Path, summary: &RunSummary) -> anyhow::Result<bool> {
+/// bundle the run made no commit, and no branch is created. Only the branch the host
+/// decided before launch (`spec.branch`) comes back: a new one, or with `--push-to` the
+/// existing one, fast-forwarded (git refuses anything else).
+pub fn fetch_back(
+    repo: &Path,
+    artifacts: &Path,
+    summary: &RunSummary,
+    spec: &RunSpec,
+) -> anyhow::Result<bool> {
     let branch = &summary.branch;
     // The bundle comes from the container's directory: git reads a private copy made
     // through a no-follow, size-capped read, never the name the container controls.
@@ -494,24 +514,41 @@ pub fn fetch_back(repo: &Path, artifacts: &Path, summary: &RunSummary) -> anyhow
             .output()
     };
     if copy.is_some() {
-        // The branch name comes from a file the container wrote: accept only a well-formed
-        // branch of this run that the repository does not have yet, so a run can never
-        // move one of the user's own branches.
-        let valid = branch.contains(&summary.run_id)
+        // The branch name comes from a file the container wrote: accept only the branch
+        // the host decided, well-formed; a new one must be named after the run and not
+        // exist yet, so a run can never move one of the user's own branches unless the
+        // user named it with --push-to (and then only forward).
+        let exists = git(&[
+            "rev-parse",
+            "--verify",
+            "--quiet",
+            &format!("refs/heads/{branch}"),
+        ])
+        .is_ok_and(|o| o.status.success());
+        let valid = branch == &spec.branch
+            && summary.run_id == spec.run_id
             && git(&["check-ref-format", "--branch", branch]).is_ok_and(|o| o.status.success())
-            && !git(&[
-                "rev-parse",
-                "--verify",
-                "--quiet",
-                &format!("refs/heads/{branch}"),
-            ])
-            .is_ok_and(|o| o.status.success());
+            && if spec.push_to.is_some() {
+                exists
+            } else {
+                branch.contains(&summary.run_id) && !exists
+            };
         if !valid {
             return Err(Fail::new(format!(
-                "the run's branch `{branch}` was not fetched: it must be a new branch named after run {}",
-                summary.run_id
+                "the run's branch `{branch}` was not fetched: it must be {}",
+                if spec.push_to.is_some() {
+                    format!("`{}`, the existing branch named by --push-to", spec.branch)
+                } else {
+                    format!(
+                        "`{}`, the new branch decided for run {}",
+                        spec.branch, spec.run_id
+                    )
+                }
             ))
-            .with_hint(format!("inspect it by hand: git fetch {} {branch}", shown.display()))
+            .with_hint(format!(
+                "inspect it by hand: git fetch {} {branch}",
+                shown.display()
+            ))
             .into());
         }
         let refspec = format!("refs/heads/{branch}:refs/heads/{branch}");

@@ -132,11 +132,14 @@ fn execute_and_test_a_lint_failure_repaired_by_the_fixer_is_a_success() {
         ],
     );
     let (m, path) = python_repo("execute-and-test");
+    // The branch the host decides from the same template before launch.
+    let decided = format!("lackey/{RUN_ID}/{SLUG}");
     let d = m.run(
         Some(&llm),
         &[
             ("PATH", path.as_str()),
             ("LACKEY_BLUEPRINT", "execute-and-test"),
+            ("LACKEY_BRANCH", decided.as_str()),
         ],
     );
     llm.assert_clean();
@@ -221,6 +224,9 @@ fn python_implement_a_test_failure_not_repaired_still_commits_and_pushes() {
     );
     let (m, path) = python_repo("python-implement");
     let src = m.repo.clone();
+    // The branch the host decides before launch from the blueprint's template (the
+    // host's side is tested in `runner::branch`): the only branch the run may push.
+    let decided = format!("lackey/{RUN_ID}/{SLUG}");
     let d = m.run(
         Some(&llm),
         &[
@@ -228,6 +234,7 @@ fn python_implement_a_test_failure_not_repaired_still_commits_and_pushes() {
             ("LACKEY_BLUEPRINT", "python-implement"),
             // The host says this run can push (its remote is the source repository).
             ("LACKEY_CAN_PUSH", "1"),
+            ("LACKEY_BRANCH", decided.as_str()),
         ],
     );
     llm.assert_clean();

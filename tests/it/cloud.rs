@@ -28,6 +28,24 @@ steps:
   - {name: unpassed, type: command, when: env.NOT_PASSED, commands: ["echo should-not-run"]}
 "#;
 
+/// A blueprint in the original's dialect whose branch template the host expands.
+const NAMED_BLUEPRINT: &str = r#"name: named
+steps:
+  - {name: branch, type: git_branch, branch: "lackey/{run_id}/{task_slug}"}
+  - {name: implement, type: agent, agent: executor}
+  - {name: commit, type: git_commit, message: "lackey: {task}"}
+  - {name: push, type: git_push}
+"#;
+
+/// The original's `git_checkout`: work on an existing branch.
+const CHECKOUT_BLUEPRINT: &str = r#"name: on-feature
+steps:
+  - {name: checkout, type: git_checkout, branch: feature}
+  - {name: implement, type: agent, agent: executor}
+  - {name: commit, type: git_commit}
+  - {name: push, type: git_push}
+"#;
+
 pub(crate) struct Cloud {
     pub(crate) moto: Moto,
     registry: Registry,
@@ -107,6 +125,8 @@ impl Cloud {
                 ("README.md", "acme app\n"),
                 // Not in .lackey/blueprints/, where the only blueprint there is the default.
                 ("ci/staged.yaml", STAGED_BLUEPRINT),
+                ("ci/named.yaml", NAMED_BLUEPRINT),
+                ("ci/on-feature.yaml", CHECKOUT_BLUEPRINT),
             ],
         );
         let mut t = TestEnv::new();
@@ -746,6 +766,140 @@ fn canary_secrets_appear_nowhere() {
         &["show", &format!("minion/{id}:hello.sh")],
     );
     assert!(shown.contains("hello, world"));
+}
+
+/// The run's branch is decided on the host before launch: a blueprint's template, read
+/// through GitHub's contents API, names a new branch; `--push-to` names an existing one,
+/// which the run checks out and fast-forwards (with `git_checkout` too); the default
+/// branch and a missing branch are refused before anything starts.
+#[test]
+#[allow(
+    clippy::too_many_lines,
+    reason = "one scenario: each way the push target is decided, on one stack"
+)]
+fn the_push_target_is_decided_on_the_host() {
+    let Some(c) = Cloud::new(true) else { return };
+    let bare = c.github.bare("acme/app");
+    let tip = |b: &str| repo::git(&bare, &["rev-parse", b]).trim().to_string();
+
+    // A blueprint's template: read from the default branch, expanded on the host.
+    let out = c.t.run(&[
+        "run",
+        "Rename the greeting!",
+        "--cloud",
+        "--stubs",
+        "--blueprint",
+        "ci/named.yaml",
+        "--json",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let v = out.json();
+    let id = v["run_id"].as_str().unwrap().to_string();
+    let named = format!("lackey/{id}/rename-the-greeting");
+    assert_eq!(v["branch"], named.as_str());
+    assert!(c.github.branches("acme/app").contains(&named));
+    assert!(
+        c.github
+            .contents_reads()
+            .contains(&"ci/named.yaml@main".to_string()),
+        "{:?}",
+        c.github.contents_reads()
+    );
+
+    // --push-to: the existing branch, checked out by `git_branch`, fast-forwarded, with
+    // a pull request from it.
+    let before = c
+        .github
+        .add_branch("acme/app", "feature", &[("notes.md", "wip\n")]);
+    let main_before = tip("main");
+    let out = c.t.run(&[
+        "run",
+        "more work",
+        "--cloud",
+        "--stubs",
+        "--push-to",
+        "feature",
+        "--pr",
+        "--json",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let v = out.json();
+    let id = v["run_id"].as_str().unwrap().to_string();
+    assert_eq!(v["branch"], "feature");
+    let after = tip("feature");
+    assert_ne!(after, before);
+    assert_eq!(tip("feature^"), before, "a fast-forward by one commit");
+    assert_eq!(tip("main"), main_before, "the default branch is untouched");
+    assert!(
+        repo::git(&bare, &["ls-tree", "-r", "--name-only", "feature"])
+            .contains(&format!(".lackey/stub-runs/{id}.md"))
+    );
+    let pulls = c.github.pulls();
+    assert_eq!(pulls.last().unwrap()["head"], "feature");
+    assert_eq!(pulls.last().unwrap()["base"], "main");
+
+    // The original's `git_checkout` of that branch: pushed only with --push-to.
+    let out = c.t.run(&[
+        "run",
+        "checkout work",
+        "--cloud",
+        "--stubs",
+        "--blueprint",
+        "ci/on-feature.yaml",
+        "--json",
+    ]);
+    let v = out.json();
+    let steps: Vec<String> = v["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| format!("{}:{}", s["name"].as_str().unwrap(), s["success"]))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "checkout:true",
+            "implement:true",
+            "commit:true",
+            "push:false"
+        ],
+        "{}",
+        out.stderr
+    );
+    let refused = v["steps"][3]["detail"].as_str().unwrap();
+    assert!(
+        refused.contains("refusing to push `feature`") && refused.contains("--push-to"),
+        "{refused}"
+    );
+    assert_eq!(tip("feature"), after, "nothing was pushed");
+    let out = c.t.run(&[
+        "run",
+        "checkout work",
+        "--cloud",
+        "--stubs",
+        "--blueprint",
+        "ci/on-feature.yaml",
+        "--push-to",
+        "feature",
+        "--json",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.json()["steps"][3]["success"], true, "{}", out.stderr);
+    assert_eq!(tip("feature^"), after);
+
+    // Refused before anything starts: the default branch, a branch that does not exist.
+    for (branch, says) in [
+        ("main", "it is the default branch of `acme/app`"),
+        ("nope", "`acme/app` has no branch `nope` to push to"),
+    ] {
+        let out =
+            c.t.run(&["run", "x", "--cloud", "--stubs", "--push-to", branch]);
+        out.assert_code(1);
+        assert!(out.stderr.contains(says), "{}", out.stderr);
+        assert!(out.stderr.contains("hint: "), "{}", out.stderr);
+        assert!(!out.stderr.contains("Launched ECS task"), "{}", out.stderr);
+    }
+    c.github.assert_clean();
 }
 
 #[test]

@@ -204,6 +204,59 @@ fn a_stub_run_end_to_end() {
     bad.assert_code(1);
 }
 
+/// The branch a local run brings back is the one decided before launch: the
+/// blueprint's template expanded (read from the repository's last commit), or with
+/// `--push-to` an existing branch, moved forward, never the one checked out.
+#[test]
+fn the_branch_brought_back_is_decided_before_launch() {
+    let Some(l) = Local::new() else { return };
+    std::fs::create_dir_all(l.repo.join(".lackey/blueprints")).unwrap();
+    std::fs::write(
+        l.repo.join(".lackey/blueprints/named.yaml"),
+        "name: named\nsteps:\n  - {name: branch, type: git_branch, branch: \"lackey/{run_id}/{task_slug}\"}\n  - {name: implement, type: agent, agent: executor}\n  - {name: commit, type: git_commit}\n",
+    )
+    .unwrap();
+    repo::git(&l.repo, &["add", "-A"]);
+    repo::git(&l.repo, &["commit", "-qm", "a blueprint"]);
+    let out =
+        l.t.run(&l.args("Say Hello, World!", &["--stubs", "--json"]));
+    out.assert_success();
+    let v = out.json();
+    let id = v["run_id"].as_str().unwrap().to_string();
+    let named = format!("lackey/{id}/say-hello-world");
+    assert_eq!(v["branch"], named.as_str());
+    assert!(
+        repo::git(&l.repo, &["branch", "--list", &named]).contains(&named),
+        "{}",
+        out.stderr
+    );
+
+    // --push-to: the existing branch, fast-forwarded by the run's one commit.
+    repo::git(&l.repo, &["branch", "feature"]);
+    let before = repo::git(&l.repo, &["rev-parse", "feature"]);
+    let out =
+        l.t.run(&l.args("more", &["--stubs", "--push-to", "feature", "--json"]));
+    out.assert_success();
+    let v = out.json();
+    assert_eq!(v["branch"], "feature");
+    assert_eq!(repo::git(&l.repo, &["rev-parse", "feature^"]), before);
+    let id = v["run_id"].as_str().unwrap();
+    assert!(
+        repo::git(&l.repo, &["ls-tree", "-r", "--name-only", "feature"])
+            .contains(&format!(".lackey/stub-runs/{id}.md"))
+    );
+    // The branch the work tree has checked out is refused before anything starts.
+    let runs = l.run_dirs().len();
+    let out = l.t.run(&l.args("x", &["--stubs", "--push-to", "main"]));
+    out.assert_code(1);
+    assert!(
+        out.stderr.contains("it is the branch checked out in"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(l.run_dirs().len(), runs, "no run started");
+}
+
 #[test]
 fn four_parallel_stub_runs_on_one_repository() {
     let Some(l) = Local::new() else { return };

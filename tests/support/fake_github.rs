@@ -29,6 +29,8 @@ struct Inner {
     pulls: Vec<Value>,
     violations: Vec<String>,
     jwt_rejections: usize,
+    /// Every contents API read: `path@ref`.
+    contents_reads: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -319,6 +321,134 @@ async fn pulls(
     (StatusCode::CREATED, axum::Json(pr)).into_response()
 }
 
+/// `git` in the bare repository of `full`: its stdout, or None when git fails.
+fn bare_git(app: &App, full: &str, args: &[&str]) -> Option<Vec<u8>> {
+    let out = std::process::Command::new("git")
+        .args(args)
+        .current_dir(app.root.join(format!("{full}.git")))
+        .output()
+        .ok()?;
+    out.status.success().then_some(out.stdout)
+}
+
+/// `%2F` and the other escapes of a URL path or query value.
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            let hex = std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("");
+            if let Ok(v) = u8::from_str_radix(hex, 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `GET /repos/{o}/{r}/branches/{branch}`: 200 with the branch, 404 without.
+async fn branch(
+    State(app): State<App>,
+    AxPath((o, r, b)): AxPath<(String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    check_headers(&app, &headers);
+    let full = format!("{o}/{r}");
+    match token_repos(&app, &headers) {
+        Some(repos) if repos.contains(&full) => {}
+        Some(_) => return gh_error(StatusCode::NOT_FOUND, "Not Found"),
+        None => return gh_error(StatusCode::UNAUTHORIZED, "Bad credentials"),
+    }
+    let b = unescape(&b);
+    match bare_git(
+        &app,
+        &full,
+        &[
+            "rev-parse",
+            "--verify",
+            "--quiet",
+            &format!("refs/heads/{b}"),
+        ],
+    ) {
+        Some(sha) => {
+            axum::Json(json!({"name": b, "commit": {"sha": String::from_utf8_lossy(&sha).trim()}}))
+                .into_response()
+        }
+        None => gh_error(StatusCode::NOT_FOUND, "Branch not found"),
+    }
+}
+
+/// `GET /repos/{o}/{r}/contents/{path}?ref=R`: a file (base64, wrapped at 60 columns as
+/// GitHub sends it) or a directory's entries, from the bare repository; reads counted.
+async fn contents(
+    State(app): State<App>,
+    AxPath((o, r, path)): AxPath<(String, String, String)>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    use base64::Engine;
+    check_headers(&app, &headers);
+    let full = format!("{o}/{r}");
+    match token_repos(&app, &headers) {
+        Some(repos) if repos.contains(&full) => {}
+        Some(_) => return gh_error(StatusCode::NOT_FOUND, "Not Found"),
+        None => return gh_error(StatusCode::UNAUTHORIZED, "Bad credentials"),
+    }
+    let path = unescape(&path);
+    let git_ref = uri
+        .query()
+        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("ref=")))
+        .map(unescape)
+        .unwrap_or_else(|| "HEAD".into());
+    app.inner
+        .lock()
+        .unwrap()
+        .contents_reads
+        .push(format!("{path}@{git_ref}"));
+    let object = format!("{git_ref}:{path}");
+    let kind = bare_git(&app, &full, &["cat-file", "-t", &object])
+        .map(|k| String::from_utf8_lossy(&k).trim().to_string());
+    match kind.as_deref() {
+        Some("tree") => {
+            let names = bare_git(&app, &full, &["ls-tree", &object]).unwrap_or_default();
+            let entries: Vec<Value> = String::from_utf8_lossy(&names)
+                .lines()
+                .filter_map(|l| {
+                    let (meta, name) = l.split_once('\t')?;
+                    let kind = if meta.contains(" blob ") {
+                        "file"
+                    } else {
+                        "dir"
+                    };
+                    Some(json!({"name": name, "path": format!("{path}/{name}"), "type": kind}))
+                })
+                .collect();
+            axum::Json(Value::Array(entries)).into_response()
+        }
+        Some("blob") => {
+            let bytes = bare_git(&app, &full, &["cat-file", "blob", &object]).unwrap_or_default();
+            let b64 = base64::engine::general_purpose::STANDARD.encode(&bytes);
+            let wrapped: Vec<String> = b64
+                .as_bytes()
+                .chunks(60)
+                .map(|c| String::from_utf8_lossy(c).into_owned())
+                .collect();
+            axum::Json(json!({
+                "type": "file", "encoding": "base64", "path": path,
+                "name": path.rsplit('/').next(), "size": bytes.len(),
+                "content": wrapped.join("\n") + "\n",
+            }))
+            .into_response()
+        }
+        _ => gh_error(StatusCode::NOT_FOUND, "Not Found"),
+    }
+}
+
 /// git over smart HTTP: the token in Basic auth, then `git http-backend` as CGI.
 async fn git(
     State(app): State<App>,
@@ -470,6 +600,14 @@ impl FakeGitHub {
                         "/api/v3/repos/{o}/{r}/pulls",
                         axum::routing::get(pulls).post(pulls),
                     )
+                    .route(
+                        "/api/v3/repos/{o}/{r}/branches/{*b}",
+                        axum::routing::get(branch),
+                    )
+                    .route(
+                        "/api/v3/repos/{o}/{r}/contents/{*path}",
+                        axum::routing::get(contents),
+                    )
                     .fallback(git)
                     .with_state(app);
                 let _ = axum::serve(listener, router)
@@ -517,6 +655,34 @@ impl FakeGitHub {
         bare
     }
 
+    /// A branch `name` of `full`, one commit with `files` on top of `main`; its tip.
+    pub fn add_branch(&self, full: &str, name: &str, files: &[(&str, &str)]) -> String {
+        let bare = self.bare(full);
+        let work = tempfile::tempdir().unwrap();
+        let w = work.path();
+        super::repo::git(
+            Path::new("/"),
+            &[
+                "clone",
+                "--quiet",
+                bare.to_str().unwrap(),
+                w.to_str().unwrap(),
+            ],
+        );
+        super::repo::git(w, &["checkout", "--quiet", "-b", name]);
+        for (path, text) in files {
+            let p = w.join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        }
+        super::repo::git(w, &["add", "-A"]);
+        super::repo::git(w, &["commit", "--quiet", "-m", &format!("work on {name}")]);
+        super::repo::git(w, &["push", "--quiet", "origin", name]);
+        super::repo::git(w, &["rev-parse", "HEAD"])
+            .trim()
+            .to_string()
+    }
+
     pub fn branches(&self, full: &str) -> Vec<String> {
         let bare = self.root.path().join(format!("{full}.git"));
         super::repo::git(&bare, &["branch", "--format=%(refname:short)"])
@@ -535,6 +701,11 @@ impl FakeGitHub {
 
     pub fn tokens(&self) -> Vec<String> {
         self.inner.lock().unwrap().tokens.keys().cloned().collect()
+    }
+
+    /// Every contents API read, as `path@ref`.
+    pub fn contents_reads(&self) -> Vec<String> {
+        self.inner.lock().unwrap().contents_reads.clone()
     }
 
     pub fn jwt_rejections(&self) -> usize {

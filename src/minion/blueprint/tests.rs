@@ -343,3 +343,41 @@ fn load_by_name_or_path() {
         .to_string()
         .contains("no blueprint `nope`"));
 }
+
+#[test]
+fn the_choice_from_a_listing_is_the_same_for_host_and_minion() {
+    let listing = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    let file = |f: &str| Choice::File(f.to_string());
+    let one = listing(&["python-implement.yaml", "notes.txt"]);
+    assert_eq!(
+        choose(&one, None).unwrap(),
+        file(".lackey/blueprints/python-implement.yaml")
+    );
+    assert_eq!(
+        choose(&one, Some("python-implement")).unwrap(),
+        file(".lackey/blueprints/python-implement.yaml")
+    );
+    assert_eq!(
+        choose(&one, Some("python-implement.yaml")).unwrap(),
+        file(".lackey/blueprints/python-implement.yaml")
+    );
+    assert_eq!(choose(&one, Some("ci/b.yaml")).unwrap(), file("ci/b.yaml"));
+    assert_eq!(choose(&one, Some("default")).unwrap(), Choice::Default);
+    assert_eq!(choose(&[], None).unwrap(), Choice::Default);
+    // `.yaml` wins over `.yml`; several without `default` need a choice.
+    let both = listing(&["a.yml", "a.yaml"]);
+    assert_eq!(
+        choose(&both, Some("a")).unwrap(),
+        file(".lackey/blueprints/a.yaml")
+    );
+    let several = listing(&["a.yaml", "b.yml"]);
+    let e = choose(&several, None).unwrap_err().to_string();
+    assert!(e.contains("several blueprints (a, b)"), "{e}");
+    let with_default = listing(&["a.yaml", "default.yml"]);
+    assert_eq!(
+        choose(&with_default, None).unwrap(),
+        file(".lackey/blueprints/default.yml")
+    );
+    let e = choose(&several, Some("c")).unwrap_err();
+    assert!(format!("{e:#}").contains("no blueprint `c`"), "{e:#}");
+}
