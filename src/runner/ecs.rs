@@ -475,12 +475,10 @@ impl<A: Borrow<Aws> + Send + Sync> Ecs<A> {
         &self,
         cloud: &CloudSpec,
         spec: &mut RunSpec,
-        reporter: &dyn Reporter,
     ) -> anyhow::Result<Option<GitHubProof>> {
         let Some(gh) = &cloud.github else {
             return Ok(None);
         };
-        reporter.info("Minting GitHub App installation token...");
         let key =
             crate::cloud::secrets::get_github_app_private_key(self.aws(), &gh.key_secret).await?;
         let client = crate::github::GitHub::new(&gh.api_url);
@@ -546,6 +544,9 @@ impl<A: Borrow<Aws> + Send + Sync> Ecs<A> {
     ) {
         match (source, &cloud.github) {
             (Source::Github { token, base_ref }, Some(gh)) => {
+                // Printed here, after the image's lines, in the order the deployment
+                // guide shows; the token itself was minted before anything was created.
+                reporter.info("Minting GitHub App installation token...");
                 input.base_ref = Some(base_ref);
                 input.repo = RepoSource::Url(format!(
                     "{}/{}.git",
@@ -851,7 +852,7 @@ impl<A: Borrow<Aws> + Send + Sync> Backend for Ecs<A> {
         cancel: &CancellationToken,
     ) -> anyhow::Result<RunHandle> {
         let cloud = self.cloud()?;
-        let proof = self.github_proof(cloud, spec, reporter).await?;
+        let proof = self.github_proof(cloud, spec).await?;
         let dir = super::create_artifacts_dir(spec)?;
         let spec: &RunSpec = spec;
         let started = chrono::Utc::now();
