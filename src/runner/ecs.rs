@@ -544,8 +544,8 @@ impl<A: Borrow<Aws> + Send + Sync> Ecs<A> {
     ) {
         match (source, &cloud.github) {
             (Source::Github { token, base_ref }, Some(gh)) => {
-                // Printed here, after the image's lines, in the order the deployment
-                // guide shows; the token itself was minted before anything was created.
+                // Printed here, after the image's lines: the cloud run's fixed output
+                // order (module docs); the token was minted before anything was created.
                 reporter.info("Minting GitHub App installation token...");
                 input.base_ref = Some(base_ref);
                 input.repo = RepoSource::Url(format!(
