@@ -443,7 +443,7 @@ impl<A: Borrow<Aws> + Send + Sync> Ecs<A> {
                     &cloud.repository,
                 )
                 .await?;
-                Ok(Probed::Image(docker, probe))
+                Ok(Probed::Image(docker, Box::new(probe)))
             }
             Err(e) => Ok(Probed::NoDocker(format!("{e:#}"))),
         }
@@ -459,7 +459,7 @@ impl<A: Borrow<Aws> + Send + Sync> Ecs<A> {
     ) -> anyhow::Result<()> {
         match probed {
             Probed::Image(docker, probe) => {
-                crate::cloud::ecr::push_if_needed(&docker, probe, arch, reporter).await?;
+                crate::cloud::ecr::push_if_needed(&docker, *probe, arch, reporter).await?;
             }
             Probed::NoDocker(why) => {
                 reporter.warn(&format!("{why}; using the image ECR already holds"));
@@ -826,7 +826,7 @@ enum Source {
 
 /// The image as the first wave of a launch found it.
 enum Probed {
-    Image(bollard::Docker, crate::cloud::ecr::ImageProbe),
+    Image(bollard::Docker, Box<crate::cloud::ecr::ImageProbe>),
     /// No Docker to push from (why): the image ECR holds is used, with a warning.
     NoDocker(String),
 }
