@@ -720,23 +720,7 @@ pub async fn fleet_tasks(
     started_by: &str,
     fleet_id: &str,
 ) -> anyhow::Result<HashMap<String, (String, String)>> {
-    let mut arns = Vec::new();
-    for status in [
-        aws_sdk_ecs::types::DesiredStatus::Running,
-        aws_sdk_ecs::types::DesiredStatus::Stopped,
-    ] {
-        let mut pages = ecs
-            .list_tasks()
-            .cluster(cluster)
-            .started_by(started_by)
-            .desired_status(status)
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.aws(format!("failed to list the tasks of cluster `{cluster}`"))?;
-            arns.extend(page.task_arns().iter().cloned());
-        }
-    }
+    let arns = crate::runner::ecs::stack_task_arns(ecs, cluster, started_by).await?;
     let mut found = HashMap::new();
     for chunk in arns.chunks(100) {
         let d = ecs

@@ -1489,14 +1489,13 @@ pub async fn tail_logs(
     }
 }
 
-/// The ECS task of a run (by its `lackey:run-id` tag), among the stack's tasks.
-pub async fn find_task(
-    aws: &Aws,
+/// The ARNs of every task the stack started that ECS still knows (running or recently
+/// stopped): the one listing that finding a run's or a fleet's tasks starts from.
+pub async fn stack_task_arns(
+    ecs: &aws_sdk_ecs::Client,
     cluster: &str,
     started_by: &str,
-    run_id: &str,
-) -> anyhow::Result<Option<(String, String)>> {
-    let ecs = aws.ecs();
+) -> anyhow::Result<Vec<String>> {
     let mut arns = Vec::new();
     for status in [
         aws_sdk_ecs::types::DesiredStatus::Running,
@@ -1514,6 +1513,18 @@ pub async fn find_task(
             arns.extend(page.task_arns().iter().cloned());
         }
     }
+    Ok(arns)
+}
+
+/// The ECS task of a run (by its `lackey:run-id` tag), among the stack's tasks.
+pub async fn find_task(
+    aws: &Aws,
+    cluster: &str,
+    started_by: &str,
+    run_id: &str,
+) -> anyhow::Result<Option<(String, String)>> {
+    let ecs = aws.ecs();
+    let arns = stack_task_arns(&ecs, cluster, started_by).await?;
     for chunk in arns.chunks(100) {
         let d = ecs
             .describe_tasks()
