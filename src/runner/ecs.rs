@@ -852,26 +852,44 @@ impl<A: Borrow<Aws> + Send + Sync> Backend for Ecs<A> {
         cancel: &CancellationToken,
     ) -> anyhow::Result<RunHandle> {
         let cloud = self.cloud()?;
-        let proof = self.github_proof(cloud, spec).await?;
-        let dir = super::create_artifacts_dir(spec)?;
+        let image = spec.image.clone();
+        // One wave: the task definition, the image in the local Docker and in the
+        // registry, and the repository's source: on GitHub the proof (a token that
+        // decides the run's branch), else the bundle's upload. What depends on the task
+        // definition (the image's platform, a push, what ECS injects) is decided when
+        // all three have answered. Until the launch, a failure (or Ctrl-C) leaves
+        // nothing behind: no run directory, no inputs in S3.
+        let (source, td, probed) = tokio::join!(
+            async {
+                let proof = self.github_proof(cloud, spec).await?;
+                self.fetch_source(cloud, spec, proof.as_ref()).await
+            },
+            self.task_definition(cloud),
+            self.probe_image(cloud, &image)
+        );
+        let uploaded = source.is_ok();
+        let first_wave: anyhow::Result<_> = (|| Ok((source?, td?, probed?)))();
+        let (source, td, probed) = match first_wave {
+            Ok(answers) => answers,
+            Err(e) => {
+                if uploaded {
+                    delete_inputs(&self.aws().s3(), &cloud.bucket, &spec.run_id).await;
+                }
+                return Err(e);
+            }
+        };
+        let dir = match super::create_artifacts_dir(spec) {
+            Ok(dir) => dir,
+            Err(e) => {
+                delete_inputs(&self.aws().s3(), &cloud.bucket, &spec.run_id).await;
+                return Err(e);
+            }
+        };
         let spec: &RunSpec = spec;
         let started = chrono::Utc::now();
-        // Everything up to the launch: a failure (or Ctrl-C) here leaves nothing behind,
-        // neither the run's directory nor its inputs in S3.
         let dir_guard = super::RunDirGuard::new(&dir);
         let launched = async {
-            // One wave: the task definition, the image in the local Docker and in the
-            // registry, the repository's source (token or bundle upload). What depends
-            // on the task definition (the image's platform, a push, what ECS injects)
-            // is decided when all three have answered.
-            let (td, probed, source) = tokio::join!(
-                self.task_definition(cloud),
-                self.probe_image(cloud, &spec.image),
-                self.fetch_source(cloud, spec, proof.as_ref())
-            );
-            let td = td?;
-            Self::ensure_image(probed?, td.arch, reporter).await?;
-            let source = source?;
+            Self::ensure_image(probed, td.arch, reporter).await?;
             let deadline = SystemTime::now() + spec.timeout;
             let mut input = spec.minion_input(Runtime::Cloud, deadline);
             Self::source(cloud, source, &td.injected, &mut input, reporter);
