@@ -690,7 +690,7 @@ impl FleetBackend for EcsFleet {
         }
         // A local repository gets the run's branch back from its bundle.
         if let (Some(repo), None) = (&spec.repo, &spec.github_repo) {
-            if let Err(e) = crate::runner::fetch_back(repo, &dir, &summary, &spec) {
+            if let Err(e) = crate::runner::fetch_back(repo, &dir, &summary, &spec, &end) {
                 tracing::warn!("run {}: {e:#}", spec.run_id);
             }
         }

@@ -1,8 +1,8 @@
 //! Git inside the minion: clone, branch, commit, bundle, push.
 //!
 //! What must stay true:
-//! * The source repository is only read (a clone of the read-only `/repo` mount, or of a
-//!   remote); the minion never writes to the user's repository.
+//! * The source repository is only read (a clone of the bundle the host made of its
+//!   commits, or of a remote); the minion never writes to the user's repository.
 //! * A token never appears on a command line or in a URL: git asks a credential helper
 //!   that reads it from the git process's own environment.
 //! * Only the run's own branch is pushed, never with force, and only commits the

@@ -489,6 +489,8 @@ impl Run {
             self.github_token.clone(),
         );
         let source = match &self.input.repo {
+            // A bundle file (local runs: the host bundles the repository's commits).
+            RepoSource::Path(p) if p.is_file() => p.display().to_string(),
             RepoSource::Path(p) => {
                 let denied = |q: std::path::PathBuf| {
                     std::fs::metadata(q)
@@ -1428,6 +1430,11 @@ impl Run {
             }
             if self.head_sha.is_none() {
                 self.head_sha = git.head().await.ok();
+            }
+            // A bundle the minion did not make is never left for the host (which also
+            // checks the tip against head_sha): whatever is at these names goes first.
+            for name in ["repo.bundle", "repo.bundle.lock"] {
+                self.art.clear(name);
             }
             let bundled = self.input.runtime == Runtime::Local
                 || matches!(self.input.repo, RepoSource::BundleS3(_));

@@ -852,13 +852,19 @@ impl<A: Borrow<Aws> + Send + Sync> Backend for Ecs<A> {
         cancel: &CancellationToken,
     ) -> anyhow::Result<RunHandle> {
         let cloud = self.cloud()?;
+        // The run's directory first: making it may draw a new run id (a collision), which
+        // the branch and the input keys below must carry. Until the launch a failure (or
+        // Ctrl-C) leaves nothing behind: the guard removes the directory, and inputs
+        // already uploaded are deleted.
+        let dir = super::create_artifacts_dir(spec)?;
+        let dir_guard = super::RunDirGuard::new(&dir);
+        let started = chrono::Utc::now();
         let image = spec.image.clone();
         // One wave: the task definition, the image in the local Docker and in the
         // registry, and the repository's source: on GitHub the proof (a token that
         // decides the run's branch), else the bundle's upload. What depends on the task
         // definition (the image's platform, a push, what ECS injects) is decided when
-        // all three have answered. Until the launch, a failure (or Ctrl-C) leaves
-        // nothing behind: no run directory, no inputs in S3.
+        // all three have answered.
         let (source, td, probed) = tokio::join!(
             async {
                 let proof = self.github_proof(cloud, spec).await?;
@@ -878,16 +884,7 @@ impl<A: Borrow<Aws> + Send + Sync> Backend for Ecs<A> {
                 return Err(e);
             }
         };
-        let dir = match super::create_artifacts_dir(spec) {
-            Ok(dir) => dir,
-            Err(e) => {
-                delete_inputs(&self.aws().s3(), &cloud.bucket, &spec.run_id).await;
-                return Err(e);
-            }
-        };
         let spec: &RunSpec = spec;
-        let started = chrono::Utc::now();
-        let dir_guard = super::RunDirGuard::new(&dir);
         let launched = async {
             Self::ensure_image(probed, td.arch, reporter).await?;
             let deadline = SystemTime::now() + spec.timeout;
@@ -1030,10 +1027,12 @@ impl<A: Borrow<Aws> + Send + Sync> Backend for Ecs<A> {
         }
         let github = self.launch.as_ref().and_then(|c| c.github.as_ref());
         let (fetched, fetch_error) = match (&spec.repo, github) {
-            (Some(repo), None) => match super::fetch_back(repo, &run.dir, &summary, spec) {
-                Ok(f) => (Some(f), None),
-                Err(e) => (None, Some(e)),
-            },
+            (Some(repo), None) => {
+                match super::fetch_back(repo, &run.dir, &summary, spec, &host_end) {
+                    Ok(f) => (Some(f), None),
+                    Err(e) => (None, Some(e)),
+                }
+            }
             _ => (None, None),
         };
         Ok(RunOutcome {
