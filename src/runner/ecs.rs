@@ -5,11 +5,18 @@
 //! `Downloading artifacts to …`, the summary.
 //!
 //! What must stay true:
-//! * No secret travels through RunTask: the task definition `lackey up` registers has
-//!   ECS inject the Anthropic key and the GitHub App key from Secrets Manager, and the
-//!   minion mints its own installation token. (A hand-made task definition without those
-//!   entries still works: the values then go as environment overrides, with a warning,
-//!   because anyone with `ecs:DescribeTasks` can read them.)
+//! * No secret enters the minion's container: the task definition `lackey up` registers
+//!   has two containers, the minion and the credential sidecar (`lackey proxy`,
+//!   `proxy::sidecar`), and ECS injects the Anthropic key and the GitHub App key from
+//!   Secrets Manager into the sidecar only. The sidecar mints the installation token and
+//!   adds the credentials on the way out; the minion is told its address
+//!   (`LACKEY_PROXY_URL`) and reaches the LLM, git and the GitHub API through it
+//!   ([`through_sidecar`]). A task definition made by hand (one container with the
+//!   secrets) still runs, with a warning on every run, unless
+//!   `[run] require_isolation` refuses it ([`check_isolation`]).
+//! * No secret travels through RunTask either: a value the task definition does not
+//!   inject goes as an environment override only as a fallback, with a warning, because
+//!   anyone with `ecs:DescribeTasks` can read it.
 //! * Overrides stay under ECS's 8,192-character limit: a long task goes through S3.
 //! * Every task the process watches is polled by one DescribeTasks call per tick
 //!   ([`TaskWatcher`]), with backoff, for as long as the run takes.
@@ -38,7 +45,10 @@ use crate::aws::{Aws, AwsResultExt};
 use crate::error::Fail;
 use crate::output::Reporter;
 use crate::ownership;
-use crate::run_contract::{var, GithubAuth, MinionInput, RepoSource, Secret, TaskSource};
+use crate::run_contract::{
+    var, GithubAuth, Isolation, MinionInput, RepoSource, Secret, SidecarInput, TaskSource,
+    MINION_CONTAINER, SIDECAR_CONTAINER,
+};
 use crate::summary::{RunSummary, Runtime};
 
 /// ECS's limit on the JSON of a RunTask's overrides.
@@ -73,6 +83,9 @@ pub struct CloudSpec {
     pub repository: String,
     pub anthropic_secret: String,
     pub github: Option<GithubTarget>,
+    /// `[run] require_isolation`: refuse a task definition without the credential
+    /// sidecar rather than warn.
+    pub require_isolation: bool,
 }
 
 impl CloudSpec {
@@ -119,6 +132,7 @@ impl CloudSpec {
                 .require(&keys::SECRETS_ANTHROPIC_API_KEY)?
                 .to_string(),
             github,
+            require_isolation: settings.flag(&keys::RUN_REQUIRE_ISOLATION),
         })
     }
 
@@ -218,7 +232,11 @@ impl TaskWatcher {
                         let map = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
                         for t in out.tasks() {
                             let Some(arn) = t.task_arn() else { continue };
-                            let c = t.containers().first();
+                            let c = t
+                                .containers()
+                                .iter()
+                                .find(|c| c.name() == Some(MINION_CONTAINER))
+                                .or(t.containers().first());
                             let state = TaskState {
                                 last_status: t.last_status().unwrap_or_default().to_string(),
                                 stop_code: t.stop_code().map(|s| s.as_str().to_string()),
@@ -396,18 +414,21 @@ impl<A: Borrow<Aws> + Send + Sync> Ecs<A> {
                     anyhow::Error::new(crate::aws::render_sdk_error(e))
                 }
             })?;
-        let container = td
+        let containers = td
             .task_definition()
-            .and_then(|t| t.container_definitions().first());
+            .map(|t| t.container_definitions())
+            .unwrap_or_default();
+        let minion = containers
+            .iter()
+            .find(|c| c.name() == Some(MINION_CONTAINER))
+            .or(containers.first());
         Ok(TaskDefinitionFacts {
             arch: td
                 .task_definition()
                 .map(crate::cloud::ecr::task_definition_architecture)
                 .unwrap_or(crate::image::CpuArch::X86_64),
-            injected: container
-                .map(|c| c.secrets().iter().map(|s| s.name().to_string()).collect())
-                .unwrap_or_default(),
-            log_group: container
+            isolation: isolation_of(containers),
+            log_group: minion
                 .and_then(|c| c.log_configuration())
                 .and_then(|l| l.options())
                 .and_then(|o| o.get("awslogs-group").cloned())
@@ -443,8 +464,9 @@ impl<A: Borrow<Aws> + Send + Sync> Ecs<A> {
     }
 
     /// Launch phase 2: where the minion gets its repository. On GitHub a token is minted
-    /// now (it proves the app, the key and the repository) and the minion mints its own
-    /// from the injected key; a local repository goes up as a bundle and comes back as
+    /// now (it proves the app, the key and the repository, and reads the default
+    /// branch); the task mints its own from the injected key (the sidecar, or a hand-made
+    /// definition's minion); a local repository goes up as a bundle and comes back as
     /// one.
     async fn source(
         &self,
@@ -522,18 +544,17 @@ impl<A: Borrow<Aws> + Send + Sync> Ecs<A> {
         Ok(())
     }
 
-    /// Launch phase 4: the environment overrides, under ECS's size limit (a long task
-    /// goes through S3).
+    /// Launch phase 4: the environment overrides (the minion's, and the sidecar's when
+    /// the task has one), under ECS's size limit (a long task goes through S3).
     async fn overrides(
         &self,
         cloud: &CloudSpec,
         input: &mut MinionInput,
-    ) -> anyhow::Result<Vec<(String, String)>> {
-        let size = |env: &[(String, String)]| -> usize {
-            serde_json::to_string(&serde_json::json!({"containerOverrides": [{"name": "minion", "environment": env.iter().map(|(k, v)| serde_json::json!({"name": k, "value": v})).collect::<Vec<_>>()}]})).map(|s| s.len()).unwrap_or(0)
-        };
+        sidecar: Option<&SidecarInput>,
+    ) -> anyhow::Result<TaskOverride> {
+        let sc = sidecar.map(SidecarInput::to_env);
         let mut env = input.to_env();
-        if size(&env) > OVERRIDES_LIMIT - 512 {
+        if overrides_size(&env, sc.as_deref()) > OVERRIDES_LIMIT - 512 {
             if let TaskSource::Inline(task) = &input.task {
                 let key = format!("inputs/{}/task.txt", input.run_id);
                 crate::cloud::s3::put_text(&self.aws().s3(), &cloud.bucket, &key, task).await?;
@@ -541,13 +562,13 @@ impl<A: Borrow<Aws> + Send + Sync> Ecs<A> {
                 env = input.to_env();
             }
         }
-        if size(&env) > OVERRIDES_LIMIT {
+        let size = overrides_size(&env, sc.as_deref());
+        if size > OVERRIDES_LIMIT {
             return Err(anyhow::anyhow!(
-                "the run's environment overrides are {} characters, over ECS's limit of {OVERRIDES_LIMIT}",
-                size(&env)
+                "the run's environment overrides are {size} characters, over ECS's limit of {OVERRIDES_LIMIT}"
             ));
         }
-        Ok(env)
+        Ok(task_overrides(&env, sc.as_deref()))
     }
 
     /// Launch phase 5: RunTask, retrying capacity failures (they come back in
@@ -556,22 +577,10 @@ impl<A: Borrow<Aws> + Send + Sync> Ecs<A> {
         &self,
         cloud: &CloudSpec,
         run_id: &str,
-        env: &[(String, String)],
+        overrides: TaskOverride,
         reporter: &dyn Reporter,
         cancel: &CancellationToken,
     ) -> anyhow::Result<(String, String)> {
-        let overrides = TaskOverride::builder()
-            .container_overrides(
-                ContainerOverride::builder()
-                    .name("minion")
-                    .set_environment(Some(
-                        env.iter()
-                            .map(|(k, v)| KeyValuePair::builder().name(k).value(v).build())
-                            .collect(),
-                    ))
-                    .build(),
-            )
-            .build();
         let network = NetworkConfiguration::builder()
             .awsvpc_configuration(
                 AwsVpcConfiguration::builder()
@@ -735,9 +744,126 @@ impl<A: Borrow<Aws> + Send + Sync> Ecs<A> {
 /// What the task definition tells a launch.
 struct TaskDefinitionFacts {
     arch: crate::image::CpuArch,
-    /// The variables ECS injects from Secrets Manager.
-    injected: Vec<String>,
+    /// Which container ECS injects the secrets into.
+    isolation: Isolation,
     log_group: String,
+}
+
+/// A task definition's containers as [`Isolation`] reads them.
+pub(crate) fn isolation_of(containers: &[aws_sdk_ecs::types::ContainerDefinition]) -> Isolation {
+    Isolation::of(containers.iter().map(|c| {
+        (
+            c.name().unwrap_or_default().to_string(),
+            c.secrets().iter().map(|s| s.name().to_string()).collect(),
+            c.depends_on()
+                .iter()
+                .map(|d| d.container_name().to_string())
+                .collect(),
+        )
+    }))
+}
+
+/// Before anything is launched: a task definition without the credential sidecar (one
+/// made by hand) hands the secrets to the minion's container.
+/// Such a run still goes, with a warning, unless `[run] require_isolation` is set.
+pub(crate) fn check_isolation(
+    isolation: &Isolation,
+    cloud: &CloudSpec,
+    reporter: &dyn Reporter,
+) -> anyhow::Result<()> {
+    if isolation.isolated() {
+        return Ok(());
+    }
+    let family = &cloud.task_family;
+    if cloud.require_isolation {
+        return Err(Fail::new(format!(
+            "task definition `{family}` has no credential sidecar: the minion's container would hold the Anthropic key and the GitHub credentials, and [run] require_isolation is set"
+        ))
+        .with_hint("run `lackey up --adopt` to register the task definition with the credential sidecar (or unset [run] require_isolation / LACKEY_REQUIRE_ISOLATION)")
+        .into());
+    }
+    reporter.warn(&format!(
+        "task definition `{family}` has no credential sidecar: the Anthropic key and the GitHub credentials reach the minion's container, where any command the agent runs can read them; run `lackey up --adopt` to register the isolated task definition (set [run] require_isolation = true to refuse such runs)"
+    ));
+    Ok(())
+}
+
+/// The sidecar's address on the task's loopback: a port taken from the run id, so runs
+/// that share a network namespace (the test harness's tasks all use the host's) do not
+/// meet. On Fargate every task has a namespace of its own, where any port is free.
+pub(crate) fn sidecar_listen(run_id: &str) -> String {
+    use sha2::Digest;
+    let h = sha2::Sha256::digest(run_id.as_bytes());
+    let port = 20_000 + u16::from_be_bytes([h[0], h[1]]) % 40_000;
+    format!("127.0.0.1:{port}")
+}
+
+/// Move a run's credentials and upstreams from the minion's input to the sidecar's: the
+/// minion gets the sidecar's URL for the LLM, git and the GitHub API, and no key, no
+/// token and no App credentials; the sidecar gets the key or token the host had to pass
+/// (when ECS does not inject it) and the run's push target.
+pub(crate) fn through_sidecar(input: &mut MinionInput) -> SidecarInput {
+    let listen = sidecar_listen(&input.run_id);
+    let url = format!("http://{listen}");
+    let mut sc = SidecarInput::new(&listen);
+    sc.stubs = input.stubs;
+    sc.base_url = std::mem::replace(
+        &mut input.base_url,
+        crate::run_contract::default::ANTHROPIC_BASE_URL.to_string(),
+    );
+    sc.api_key = input.api_key.take();
+    sc.github = input.github.take();
+    if let Some(repo) = input.github_repo.clone() {
+        sc.github_repo = Some(repo.clone());
+        sc.github_api_url = std::mem::replace(&mut input.github_api_url, format!("{url}/github"));
+        sc.github_git_url = std::mem::replace(&mut input.github_git_url, format!("{url}/git"));
+        input.repo = RepoSource::Url(format!("{url}/git/{repo}.git"));
+        sc.push_branch = Some(input.branch.clone());
+        sc.default_branch = input.base_ref.clone();
+    } else {
+        sc.github = None;
+    }
+    input.proxy_url = Some(url);
+    sc
+}
+
+/// RunTask's overrides: each container's environment.
+pub(crate) fn task_overrides(
+    minion: &[(String, String)],
+    sidecar: Option<&[(String, String)]>,
+) -> TaskOverride {
+    let one = |name: &str, env: &[(String, String)]| {
+        ContainerOverride::builder()
+            .name(name)
+            .set_environment(Some(
+                env.iter()
+                    .map(|(k, v)| KeyValuePair::builder().name(k).value(v).build())
+                    .collect(),
+            ))
+            .build()
+    };
+    let mut b = TaskOverride::builder().container_overrides(one(MINION_CONTAINER, minion));
+    if let Some(env) = sidecar {
+        b = b.container_overrides(one(SIDECAR_CONTAINER, env));
+    }
+    b.build()
+}
+
+/// The size of the overrides' JSON, as ECS counts it against [`OVERRIDES_LIMIT`].
+pub(crate) fn overrides_size(
+    minion: &[(String, String)],
+    sidecar: Option<&[(String, String)]>,
+) -> usize {
+    let one = |name: &str, env: &[(String, String)]| {
+        serde_json::json!({"name": name, "environment": env.iter().map(|(k, v)| serde_json::json!({"name": k, "value": v})).collect::<Vec<_>>()})
+    };
+    let mut list = vec![one(MINION_CONTAINER, minion)];
+    if let Some(env) = sidecar {
+        list.push(one(SIDECAR_CONTAINER, env));
+    }
+    serde_json::to_string(&serde_json::json!({ "containerOverrides": list }))
+        .map(|s| s.len())
+        .unwrap_or(0)
 }
 
 #[async_trait::async_trait]
@@ -754,6 +880,7 @@ impl<A: Borrow<Aws> + Send + Sync> Backend for Ecs<A> {
     ) -> anyhow::Result<RunHandle> {
         let cloud = self.cloud()?;
         let td = self.task_definition(cloud).await?;
+        check_isolation(&td.isolation, cloud, reporter)?;
         self.ensure_image(cloud, &spec.image, td.arch, reporter)
             .await?;
         let dir = super::create_artifacts_dir(spec)?;
@@ -765,17 +892,22 @@ impl<A: Borrow<Aws> + Send + Sync> Backend for Ecs<A> {
         let launched = async {
             let deadline = SystemTime::now() + spec.timeout;
             let mut input = spec.minion_input(Runtime::Cloud, deadline);
-            self.source(cloud, spec, &td.injected, &mut input, reporter)
+            let injected = td.isolation.injected();
+            self.source(cloud, spec, injected, &mut input, reporter)
                 .await?;
-            self.api_key(cloud, spec, &td.injected, &mut input, reporter)
+            self.api_key(cloud, spec, injected, &mut input, reporter)
                 .await?;
             // What `env.GITHUB_TOKEN` means in a blueprint: this run can push.
             input.can_push = Some(cloud.github.is_some());
             input.bucket = Some(cloud.bucket.clone());
             input.s3_prefix = Some(spec.run_id.clone());
             input.aws_region = Some(cloud.region.clone());
-            let env = self.overrides(cloud, &mut input).await?;
-            self.run_task(cloud, &spec.run_id, &env, reporter, cancel)
+            let sidecar = td
+                .isolation
+                .isolated()
+                .then(|| through_sidecar(&mut input));
+            let overrides = self.overrides(cloud, &mut input, sidecar.as_ref()).await?;
+            self.run_task(cloud, &spec.run_id, overrides, reporter, cancel)
                 .await
         }
         .await;

@@ -25,5 +25,6 @@ mod local;
 mod minion;
 mod report;
 mod sandbox;
+mod sandbox_cloud;
 mod sandbox_net;
 mod stack;

@@ -27,7 +27,7 @@ const KEY: &str = "sk-ant-api03-CANARY-proxy-7c7c7c7c7c7c7c7c";
 
 /// Every way the canary could be written down: as is, reversed, and in base64 at each
 /// of the three alignments it can take inside a longer encoded text.
-fn encodings(secret: &str) -> Vec<String> {
+pub(crate) fn encodings(secret: &str) -> Vec<String> {
     use base64::Engine;
     let b64 = base64::engine::general_purpose::STANDARD;
     let mut v = vec![secret.to_string(), secret.chars().rev().collect()];
