@@ -766,7 +766,10 @@ impl SidecarInput {
     pub fn from_env(get: impl Fn(&str) -> Option<String>) -> anyhow::Result<SidecarInput> {
         let get = |k: &str| get(k).filter(|v| !v.trim().is_empty());
         let listen = get(var::PROXY_LISTEN).ok_or_else(|| {
-            anyhow::anyhow!("the credential sidecar needs {} in its environment", var::PROXY_LISTEN)
+            anyhow::anyhow!(
+                "the credential sidecar needs {} in its environment",
+                var::PROXY_LISTEN
+            )
         })?;
         let github = if let Some(t) = get(var::GITHUB_TOKEN) {
             Some(GithubAuth::Token(Secret::Value(t)))

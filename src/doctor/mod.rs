@@ -886,9 +886,7 @@ async fn check_task_definition(cx: &StackCtx<'_>, require_isolation: bool) -> Ve
 }
 
 /// The task definition against the config; and its JSON, when it is this stack's.
-async fn check_task_definition_content(
-    cx: &StackCtx<'_>,
-) -> (Check, Option<serde_json::Value>) {
+async fn check_task_definition_content(cx: &StackCtx<'_>) -> (Check, Option<serde_json::Value>) {
     let spec = &cx.spec;
     // The secrets' ARNs and the definition, read at once.
     let (secrets, td) = tokio::join!(

@@ -283,9 +283,7 @@ impl EcsFleet {
         input.bucket = Some(self.cloud.bucket.clone());
         input.s3_prefix = Some(spec.run_id.clone());
         input.aws_region = Some(self.cloud.region.clone());
-        let sidecar = self
-            .isolated
-            .then(|| through_sidecar(&mut input).to_env());
+        let sidecar = self.isolated.then(|| through_sidecar(&mut input).to_env());
         let mut env = input.to_env();
         if overrides_size(&env, sidecar.as_deref()) > OVERRIDES_LIMIT - 512 {
             if let TaskSource::Inline(task) = &input.task {

@@ -355,8 +355,8 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
         (policy::Upstream::Llm, Some(l), _) => (&l.base_url, ("x-api-key", l.api_key.clone())),
         (policy::Upstream::Git, _, Some(g)) => {
             use base64::Engine;
-            let basic = base64::engine::general_purpose::STANDARD
-                .encode(format!("x-access-token:{token}"));
+            let basic =
+                base64::engine::general_purpose::STANDARD.encode(format!("x-access-token:{token}"));
             (&g.git_url, ("authorization", format!("Basic {basic}")))
         }
         (policy::Upstream::GitHubApi, _, Some(g)) => {

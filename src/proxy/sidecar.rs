@@ -153,11 +153,12 @@ pub async fn serve(
             None => "refused".into(),
         }
     ));
-    let proxy = Proxy::serve_tcp(addr, cfg).await.map_err(|e| {
-        anyhow::anyhow!("the credential sidecar cannot listen on {addr}: {e}")
-    })?;
+    let proxy = Proxy::serve_tcp(addr, cfg)
+        .await
+        .map_err(|e| anyhow::anyhow!("the credential sidecar cannot listen on {addr}: {e}"))?;
     let mut shown = 0;
-    let mut remint = tokio::time::interval_at(tokio::time::Instant::now() + REMINT_EVERY, REMINT_EVERY);
+    let mut remint =
+        tokio::time::interval_at(tokio::time::Instant::now() + REMINT_EVERY, REMINT_EVERY);
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {
         tokio::select! {
@@ -179,6 +180,9 @@ pub async fn serve(
     for line in proxy.refusals().iter().skip(shown) {
         say(line);
     }
-    say(&format!("stopping; {} request(s) forwarded", proxy.forwarded()));
+    say(&format!(
+        "stopping; {} request(s) forwarded",
+        proxy.forwarded()
+    ));
     Ok(())
 }

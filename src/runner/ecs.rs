@@ -854,9 +854,7 @@ pub(crate) fn overrides_size(
     minion: &[(String, String)],
     sidecar: Option<&[(String, String)]>,
 ) -> usize {
-    let one = |name: &str, env: &[(String, String)]| {
-        serde_json::json!({"name": name, "environment": env.iter().map(|(k, v)| serde_json::json!({"name": k, "value": v})).collect::<Vec<_>>()})
-    };
+    let one = |name: &str, env: &[(String, String)]| serde_json::json!({"name": name, "environment": env.iter().map(|(k, v)| serde_json::json!({"name": k, "value": v})).collect::<Vec<_>>()});
     let mut list = vec![one(MINION_CONTAINER, minion)];
     if let Some(env) = sidecar {
         list.push(one(SIDECAR_CONTAINER, env));
@@ -902,10 +900,7 @@ impl<A: Borrow<Aws> + Send + Sync> Backend for Ecs<A> {
             input.bucket = Some(cloud.bucket.clone());
             input.s3_prefix = Some(spec.run_id.clone());
             input.aws_region = Some(cloud.region.clone());
-            let sidecar = td
-                .isolation
-                .isolated()
-                .then(|| through_sidecar(&mut input));
+            let sidecar = td.isolation.isolated().then(|| through_sidecar(&mut input));
             let overrides = self.overrides(cloud, &mut input, sidecar.as_ref()).await?;
             self.run_task(cloud, &spec.run_id, overrides, reporter, cancel)
                 .await
@@ -1432,5 +1427,76 @@ impl StatusLines {
         }
         self.last = status.to_string();
         Some(format!("Task {}: {status}", self.task_id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn through_the_sidecar_the_minion_keeps_no_credential_and_the_sidecar_gets_them() {
+        let mut input = MinionInput::new("20261128-220000-ab12", "t");
+        input.runtime = Runtime::Cloud;
+        input.base_url = "http://127.0.0.1:9/llm".into();
+        input.api_key = Some(Secret::Value("sk-ant-canary".into()));
+        input.github = Some(GithubAuth::App {
+            app_id: "1".into(),
+            installation_id: "2".into(),
+            private_key: None,
+        });
+        input.github_repo = Some("acme/app".into());
+        input.github_api_url = "http://127.0.0.1:8/api".into();
+        input.github_git_url = "http://127.0.0.1:8".into();
+        input.repo = RepoSource::Url("http://127.0.0.1:8/acme/app.git".into());
+        input.base_ref = Some("main".into());
+        let sc = through_sidecar(&mut input);
+        // The minion: no key, no App credentials, everything through the sidecar.
+        let url = input.proxy_url.clone().unwrap();
+        assert_eq!(url, format!("http://{}", sc.listen));
+        assert_eq!(input.api_key, None);
+        assert_eq!(input.github, None);
+        assert!(input.secrets().is_empty());
+        assert_eq!(
+            input.repo,
+            RepoSource::Url(format!("{url}/git/acme/app.git"))
+        );
+        assert_eq!(input.github_api_url, format!("{url}/github"));
+        let env = input.to_env();
+        assert!(!env.iter().any(|(k, v)| k.contains("KEY")
+            || k.contains("TOKEN")
+            || k.starts_with("LACKEY_GITHUB_APP")
+            || v.contains("canary")));
+        // The sidecar: the upstreams, the key the host had to pass, the push target.
+        assert_eq!(sc.base_url, "http://127.0.0.1:9/llm");
+        assert_eq!(sc.api_key, Some(Secret::Value("sk-ant-canary".into())));
+        assert_eq!(sc.github_repo.as_deref(), Some("acme/app"));
+        assert_eq!(sc.github_git_url, "http://127.0.0.1:8");
+        assert_eq!(
+            sc.push_branch.as_deref(),
+            Some("minion/20261128-220000-ab12")
+        );
+        assert_eq!(sc.default_branch.as_deref(), Some("main"));
+        assert!(matches!(sc.github, Some(GithubAuth::App { .. })));
+        // One port per run, the same every time, never a privileged or ephemeral one.
+        let port = |id: &str| -> u16 {
+            sidecar_listen(id)
+                .rsplit(':')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        assert_eq!(port("a"), port("a"));
+        assert!((20_000..60_000).contains(&port("a")));
+        // Both containers' environments are in the overrides, each under its name.
+        let o = task_overrides(&env, Some(&sc.to_env()));
+        let names: Vec<&str> = o
+            .container_overrides()
+            .iter()
+            .filter_map(|c| c.name())
+            .collect();
+        assert_eq!(names, [MINION_CONTAINER, SIDECAR_CONTAINER]);
+        assert!(overrides_size(&env, Some(&sc.to_env())) > overrides_size(&env, None));
     }
 }

@@ -11,9 +11,9 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use aws_sdk_ecs::types::{
-    Compatibility, ContainerCondition, ContainerDefinition, ContainerDependency, CpuArchitecture, KeyValuePair, LogConfiguration, LogDriver,
-    NetworkMode, OsFamily, RuntimePlatform, Secret, Tag, TaskDefinition, TaskDefinitionField,
-    TaskDefinitionStatus,
+    Compatibility, ContainerCondition, ContainerDefinition, ContainerDependency, CpuArchitecture,
+    KeyValuePair, LogConfiguration, LogDriver, NetworkMode, OsFamily, RuntimePlatform, Secret, Tag,
+    TaskDefinition, TaskDefinitionField, TaskDefinitionStatus,
 };
 use serde_json::{json, Map, Value};
 
@@ -64,7 +64,11 @@ pub fn desired(spec: &StackSpec, secret_arns: &BTreeMap<&'static str, String>) -
     let mut td: Value =
         serde_json::from_str(&text).expect("templates/task-definition.json is valid JSON");
     if !spec.github_app {
-        for c in td["containerDefinitions"].as_array_mut().into_iter().flatten() {
+        for c in td["containerDefinitions"]
+            .as_array_mut()
+            .into_iter()
+            .flatten()
+        {
             if let Some(secrets) = c["secrets"].as_array_mut() {
                 secrets.retain(|s| s["name"] != "LACKEY_GITHUB_APP_PRIVATE_KEY");
             }
@@ -84,13 +88,19 @@ pub fn isolation(td: &Value) -> Isolation {
             .filter_map(|s| s[key].as_str().map(str::to_string))
             .collect()
     };
-    Isolation::of(td["containerDefinitions"].as_array().into_iter().flatten().map(|c| {
-        (
-            c["name"].as_str().unwrap_or_default().to_string(),
-            list(c, "secrets", "name"),
-            list(c, "dependsOn", "containerName"),
-        )
-    }))
+    Isolation::of(
+        td["containerDefinitions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| {
+                (
+                    c["name"].as_str().unwrap_or_default().to_string(),
+                    list(c, "secrets", "name"),
+                    list(c, "dependsOn", "containerName"),
+                )
+            }),
+    )
 }
 
 fn kv_json(pairs: &[KeyValuePair]) -> Value {
@@ -724,7 +734,12 @@ mod tests {
         assert!(iso.isolated() && iso.depends_on_sidecar, "{iso:?}");
         assert_eq!(
             iso.sidecar_secrets.as_deref(),
-            Some(&["ANTHROPIC_API_KEY".to_string(), "LACKEY_GITHUB_APP_PRIVATE_KEY".to_string()][..])
+            Some(
+                &[
+                    "ANTHROPIC_API_KEY".to_string(),
+                    "LACKEY_GITHUB_APP_PRIVATE_KEY".to_string()
+                ][..]
+            )
         );
         let minion = &td["containerDefinitions"][0];
         assert_eq!(minion["name"], MINION_CONTAINER);
@@ -757,7 +772,9 @@ mod tests {
         };
         let fields: Vec<String> = diff(&td, &have).into_iter().map(|d| d.field).collect();
         assert!(
-            fields.iter().any(|f| f.starts_with("containerDefinitions[sidecar]")),
+            fields
+                .iter()
+                .any(|f| f.starts_with("containerDefinitions[sidecar]")),
             "{fields:?}"
         );
     }

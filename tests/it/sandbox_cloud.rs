@@ -80,7 +80,8 @@ fn stored(c: &Cloud, task_id: &str) -> Vec<(String, String)> {
 
 /// The agent's hunt: everything a key or a token could be in, encoded as an exfiltrating
 /// prompt injection would, sent back to the LLM as the tool's result.
-const HUNT: &str = "env; echo; for f in /proc/[0-9]*/environ; do tr '\\0' '\\n' < $f; done 2>/dev/null; \
+const HUNT: &str =
+    "env; echo; for f in /proc/[0-9]*/environ; do tr '\\0' '\\n' < $f; done 2>/dev/null; \
     ls -la /run/secrets 2>&1; cat /run/secrets/* 2>&1; \
     git config --list --show-origin 2>&1; cat ~/.git-credentials .git/config 2>&1; \
     grep -rs -e ghs_ -e sk-ant -e PRIVATE /tmp /work /output 2>/dev/null | head -20; \
@@ -133,13 +134,7 @@ fn a_cloud_runs_container_holds_no_credential_and_the_sidecar_adds_them() {
         "--pr",
         "--json",
     ]);
-    assert_eq!(
-        out.code,
-        0,
-        "{}\nplayer: {:?}",
-        out.stderr,
-        c.player_log()
-    );
+    assert_eq!(out.code, 0, "{}\nplayer: {:?}", out.stderr, c.player_log());
     assert!(
         !out.stderr.contains("no credential sidecar"),
         "{}",
@@ -200,8 +195,14 @@ fn a_cloud_runs_container_holds_no_credential_and_the_sidecar_adds_them() {
         assert!(sent.contains(&format!("{what}=")), "{what} did not run");
         assert!(!sent.contains(exit), "{what} succeeded");
     }
-    assert!(sent.contains("api-delete=403"), "the API delete was not refused");
-    assert!(sent.contains("llm-models=403"), "GET /v1/models was not refused");
+    assert!(
+        sent.contains("api-delete=403"),
+        "the API delete was not refused"
+    );
+    assert!(
+        sent.contains("llm-models=403"),
+        "GET /v1/models was not refused"
+    );
     let mut branches = c.github().branches("acme/app");
     branches.sort();
     assert_eq!(branches, ["main".to_string(), format!("minion/{id}")]);
@@ -260,7 +261,10 @@ fn a_cloud_runs_container_holds_no_credential_and_the_sidecar_adds_them() {
     let mut places: Vec<(String, String)> = vec![
         ("stdout".into(), out.stdout.clone()),
         ("stderr".into(), out.stderr.clone()),
-        ("RunTask overrides".into(), format!("{:?}", task.overrides())),
+        (
+            "RunTask overrides".into(),
+            format!("{:?}", task.overrides()),
+        ),
     ];
     for e in walkdir::WalkDir::new(c.run_dir(&id))
         .into_iter()
@@ -333,14 +337,9 @@ fn a_hand_made_task_definition_runs_with_a_warning_and_require_isolation_refuses
         return;
     };
     register_hand_made(&c);
-    let out = c.t.run(&["run", "stub work", "--cloud", "--stubs", "--json"]);
-    assert_eq!(
-        out.code,
-        0,
-        "{}\nplayer: {:?}",
-        out.stderr,
-        c.player_log()
-    );
+    let out =
+        c.t.run(&["run", "stub work", "--cloud", "--stubs", "--json"]);
+    assert_eq!(out.code, 0, "{}\nplayer: {:?}", out.stderr, c.player_log());
     assert!(
         out.stderr.contains(
             "task definition `lackey-minion` has no credential sidecar: the Anthropic key and the GitHub credentials reach the minion's container"
@@ -376,9 +375,10 @@ fn a_hand_made_task_definition_runs_with_a_warning_and_require_isolation_refuses
     let refused = c.t.run(&["run", "stub work", "--cloud", "--stubs"]);
     refused.assert_code(1);
     assert!(
-        refused.stderr.contains(
-            "error: task definition `lackey-minion` has no credential sidecar"
-        ) && refused.stderr.contains("hint: run `lackey up --adopt`"),
+        refused
+            .stderr
+            .contains("error: task definition `lackey-minion` has no credential sidecar")
+            && refused.stderr.contains("hint: run `lackey up --adopt`"),
         "{}",
         refused.stderr
     );
@@ -403,5 +403,9 @@ fn a_hand_made_task_definition_runs_with_a_warning_and_require_isolation_refuses
     c.t.set("LACKEY_REQUIRE_ISOLATION", "1");
     let again = c.t.run(&["run", "stub work", "--cloud", "--stubs"]);
     assert_eq!(again.code, 0, "{}", again.stderr);
-    assert!(!again.stderr.contains("no credential sidecar"), "{}", again.stderr);
+    assert!(
+        !again.stderr.contains("no credential sidecar"),
+        "{}",
+        again.stderr
+    );
 }

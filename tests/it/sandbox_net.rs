@@ -151,6 +151,18 @@ async fn the_proxy_adds_the_api_key_and_refuses_every_other_llm_call() {
     for r in &refusals {
         assert_no_canary("a refusal line", r);
     }
+    // The container reads its own refusals back (a cloud minion copies them into its
+    // log); asking is not a request that goes upstream or counts as one.
+    let told = client
+        .get(format!("{base}{}", lackey::proxy::REFUSALS_PATH))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(told.lines().collect::<Vec<_>>(), refusals);
+    assert_eq!(proxy.refusals().len(), 5);
     // A stub run's proxy has no key: even the one allowed call is refused.
     let stub = Proxy::serve_tcp("127.0.0.1:0".parse().unwrap(), ProxyConfig::default())
         .await

@@ -238,10 +238,7 @@ impl Ctx {
         }
         self.set(serde_json::json!({"task_arn": arn, "last_status": "DEPROVISIONING"}))
             .await;
-        let minion = running
-            .iter()
-            .position(|c| c.name == "minion")
-            .unwrap_or(0);
+        let minion = running.iter().position(|c| c.name == "minion").unwrap_or(0);
         let exit_code = codes[minion];
         let by_name: serde_json::Map<String, serde_json::Value> = running
             .iter()
