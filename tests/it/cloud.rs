@@ -172,7 +172,10 @@ impl Cloud {
 
     /// What the Fargate player did (for failure messages).
     pub(crate) fn player_log(&self) -> Vec<String> {
-        self._player.log.lock().unwrap().clone()
+        self._player
+            .as_ref()
+            .map(|p| p.log.lock().unwrap().clone())
+            .unwrap_or_default()
     }
 
     pub(crate) fn run_dir(&self, id: &str) -> PathBuf {
