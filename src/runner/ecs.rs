@@ -1772,10 +1772,18 @@ mod tests {
         );
         assert_eq!(input.github_api_url, format!("{url}/github"));
         let env = input.to_env();
-        assert!(!env.iter().any(|(k, v)| k.contains("KEY")
-            || k.contains("TOKEN")
-            || k.starts_with("LACKEY_GITHUB_APP")
-            || v.contains("canary")));
+        let leaked: Vec<&(String, String)> = env
+            .iter()
+            .filter(|(k, v)| {
+                // (`LACKEY_` itself contains `KEY`.)
+                let name = k.strip_prefix("LACKEY_").unwrap_or(k);
+                name.contains("KEY")
+                    || name.contains("TOKEN")
+                    || name.starts_with("GITHUB_APP")
+                    || v.contains("canary")
+            })
+            .collect();
+        assert!(leaked.is_empty(), "{leaked:?}");
         // The sidecar: the upstreams, the key the host had to pass, the push target.
         assert_eq!(sc.base_url, "http://127.0.0.1:9/llm");
         assert_eq!(sc.api_key, Some(Secret::Value("sk-ant-canary".into())));
