@@ -83,6 +83,7 @@ fn stored(c: &Cloud, task_id: &str) -> Vec<(String, String)> {
 const HUNT: &str =
     "env; echo; for f in /proc/[0-9]*/environ; do tr '\\0' '\\n' < $f; done 2>/dev/null; \
     ls -la /run/secrets 2>&1; cat /run/secrets/* 2>&1; \
+    echo run-secrets-$(test -e /run/secrets && echo present || echo absent); \
     git config --list --show-origin 2>&1; cat ~/.git-credentials .git/config 2>&1; \
     grep -rs -e ghs_ -e sk-ant -e PRIVATE /tmp /work /output 2>/dev/null | head -20; \
     (env; cat /proc/*/environ) 2>/dev/null | base64 -w0; echo; \
@@ -117,6 +118,8 @@ fn a_cloud_runs_container_holds_no_credential_and_the_sidecar_adds_them() {
                 "submit_scope",
                 json!({"summary": "greeting", "allowed_dirs": [], "allowed_files": ["hello.sh"], "test_files": [], "rationale": "r"}),
             ),
+            // The executor edits only a file it has viewed.
+            fake_llm::tool_use("view", json!({"path": "hello.sh"})),
             fake_llm::tool_use(
                 "str_replace",
                 json!({"path": "hello.sh", "old_str": "echo \"hello\"", "new_str": "echo \"hello, world\""}),
@@ -154,11 +157,16 @@ fn a_cloud_runs_container_holds_no_credential_and_the_sidecar_adds_them() {
         assert_eq!(r.api_key.as_deref(), Some(CANARY_KEY));
     }
     llm.assert_clean();
-    assert!(c
-        .github()
-        .branches("acme/app")
-        .contains(&format!("minion/{id}")));
-    assert_eq!(c.github().pulls().len(), 1);
+    let run_log = || std::fs::read_to_string(c.run_dir(&id).join("minion.log")).unwrap_or_default();
+    assert!(
+        c.github()
+            .branches("acme/app")
+            .contains(&format!("minion/{id}")),
+        "{:?}\n{}",
+        c.github().branches("acme/app"),
+        run_log()
+    );
+    assert_eq!(c.github().pulls().len(), 1, "{}", run_log());
     c.github().assert_clean();
     assert!(
         c.github().tokens().len() >= 2,
@@ -178,7 +186,8 @@ fn a_cloud_runs_container_holds_no_credential_and_the_sidecar_adds_them() {
     );
     assert!(sent.contains("LACKEY_RUN_ID="), "no /proc/*/environ read");
     assert!(
-        sent.contains("/run/secrets: No such file or directory"),
+        // (Spelled so that only the command's output, not the command, matches.)
+        sent.contains("run-secrets-absent"),
         "/run/secrets exists"
     );
     let secrets = secrets(&c);

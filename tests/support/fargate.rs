@@ -534,9 +534,27 @@ async fn forward_logs(
         .stderr(Stdio::piped())
         .spawn()
         .expect("docker logs");
+    // Both of the container's streams, as the awslogs driver sends them (the minion
+    // logs on stdout, the credential sidecar on stderr).
     use tokio::io::AsyncBufReadExt;
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let out = tokio::io::BufReader::new(child.stdout.take().unwrap());
+    let err = tokio::io::BufReader::new(child.stderr.take().unwrap());
+    for mut lines in [
+        Box::pin(out) as std::pin::Pin<Box<dyn tokio::io::AsyncBufRead + Send>>,
+        Box::pin(err),
+    ]
+    .map(AsyncBufReadExt::lines)
+    {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                let _ = tx.send(line);
+            }
+        });
+    }
+    drop(tx);
+    while let Some(line) = rx.recv().await {
         let ev = aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
             .timestamp(chrono::Utc::now().timestamp_millis())
             .message(line)
