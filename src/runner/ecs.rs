@@ -889,12 +889,18 @@ pub(crate) fn check_isolation(
 /// The sidecar's address on the task's loopback: a port taken from the run id, so runs
 /// that share a network namespace (the test harness's tasks all use the host's) do not
 /// meet. On Fargate every task has a namespace of its own, where any port is free.
+/// The port is below Linux's ephemeral range (32768–60999 by default), where an
+/// outgoing connection of the namespace could hold it and the bind would fail.
 pub(crate) fn sidecar_listen(run_id: &str) -> String {
     use sha2::Digest;
     let h = sha2::Sha256::digest(run_id.as_bytes());
-    let port = 20_000 + u16::from_be_bytes([h[0], h[1]]) % 40_000;
+    let port = SIDECAR_PORTS.start
+        + u16::from_be_bytes([h[0], h[1]]) % (SIDECAR_PORTS.end - SIDECAR_PORTS.start);
     format!("127.0.0.1:{port}")
 }
+
+/// Where [`sidecar_listen`] takes its port from: neither privileged nor ephemeral.
+const SIDECAR_PORTS: std::ops::Range<u16> = 20_000..32_000;
 
 /// Move a run's credentials and upstreams from the minion's input to the sidecar's: the
 /// minion gets the sidecar's URL for the LLM, git and the GitHub API, and no key, no
@@ -1806,7 +1812,9 @@ mod tests {
                 .unwrap()
         };
         assert_eq!(port("a"), port("a"));
-        assert!((20_000..60_000).contains(&port("a")));
+        for id in ["a", "20261129-022637-d2b5", "20261129-022154-b16f"] {
+            assert!((20_000..32_768).contains(&port(id)), "{id}: {}", port(id));
+        }
         // Both containers' environments are in the overrides, each under its name.
         let o = task_overrides(&env, Some(&sc.to_env()));
         let names: Vec<&str> = o
