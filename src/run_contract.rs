@@ -123,8 +123,9 @@ impl std::fmt::Debug for Secret {
 pub enum GithubAuth {
     /// A ready token (wins over App credentials).
     Token(Secret),
-    /// App credentials: the minion mints its own token, narrowed to the repository. The
-    /// key is absent on the host side when the platform injects it.
+    /// App credentials: whoever holds them (the credential sidecar, or the minion of a
+    /// hand-made task definition) mints the token, narrowed to the repository. The key
+    /// is absent on the host side when the platform injects it.
     App {
         app_id: String,
         installation_id: String,
