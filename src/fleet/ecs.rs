@@ -22,8 +22,8 @@ use std::time::Duration;
 
 use aws_sdk_ecs::operation::run_task::builders::RunTaskFluentBuilder;
 use aws_sdk_ecs::types::{
-    AssignPublicIp, AwsVpcConfiguration, ContainerOverride, KeyValuePair, LaunchType,
-    NetworkConfiguration, Tag, TaskField, TaskOverride,
+    AssignPublicIp, AwsVpcConfiguration, LaunchType, NetworkConfiguration, Tag, TaskField,
+    TaskOverride,
 };
 
 use super::engine::{FleetBackend, LaunchError, Pacing, Polled};
@@ -34,7 +34,8 @@ use crate::output::Reporter;
 use crate::ownership;
 use crate::run_contract::{var, GithubAuth, RepoSource, Secret, TaskSource};
 use crate::runner::ecs::{
-    role_not_assumable, CloudSpec, TaskState, OVERRIDES_LIMIT, ROLE_PROPAGATION_WAIT,
+    check_isolation, isolation_of, overrides_size, role_not_assumable, task_overrides,
+    through_sidecar, CloudSpec, TaskState, OVERRIDES_LIMIT, ROLE_PROPAGATION_WAIT,
 };
 use crate::runner::{HostEnd, RunSpec};
 use crate::summary::{RunSummary, Runtime};
@@ -74,6 +75,9 @@ pub struct EcsFleet {
     github_token: Option<String>,
     /// The Anthropic key, when the task definition does not inject it (likewise).
     api_key: Option<String>,
+    /// Whether the task definition has the credential sidecar (the credentials then go
+    /// to it, never to the minion's container).
+    isolated: bool,
     /// Local repository → (bundle URL in S3, its branch).
     bundles: HashMap<PathBuf, (String, Option<String>)>,
     specs: SpecFn,
@@ -177,11 +181,13 @@ impl EcsFleet {
                 Err(e) => reporter.warn(&format!("{e:#}; using the image ECR already holds")),
             }
         }
-        let injected: Vec<String> = td
-            .task_definition()
-            .and_then(|t| t.container_definitions().first())
-            .map(|c| c.secrets().iter().map(|s| s.name().to_string()).collect())
-            .unwrap_or_default();
+        let isolation = isolation_of(
+            td.task_definition()
+                .map(|t| t.container_definitions())
+                .unwrap_or_default(),
+        );
+        check_isolation(&isolation, &cloud, reporter)?;
+        let injected: Vec<String> = isolation.injected().to_vec();
         let github_key_injected = injected.iter().any(|n| n == var::GITHUB_APP_PRIVATE_KEY);
         let mut github_token = None;
         let mut api_key = None;
@@ -276,6 +282,7 @@ impl EcsFleet {
             github_templates,
             github_token,
             api_key,
+            isolated: isolation.isolated(),
             bundles,
             specs,
             states: Mutex::new(HashMap::new()),
@@ -291,7 +298,7 @@ impl EcsFleet {
         &self,
         spec: &RunSpec,
         deadline_unix: f64,
-    ) -> anyhow::Result<Vec<(String, String)>> {
+    ) -> anyhow::Result<TaskOverride> {
         let deadline = std::time::UNIX_EPOCH + Duration::from_secs_f64(deadline_unix.max(0.0));
         let template = spec.github_repo.as_ref().and_then(|r| {
             self.github_templates
@@ -337,11 +344,14 @@ impl EcsFleet {
         input.bucket = Some(self.cloud.bucket.clone());
         input.s3_prefix = Some(spec.run_id.clone());
         input.aws_region = Some(self.cloud.region.clone());
-        let size = |env: &[(String, String)]| -> usize {
-            serde_json::to_string(&serde_json::json!({"containerOverrides": [{"name": "minion", "environment": env.iter().map(|(k, v)| serde_json::json!({"name": k, "value": v})).collect::<Vec<_>>()}]})).map(|s| s.len()).unwrap_or(0)
-        };
+        // With the credential sidecar, the credentials and upstreams move to it, with the
+        // run's push target (its branch, decided above; never the default branch).
+        let sidecar = self.isolated.then(|| {
+            let target = spec.push_target(input.base_ref.clone());
+            through_sidecar(&mut input, target).to_env()
+        });
         let mut env = input.to_env();
-        if size(&env) > OVERRIDES_LIMIT - 512 {
+        if overrides_size(&env, sidecar.as_deref()) > OVERRIDES_LIMIT - 512 {
             if let TaskSource::Inline(task) = &input.task {
                 let key = crate::runner::ecs::input_key(&spec.run_id, "task.txt");
                 crate::cloud::s3::put_text(&self.s3, &self.cloud.bucket, &key, task).await?;
@@ -349,13 +359,13 @@ impl EcsFleet {
                 env = input.to_env();
             }
         }
-        if size(&env) > OVERRIDES_LIMIT {
+        let size = overrides_size(&env, sidecar.as_deref());
+        if size > OVERRIDES_LIMIT {
             return Err(anyhow::anyhow!(
-                "the run's environment overrides are {} characters, over ECS's limit of {OVERRIDES_LIMIT}",
-                size(&env)
+                "the run's environment overrides are {size} characters, over ECS's limit of {OVERRIDES_LIMIT}"
             ));
         }
-        Ok(env)
+        Ok(task_overrides(&env, sidecar.as_deref()))
     }
 
     fn spec(&self, run: &FleetRun, task: &FleetTask) -> anyhow::Result<RunSpec> {
@@ -397,7 +407,11 @@ impl EcsFleet {
             let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
             for t in d.tasks() {
                 let Some(arn) = t.task_arn() else { continue };
-                let c = t.containers().first();
+                let c = t
+                    .containers()
+                    .iter()
+                    .find(|c| c.name() == Some(crate::run_contract::MINION_CONTAINER))
+                    .or(t.containers().first());
                 let state = TaskState {
                     last_status: t.last_status().unwrap_or_default().to_string(),
                     stop_code: t.stop_code().map(|s| s.as_str().to_string()),
@@ -512,22 +526,10 @@ impl FleetBackend for EcsFleet {
         let deadline = run
             .deadline_unix
             .unwrap_or_else(|| chrono::Utc::now().timestamp() as f64 + spec.timeout.as_secs_f64());
-        let env = self.environment(&spec, deadline).await.map_err(failed)?;
+        let overrides = self.environment(&spec, deadline).await.map_err(failed)?;
         let dir = spec.artifacts_dir();
         std::fs::create_dir_all(&dir)
             .map_err(|e| LaunchError::Failed(format!("cannot create `{}`: {e}", dir.display())))?;
-        let overrides = TaskOverride::builder()
-            .container_overrides(
-                ContainerOverride::builder()
-                    .name("minion")
-                    .set_environment(Some(
-                        env.iter()
-                            .map(|(k, v)| KeyValuePair::builder().name(k).value(v).build())
-                            .collect(),
-                    ))
-                    .build(),
-            )
-            .build();
         let tags = vec![
             Tag::builder()
                 .key(ownership::TAG_STACK)

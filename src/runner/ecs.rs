@@ -5,11 +5,18 @@
 //! `Downloading artifacts to …`, the summary.
 //!
 //! What must stay true:
-//! * No secret travels through RunTask: the task definition `lackey up` registers has
-//!   ECS inject the Anthropic key and the GitHub App key from Secrets Manager, and the
-//!   minion mints its own installation token. (A hand-made task definition without those
-//!   entries still works: the values then go as environment overrides, with a warning,
-//!   because anyone with `ecs:DescribeTasks` can read them.)
+//! * No secret enters the minion's container: the task definition `lackey up` registers
+//!   has two containers, the minion and the credential sidecar (`lackey proxy`,
+//!   `proxy::sidecar`), and ECS injects the Anthropic key and the GitHub App key from
+//!   Secrets Manager into the sidecar only. The sidecar mints the installation token and
+//!   adds the credentials on the way out; the minion is told its address
+//!   (`LACKEY_PROXY_URL`) and reaches the LLM, git and the GitHub API through it
+//!   ([`through_sidecar`]). A task definition made by hand (one container with the
+//!   secrets) still runs, with a warning on every run, unless
+//!   `[run] require_isolation` refuses it ([`check_isolation`]).
+//! * No secret travels through RunTask either: a value the task definition does not
+//!   inject goes as an environment override only as a fallback, with a warning, because
+//!   anyone with `ecs:DescribeTasks` can read it.
 //! * Overrides stay under ECS's 8,192-character limit: a long task goes through S3.
 //! * Every task the process watches is polled by one DescribeTasks call per tick
 //!   ([`TaskWatcher`]), with backoff, for as long as the run takes.
@@ -39,7 +46,10 @@ use crate::aws::{Aws, AwsResultExt};
 use crate::error::Fail;
 use crate::output::Reporter;
 use crate::ownership;
-use crate::run_contract::{var, GithubAuth, MinionInput, RepoSource, Secret, TaskSource};
+use crate::run_contract::{
+    var, GithubAuth, Isolation, MinionInput, RepoSource, Secret, SidecarInput, TaskSource,
+    MINION_CONTAINER, SIDECAR_CONTAINER,
+};
 use crate::summary::{RunSummary, Runtime};
 
 /// ECS's limit on the JSON of a RunTask's overrides.
@@ -74,6 +84,9 @@ pub struct CloudSpec {
     pub repository: String,
     pub anthropic_secret: String,
     pub github: Option<GithubTarget>,
+    /// `[run] require_isolation`: refuse a task definition without the credential
+    /// sidecar rather than warn.
+    pub require_isolation: bool,
 }
 
 impl CloudSpec {
@@ -120,6 +133,7 @@ impl CloudSpec {
                 .require(&keys::SECRETS_ANTHROPIC_API_KEY)?
                 .to_string(),
             github,
+            require_isolation: settings.flag(&keys::RUN_REQUIRE_ISOLATION),
         })
     }
 
@@ -219,7 +233,11 @@ impl TaskWatcher {
                         let map = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
                         for t in out.tasks() {
                             let Some(arn) = t.task_arn() else { continue };
-                            let c = t.containers().first();
+                            let c = t
+                                .containers()
+                                .iter()
+                                .find(|c| c.name() == Some(MINION_CONTAINER))
+                                .or(t.containers().first());
                             let state = TaskState {
                                 last_status: t.last_status().unwrap_or_default().to_string(),
                                 stop_code: t.stop_code().map(|s| s.as_str().to_string()),
@@ -412,18 +430,21 @@ impl<A: Borrow<Aws> + Send + Sync> Ecs<A> {
                     anyhow::Error::new(crate::aws::render_sdk_error(e))
                 }
             })?;
-        let container = td
+        let containers = td
             .task_definition()
-            .and_then(|t| t.container_definitions().first());
+            .map(|t| t.container_definitions())
+            .unwrap_or_default();
+        let minion = containers
+            .iter()
+            .find(|c| c.name() == Some(MINION_CONTAINER))
+            .or(containers.first());
         Ok(TaskDefinitionFacts {
             arch: td
                 .task_definition()
                 .map(crate::cloud::ecr::task_definition_architecture)
                 .unwrap_or(crate::image::CpuArch::X86_64),
-            injected: container
-                .map(|c| c.secrets().iter().map(|s| s.name().to_string()).collect())
-                .unwrap_or_default(),
-            log_group: container
+            isolation: isolation_of(containers),
+            log_group: minion
                 .and_then(|c| c.log_configuration())
                 .and_then(|l| l.options())
                 .and_then(|o| o.get("awslogs-group").cloned())
@@ -496,9 +517,9 @@ impl<A: Borrow<Aws> + Send + Sync> Ecs<A> {
     }
 
     /// Launch, first wave: where the minion gets its repository. On GitHub the token
-    /// minted by `github_proof` (the minion mints its own from the injected key); a
-    /// local repository goes up as a bundle (with the `--push-to` branch) and comes
-    /// back as one.
+    /// minted by `github_proof` (the task mints its own from the injected key: the
+    /// sidecar, or a hand-made definition's minion); a local repository goes up as a
+    /// bundle (with the `--push-to` branch) and comes back as one.
     async fn fetch_source(
         &self,
         cloud: &CloudSpec,
@@ -603,18 +624,17 @@ impl<A: Borrow<Aws> + Send + Sync> Ecs<A> {
         Ok(())
     }
 
-    /// Launch phase 4: the environment overrides, under ECS's size limit (a long task
-    /// goes through S3).
+    /// Launch phase 4: the environment overrides (the minion's, and the sidecar's when
+    /// the task has one), under ECS's size limit (a long task goes through S3).
     async fn overrides(
         &self,
         cloud: &CloudSpec,
         input: &mut MinionInput,
-    ) -> anyhow::Result<Vec<(String, String)>> {
-        let size = |env: &[(String, String)]| -> usize {
-            serde_json::to_string(&serde_json::json!({"containerOverrides": [{"name": "minion", "environment": env.iter().map(|(k, v)| serde_json::json!({"name": k, "value": v})).collect::<Vec<_>>()}]})).map(|s| s.len()).unwrap_or(0)
-        };
+        sidecar: Option<&SidecarInput>,
+    ) -> anyhow::Result<TaskOverride> {
+        let sc = sidecar.map(SidecarInput::to_env);
         let mut env = input.to_env();
-        if size(&env) > OVERRIDES_LIMIT - 512 {
+        if overrides_size(&env, sc.as_deref()) > OVERRIDES_LIMIT - 512 {
             if let TaskSource::Inline(task) = &input.task {
                 let key = input_key(&input.run_id, "task.txt");
                 crate::cloud::s3::put_text(&self.aws().s3(), &cloud.bucket, &key, task).await?;
@@ -622,13 +642,13 @@ impl<A: Borrow<Aws> + Send + Sync> Ecs<A> {
                 env = input.to_env();
             }
         }
-        if size(&env) > OVERRIDES_LIMIT {
+        let size = overrides_size(&env, sc.as_deref());
+        if size > OVERRIDES_LIMIT {
             return Err(anyhow::anyhow!(
-                "the run's environment overrides are {} characters, over ECS's limit of {OVERRIDES_LIMIT}",
-                size(&env)
+                "the run's environment overrides are {size} characters, over ECS's limit of {OVERRIDES_LIMIT}"
             ));
         }
-        Ok(env)
+        Ok(task_overrides(&env, sc.as_deref()))
     }
 
     /// Launch phase 5: RunTask, retrying capacity failures (they come back in
@@ -638,22 +658,10 @@ impl<A: Borrow<Aws> + Send + Sync> Ecs<A> {
         &self,
         cloud: &CloudSpec,
         run_id: &str,
-        env: &[(String, String)],
+        overrides: TaskOverride,
         reporter: &dyn Reporter,
         cancel: &CancellationToken,
     ) -> anyhow::Result<(String, String, RunTaskFluentBuilder)> {
-        let overrides = TaskOverride::builder()
-            .container_overrides(
-                ContainerOverride::builder()
-                    .name("minion")
-                    .set_environment(Some(
-                        env.iter()
-                            .map(|(k, v)| KeyValuePair::builder().name(k).value(v).build())
-                            .collect(),
-                    ))
-                    .build(),
-            )
-            .build();
         let network = NetworkConfiguration::builder()
             .awsvpc_configuration(
                 AwsVpcConfiguration::builder()
@@ -834,9 +842,136 @@ enum Probed {
 /// What the task definition tells a launch.
 struct TaskDefinitionFacts {
     arch: crate::image::CpuArch,
-    /// The variables ECS injects from Secrets Manager.
-    injected: Vec<String>,
+    /// Which container ECS injects the secrets into.
+    isolation: Isolation,
     log_group: String,
+}
+
+/// A task definition's containers as [`Isolation`] reads them.
+pub(crate) fn isolation_of(containers: &[aws_sdk_ecs::types::ContainerDefinition]) -> Isolation {
+    Isolation::of(containers.iter().map(|c| {
+        (
+            c.name().unwrap_or_default().to_string(),
+            c.secrets().iter().map(|s| s.name().to_string()).collect(),
+            c.depends_on()
+                .iter()
+                .map(|d| d.container_name().to_string())
+                .collect(),
+        )
+    }))
+}
+
+/// Before anything is launched: a task definition without the credential sidecar (one
+/// made by hand) hands the secrets to the minion's container.
+/// Such a run still goes, with a warning, unless `[run] require_isolation` is set.
+pub(crate) fn check_isolation(
+    isolation: &Isolation,
+    cloud: &CloudSpec,
+    reporter: &dyn Reporter,
+) -> anyhow::Result<()> {
+    if isolation.isolated() {
+        return Ok(());
+    }
+    let family = &cloud.task_family;
+    if cloud.require_isolation {
+        return Err(Fail::new(format!(
+            "task definition `{family}` has no credential sidecar: the minion's container would hold the Anthropic key and the GitHub credentials, and [run] require_isolation is set"
+        ))
+        .with_hint("run `lackey up --adopt` to register the task definition with the credential sidecar (or unset [run] require_isolation / LACKEY_REQUIRE_ISOLATION)")
+        .into());
+    }
+    reporter.warn(&format!(
+        "task definition `{family}` has no credential sidecar: the Anthropic key and the GitHub credentials reach the minion's container, where any command the agent runs can read them; run `lackey up --adopt` to register the isolated task definition (set [run] require_isolation = true to refuse such runs)"
+    ));
+    Ok(())
+}
+
+/// The sidecar's address on the task's loopback: a port taken from the run id, so runs
+/// that share a network namespace (the test harness's tasks all use the host's) do not
+/// meet. On Fargate every task has a namespace of its own, where any port is free.
+/// The port is below Linux's ephemeral range (32768–60999 by default), where an
+/// outgoing connection of the namespace could hold it and the bind would fail.
+pub(crate) fn sidecar_listen(run_id: &str) -> String {
+    use sha2::Digest;
+    let h = sha2::Sha256::digest(run_id.as_bytes());
+    let port = SIDECAR_PORTS.start
+        + u16::from_be_bytes([h[0], h[1]]) % (SIDECAR_PORTS.end - SIDECAR_PORTS.start);
+    format!("127.0.0.1:{port}")
+}
+
+/// Where [`sidecar_listen`] takes its port from: neither privileged nor ephemeral.
+const SIDECAR_PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// Move a run's credentials and upstreams from the minion's input to the sidecar's: the
+/// minion gets the sidecar's URL for the LLM, git and the GitHub API, and no key, no
+/// token and no App credentials; the sidecar gets the key or token the host had to pass
+/// (when ECS does not inject it) and the run's push target, decided on the host before
+/// launch ([`RunSpec::push_target`]: the run's branch, which only `--push-to` lets it
+/// fast-forward, and the default branch, never pushed).
+pub(crate) fn through_sidecar(
+    input: &mut MinionInput,
+    target: crate::proxy::PushTarget,
+) -> SidecarInput {
+    let listen = sidecar_listen(&input.run_id);
+    let url = format!("http://{listen}");
+    let mut sc = SidecarInput::new(&listen);
+    sc.stubs = input.stubs;
+    sc.base_url = std::mem::replace(
+        &mut input.base_url,
+        crate::run_contract::default::ANTHROPIC_BASE_URL.to_string(),
+    );
+    sc.api_key = input.api_key.take();
+    sc.github = input.github.take();
+    if let Some(repo) = input.github_repo.clone() {
+        sc.github_repo = Some(repo.clone());
+        sc.github_api_url = std::mem::replace(&mut input.github_api_url, format!("{url}/github"));
+        sc.github_git_url = std::mem::replace(&mut input.github_git_url, format!("{url}/git"));
+        input.repo = RepoSource::Url(format!("{url}/git/{repo}.git"));
+        sc.push_branch = Some(target.branch);
+        sc.push_may_update = target.may_update;
+        sc.default_branch = target.default_branch;
+    } else {
+        sc.github = None;
+    }
+    input.proxy_url = Some(url);
+    sc
+}
+
+/// RunTask's overrides: each container's environment.
+pub(crate) fn task_overrides(
+    minion: &[(String, String)],
+    sidecar: Option<&[(String, String)]>,
+) -> TaskOverride {
+    let one = |name: &str, env: &[(String, String)]| {
+        ContainerOverride::builder()
+            .name(name)
+            .set_environment(Some(
+                env.iter()
+                    .map(|(k, v)| KeyValuePair::builder().name(k).value(v).build())
+                    .collect(),
+            ))
+            .build()
+    };
+    let mut b = TaskOverride::builder().container_overrides(one(MINION_CONTAINER, minion));
+    if let Some(env) = sidecar {
+        b = b.container_overrides(one(SIDECAR_CONTAINER, env));
+    }
+    b.build()
+}
+
+/// The size of the overrides' JSON, as ECS counts it against [`OVERRIDES_LIMIT`].
+pub(crate) fn overrides_size(
+    minion: &[(String, String)],
+    sidecar: Option<&[(String, String)]>,
+) -> usize {
+    let one = |name: &str, env: &[(String, String)]| serde_json::json!({"name": name, "environment": env.iter().map(|(k, v)| serde_json::json!({"name": k, "value": v})).collect::<Vec<_>>()});
+    let mut list = vec![one(MINION_CONTAINER, minion)];
+    if let Some(env) = sidecar {
+        list.push(one(SIDECAR_CONTAINER, env));
+    }
+    serde_json::to_string(&serde_json::json!({ "containerOverrides": list }))
+        .map(|s| s.len())
+        .unwrap_or(0)
 }
 
 #[async_trait::async_trait]
@@ -886,20 +1021,30 @@ impl<A: Borrow<Aws> + Send + Sync> Backend for Ecs<A> {
         };
         let spec: &RunSpec = spec;
         let launched = async {
+            // Before any push: a definition without the credential sidecar is warned
+            // about, or refused under `[run] require_isolation`.
+            check_isolation(&td.isolation, cloud, reporter)?;
             Self::ensure_image(probed, td.arch, reporter).await?;
             let deadline = SystemTime::now() + spec.timeout;
             let mut input = spec.minion_input(Runtime::Cloud, deadline);
-            Self::source(cloud, source, &td.injected, &mut input, reporter);
-            self.api_key(cloud, spec, &td.injected, &mut input, reporter)
+            let injected = td.isolation.injected();
+            Self::source(cloud, source, injected, &mut input, reporter);
+            self.api_key(cloud, spec, injected, &mut input, reporter)
                 .await?;
             // What `env.GITHUB_TOKEN` means in a blueprint: this run can push.
             input.can_push = Some(cloud.github.is_some());
             input.bucket = Some(cloud.bucket.clone());
             input.s3_prefix = Some(spec.run_id.clone());
             input.aws_region = Some(cloud.region.clone());
-            let env = self.overrides(cloud, &mut input).await?;
+            // With the credential sidecar, the credentials and upstreams move from the
+            // minion's input to the sidecar's, with the push target decided above.
+            let sidecar = td.isolation.isolated().then(|| {
+                let target = spec.push_target(input.base_ref.clone());
+                through_sidecar(&mut input, target)
+            });
+            let overrides = self.overrides(cloud, &mut input, sidecar.as_ref()).await?;
             let task = self
-                .run_task(cloud, &spec.run_id, &env, reporter, cancel)
+                .run_task(cloud, &spec.run_id, overrides, reporter, cancel)
                 .await?;
             Ok::<_, anyhow::Error>((task, td.log_group))
         }
@@ -1614,5 +1759,114 @@ mod tests {
             "EssentialContainerExited",
             "unable to assume the role"
         )));
+    }
+
+    #[test]
+    fn through_the_sidecar_the_minion_keeps_no_credential_and_the_sidecar_gets_them() {
+        let mut input = MinionInput::new("20261128-220000-ab12", "t");
+        input.runtime = Runtime::Cloud;
+        input.base_url = "http://127.0.0.1:9/llm".into();
+        input.api_key = Some(Secret::Value("sk-ant-canary".into()));
+        input.github = Some(GithubAuth::App {
+            app_id: "1".into(),
+            installation_id: "2".into(),
+            private_key: None,
+        });
+        input.github_repo = Some("acme/app".into());
+        input.github_api_url = "http://127.0.0.1:8/api".into();
+        input.github_git_url = "http://127.0.0.1:8".into();
+        input.repo = RepoSource::Url("http://127.0.0.1:8/acme/app.git".into());
+        input.base_ref = Some("main".into());
+        let target = crate::proxy::PushTarget {
+            branch: input.branch.clone(),
+            may_update: false,
+            default_branch: input.base_ref.clone(),
+        };
+        let sc = through_sidecar(&mut input, target);
+        // The minion: no key, no App credentials, everything through the sidecar.
+        let url = input.proxy_url.clone().unwrap();
+        assert_eq!(url, format!("http://{}", sc.listen));
+        assert_eq!(input.api_key, None);
+        assert_eq!(input.github, None);
+        assert!(input.secrets().is_empty());
+        assert_eq!(
+            input.repo,
+            RepoSource::Url(format!("{url}/git/acme/app.git"))
+        );
+        assert_eq!(input.github_api_url, format!("{url}/github"));
+        let env = input.to_env();
+        let leaked: Vec<&(String, String)> = env
+            .iter()
+            .filter(|(k, v)| {
+                // (`LACKEY_` itself contains `KEY`.)
+                let name = k.strip_prefix("LACKEY_").unwrap_or(k);
+                name.contains("KEY")
+                    || name.contains("TOKEN")
+                    || name.starts_with("GITHUB_APP")
+                    || v.contains("canary")
+            })
+            .collect();
+        assert!(leaked.is_empty(), "{leaked:?}");
+        // The sidecar: the upstreams, the key the host had to pass, the push target.
+        assert_eq!(sc.base_url, "http://127.0.0.1:9/llm");
+        assert_eq!(sc.api_key, Some(Secret::Value("sk-ant-canary".into())));
+        assert_eq!(sc.github_repo.as_deref(), Some("acme/app"));
+        assert_eq!(sc.github_git_url, "http://127.0.0.1:8");
+        assert_eq!(
+            sc.push_branch.as_deref(),
+            Some("minion/20261128-220000-ab12")
+        );
+        assert_eq!(sc.default_branch.as_deref(), Some("main"));
+        assert!(!sc.push_may_update, "a new branch may only be created");
+        assert!(matches!(sc.github, Some(GithubAuth::App { .. })));
+        // One port per run, the same every time, never a privileged or ephemeral one.
+        let port = |id: &str| -> u16 {
+            sidecar_listen(id)
+                .rsplit(':')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        assert_eq!(port("a"), port("a"));
+        for id in ["a", "20261129-022637-d2b5", "20261129-022154-b16f"] {
+            assert!((20_000..32_768).contains(&port(id)), "{id}: {}", port(id));
+        }
+        // Both containers' environments are in the overrides, each under its name.
+        let o = task_overrides(&env, Some(&sc.to_env()));
+        let names: Vec<&str> = o
+            .container_overrides()
+            .iter()
+            .filter_map(|c| c.name())
+            .collect();
+        assert_eq!(names, [MINION_CONTAINER, SIDECAR_CONTAINER]);
+        assert!(overrides_size(&env, Some(&sc.to_env())) > overrides_size(&env, None));
+        // `--push-to`: the existing branch the host decided is the push target, which the
+        // sidecar lets be fast-forwarded; the default branch goes with it.
+        let env = crate::config::EnvVars::from_pairs(
+            vec![("LACKEY_REPO".to_string(), "acme/app".to_string())],
+            Vec::new(),
+        );
+        let settings =
+            crate::config::Settings::resolve(&[], &env, &crate::config::ConfigFile::default())
+                .unwrap();
+        let mut spec = RunSpec::from_settings(&settings, "t", true).unwrap();
+        spec.branch = "feature".into();
+        spec.push_to = Some("feature".into());
+        let mut input = spec.minion_input(Runtime::Cloud, SystemTime::now());
+        input.github_repo = Some("acme/app".into());
+        input.base_ref = Some("main".into());
+        let target = spec.push_target(input.base_ref.clone());
+        let sc = through_sidecar(&mut input, target);
+        assert_eq!(sc.push_branch.as_deref(), Some("feature"));
+        assert!(sc.push_may_update);
+        assert_eq!(sc.default_branch.as_deref(), Some("main"));
+        assert!(sc
+            .to_env()
+            .contains(&(var::PUSH_MAY_UPDATE.to_string(), "1".to_string())));
+        assert!(
+            input.branch_exists,
+            "the minion still checks the branch out"
+        );
     }
 }

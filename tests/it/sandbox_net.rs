@@ -27,7 +27,7 @@ const KEY: &str = "sk-ant-api03-CANARY-proxy-7c7c7c7c7c7c7c7c";
 
 /// Every way the canary could be written down: as is, reversed, and in base64 at each
 /// of the three alignments it can take inside a longer encoded text.
-fn encodings(secret: &str) -> Vec<String> {
+pub(crate) fn encodings(secret: &str) -> Vec<String> {
     use base64::Engine;
     let b64 = base64::engine::general_purpose::STANDARD;
     let mut v = vec![secret.to_string(), secret.chars().rev().collect()];
@@ -151,6 +151,18 @@ async fn the_proxy_adds_the_api_key_and_refuses_every_other_llm_call() {
     for r in &refusals {
         assert_no_canary("a refusal line", r);
     }
+    // The container reads its own refusals back (a cloud minion copies them into its
+    // log); asking is not a request that goes upstream or counts as one.
+    let told = client
+        .get(format!("{base}{}", lackey::proxy::REFUSALS_PATH))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(told.lines().collect::<Vec<_>>(), refusals);
+    assert_eq!(proxy.refusals().len(), 5);
     // A stub run's proxy has no key: even the one allowed call is refused.
     let stub = Proxy::serve_tcp("127.0.0.1:0".parse().unwrap(), ProxyConfig::default())
         .await
