@@ -407,3 +407,34 @@ mod tests {
         assert_eq!(human_duration(Duration::from_secs(185)), "3m 05s");
     }
 }
+
+/// A line that came from a run (its log, its container's output) made safe for a
+/// terminal: control characters but the tab are shown escaped (`\u{1b}`), so a hostile
+/// process cannot move the cursor, rewrite earlier lines or set the clipboard (OSC 52).
+pub fn visible(line: &str) -> std::borrow::Cow<'_, str> {
+    if !line.chars().any(|c| c.is_control() && c != '\t') {
+        return std::borrow::Cow::Borrowed(line);
+    }
+    let mut out = String::with_capacity(line.len() + 8);
+    for c in line.chars() {
+        if c.is_control() && c != '\t' {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod visible_tests {
+    #[test]
+    fn control_characters_from_a_run_are_shown_escaped() {
+        assert_eq!(super::visible("plain\ttext"), "plain\ttext");
+        let osc52 = "\u{1b}]52;c;Y3VybCBldmlsfHNo\u{7}done";
+        let shown = super::visible(osc52);
+        assert!(!shown.chars().any(|c| c.is_control()), "{shown}");
+        assert_eq!(shown, "\\u{1b}]52;c;Y3VybCBldmlsfHNo\\u{7}done");
+        assert_eq!(super::visible("a\rb"), "a\\u{d}b");
+    }
+}

@@ -321,6 +321,16 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
             ))
         }
     };
+    if allowed.upstream == policy::Upstream::Llm {
+        if parts.headers.contains_key(hyper::header::CONTENT_ENCODING) {
+            return Ok(state.refuse(&method, &path, "an encoded LLM request cannot be checked"));
+        }
+        if let Err(reason) =
+            policy::check_message(&body, parts.headers.contains_key("anthropic-beta"))
+        {
+            return Ok(state.refuse(&method, &path, &reason));
+        }
+    }
     if allowed.receive_pack || allowed.create_pull {
         // Only checked bytes go upstream: nothing the check could not read.
         if parts.headers.contains_key(hyper::header::CONTENT_ENCODING) {

@@ -854,7 +854,7 @@ pub async fn follow_logs(docker: &Engine, name: &str, print: impl Fn(&str)) {
     );
     while let Some(Ok(chunk)) = logs.next().await {
         for line in String::from_utf8_lossy(&chunk.into_bytes()).lines() {
-            print(line);
+            print(&crate::output::visible(line));
         }
     }
 }

@@ -1240,7 +1240,7 @@ impl<A: Borrow<Aws> + Send + Sync> Backend for Ecs<A> {
         match crate::cloud::s3::get_text(&self.aws().s3(), &self.target.bucket, &key).await {
             Ok(text) => {
                 for line in text.lines() {
-                    sink(line);
+                    sink(&crate::output::visible(line));
                 }
                 Ok(true)
             }

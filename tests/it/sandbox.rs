@@ -311,7 +311,10 @@ fn a_forged_branch_bundle_and_summary_bring_nothing_back() {
             // The minion finished: its own summary and no bundle (its blueprint makes
             // no branch), the planted ones gone.
             assert_eq!(s["steps"][0]["name"], "forge", "{s}");
-            assert_eq!(s["steps"][0]["success"], true, "the forger failed: {s}\n{commands}");
+            assert_eq!(
+                s["steps"][0]["success"], true,
+                "the forger failed: {s}\n{commands}"
+            );
             assert!(
                 !run.join("repo.bundle").exists() && !run.join("repo.bundle.lock").exists(),
                 "the planted bundle was left for the host"
