@@ -356,8 +356,8 @@ fn a_hand_made_task_definition_runs_with_a_warning_and_require_isolation_refuses
         "{}",
         out.stderr
     );
-    // The guide's definition still does what the guide promises: the minion pushed its
-    // branch with the token it minted from the injected key.
+    // A hand-made, one-container definition still runs end to end: the minion pushed
+    // its branch with the token it minted from the injected key.
     let id = out.json()["run_id"].as_str().unwrap().to_string();
     assert!(c
         .github()
