@@ -27,8 +27,16 @@ use std::time::Duration;
 pub use lackey::summary::ARTIFACTS;
 
 /// The `lackey` binary cargo built for these tests.
+/// The lackey the tests run: this build's, or the one `LACKEY_BIN` names (the
+/// benchmarks measure a release build that way: `make bench-stack LACKEY_BIN=…`).
 pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_lackey")
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        std::env::var("LACKEY_BIN")
+            .ok()
+            .filter(|b| !b.is_empty())
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_lackey").to_string())
+    })
 }
 
 /// Whether this is a CI run, where a missing dependency is a failure, never a skip.
