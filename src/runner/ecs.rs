@@ -18,7 +18,7 @@
 
 use std::borrow::Borrow;
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -141,6 +141,31 @@ impl TaskState {
     pub fn stopped(&self) -> bool {
         self.last_status == "STOPPED"
     }
+
+    /// The state DescribeTasks reports for a task (its first container is the minion).
+    pub fn of(t: &aws_sdk_ecs::types::Task) -> TaskState {
+        let c = t.containers().first();
+        TaskState {
+            last_status: t.last_status().unwrap_or_default().to_string(),
+            stop_code: t.stop_code().map(|s| s.as_str().to_string()),
+            stopped_reason: t.stopped_reason().map(str::to_string),
+            exit_code: c.and_then(|c| c.exit_code()),
+            container_reason: c.and_then(|c| c.reason()).map(str::to_string),
+        }
+    }
+
+    /// How the run ended, as the backend tells `collect`; `stopped`: the host stopped it.
+    pub(crate) fn end(&self, stopped: Option<HostEnd>) -> RunEnd {
+        RunEnd {
+            stopped,
+            exit_code: self.exit_code.map(i64::from),
+            reason: self
+                .stopped_reason
+                .clone()
+                .or(self.container_reason.clone()),
+            failed_to_start: self.stop_code.as_deref() == Some("TaskFailedToStart"),
+        }
+    }
 }
 
 /// Polls every watched task with one DescribeTasks call (per 100 tasks) per tick.
@@ -218,14 +243,7 @@ impl TaskWatcher {
                         let map = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
                         for t in out.tasks() {
                             let Some(arn) = t.task_arn() else { continue };
-                            let c = t.containers().first();
-                            let state = TaskState {
-                                last_status: t.last_status().unwrap_or_default().to_string(),
-                                stop_code: t.stop_code().map(|s| s.as_str().to_string()),
-                                stopped_reason: t.stopped_reason().map(str::to_string),
-                                exit_code: c.and_then(|c| c.exit_code()),
-                                container_reason: c.and_then(|c| c.reason()).map(str::to_string),
-                            };
+                            let state = TaskState::of(t);
                             if let Some(tx) = map.get(arn) {
                                 tx.send_if_modified(|old| {
                                     if *old != state {
@@ -376,7 +394,10 @@ impl<A: Borrow<Aws> + Send + Sync> Ecs<A> {
 
     /// The task definition: how the secrets reach the task, which images it can run,
     /// where its log goes.
-    async fn task_definition(&self, cloud: &CloudSpec) -> anyhow::Result<TaskDefinitionFacts> {
+    pub(crate) async fn task_definition(
+        &self,
+        cloud: &CloudSpec,
+    ) -> anyhow::Result<TaskDefinitionFacts> {
         let td = self
             .aws()
             .ecs()
@@ -417,7 +438,7 @@ impl<A: Borrow<Aws> + Send + Sync> Ecs<A> {
 
     /// Launch phase 1: the image in ECR (refused before anything starts when it cannot
     /// run there). Without Docker, the image ECR already holds is used.
-    async fn ensure_image(
+    pub(crate) async fn ensure_image(
         &self,
         cloud: &CloudSpec,
         image: &str,
@@ -444,91 +465,136 @@ impl<A: Borrow<Aws> + Send + Sync> Ecs<A> {
 
     /// Launch phase 2: where the minion gets its repository. On GitHub a token is minted
     /// now (it proves the app, the key and the repository) and the minion mints its own
-    /// from the injected key; a local repository goes up as a bundle and comes back as
-    /// one.
+    /// from the injected key; a local repository goes up as a bundle (under `key`) and
+    /// comes back as one. None: the run names no repository.
     async fn source(
         &self,
         cloud: &CloudSpec,
         spec: &RunSpec,
         injected: &[String],
-        input: &mut MinionInput,
         reporter: &dyn Reporter,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<Option<Source>> {
         if let Some(gh) = &cloud.github {
-            reporter.info("Minting GitHub App installation token...");
-            let key = crate::cloud::secrets::get_github_app_private_key(self.aws(), &gh.key_secret)
-                .await?;
-            let client = crate::github::GitHub::new(&gh.api_url);
-            let repo_name = gh.repo.split_once('/').map(|(_, n)| n).unwrap_or(&gh.repo);
-            let token = client
-                .installation_token(&gh.app_id, &key, &gh.installation_id, Some(repo_name))
-                .await?;
-            input.base_ref = Some(client.default_branch(&token.token, &gh.repo).await?);
-            input.repo = RepoSource::Url(format!(
-                "{}/{}.git",
-                gh.git_url.trim_end_matches('/'),
-                gh.repo
+            return Ok(Some(
+                self.github_source(gh, &gh.repo, injected, reporter).await?,
             ));
-            input.github_repo = Some(gh.repo.clone());
-            input.github_api_url = gh.api_url.clone();
-            input.github_git_url = gh.git_url.clone();
-            if injected.iter().any(|n| n == var::GITHUB_APP_PRIVATE_KEY) {
-                input.github = Some(GithubAuth::App {
-                    app_id: gh.app_id.clone(),
-                    installation_id: gh.installation_id.clone(),
-                    private_key: None,
-                });
-            } else {
-                reporter.warn("the task definition does not inject the GitHub App key: the token goes as an environment override, visible to ecs:DescribeTasks (`lackey up` wires the key as an ECS secret)");
-                input.github = Some(GithubAuth::Token(Secret::Value(token.token.clone())));
-            }
-        } else if let Some(repo) = &spec.repo {
-            let bundle = tempfile::NamedTempFile::new()?;
-            let branch = bundle_repo(repo, bundle.path())?;
-            let key = format!("inputs/{}/source.bundle", spec.run_id);
-            crate::cloud::s3::upload_file(&self.aws().s3(), bundle.path(), &cloud.bucket, &key)
-                .await?;
-            input.repo = RepoSource::BundleS3(format!("s3://{}/{key}", cloud.bucket));
-            if branch != "HEAD" {
-                input.base_ref = Some(branch);
-            }
         }
-        Ok(())
+        match &spec.repo {
+            Some(repo) => {
+                let key = format!("inputs/{}/source.bundle", spec.run_id);
+                Ok(Some(self.bundle_source(cloud, repo, &key).await?))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// The source of runs on GitHub repository `repo` (`owner/name`): a token minted
+    /// now, narrowed to it, proves the App, the key and the repository, and reads its
+    /// default branch. The token travels only when the task definition does not inject
+    /// the App key (warned).
+    pub(crate) async fn github_source(
+        &self,
+        gh: &GithubTarget,
+        repo: &str,
+        injected: &[String],
+        reporter: &dyn Reporter,
+    ) -> anyhow::Result<Source> {
+        reporter.info("Minting GitHub App installation token...");
+        let key =
+            crate::cloud::secrets::get_github_app_private_key(self.aws(), &gh.key_secret).await?;
+        let client = crate::github::GitHub::new(&gh.api_url);
+        let repo_name = repo.split_once('/').map(|(_, n)| n).unwrap_or(repo);
+        let token = client
+            .installation_token(&gh.app_id, &key, &gh.installation_id, Some(repo_name))
+            .await?;
+        let base_ref = Some(client.default_branch(&token.token, repo).await?);
+        let auth = if injected.iter().any(|n| n == var::GITHUB_APP_PRIVATE_KEY) {
+            GithubAuth::App {
+                app_id: gh.app_id.clone(),
+                installation_id: gh.installation_id.clone(),
+                private_key: None,
+            }
+        } else {
+            reporter.warn("the task definition does not inject the GitHub App key: the token goes as an environment override, visible to ecs:DescribeTasks (`lackey up` wires the key as an ECS secret)");
+            GithubAuth::Token(Secret::Value(token.token.clone()))
+        };
+        Ok(Source {
+            repo: RepoSource::Url(format!("{}/{repo}.git", gh.git_url.trim_end_matches('/'))),
+            base_ref,
+            github: Some(GithubSource {
+                repo: repo.to_string(),
+                api_url: gh.api_url.clone(),
+                git_url: gh.git_url.clone(),
+                auth,
+            }),
+        })
+    }
+
+    /// The source of runs on local repository `repo`: its current branch bundled and
+    /// uploaded to `s3://<bucket>/<key>`.
+    pub(crate) async fn bundle_source(
+        &self,
+        cloud: &CloudSpec,
+        repo: &Path,
+        key: &str,
+    ) -> anyhow::Result<Source> {
+        let bundle = tempfile::NamedTempFile::new()?;
+        let branch = bundle_repo(repo, bundle.path())?;
+        crate::cloud::s3::upload_file(&self.aws().s3(), bundle.path(), &cloud.bucket, key).await?;
+        Ok(Source {
+            repo: RepoSource::BundleS3(format!("s3://{}/{key}", cloud.bucket)),
+            base_ref: (branch != "HEAD").then_some(branch),
+            github: None,
+        })
     }
 
     /// Launch phase 3: the Anthropic key, injected by ECS, else as an override (warned).
-    async fn api_key(
+    /// The value to pass, when it must be passed.
+    pub(crate) async fn api_key(
         &self,
         cloud: &CloudSpec,
-        spec: &RunSpec,
+        stubs: bool,
         injected: &[String],
-        input: &mut MinionInput,
         reporter: &dyn Reporter,
-    ) -> anyhow::Result<()> {
-        if spec.stubs {
+    ) -> anyhow::Result<Option<Secret>> {
+        if stubs {
             reporter.info("Anthropic API key: not needed (--stubs)");
+            Ok(None)
         } else if injected.iter().any(|n| n == var::ANTHROPIC_API_KEY) {
             reporter.info(&format!(
                 "Anthropic API key: injected by ECS from Secrets Manager ({})",
                 cloud.anthropic_secret
             ));
+            Ok(None)
         } else {
             reporter.info("Fetching Anthropic API key from Secrets Manager...");
             let key = crate::cloud::secrets::get_secret_value(self.aws(), &cloud.anthropic_secret)
                 .await?;
             reporter.warn("the task definition does not inject the Anthropic key: it goes as an environment override, visible to ecs:DescribeTasks (`lackey up` wires it as an ECS secret)");
-            input.api_key = Some(Secret::Value(key));
+            Ok(Some(Secret::Value(key)))
         }
-        Ok(())
     }
 
-    /// Launch phase 4: the environment overrides, under ECS's size limit (a long task
-    /// goes through S3).
-    async fn overrides(
+    /// Launch phase 4: the run's environment overrides: the run contract's input, filled
+    /// in from what the launch prepared (the source, the key), under ECS's size limit (a
+    /// long task goes through S3).
+    pub(crate) async fn environment(
         &self,
         cloud: &CloudSpec,
-        input: &mut MinionInput,
+        spec: &RunSpec,
+        deadline: SystemTime,
+        source: Option<&Source>,
+        api_key: Option<&Secret>,
     ) -> anyhow::Result<Vec<(String, String)>> {
+        let mut input = spec.minion_input(Runtime::Cloud, deadline);
+        // What `env.GITHUB_TOKEN` means in a blueprint: this run can push.
+        input.can_push = Some(source.is_some_and(|s| s.apply(&mut input)));
+        if let Some(key) = api_key {
+            input.api_key = Some(key.clone());
+        }
+        input.bucket = Some(cloud.bucket.clone());
+        input.s3_prefix = Some(spec.run_id.clone());
+        input.aws_region = Some(cloud.region.clone());
         let size = |env: &[(String, String)]| -> usize {
             serde_json::to_string(&serde_json::json!({"containerOverrides": [{"name": "minion", "environment": env.iter().map(|(k, v)| serde_json::json!({"name": k, "value": v})).collect::<Vec<_>>()}]})).map(|s| s.len()).unwrap_or(0)
         };
@@ -550,16 +616,15 @@ impl<A: Borrow<Aws> + Send + Sync> Ecs<A> {
         Ok(env)
     }
 
-    /// Launch phase 5: RunTask, retrying capacity failures (they come back in
-    /// `failures`). The task's ARN and its first status.
-    async fn run_task(
+    /// One RunTask call: the stack's task definition on Fargate, `env` as the minion's
+    /// overrides, the run id as `clientToken` and `lackey:run-id` tag, plus `tags`.
+    pub(crate) async fn run_task_once(
         &self,
         cloud: &CloudSpec,
         run_id: &str,
         env: &[(String, String)],
-        reporter: &dyn Reporter,
-        cancel: &CancellationToken,
-    ) -> anyhow::Result<(String, String)> {
+        tags: &[(&str, &str)],
+    ) -> Result<Started, RunTaskSdkError> {
         let overrides = TaskOverride::builder()
             .container_overrides(
                 ContainerOverride::builder()
@@ -582,83 +647,103 @@ impl<A: Borrow<Aws> + Send + Sync> Ecs<A> {
                     } else {
                         AssignPublicIp::Disabled
                     })
-                    .build()?,
+                    .build()
+                    .map_err(RunTaskSdkError::construction_failure)?,
             )
             .build();
-        let tags = vec![
-            Tag::builder()
-                .key(ownership::TAG_STACK)
-                .value(&cloud.stack)
-                .build(),
-            Tag::builder()
-                .key(ownership::TAG_RUN_ID)
-                .value(run_id)
-                .build(),
-            Tag::builder()
-                .key(ownership::TAG_MANAGED_BY)
-                .value("lackey")
-                .build(),
+        let mut all = vec![
+            (ownership::TAG_STACK, cloud.stack.as_str()),
+            (ownership::TAG_RUN_ID, run_id),
+            (ownership::TAG_MANAGED_BY, "lackey"),
         ];
+        all.extend_from_slice(tags);
+        let out = self
+            .aws()
+            .ecs()
+            .run_task()
+            .cluster(&cloud.cluster)
+            .task_definition(&cloud.task_family)
+            .launch_type(LaunchType::Fargate)
+            .network_configuration(network)
+            .overrides(overrides)
+            .count(1)
+            .started_by(cloud.started_by())
+            .set_tags(Some(
+                all.into_iter()
+                    .map(|(k, v)| Tag::builder().key(k).value(v).build())
+                    .collect(),
+            ))
+            .client_token(run_id)
+            .send()
+            .await?;
+        if let Some(arn) = out.tasks().first().and_then(|t| t.task_arn()) {
+            // The task's first status is in RunTask's answer (PROVISIONING): a first
+            // poll may already see a later one.
+            let status = out.tasks()[0].last_status().unwrap_or_default();
+            return Ok(Started::Task {
+                arn: arn.to_string(),
+                status: status.to_string(),
+            });
+        }
+        let reasons: Vec<String> = out
+            .failures()
+            .iter()
+            .map(|f| {
+                format!(
+                    "{} ({})",
+                    f.reason().unwrap_or("?"),
+                    f.detail().unwrap_or("")
+                )
+            })
+            .collect();
+        let capacity = reasons
+            .iter()
+            .any(|r| r.contains("RESOURCE") || r.to_lowercase().contains("capacity"));
+        let reasons = reasons.join("; ");
+        Ok(if capacity {
+            Started::NoCapacity(reasons)
+        } else {
+            Started::Refused(reasons)
+        })
+    }
+
+    /// Launch phase 5: RunTask, retrying capacity failures (they come back in
+    /// `failures`). The task's ARN and its first status.
+    async fn run_task(
+        &self,
+        cloud: &CloudSpec,
+        run_id: &str,
+        env: &[(String, String)],
+        reporter: &dyn Reporter,
+        cancel: &CancellationToken,
+    ) -> anyhow::Result<(String, String)> {
         let t_launch = Instant::now();
         let mut wait = Duration::from_secs(2);
         loop {
             if cancel.is_cancelled() {
                 return Err(anyhow::Error::new(crate::error::Interrupted));
             }
-            let out = self
-                .aws()
-                .ecs()
-                .run_task()
-                .cluster(&cloud.cluster)
-                .task_definition(&cloud.task_family)
-                .launch_type(LaunchType::Fargate)
-                .network_configuration(network.clone())
-                .overrides(overrides.clone())
-                .count(1)
-                .started_by(cloud.started_by())
-                .set_tags(Some(tags.clone()))
-                .client_token(run_id)
-                .send()
+            let reasons = match self
+                .run_task_once(cloud, run_id, env, &[])
                 .await
                 .aws(format!(
                     "failed to run a task of `{}` on cluster `{}`",
                     cloud.task_family, cloud.cluster
-                ))?;
-            if let Some(t) = out.tasks().first() {
-                if let Some(arn) = t.task_arn() {
-                    // The task's first status is in RunTask's answer (PROVISIONING): a
-                    // first poll may already see a later one.
-                    return Ok((
-                        arn.to_string(),
-                        t.last_status().unwrap_or_default().to_string(),
-                    ));
+                ))? {
+                Started::Task { arn, status } => return Ok((arn, status)),
+                Started::NoCapacity(reasons) if t_launch.elapsed() <= Duration::from_secs(300) => {
+                    reasons
                 }
-            }
-            let reasons: Vec<String> = out
-                .failures()
-                .iter()
-                .map(|f| {
-                    format!(
-                        "{} ({})",
-                        f.reason().unwrap_or("?"),
-                        f.detail().unwrap_or("")
-                    )
-                })
-                .collect();
-            let capacity = reasons.iter().any(|r| {
-                r.contains("RESOURCE") || r.contains("capacity") || r.contains("Capacity")
-            });
-            if !capacity || t_launch.elapsed() > Duration::from_secs(300) || cancel.is_cancelled() {
-                return Err(Fail::new(format!(
-                    "ECS did not start the task: {}",
-                    reasons.join("; ")
-                ))
-                .with_hint("check the cluster, subnets and security group (`lackey doctor`)")
-                .into());
-            }
+                Started::NoCapacity(reasons) | Started::Refused(reasons) => {
+                    return Err(Fail::new(format!("ECS did not start the task: {reasons}"))
+                        .with_hint(
+                            "check the cluster, subnets and security group (`lackey doctor`)",
+                        )
+                        .into())
+                }
+            };
             reporter.warn(&format!(
-                "no Fargate capacity yet ({}); retrying in {}s",
-                reasons.join("; "),
+                "no Fargate capacity yet ({reasons}); retrying in {}s",
                 wait.as_secs()
             ));
             tokio::select! {
@@ -666,6 +751,32 @@ impl<A: Borrow<Aws> + Send + Sync> Ecs<A> {
                 _ = cancel.cancelled() => return Err(anyhow::Error::new(crate::error::Interrupted)),
             }
             wait = (wait * 2).min(Duration::from_secs(30));
+        }
+    }
+
+    /// A handle on a task launched earlier (by `run_task_once`, perhaps by another
+    /// process), so it can be collected like a run this backend launched.
+    pub(crate) fn handle(
+        &self,
+        run_id: &str,
+        task_arn: &str,
+        dir: PathBuf,
+        started: chrono::DateTime<chrono::Utc>,
+    ) -> RunHandle {
+        RunHandle {
+            run_id: run_id.to_string(),
+            id: task_arn.to_string(),
+            dir,
+            started,
+            deadline: tokio::time::Instant::now(),
+            timeout: Duration::ZERO,
+            follow: false,
+            held: Box::new(CloudRun {
+                task_id: task_arn.rsplit('/').next().unwrap_or_default().to_string(),
+                task_arn: task_arn.to_string(),
+                first_status: String::new(),
+                log_group: self.target.log_group.clone(),
+            }),
         }
     }
 
@@ -733,11 +844,60 @@ impl<A: Borrow<Aws> + Send + Sync> Ecs<A> {
 }
 
 /// What the task definition tells a launch.
-struct TaskDefinitionFacts {
-    arch: crate::image::CpuArch,
+pub(crate) struct TaskDefinitionFacts {
+    pub(crate) arch: crate::image::CpuArch,
     /// The variables ECS injects from Secrets Manager.
-    injected: Vec<String>,
-    log_group: String,
+    pub(crate) injected: Vec<String>,
+    pub(crate) log_group: String,
+}
+
+/// Where a run's minion gets its repository, as a launch prepared it: the same for
+/// every run on that repository (a fleet prepares it once per repository).
+#[derive(Clone, Debug)]
+pub(crate) struct Source {
+    repo: RepoSource,
+    base_ref: Option<String>,
+    github: Option<GithubSource>,
+}
+
+#[derive(Clone, Debug)]
+struct GithubSource {
+    repo: String,
+    api_url: String,
+    git_url: String,
+    auth: GithubAuth,
+}
+
+impl Source {
+    /// Fill the run's input with it; whether the run can push (a GitHub repository).
+    fn apply(&self, input: &mut MinionInput) -> bool {
+        input.repo = self.repo.clone();
+        input.base_ref = self.base_ref.clone();
+        match &self.github {
+            Some(gh) => {
+                input.github_repo = Some(gh.repo.clone());
+                input.github_api_url = gh.api_url.clone();
+                input.github_git_url = gh.git_url.clone();
+                input.github = Some(gh.auth.clone());
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// A RunTask call's error, as the SDK returns it.
+pub(crate) type RunTaskSdkError =
+    aws_sdk_ecs::error::SdkError<aws_sdk_ecs::operation::run_task::RunTaskError>;
+
+/// What one RunTask call did.
+pub(crate) enum Started {
+    /// The task, and its first status.
+    Task { arn: String, status: String },
+    /// ECS had no capacity for it (worth trying again); the reasons it gave.
+    NoCapacity(String),
+    /// ECS refused it for another reason.
+    Refused(String),
 }
 
 #[async_trait::async_trait]
@@ -763,18 +923,14 @@ impl<A: Borrow<Aws> + Send + Sync> Backend for Ecs<A> {
         // neither the run's directory nor its inputs in S3.
         let dir_guard = super::RunDirGuard::new(&dir);
         let launched = async {
+            let source = self.source(cloud, spec, &td.injected, reporter).await?;
+            let api_key = self
+                .api_key(cloud, spec.stubs, &td.injected, reporter)
+                .await?;
             let deadline = SystemTime::now() + spec.timeout;
-            let mut input = spec.minion_input(Runtime::Cloud, deadline);
-            self.source(cloud, spec, &td.injected, &mut input, reporter)
+            let env = self
+                .environment(cloud, spec, deadline, source.as_ref(), api_key.as_ref())
                 .await?;
-            self.api_key(cloud, spec, &td.injected, &mut input, reporter)
-                .await?;
-            // What `env.GITHUB_TOKEN` means in a blueprint: this run can push.
-            input.can_push = Some(cloud.github.is_some());
-            input.bucket = Some(cloud.bucket.clone());
-            input.s3_prefix = Some(spec.run_id.clone());
-            input.aws_region = Some(cloud.region.clone());
-            let env = self.overrides(cloud, &mut input).await?;
             self.run_task(cloud, &spec.run_id, &env, reporter, cancel)
                 .await
         }
@@ -891,7 +1047,12 @@ impl<A: Borrow<Aws> + Send + Sync> Backend for Ecs<A> {
                 reporter.info(&format!("hint: {h}"));
             }
         }
-        let github = self.launch.as_ref().and_then(|c| c.github.as_ref());
+        // A run on GitHub pushed its branch; a run on a local repository brings it back.
+        let github = self
+            .launch
+            .as_ref()
+            .and_then(|c| c.github.as_ref())
+            .filter(|_| spec.github_repo.is_some());
         let (fetched, fetch_error) = match (&spec.repo, github) {
             (Some(repo), None) => match super::fetch_back(repo, &run.dir, &summary) {
                 Ok(f) => (Some(f), None),
@@ -1136,15 +1297,7 @@ impl TaskWatch {
         }
         let _ = tx.send(RunEvent::Ended {
             run_id: self.run_id.clone(),
-            end: RunEnd {
-                stopped,
-                exit_code: final_state.exit_code.map(i64::from),
-                reason: final_state
-                    .stopped_reason
-                    .clone()
-                    .or(final_state.container_reason.clone()),
-                failed_to_start: final_state.stop_code.as_deref() == Some("TaskFailedToStart"),
-            },
+            end: final_state.end(stopped),
         });
     }
 }
@@ -1230,14 +1383,13 @@ pub async fn tail_logs(
     }
 }
 
-/// The ECS task of a run (by its `lackey:run-id` tag), among the stack's tasks.
-pub async fn find_task(
-    aws: &Aws,
+/// Every task of the stack ECS still knows (running or recently stopped), with its
+/// tags: ListTasks by the stack's `startedBy`, then DescribeTasks per 100.
+pub(crate) async fn stack_tasks(
+    ecs: &aws_sdk_ecs::Client,
     cluster: &str,
     started_by: &str,
-    run_id: &str,
-) -> anyhow::Result<Option<(String, String)>> {
-    let ecs = aws.ecs();
+) -> anyhow::Result<Vec<aws_sdk_ecs::types::Task>> {
     let mut arns = Vec::new();
     for status in [
         aws_sdk_ecs::types::DesiredStatus::Running,
@@ -1255,6 +1407,7 @@ pub async fn find_task(
             arns.extend(page.task_arns().iter().cloned());
         }
     }
+    let mut tasks = Vec::new();
     for chunk in arns.chunks(100) {
         let d = ecs
             .describe_tasks()
@@ -1264,19 +1417,36 @@ pub async fn find_task(
             .send()
             .await
             .aws("failed to describe the stack's tasks")?;
-        for t in d.tasks() {
-            if t.tags()
-                .iter()
-                .any(|tag| tag.key() == Some(ownership::TAG_RUN_ID) && tag.value() == Some(run_id))
-            {
-                return Ok(Some((
-                    t.task_arn().unwrap_or_default().to_string(),
-                    t.last_status().unwrap_or_default().to_string(),
-                )));
-            }
-        }
+        tasks.extend(d.tasks().iter().cloned());
     }
-    Ok(None)
+    Ok(tasks)
+}
+
+/// A task's tag.
+pub(crate) fn tag<'a>(t: &'a aws_sdk_ecs::types::Task, key: &str) -> Option<&'a str> {
+    t.tags()
+        .iter()
+        .find(|x| x.key() == Some(key))
+        .and_then(|x| x.value())
+}
+
+/// The ECS task of a run (by its `lackey:run-id` tag), among the stack's tasks.
+pub async fn find_task(
+    aws: &Aws,
+    cluster: &str,
+    started_by: &str,
+    run_id: &str,
+) -> anyhow::Result<Option<(String, String)>> {
+    Ok(stack_tasks(&aws.ecs(), cluster, started_by)
+        .await?
+        .iter()
+        .find(|t| tag(t, ownership::TAG_RUN_ID) == Some(run_id))
+        .map(|t| {
+            (
+                t.task_arn().unwrap_or_default().to_string(),
+                t.last_status().unwrap_or_default().to_string(),
+            )
+        }))
 }
 
 /// The task's status lines: its first status, then one line for each change.
