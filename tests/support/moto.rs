@@ -169,6 +169,12 @@ impl Moto {
         );
     }
 
+    /// Every role changed so far counts as changed now: IAM's propagation window starts
+    /// again, as right after `up`, whatever time the steps since then took.
+    pub fn roles_just_changed(&self) {
+        self.post("/_harness/iam/changed", serde_json::json!({}));
+    }
+
     /// Set fields of an ECS task (the Fargate player's hook).
     pub fn set_task(&self, body: serde_json::Value) {
         self.post("/_harness/ecs/task", body);

@@ -33,6 +33,9 @@ Harness endpoints (never reached by lackey itself):
 * `POST /_harness/inject` {"action", "times", "status", "body", "content_type"}: answer
   the next `times` requests for `action` with this response instead of serving them
   (what moto never says: a DependencyViolation, a RunTask capacity failure).
+* `POST /_harness/iam/changed`: every role changed so far counts as changed now, so
+  its propagation window starts again (a test's "up just finished", however long the
+  steps between took on a loaded machine).
 * `GET /_harness/timings`: when every AWS request started and ended, as JSON
   [{start, end, caller, call}] (seconds; call is `service:Action`); cleared with the request log. With `LATENCY_MS=n` in
   its environment, every AWS request takes n ms longer (a real region's round trip).
@@ -679,6 +682,13 @@ def _harness(environ, start_response):
         with LOCK:
             INJECT[body["action"]] = dict(body)
         return _json_response(start_response, 200, {"ok": True})
+    if path == "/_harness/iam/changed":
+        with LOCK:
+            now = time.time()
+            for name in ROLE_CHANGED:
+                ROLE_CHANGED[name] = now
+            roles = sorted(ROLE_CHANGED)
+        return _json_response(start_response, 200, {"roles": roles})
     if path == "/_harness/ecs/assume":
         status, payload = _ecs_assume(body)
         return _json_response(start_response, status, payload)
