@@ -47,16 +47,53 @@ pub fn clip(s: &str, n: usize) -> String {
 }
 
 /// A log line fit for a terminal: the minion's timestamp dropped (`<time> [step] …`
-/// → `[step] …`), control characters removed, clipped to `n` characters.
+/// → `[step] …`), escape sequences (CSI `ESC [ … final`, OSC `ESC ] … BEL` or
+/// `ESC ] … ESC \\`, their 8-bit introducers, and `ESC x`) dropped whole, every other
+/// control character made a space, clipped to `n` characters.
 pub fn log_line(line: &str, n: usize) -> String {
     let shown = match line.split_once(' ') {
         Some((ts, rest)) if rest.starts_with('[') && ts.contains('T') => rest,
         _ => line,
     };
-    let printable: String = shown
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
+    let mut printable = String::with_capacity(shown.len());
+    let mut chars = shown.chars().peekable();
+    while let Some(c) = chars.next() {
+        // The 8-bit CSI and OSC introducers mean what `ESC [` and `ESC ]` do.
+        let kind = match c {
+            '\u{1b}' => chars.next(),
+            '\u{9b}' => Some('['),
+            '\u{9d}' => Some(']'),
+            _ => {
+                printable.push(if c.is_control() { ' ' } else { c });
+                continue;
+            }
+        };
+        match kind {
+            // CSI: parameters and intermediates, up to a final byte in @..~.
+            Some('[') => {
+                for c in chars.by_ref() {
+                    if ('@'..='~').contains(&c) {
+                        break;
+                    }
+                }
+            }
+            // OSC: up to BEL or the string terminator (ESC \, or its 8-bit form).
+            Some(']') => {
+                while let Some(c) = chars.next() {
+                    if c == '\u{7}' || c == '\u{9c}' {
+                        break;
+                    }
+                    if c == '\u{1b}' {
+                        if chars.peek() == Some(&'\\') {
+                            chars.next();
+                        }
+                        break;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
     clip(&printable, n)
 }
 
@@ -444,6 +481,14 @@ mod tests {
         let hostile = "\u{1b}]0;pwned\u{7}\u{1b}[2Jcleared\r\u{9b}31m";
         let shown = log_line(hostile, 60);
         assert!(!shown.chars().any(char::is_control), "{shown:?}");
-        assert_eq!(shown, "]0;pwned [2Jcleared 31m");
+        assert_eq!(shown, "cleared");
+        // Text around the sequences stays, spaced as the line was.
+        assert_eq!(
+            log_line(
+                "a\u{1b}[1;31mred\u{1b}[0m b\u{1b}]8;;http://x\u{1b}\\link\tc\u{1b}",
+                60
+            ),
+            "ared blink c"
+        );
     }
 }
