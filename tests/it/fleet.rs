@@ -593,11 +593,26 @@ fn a_killed_local_fleet_is_resumed_and_runs_only_what_did_not_finish() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    // The manifest takes changes other than a launch at most once per tick: the first
+    // run's `done` is written within one after its line is shown.
+    let id = fleet_id(&seen.lock().unwrap());
+    let root = artifacts(&l.t);
+    let path = root.join("fleets").join(&id).join("manifest.json");
+    let start = Instant::now();
+    while !std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        .is_some_and(|m| m["runs"][0]["state"] == "done")
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the first run is not saved as done:\n{}",
+            seen.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     child.kill().unwrap(); // SIGKILL: nothing of the CLI runs after this
     let _ = child.wait();
-    let stderr = seen.lock().unwrap().clone();
-    let id = fleet_id(&stderr);
-    let root = artifacts(&l.t);
     let manifest: Value = serde_json::from_str(
         &std::fs::read_to_string(root.join("fleets").join(&id).join("manifest.json")).unwrap(),
     )
