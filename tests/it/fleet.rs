@@ -237,6 +237,50 @@ fn capacity_errors_on_run_task_are_retried_and_no_run_is_lost() {
     assert_eq!((tasks.len(), ids.len()), (6, 6), "each run launched once");
 }
 
+/// On a terminal (a pty from `script`) the live table shows each cloud run's last log
+/// line, read with FilterLogEvents: the CLI here holds exactly `lackey policy`'s
+/// document, and none of those calls is refused.
+#[test]
+fn on_a_terminal_a_cloud_fleet_reads_log_lines_within_the_operator_policy() {
+    let Some(c) = Cloud::new(true) else { return };
+    let file = tasks_file(&c.t, 2);
+    c.moto.reset_requests();
+    let out_path = c.t.path().join("fleet.json");
+    let cmdline = format!(
+        "'{}' run --cloud --stubs --tasks '{file}' --json > '{}'",
+        crate::support::bin(),
+        out_path.display()
+    );
+    let status = std::process::Command::new("script")
+        .args(["-qefc", &cmdline, "/dev/null"])
+        .current_dir(c.t.work())
+        .env_clear()
+        .envs(&c.t.env)
+        .env("TERM", "xterm-256color")
+        .env("COLUMNS", "200")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("util-linux `script` gives the fleet a terminal");
+    let text = std::fs::read_to_string(&out_path).unwrap_or_default();
+    assert!(status.success(), "the fleet failed: {text}");
+    let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert_eq!(v["summary"]["success"], 2, "{v}");
+    let reads: Vec<_> = c
+        .moto
+        .requests()
+        .into_iter()
+        .filter(|r| r.caller == "cli" && r.action == "FilterLogEvents")
+        .collect();
+    assert!(!reads.is_empty(), "no log line was read on a terminal");
+    assert!(
+        reads.iter().all(|r| r.status.as_u64() == Some(200)),
+        "a FilterLogEvents was refused: {:?}",
+        reads.iter().map(|r| &r.status).collect::<Vec<_>>()
+    );
+}
+
 /// Spawn `lackey` with stderr read into a shared buffer.
 fn spawn_watched(t: &TestEnv, args: &[&str]) -> (std::process::Child, Arc<Mutex<String>>) {
     let mut child = t
