@@ -63,9 +63,12 @@ bench-stack:
 
 # Issues 6 and 11: a stub cloud run at LATENCY_MS per AWS call: command → RunTask sent,
 # first sight of STOPPED → summary printed, each with its critical path, lackey's CPU
-# and the load average; DescribeTasks per poll tick with 20 runs in flight.
+# and the load average, with the credential sidecar and with a hand-made one-container
+# task definition; DescribeTasks per poll tick with 20 runs in flight; the latency the
+# sidecar adds to an LLM request.
 bench-cloud:
 	LATENCY_MS=$(LATENCY_MS) $(CARGO) test --locked --test it latency::bench_cloud_latency -- --ignored --nocapture
+	$(CARGO) test --locked --test it bench::bench_cloud_proxied_llm_latency -- --ignored --nocapture
 
 # Issue 11: end to end from an empty account at LATENCY_MS per AWS call: init, up, two
 # secret puts and a stub cloud run with --pr; each step's wall time, CPU and critical

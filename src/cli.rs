@@ -154,6 +154,11 @@ pub enum Command {
     /// The in-container entrypoint that performs a run (reads its input from the environment)
     #[command(hide = true)]
     Minion(MinionArgs),
+
+    /// A cloud run's credential sidecar: holds the secrets, serves the minion on the
+    /// task's loopback (reads its input from the environment)
+    #[command(hide = true)]
+    Proxy,
 }
 
 #[derive(Debug, Args)]

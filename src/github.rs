@@ -1,9 +1,11 @@
 //! GitHub, as a GitHub App (docs/github.md): the App JWT, installation tokens narrowed to
 //! one repository, the repository's default branch, and pull requests.
 //!
-//! The same client serves the CLI (token minting as a preflight, `doctor`) and the
-//! minion (which mints its own token inside the task, from the App key ECS injects, so
-//! no token ever travels through RunTask). The API base is configurable for GitHub
+//! The same client serves the CLI (token minting as a preflight, the blueprint read
+//! through the contents API, `doctor`), a cloud run's credential sidecar (which mints
+//! the run's token inside the task, from the App key ECS injects into it alone, so no
+//! token ever travels through RunTask) and, with a hand-made one-container task
+//! definition, the minion. The API base is configurable for GitHub
 //! Enterprise (`https://HOST/api/v3`). Tokens never appear in errors or logs.
 
 use std::time::Duration;

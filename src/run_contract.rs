@@ -46,6 +46,11 @@ pub mod var {
     pub const PASS_ENV: &str = "LACKEY_PASS_ENV";
     pub const CAN_PUSH: &str = "LACKEY_CAN_PUSH";
     pub const PROXY_SOCKET: &str = "LACKEY_PROXY_SOCKET";
+    pub const PROXY_URL: &str = "LACKEY_PROXY_URL";
+    pub const PROXY_LISTEN: &str = "LACKEY_PROXY_LISTEN";
+    pub const PUSH_BRANCH: &str = "LACKEY_PUSH_BRANCH";
+    pub const PUSH_MAY_UPDATE: &str = "LACKEY_PUSH_MAY_UPDATE";
+    pub const DEFAULT_BRANCH: &str = "LACKEY_DEFAULT_BRANCH";
     pub const ANTHROPIC_API_KEY: &str = "ANTHROPIC_API_KEY";
     pub const ANTHROPIC_API_KEY_FILE: &str = "ANTHROPIC_API_KEY_FILE";
     pub const ANTHROPIC_BASE_URL: &str = "ANTHROPIC_BASE_URL";
@@ -118,8 +123,9 @@ impl std::fmt::Debug for Secret {
 pub enum GithubAuth {
     /// A ready token (wins over App credentials).
     Token(Secret),
-    /// App credentials: the minion mints its own token, narrowed to the repository. The
-    /// key is absent on the host side when the platform injects it.
+    /// App credentials: whoever holds them (the credential sidecar, or the minion of a
+    /// hand-made task definition) mints the token, narrowed to the repository. The key
+    /// is absent on the host side when the platform injects it.
     App {
         app_id: String,
         installation_id: String,
@@ -187,6 +193,10 @@ pub struct MinionInput {
     /// The credential proxy's socket: the minion then reaches the LLM through it,
     /// without a key of its own, and `base_url` is not used.
     pub proxy_socket: Option<PathBuf>,
+    /// The credential sidecar of a cloud run (`http://127.0.0.1:PORT`, on the task's
+    /// shared loopback): the LLM, git and the GitHub API are reached through it, and the
+    /// minion holds no credential at all.
+    pub proxy_url: Option<String>,
 }
 
 fn truthy(v: Option<String>) -> bool {
@@ -270,6 +280,7 @@ impl MinionInput {
             pass_env: BTreeMap::new(),
             can_push: None,
             proxy_socket: None,
+            proxy_url: None,
         }
     }
 
@@ -334,6 +345,9 @@ impl MinionInput {
         }
         if let Some(p) = &self.proxy_socket {
             put(var::PROXY_SOCKET, p.display().to_string());
+        }
+        if let Some(u) = &self.proxy_url {
+            put(var::PROXY_URL, u.clone());
         }
         match &self.repo {
             RepoSource::Path(p) if p.as_os_str() == default::REPO_PATH => {}
@@ -531,6 +545,7 @@ impl MinionInput {
             pass_env,
             can_push: get(var::CAN_PUSH).and_then(|v| crate::config::validate::parse_bool(&v)),
             proxy_socket: get(var::PROXY_SOCKET).map(PathBuf::from),
+            proxy_url: get(var::PROXY_URL),
             branch: get(var::BRANCH).unwrap_or_else(|| default::branch(&run_id)),
             branch_exists: truthy(get(var::BRANCH_EXISTS)),
             run_id,
@@ -610,6 +625,195 @@ fn put_secret(put: &mut impl FnMut(&str, String), value: &str, file: Option<&str
     }
 }
 
+/// The name of the task definition's container that runs the minion.
+pub const MINION_CONTAINER: &str = "minion";
+/// The name of the credential sidecar's container: the only one ECS injects secrets into.
+pub const SIDECAR_CONTAINER: &str = "sidecar";
+
+/// How a cloud run's task definition keeps the credentials from the minion's container
+/// (read by the host before a launch, by `doctor`, and by `up` in tests).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Isolation {
+    /// The variables ECS injects into the minion's container (none when isolated).
+    pub minion_secrets: Vec<String>,
+    /// The variables ECS injects into the sidecar, when the definition has one.
+    pub sidecar_secrets: Option<Vec<String>>,
+    /// Whether the minion's container starts after the sidecar's (`dependsOn`).
+    pub depends_on_sidecar: bool,
+}
+
+impl Isolation {
+    /// From the containers' names, injected secrets and `dependsOn` names. The minion's
+    /// container is the one named `minion`, else the first.
+    pub fn of(containers: impl Iterator<Item = (String, Vec<String>, Vec<String>)>) -> Isolation {
+        let all: Vec<(String, Vec<String>, Vec<String>)> = containers.collect();
+        let minion = all
+            .iter()
+            .position(|c| c.0 == MINION_CONTAINER)
+            .or((!all.is_empty()).then_some(0));
+        let sidecar = all
+            .iter()
+            .position(|c| c.0 == SIDECAR_CONTAINER)
+            .filter(|s| Some(*s) != minion);
+        let m = minion.map(|i| &all[i]);
+        Isolation {
+            minion_secrets: m.map(|c| c.1.clone()).unwrap_or_default(),
+            sidecar_secrets: sidecar.map(|i| all[i].1.clone()),
+            depends_on_sidecar: m.is_some_and(|c| c.2.iter().any(|d| d == SIDECAR_CONTAINER)),
+        }
+    }
+
+    /// The credential sidecar is there, and the minion's container gets no secret.
+    pub fn isolated(&self) -> bool {
+        self.sidecar_secrets.is_some() && self.minion_secrets.is_empty()
+    }
+
+    /// The secrets ECS injects into the container that holds the run's credentials.
+    pub fn injected(&self) -> &[String] {
+        match &self.sidecar_secrets {
+            Some(s) if self.isolated() => s,
+            _ => &self.minion_secrets,
+        }
+    }
+}
+
+/// What the host hands a cloud run's credential sidecar (the task's `sidecar` container,
+/// `lackey proxy`): where to listen on the task's shared loopback, the upstreams, and
+/// the run's push target. Its secrets (the Anthropic key, the GitHub App key) are
+/// injected by ECS into that container alone; the rest comes as the task's overrides for
+/// it. The same encoding rules as [`MinionInput`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct SidecarInput {
+    /// `127.0.0.1:PORT`.
+    pub listen: String,
+    /// A `--stubs` run: the LLM is refused even when a key is injected.
+    pub stubs: bool,
+    /// Absent here when ECS injects it.
+    pub api_key: Option<Secret>,
+    pub base_url: String,
+    /// App credentials (the key injected by ECS: the sidecar mints the token), or a
+    /// token the host minted (a task definition that does not inject the key).
+    pub github: Option<GithubAuth>,
+    pub github_repo: Option<String>,
+    pub github_api_url: String,
+    pub github_git_url: String,
+    /// The branch the run may push (decided on the host), and whether it may be
+    /// fast-forwarded rather than only created.
+    pub push_branch: Option<String>,
+    pub push_may_update: bool,
+    /// The repository's default branch, never pushed.
+    pub default_branch: Option<String>,
+}
+
+impl SidecarInput {
+    pub fn new(listen: &str) -> SidecarInput {
+        SidecarInput {
+            listen: listen.to_string(),
+            stubs: false,
+            api_key: None,
+            base_url: default::ANTHROPIC_BASE_URL.to_string(),
+            github: None,
+            github_repo: None,
+            github_api_url: default::GITHUB_API_URL.to_string(),
+            github_git_url: default::GITHUB_GIT_URL.to_string(),
+            push_branch: None,
+            push_may_update: false,
+            default_branch: None,
+        }
+    }
+
+    /// The variables, defaults left out (secrets given as values included).
+    pub fn to_env(&self) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = Vec::new();
+        let mut put = |k: &str, v: String| env.push((k.to_string(), v));
+        put(var::PROXY_LISTEN, self.listen.clone());
+        if self.stubs {
+            put(var::STUBS, "1".into());
+        }
+        if self.base_url != default::ANTHROPIC_BASE_URL {
+            put(var::ANTHROPIC_BASE_URL, self.base_url.clone());
+        }
+        if let Some(r) = &self.github_repo {
+            put(var::GITHUB_REPO, r.clone());
+        }
+        if self.github_api_url != default::GITHUB_API_URL {
+            put(var::GITHUB_API_URL, self.github_api_url.clone());
+        }
+        if self.github_git_url != default::GITHUB_GIT_URL {
+            put(var::GITHUB_GIT_URL, self.github_git_url.clone());
+        }
+        if let Some(b) = &self.push_branch {
+            put(var::PUSH_BRANCH, b.clone());
+        }
+        if self.push_may_update {
+            put(var::PUSH_MAY_UPDATE, "1".into());
+        }
+        if let Some(b) = &self.default_branch {
+            put(var::DEFAULT_BRANCH, b.clone());
+        }
+        match &self.github {
+            None => {}
+            Some(GithubAuth::Token(t)) => put_secret(&mut put, var::GITHUB_TOKEN, None, t),
+            Some(GithubAuth::App {
+                app_id,
+                installation_id,
+                private_key,
+            }) => {
+                put(var::GITHUB_APP_ID, app_id.clone());
+                put(var::GITHUB_INSTALLATION_ID, installation_id.clone());
+                if let Some(k) = private_key {
+                    put_secret(&mut put, var::GITHUB_APP_PRIVATE_KEY, None, k);
+                }
+            }
+        }
+        if let Some(k) = &self.api_key {
+            put_secret(&mut put, var::ANTHROPIC_API_KEY, None, k);
+        }
+        env
+    }
+
+    /// Read it back (in the sidecar: the process environment, where ECS put the secrets
+    /// too). The inverse of [`SidecarInput::to_env`].
+    pub fn from_env(get: impl Fn(&str) -> Option<String>) -> anyhow::Result<SidecarInput> {
+        let get = |k: &str| get(k).filter(|v| !v.trim().is_empty());
+        let listen = get(var::PROXY_LISTEN).ok_or_else(|| {
+            anyhow::anyhow!(
+                "the credential sidecar needs {} in its environment",
+                var::PROXY_LISTEN
+            )
+        })?;
+        let github = if let Some(t) = get(var::GITHUB_TOKEN) {
+            Some(GithubAuth::Token(Secret::Value(t)))
+        } else if let (Some(app_id), Some(installation_id)) =
+            (get(var::GITHUB_APP_ID), get(var::GITHUB_INSTALLATION_ID))
+        {
+            Some(GithubAuth::App {
+                app_id,
+                installation_id,
+                private_key: get(var::GITHUB_APP_PRIVATE_KEY).map(Secret::Value),
+            })
+        } else {
+            None
+        };
+        Ok(SidecarInput {
+            listen,
+            stubs: truthy(get(var::STUBS)),
+            api_key: get(var::ANTHROPIC_API_KEY).map(Secret::Value),
+            base_url: get(var::ANTHROPIC_BASE_URL)
+                .unwrap_or_else(|| default::ANTHROPIC_BASE_URL.into()),
+            github,
+            github_repo: get(var::GITHUB_REPO),
+            github_api_url: get(var::GITHUB_API_URL)
+                .unwrap_or_else(|| default::GITHUB_API_URL.into()),
+            github_git_url: get(var::GITHUB_GIT_URL)
+                .unwrap_or_else(|| default::GITHUB_GIT_URL.into()),
+            push_branch: get(var::PUSH_BRANCH),
+            push_may_update: truthy(get(var::PUSH_MAY_UPDATE)),
+            default_branch: get(var::DEFAULT_BRANCH),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -659,6 +863,7 @@ mod tests {
         i.pass_env = [("STAGE".to_string(), "prod".to_string())].into();
         i.can_push = Some(false);
         i.proxy_socket = Some("/run/lackey/proxy.sock".into());
+        i.proxy_url = Some("http://127.0.0.1:30001".into());
         i
     }
 
@@ -740,5 +945,36 @@ mod tests {
             (var::MODEL.to_string(), " ".to_string()),
         ];
         assert_eq!(parse(&env).model, default::MODEL);
+    }
+
+    #[test]
+    fn the_sidecar_input_survives_the_round_trip_and_debug_hides_its_secrets() {
+        let parse = |env: Vec<(String, String)>| {
+            let map: BTreeMap<String, String> = env.into_iter().collect();
+            SidecarInput::from_env(|k| map.get(k).cloned()).unwrap()
+        };
+        let plain = SidecarInput::new("127.0.0.1:30001");
+        assert_eq!(parse(plain.to_env()), plain);
+        let mut all = plain.clone();
+        all.stubs = true;
+        all.api_key = Some(Secret::Value("sk-ant-canary".into()));
+        all.base_url = "http://127.0.0.1:9".into();
+        all.github = Some(GithubAuth::App {
+            app_id: "1".into(),
+            installation_id: "2".into(),
+            private_key: Some(Secret::Value("pem-canary".into())),
+        });
+        all.github_repo = Some("acme/app".into());
+        all.github_api_url = "http://127.0.0.1:8/api".into();
+        all.github_git_url = "http://127.0.0.1:8".into();
+        all.push_branch = Some("minion/r".into());
+        all.push_may_update = true;
+        all.default_branch = Some("main".into());
+        assert_eq!(parse(all.to_env()), all);
+        all.github = Some(GithubAuth::Token(Secret::Value("ghs_canary".into())));
+        assert_eq!(parse(all.to_env()), all);
+        assert!(!format!("{all:?}").contains("canary"));
+        let none = SidecarInput::from_env(|_| None).unwrap_err();
+        assert!(none.to_string().contains(var::PROXY_LISTEN), "{none}");
     }
 }

@@ -462,6 +462,13 @@ pub async fn get_text(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> anyho
         .send()
         .await
         .aws(format!("failed to read `s3://{bucket}/{key}`"))?;
+    // A run's task could write any size there: read no more than an artifact's cap.
+    let cap = crate::runner::rundir::MAX_ARTIFACT_BYTES;
+    if out.content_length().is_some_and(|n| n as u64 > cap) {
+        return Err(anyhow::anyhow!(
+            "`s3://{bucket}/{key}` is larger than {cap} bytes: not read"
+        ));
+    }
     let bytes = out.body.collect().await?.into_bytes();
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }

@@ -36,7 +36,7 @@ pub async fn run(ctx: &Ctx, args: LogsArgs) -> anyhow::Result<u8> {
     }
     if let Some((text, more)) = crate::runner::read_log(&dir)? {
         for line in text.lines() {
-            ctx.printer.raw(line);
+            ctx.printer.raw(crate::output::visible(line));
         }
         if more {
             ctx.printer.warn(&format!(

@@ -1,5 +1,7 @@
 //! `lackey minion`: the in-container entrypoint. Reads the input contract from the
 //! environment (see `minion` module docs), performs the run, exits 0 only on success.
+//! `lackey proxy`: a cloud run's credential sidecar (`proxy::sidecar`), the task's other
+//! container; serves until the task stops.
 
 use super::Ctx;
 use crate::cli::MinionArgs;
@@ -14,4 +16,10 @@ pub async fn run(_ctx: &Ctx, args: MinionArgs) -> anyhow::Result<u8> {
     }
     let summary = minion::run(input).await;
     Ok(minion::exit_code(&summary))
+}
+
+pub async fn proxy(ctx: &Ctx) -> anyhow::Result<u8> {
+    let input = crate::run_contract::SidecarInput::from_env(|k| std::env::var(k).ok())?;
+    crate::proxy::sidecar::serve(input, ctx.cancel.clone()).await?;
+    Ok(0)
 }

@@ -175,7 +175,7 @@ fn init_tracing(verbose: u8) {
 /// finishing the resource it is changing). Others are simply dropped.
 fn handles_interrupt(cmd: &Command) -> bool {
     match cmd {
-        Command::Run(_) | Command::Minion(_) => true,
+        Command::Run(_) | Command::Minion(_) | Command::Proxy => true,
         // Only the end-to-end check has a task to stop.
         Command::Doctor(d) => d.e2e,
         _ => false,
@@ -294,6 +294,7 @@ async fn dispatch(ctx: &Ctx, command: Command) -> anyhow::Result<u8> {
         Command::Stop(args) => stop::run(ctx, args).await,
         Command::Image(cmd) => image::run(ctx, cmd).await,
         Command::Minion(args) => minion::run(ctx, args).await,
+        Command::Proxy => minion::proxy(ctx).await,
     }
 }
 

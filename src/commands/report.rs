@@ -9,7 +9,7 @@ use crate::config::{keys, Settings};
 use crate::cost::PriceTable;
 use crate::error::Fail;
 use crate::output::{Reporter, Tone};
-use crate::report::{self, RunData, REPORT_FILE};
+use crate::report::{self, RunData};
 
 /// The price table of the settings (built-in rows, `run.prices` on top).
 pub fn prices(settings: &Settings) -> anyhow::Result<PriceTable> {
@@ -82,8 +82,13 @@ pub async fn run(ctx: &Ctx, args: ReportArgs) -> anyhow::Result<u8> {
     }
     let data = RunData::load(&dir)?;
     let html = report::render(&data, &report::host_redactor(&settings), &prices);
-    let path = args.output.clone().unwrap_or_else(|| dir.join(REPORT_FILE));
-    report::write_file(&path, &html)?;
+    let path = match &args.output {
+        Some(path) => {
+            report::write_file(path, &html)?;
+            path.clone()
+        }
+        None => report::write_in_run_dir(&dir, &html)?,
+    };
     if ctx.printer.json_mode() {
         ctx.printer.json(&serde_json::json!({
             "run_id": run_id,

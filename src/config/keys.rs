@@ -568,6 +568,17 @@ key!(
     doc = "a local run's network: `proxy-only` (no network; the LLM through the credential proxy) or `open` (also general egress, see README)"
 );
 key!(
+    RUN_REQUIRE_ISOLATION,
+    "run.require_isolation",
+    env = ["LACKEY_REQUIRE_ISOLATION"],
+    flag = None,
+    toml = true,
+    default = Value("false"),
+    secret = false,
+    validate = Some(validate::boolean),
+    doc = "refuse a cloud run whose task definition has no credential sidecar (a hand-made one hands the minion's container the secrets)"
+);
+key!(
     RUN_PRICES,
     "run.prices",
     env = ["LACKEY_PRICES"],
@@ -690,6 +701,7 @@ pub static ALL: &[&Key] = &[
     &RUN_MAX_PARALLEL,
     &RUN_PRICES,
     &RUN_NETWORK,
+    &RUN_REQUIRE_ISOLATION,
     &LOCAL_ARTIFACTS_DIR,
     &LOCAL_CPUS,
     &LOCAL_MEMORY_MB,
@@ -735,7 +747,9 @@ impl Key {
             | "local.memory_mb"
             | "local.pids_limit" => Kind::Integer,
             "local.cpus" => Kind::Number,
-            "network.assign_public_ip" | "run.pr" | "run.stubs" => Kind::Bool,
+            "network.assign_public_ip" | "run.pr" | "run.stubs" | "run.require_isolation" => {
+                Kind::Bool
+            }
             "network.subnets" | "run.env" => Kind::List,
             _ => Kind::Text,
         }

@@ -843,7 +843,61 @@ async fn check_execution_role_secrets(aws: &Aws, spec: &StackSpec, cx: &StackCtx
     }
 }
 
-async fn check_task_definition(cx: &StackCtx<'_>) -> Check {
+/// The task definition keeps the credentials out of the minion's container: a
+/// `sidecar` container alone receives the secrets, the minion's gets none and starts
+/// after it. A definition without it (made by hand) still runs, with a warning on every
+/// run: a warning here too, or a failure under `[run] require_isolation`.
+fn check_isolation(td: &serde_json::Value, family: &str, require: bool) -> Check {
+    let iso = stack::task_definition::isolation(td);
+    let name = "credential-isolation";
+    let shown = |v: &[String]| {
+        if v.is_empty() {
+            "no secret".to_string()
+        } else {
+            v.join(", ")
+        }
+    };
+    match &iso.sidecar_secrets {
+        Some(side) if iso.isolated() && iso.depends_on_sidecar => pass(
+            "infra",
+            name,
+            format!(
+                "`{family}`: the `{}` container alone receives {}; `{}` gets none and starts after it",
+                stack::task_definition::SIDECAR_CONTAINER,
+                shown(side),
+                stack::task_definition::MINION_CONTAINER,
+            ),
+        ),
+        _ => {
+            let detail = if iso.sidecar_secrets.is_some() && iso.isolated() {
+                format!("`{family}`: the minion's container does not wait for the credential sidecar (no dependsOn)")
+            } else {
+                format!(
+                    "`{family}` has no credential sidecar: ECS hands {} to the minion's container, where the agent's commands can read them",
+                    shown(&iso.minion_secrets)
+                )
+            };
+            let hint = "run `lackey up --adopt` to register the task definition with the credential sidecar";
+            if require {
+                fail("infra", name, format!("{detail} ([run] require_isolation is set)"), hint)
+            } else {
+                warn("infra", name, detail, Some(hint))
+            }
+        }
+    }
+}
+
+async fn check_task_definition(cx: &StackCtx<'_>, require_isolation: bool) -> Vec<Check> {
+    let td = check_task_definition_content(cx).await;
+    let isolation = match &td.1 {
+        Some(json) => check_isolation(json, &cx.spec.task_family, require_isolation),
+        None => skipped("infra", "credential-isolation", "infra/task-definition"),
+    };
+    vec![td.0, isolation]
+}
+
+/// The task definition against the config; and its JSON, when it is this stack's.
+async fn check_task_definition_content(cx: &StackCtx<'_>) -> (Check, Option<serde_json::Value>) {
     let spec = &cx.spec;
     // The secrets' ARNs and the definition, read at once.
     let (secrets, td) = tokio::join!(
@@ -862,18 +916,22 @@ async fn check_task_definition(cx: &StackCtx<'_>) -> Check {
     }
     let want = stack::task_definition::desired(spec, &arns);
     match td {
-        Ok(Some(have)) if is_foreign(&have.owner) => foreign_check(
-            "infra",
-            "task-definition",
-            "task definition",
-            &spec.task_family,
-            &have.owner,
+        Ok(Some(have)) if is_foreign(&have.owner) => (
+            foreign_check(
+                "infra",
+                "task-definition",
+                "task definition",
+                &spec.task_family,
+                &have.owner,
+            ),
+            None,
         ),
         Ok(Some(have)) => {
             let d = stack::task_definition::diff(&want, &have.state);
             let revision = have.state.arn.rsplit(':').next().unwrap_or("?").to_string();
-            if d.is_empty() {
-                pass("infra", "task-definition", format!("`{}:{revision}` matches the config (image, platform, roles, log configuration, secrets)", spec.task_family))
+            let json = Some(have.state.json.clone());
+            let check = if d.is_empty() {
+                pass("infra", "task-definition", format!("`{}:{revision}` matches the config (image, platform, roles, log configuration, secrets, the credential sidecar)", spec.task_family))
             } else {
                 fail(
                     "infra",
@@ -888,19 +946,26 @@ async fn check_task_definition(cx: &StackCtx<'_>) -> Check {
                     ),
                     "run `lackey up` to register a revision that matches",
                 )
-            }
+            };
+            (check, json)
         }
-        Ok(None) => fail(
-            "infra",
-            "task-definition",
-            format!("task definition `{}` does not exist", spec.task_family),
-            "run `lackey up`",
+        Ok(None) => (
+            fail(
+                "infra",
+                "task-definition",
+                format!("task definition `{}` does not exist", spec.task_family),
+                "run `lackey up`",
+            ),
+            None,
         ),
-        Err(e) => fail(
-            "infra",
-            "task-definition",
-            one_line(&e),
-            "check your ECS permissions",
+        Err(e) => (
+            fail(
+                "infra",
+                "task-definition",
+                one_line(&e),
+                "check your ECS permissions",
+            ),
+            None,
         ),
     }
 }
@@ -1094,7 +1159,7 @@ pub async fn run(
         },
         async {
             if want(Phase::Infra) {
-                Some(check_task_definition(&cx).await)
+                Some(check_task_definition(&cx, settings.flag(&keys::RUN_REQUIRE_ISOLATION)).await)
             } else {
                 None
             }
@@ -1125,7 +1190,7 @@ pub async fn run(
         } else {
             skipped("infra", "execution-role-secrets", "aws/secrets")
         });
-        checks.extend(td_c);
+        checks.extend(td_c.into_iter().flatten());
     }
     if want(Phase::Cloud) {
         let failed = checks.iter().any(|c| c.status == Status::Fail);

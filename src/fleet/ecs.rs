@@ -8,7 +8,11 @@
 //! GitHub App proven on each distinct repository (its default branch and the branch
 //! template of each blueprint its runs use read: each run's branch is decided from it
 //! before launch), each local repository bundled and uploaded
-//! (`inputs/<fleet id>-<random>/…`); then the Anthropic key's route decided.
+//! (`inputs/<fleet id>-<random>/…`); then, before any push, the task definition's
+//! isolation checked as a single run's is (no credential sidecar: warned, or refused
+//! under `[run] require_isolation`), and the Anthropic key's route decided. Each run's
+//! overrides are a single run's: with the sidecar, its credentials and upstreams go to
+//! the sidecar's container, never the minion's.
 //!
 //! Per run: one RunTask ([`Ecs::run_task_once`]), with the run id as its `clientToken`
 //! (ECS makes a repeated RunTask with the same token return the first task instead of a
@@ -42,8 +46,8 @@ use crate::output::{Reporter, Silent};
 use crate::run_contract::Secret;
 use crate::runner::backend::Backend;
 use crate::runner::ecs::{
-    role_not_assumable, CloudSpec, Ecs, Source, Started, TaskDefinitionFacts, TaskState,
-    ROLE_PROPAGATION_WAIT,
+    check_isolation, role_not_assumable, CloudSpec, Ecs, Source, Started, TaskDefinitionFacts,
+    TaskState, ROLE_PROPAGATION_WAIT,
 };
 use crate::runner::{HostEnd, RunSpec};
 use crate::summary::{RunSummary, Runtime};
@@ -256,6 +260,9 @@ impl EcsFleet {
         let (td, probed, github, bundles) =
             tokio::join!(ecs.task_definition(cloud), image, github, bundles);
         let td = td?;
+        // Before any push, as a single run: a definition without the credential sidecar
+        // is warned about, or refused under `[run] require_isolation`.
+        check_isolation(&td.isolation, cloud, reporter)?;
         if let Some(probed) = probed? {
             Ecs::<Arc<Aws>>::ensure_image(probed, td.arch, reporter).await?;
         }
@@ -263,11 +270,11 @@ impl EcsFleet {
         let mut sources = HashMap::new();
         let mut templates = HashMap::new();
         if let Some(gh) = &cloud.github {
-            let injected = td
-                .injected
+            let injected = td.isolation.injected();
+            let key_injected = injected
                 .iter()
                 .any(|n| n == crate::run_contract::var::GITHUB_APP_PRIVATE_KEY);
-            if !injected && github.len() > 1 {
+            if !key_injected && github.len() > 1 {
                 return Err(Fail::new("a fleet over several GitHub repositories needs the task definition `lackey up` registers (it injects the App key)")
                     .with_hint("run `lackey up` (or `lackey up --adopt`), or give the fleet one repository")
                     .into());
@@ -277,8 +284,7 @@ impl EcsFleet {
                 reporter.info("Minting GitHub App installation tokens...");
             }
             for (repo, proof, t) in github {
-                let source =
-                    Ecs::<Arc<Aws>>::github_source(gh, &repo, &proof, &td.injected, reporter);
+                let source = Ecs::<Arc<Aws>>::github_source(gh, &repo, &proof, injected, reporter);
                 sources.insert(format!("github:{repo}"), source);
                 templates.extend(t);
             }
@@ -290,7 +296,7 @@ impl EcsFleet {
             .api_key(
                 cloud,
                 sample.iter().all(|s| s.stubs),
-                &td.injected,
+                td.isolation.injected(),
                 reporter,
             )
             .await?;
@@ -522,9 +528,16 @@ impl FleetBackend for EcsFleet {
             None => SystemTime::now() + spec.timeout,
         };
         let source = source_key(&spec).and_then(|k| self.sources.get(&k));
-        let env = self
+        let overrides = self
             .ecs
-            .environment(&self.cloud, &spec, deadline, source, self.api_key.as_ref())
+            .environment(
+                &self.cloud,
+                &spec,
+                deadline,
+                source,
+                self.api_key.as_ref(),
+                self.td.isolation.isolated(),
+            )
             .await
             .map_err(failed)?;
         let dir = spec.artifacts_dir();
@@ -535,7 +548,7 @@ impl FleetBackend for EcsFleet {
             .run_task_request(
                 &self.cloud,
                 &run.run_id,
-                &env,
+                overrides,
                 &[(TAG_FLEET, self.fleet_id.as_str())],
             )
             .map_err(failed)?;

@@ -202,10 +202,29 @@ impl Artifacts {
         self.ndjson(&self.transcript, record);
     }
 
-    /// Write a whole artifact file (redacted), atomically.
+    /// Remove whatever is at `name` in the artifact directory: a file, a link (not what
+    /// it points at) or a directory. The directory is shared with everything that runs in
+    /// the container, so a name the minion is about to write may hold something planted.
+    pub fn clear(&self, name: &str) {
+        let path = self.dir.join(name);
+        match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.is_dir() => {
+                let _ = std::fs::remove_dir_all(&path);
+            }
+            Ok(_) => {
+                let _ = std::fs::remove_file(&path);
+            }
+            Err(_) => {}
+        }
+    }
+
+    /// Write a whole artifact file (redacted), atomically, through a temporary name
+    /// cleared first (a planted link or directory there is removed, not written through).
     pub fn write(&self, name: &str, contents: &str) -> anyhow::Result<()> {
         let path = self.dir.join(name);
-        let tmp = self.dir.join(format!(".{name}.tmp"));
+        let tmp_name = format!(".{name}.tmp");
+        self.clear(&tmp_name);
+        let tmp = self.dir.join(tmp_name);
         std::fs::write(&tmp, self.redact(contents))
             .map_err(|e| anyhow::anyhow!("cannot write `{}`: {e}", path.display()))?;
         std::fs::rename(&tmp, &path)

@@ -52,6 +52,62 @@ pub async fn start(socket: &Path) -> anyhow::Result<SocketAddr> {
     Ok(addr)
 }
 
+/// How long the minion waits for a cloud run's credential sidecar to listen (ECS starts
+/// the minion once the sidecar's container has started, not once it listens).
+const SIDECAR_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// `host:port` of an `http://host:port` URL.
+fn authority(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    rest.split('/').next().unwrap_or(rest)
+}
+
+/// Wait until the sidecar at `url` accepts connections.
+pub async fn wait_for_sidecar(url: &str) -> anyhow::Result<()> {
+    let addr = authority(url).to_string();
+    let started = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_millis(10);
+    loop {
+        match tokio::net::TcpStream::connect(&addr).await {
+            Ok(_) => return Ok(()),
+            Err(e) if started.elapsed() > SIDECAR_WAIT => anyhow::bail!(
+                "the task's credential sidecar does not answer at {addr} after {} s: {e} (its log stream, `<prefix>/sidecar/<task id>`, says why)",
+                SIDECAR_WAIT.as_secs()
+            ),
+            Err(_) => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_millis(500));
+            }
+        }
+    }
+}
+
+/// The requests the sidecar refused so far, one line each (none when it cannot say).
+pub async fn sidecar_refusals(url: &str) -> Vec<String> {
+    let url = format!(
+        "{}{}",
+        url.trim_end_matches('/'),
+        crate::proxy::REFUSALS_PATH
+    );
+    let Ok(client) = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+    else {
+        return Vec::new();
+    };
+    match client.get(&url).send().await {
+        Ok(r) if r.status().is_success() => r
+            .text()
+            .await
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,8 +1,8 @@
 //! Git inside the minion: clone, branch, commit, bundle, push.
 //!
 //! What must stay true:
-//! * The source repository is only read (a clone of the read-only `/repo` mount, or of a
-//!   remote); the minion never writes to the user's repository.
+//! * The source repository is only read (a clone of the bundle the host made of its
+//!   commits, or of a remote); the minion never writes to the user's repository.
 //! * A token never appears on a command line or in a URL: git asks a credential helper
 //!   that reads it from the git process's own environment.
 //! * Only the run's own branch is pushed, never with force, and only commits the
@@ -91,7 +91,7 @@ impl Git {
                 .env("GIT_WORK_TREE", &self.root);
         }
         // Command-line scope: read after the repository's own config, so these win.
-        let config = self.config();
+        let config = self.config(args.first().copied() == Some("push"));
         cmd.env("GIT_CONFIG_COUNT", config.len().to_string());
         for (i, (k, v)) in config.iter().enumerate() {
             cmd.env(format!("GIT_CONFIG_KEY_{i}"), k)
@@ -108,8 +108,11 @@ impl Git {
         cmd
     }
 
-    /// Every setting of lackey's own git calls (see docs/sandbox.md for why each).
-    fn config(&self) -> Vec<(&'static str, String)> {
+    /// Every setting of lackey's own git calls (see docs/sandbox.md for why each). A
+    /// push sends its pack stored and undeltified: the credential proxy (a cloud run's
+    /// sidecar) lets an existing branch (`--push-to`) move only when it can prove, from
+    /// the pack itself, that the update is a fast-forward (docs/sandbox-network.md).
+    fn config(&self, push: bool) -> Vec<(&'static str, String)> {
         let mut config: Vec<(&'static str, String)> = vec![
             ("user.name", self.name.clone()),
             ("user.email", self.email.clone()),
@@ -117,6 +120,10 @@ impl Git {
             ("advice.detachedHead", "false".into()),
         ];
         config.extend(HARDENING.iter().map(|(k, v)| (*k, v.to_string())));
+        if push {
+            config.push(("pack.compression", "0".into()));
+            config.push(("pack.window", "0".into()));
+        }
         if self.token.is_some() {
             config.push((
                 "credential.helper",

@@ -119,7 +119,8 @@ impl Facts for Run {
             // The key itself, or a credential proxy that holds it (which refuses a stub run).
             "ANTHROPIC_API_KEY" => {
                 self.input.api_key.is_some()
-                    || (self.input.proxy_socket.is_some() && !self.input.stubs)
+                    || ((self.input.proxy_socket.is_some() || self.input.proxy_url.is_some())
+                        && !self.input.stubs)
             }
             // Only what the user passed through: never the minion's own environment.
             _ => self.input.pass_env.get(name).is_some_and(|v| !v.is_empty()),
@@ -359,6 +360,14 @@ impl Run {
             self.input.test.as_deref(),
             self.input.pass_env.clone(),
         );
+        if let Some(url) = self.input.proxy_url.clone() {
+            bridge::wait_for_sidecar(&url)
+                .await
+                .map_err(|e| Stop::End(Outcome::Error, format!("{e:#}")))?;
+            self.log(&format!(
+                "the LLM, git and GitHub are reached through the task's credential sidecar at {url}"
+            ));
+        }
         self.github_token = self.github_token().await?;
         self.clone_repo().await?;
         let ws_root = self.repo_dir.clone();
@@ -403,6 +412,12 @@ impl Run {
                 .api_key
                 .get_or_insert_with(|| Secret::Value(bridge::KEY_PLACEHOLDER.to_string()));
             self.log("the LLM is reached through the host's credential proxy");
+        } else if let (Some(url), false) = (self.input.proxy_url.clone(), self.input.stubs) {
+            // The sidecar holds the key and adds it.
+            self.input.base_url = format!("{}/anthropic", url.trim_end_matches('/'));
+            self.input
+                .api_key
+                .get_or_insert_with(|| Secret::Value(bridge::KEY_PLACEHOLDER.to_string()));
         }
         if !self.input.stubs {
             let api_key = self
@@ -452,6 +467,15 @@ impl Run {
     }
 
     async fn github_token(&self) -> anyhow::Result<Option<String>> {
+        if self.input.proxy_url.is_some() {
+            // The sidecar adds the real token to git and GitHub API requests; the
+            // minion's requests carry a placeholder, which the sidecar drops.
+            return Ok(self
+                .input
+                .github_repo
+                .as_ref()
+                .map(|_| bridge::KEY_PLACEHOLDER.to_string()));
+        }
         match &self.input.github {
             None => Ok(None),
             Some(GithubAuth::Token(t)) => Ok(t.value().map(str::to_string)),
@@ -489,6 +513,8 @@ impl Run {
             self.github_token.clone(),
         );
         let source = match &self.input.repo {
+            // A bundle file (local runs: the host bundles the repository's commits).
+            RepoSource::Path(p) if p.is_file() => p.display().to_string(),
             RepoSource::Path(p) => {
                 let denied = |q: std::path::PathBuf| {
                     std::fs::metadata(q)
@@ -1393,6 +1419,12 @@ impl Run {
         started_at: chrono::DateTime<chrono::Utc>,
         t0: Instant,
     ) -> RunSummary {
+        if let Some(url) = self.input.proxy_url.clone() {
+            // What the sidecar refused (this container's own requests), into the log.
+            for line in bridge::sidecar_refusals(&url).await {
+                self.log(&line);
+            }
+        }
         if let Some(e) = &error {
             self.log(&format!("outcome {outcome}: {e}"));
         } else {
@@ -1428,6 +1460,11 @@ impl Run {
             }
             if self.head_sha.is_none() {
                 self.head_sha = git.head().await.ok();
+            }
+            // A bundle the minion did not make is never left for the host (which also
+            // checks the tip against head_sha): whatever is at these names goes first.
+            for name in ["repo.bundle", "repo.bundle.lock"] {
+                self.art.clear(name);
             }
             let bundled = self.input.runtime == Runtime::Local
                 || matches!(self.input.repo, RepoSource::BundleS3(_));

@@ -17,6 +17,7 @@
 
 pub mod pack;
 pub mod policy;
+pub mod sidecar;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -84,6 +85,9 @@ impl std::fmt::Debug for ProxyConfig {
 
 struct State {
     cfg: ProxyConfig,
+    /// The GitHub token in use: the config's, or a newer one (a sidecar re-mints its
+    /// installation token before the old one expires).
+    github_token: std::sync::RwLock<Option<String>>,
     client: reqwest::Client,
     refusals: Mutex<Vec<String>>,
     forwarded: AtomicU64,
@@ -108,6 +112,7 @@ impl Proxy {
             .pool_idle_timeout(std::time::Duration::from_secs(60))
             .build()?;
         Ok(Arc::new(State {
+            github_token: std::sync::RwLock::new(cfg.github.as_ref().map(|g| g.token.clone())),
             cfg,
             client,
             refusals: Mutex::new(Vec::new()),
@@ -187,6 +192,15 @@ impl Proxy {
     /// How many requests went upstream.
     pub fn forwarded(&self) -> u64 {
         self.state.forwarded.load(Ordering::Relaxed)
+    }
+
+    /// Use a new GitHub token from now on (a re-minted installation token).
+    pub fn set_github_token(&self, token: String) {
+        *self
+            .state
+            .github_token
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Some(token);
     }
 }
 
@@ -269,10 +283,22 @@ fn dropped(name: &str) -> bool {
     )
 }
 
+/// The path where the container reads back the refusals so far (the cloud minion
+/// copies them into its `minion.log`; they are the container's own requests).
+pub const REFUSALS_PATH: &str = "/_lackey/refusals";
+
 async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     let method = req.method().as_str().to_string();
     let path = req.uri().path().to_string();
     let query = req.uri().query().map(str::to_string);
+    if method == "GET" && path == REFUSALS_PATH {
+        let lines = state
+            .refusals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .join("\n");
+        return Ok(full(StatusCode::OK, lines));
+    }
     let gh = state.cfg.github.as_ref();
     let allowed = match policy::route(
         &method,
@@ -295,6 +321,16 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
             ))
         }
     };
+    if allowed.upstream == policy::Upstream::Llm {
+        if parts.headers.contains_key(hyper::header::CONTENT_ENCODING) {
+            return Ok(state.refuse(&method, &path, "an encoded LLM request cannot be checked"));
+        }
+        if let Err(reason) =
+            policy::check_message(&body, parts.headers.contains_key("anthropic-beta"))
+        {
+            return Ok(state.refuse(&method, &path, &reason));
+        }
+    }
     if allowed.receive_pack || allowed.create_pull {
         // Only checked bytes go upstream: nothing the check could not read.
         if parts.headers.contains_key(hyper::header::CONTENT_ENCODING) {
@@ -319,16 +355,22 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
             return Ok(state.refuse(&method, &path, &reason));
         }
     }
+    let token = state
+        .github_token
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+        .unwrap_or_default();
     let (base, credential) = match (allowed.upstream, &state.cfg.llm, gh) {
         (policy::Upstream::Llm, Some(l), _) => (&l.base_url, ("x-api-key", l.api_key.clone())),
         (policy::Upstream::Git, _, Some(g)) => {
             use base64::Engine;
-            let basic = base64::engine::general_purpose::STANDARD
-                .encode(format!("x-access-token:{}", g.token));
+            let basic =
+                base64::engine::general_purpose::STANDARD.encode(format!("x-access-token:{token}"));
             (&g.git_url, ("authorization", format!("Basic {basic}")))
         }
         (policy::Upstream::GitHubApi, _, Some(g)) => {
-            (&g.api_url, ("authorization", format!("Bearer {}", g.token)))
+            (&g.api_url, ("authorization", format!("Bearer {token}")))
         }
         _ => return Ok(state.refuse(&method, &path, "no upstream for this request")),
     };

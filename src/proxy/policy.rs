@@ -164,6 +164,43 @@ fn lists_own_pulls(query: Option<&str>, gh: &GitHubScope) -> bool {
     head_ok
 }
 
+/// An LLM request: the messages API with the client's own tools only. Anthropic's
+/// server-side tools (web search, web fetch, code execution, MCP servers) would make
+/// the API fetch any URL on the container's behalf, a way out of a container with no
+/// network: a tool with a `type` other than `custom`, `mcp_servers`, `container` and
+/// any `anthropic-beta` header (which turns such features on) are refused.
+pub fn check_message(body: &[u8], beta_header: bool) -> Result<(), String> {
+    if beta_header {
+        return Err(
+            "the `anthropic-beta` header is not allowed (it turns on server-side features)".into(),
+        );
+    }
+    let v: serde_json::Value =
+        serde_json::from_slice(body).map_err(|_| "the LLM request body is not JSON")?;
+    let Some(fields) = v.as_object() else {
+        return Err("the LLM request body is not a JSON object".into());
+    };
+    for key in ["mcp_servers", "container"] {
+        if fields.contains_key(key) {
+            return Err(format!("an LLM request may not set `{key}`"));
+        }
+    }
+    if let Some(tools) = fields.get("tools").and_then(|t| t.as_array()) {
+        for t in tools {
+            match t.get("type").and_then(|t| t.as_str()) {
+                None | Some("custom") => {}
+                Some(other) => {
+                    return Err(format!(
+                        "an LLM request may only declare its own tools, not the server tool `{}`",
+                        other.escape_debug()
+                    ))
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A pull request body's `head` must be the push target (`branch` or `owner:branch`).
 pub fn check_pull(body: &[u8], gh: &GitHubScope) -> Result<(), String> {
     let Some(t) = &gh.target else {
@@ -171,6 +208,26 @@ pub fn check_pull(body: &[u8], gh: &GitHubScope) -> Result<(), String> {
     };
     let v: serde_json::Value =
         serde_json::from_slice(body).map_err(|_| "the pull request body is not JSON")?;
+    // Only the fields a new pull request needs: `issue` would turn an existing issue
+    // into one, `head_repo` would take the head from another repository.
+    const FIELDS: [&str; 6] = [
+        "title",
+        "head",
+        "base",
+        "body",
+        "draft",
+        "maintainer_can_modify",
+    ];
+    let Some(fields) = v.as_object() else {
+        return Err("the pull request body is not a JSON object".into());
+    };
+    if let Some(k) = fields.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+        return Err(format!(
+            "a pull request may not set `{}` (allowed: {})",
+            k.escape_debug(),
+            FIELDS.join(", ")
+        ));
+    }
     let owner = gh.repo.split('/').next().unwrap_or_default();
     match v["head"].as_str() {
         Some(h) if h == t.branch || h == format!("{owner}:{}", t.branch) => Ok(()),
@@ -399,6 +456,36 @@ mod tests {
         let err = check_pull(br#"{"head":"main","base":"release"}"#, &gh).unwrap_err();
         assert!(err.contains("only come from the run's branch"), "{err}");
         assert!(check_pull(b"not json", &gh).is_err());
+        // The body lackey's own client sends passes; `issue` (an existing issue turned
+        // into a pull request) and `head_repo` do not.
+        check_pull(
+            br#"{"title":"t","head":"minion/r1","base":"main","body":"b","draft":false}"#,
+            &gh,
+        )
+        .unwrap();
+        for extra in [r#""issue":7"#, r#""head_repo":"evil/fork""#] {
+            let body = format!(r#"{{"head":"minion/r1","base":"main",{extra}}}"#);
+            let err = check_pull(body.as_bytes(), &gh).unwrap_err();
+            assert!(err.contains("may not set"), "{err}");
+        }
+    }
+
+    #[test]
+    fn an_llm_request_may_use_only_its_own_tools() {
+        let ok = br#"{"model":"m","max_tokens":10,"messages":[],"tools":[{"name":"bash","input_schema":{}},{"type":"custom","name":"x","input_schema":{}}]}"#;
+        check_message(ok, false).unwrap();
+        assert!(check_message(ok, true)
+            .unwrap_err()
+            .contains("anthropic-beta"));
+        for bad in [
+            r#"{"messages":[],"tools":[{"type":"web_fetch_20250910","name":"web_fetch"}]}"#,
+            r#"{"messages":[],"tools":[{"type":"web_search_20250305","name":"web_search"}]}"#,
+            r#"{"messages":[],"mcp_servers":[{"type":"url","url":"https://evil.example/x"}]}"#,
+            r#"{"messages":[],"container":"c"}"#,
+            "not json",
+        ] {
+            assert!(check_message(bad.as_bytes(), false).is_err(), "{bad}");
+        }
     }
 
     #[test]

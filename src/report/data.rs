@@ -11,6 +11,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
+use crate::runner::rundir::RunDir;
 use crate::summary::{RunSummary, Usage};
 
 /// One tool call of an agent's turn.
@@ -62,8 +63,13 @@ pub struct RunData {
     pub log: Vec<LogLine>,
 }
 
-fn read_optional(dir: &Path, name: &str) -> String {
-    std::fs::read_to_string(dir.join(name)).unwrap_or_default()
+/// An artifact as text, read without following a link (a local run's directory was
+/// the container's to write) and capped: a name that is missing, not a regular file or
+/// too large reads as empty.
+fn read_optional(dir: &RunDir, name: &str) -> String {
+    dir.read(name, crate::runner::rundir::MAX_ARTIFACT_BYTES)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
 }
 
 fn ndjson(text: &str) -> Vec<Value> {
@@ -75,8 +81,20 @@ fn ndjson(text: &str) -> Vec<Value> {
 
 impl RunData {
     /// Read a run's artifact directory.
-    pub fn load(dir: &Path) -> anyhow::Result<RunData> {
-        let summary = RunSummary::read(&dir.join("run_summary.json"))?;
+    pub fn load(path: &Path) -> anyhow::Result<RunData> {
+        let dir = &RunDir::open(path)
+            .map_err(|e| anyhow::anyhow!("cannot open `{}`: {e}", path.display()))?;
+        let summary = dir
+            .read("run_summary.json", crate::runner::rundir::MAX_SUMMARY_BYTES)
+            .map_err(|e| anyhow::anyhow!("cannot read `{}/run_summary.json`: {e}", path.display()))
+            .and_then(|b| {
+                serde_json::from_slice::<RunSummary>(&b).map_err(|e| {
+                    anyhow::anyhow!(
+                        "`{}/run_summary.json` is not a run summary: {e}",
+                        path.display()
+                    )
+                })
+            })?;
         let scope = serde_json::from_str(&read_optional(dir, "scope.json")).unwrap_or(Value::Null);
         let transcript = ndjson(&read_optional(dir, "transcript.jsonl"));
         let tool_log = ndjson(&read_optional(dir, "tool_calls.log"));

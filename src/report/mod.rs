@@ -57,12 +57,22 @@ pub fn render(run: &RunData, redactor: &Redactor, prices: &PriceTable) -> String
 pub fn write(dir: &Path, redactor: &Redactor, prices: &PriceTable) -> anyhow::Result<PathBuf> {
     let run = RunData::load(dir)?;
     let html = render(&run, redactor, prices);
+    write_in_run_dir(dir, &html)
+}
+
+/// Put `html` as `report.html` in a run's directory. The directory was the container's
+/// to write, so a name in it may be a planted link: the page goes into a fresh file
+/// under a random name, renamed over `report.html` (never written through a link).
+pub fn write_in_run_dir(dir: &Path, html: &str) -> anyhow::Result<PathBuf> {
     let path = dir.join(REPORT_FILE);
-    write_file(&path, &html)?;
+    crate::runner::rundir::RunDir::open(dir)
+        .and_then(|d| d.replace(REPORT_FILE, html.as_bytes()))
+        .map_err(|e| anyhow::anyhow!("cannot write `{}`: {e}", path.display()))?;
     Ok(path)
 }
 
-/// Write `html` to `path` through a temporary file beside it.
+/// Write `html` to `path` (a file the user named, outside any run directory) through a
+/// temporary file beside it.
 pub fn write_file(path: &Path, html: &str) -> anyhow::Result<()> {
     let tmp = path.with_extension("html.tmp");
     std::fs::write(&tmp, html)

@@ -3,8 +3,10 @@
 //! What must stay true:
 //! * The container is hardened: read-only root filesystem, tmpfs for `/work` and
 //!   `/tmp`, every capability dropped, no-new-privileges, a non-root user, cpu, memory
-//!   and pids limits. The repository is mounted read-only at `/repo`; only `/output`
-//!   (the run's artifact directory) is writable on the host.
+//!   and pids limits. The repository goes in as a bundle of its commits (made by the
+//!   host into the run's read-only directory), never as the work tree: an uncommitted
+//!   `.env` or a token in `.git/config` stays on the host. Only `/output` (the run's
+//!   artifact directory) is writable on the host.
 //! * No secret enters the container: not in its environment, not in a file, not in git
 //!   config. The credential proxy (`crate::proxy`) runs in this process, holds the
 //!   API key and adds it to the LLM requests it lets through; the container reaches it
@@ -46,9 +48,10 @@ pub const LABEL_RUN_ID: &str = "lackey.run-id";
 pub const LABEL_MANAGED: &str = "lackey.managed";
 pub const LABEL_ARTIFACTS: &str = "lackey.artifacts";
 
-/// Where the container sees the repository (read-only), its work tree (a tmpfs), the
-/// run directory and the credential proxy's socket directory.
-const REPO_MOUNT: &str = "/repo";
+/// The repository's bundle, in the run's read-only host directory.
+const SOURCE_BUNDLE: &str = "source.bundle";
+/// Where the container sees its work tree (a tmpfs), the run directory and the run's
+/// read-only host directory (the credential proxy's socket and the source bundle).
 const WORK_MOUNT: &str = "/work";
 const OUTPUT_MOUNT: &str = "/output";
 const PROXY_MOUNT: &str = "/run/lackey";
@@ -130,50 +133,6 @@ fn container_user() -> (u32, u32) {
     } else {
         (uid, gid)
     }
-}
-
-/// Check that the container's user can read the repository mounted at `/repo`: the
-/// work tree and its `.git` must be readable (and, for directories, searchable) by that
-/// uid or gid, or by anyone. Inside the container an unreadable repository only looks
-/// like "not a git repository", so the cause is named here, before anything starts.
-pub fn check_readable_by(repo: &Path, uid: u32, gid: u32) -> anyhow::Result<()> {
-    use std::os::unix::fs::MetadataExt;
-    let git = repo.join(".git");
-    for p in [
-        repo.to_path_buf(),
-        git.clone(),
-        git.join("HEAD"),
-        git.join("objects"),
-        git.join("refs"),
-    ] {
-        let Ok(m) = std::fs::metadata(&p) else {
-            continue;
-        };
-        let mode = m.mode();
-        let bits = if m.uid() == uid {
-            (mode >> 6) & 7
-        } else if m.gid() == gid {
-            (mode >> 3) & 7
-        } else {
-            mode & 7
-        };
-        let need = if m.is_dir() { 0o5 } else { 0o4 };
-        if bits & need != need {
-            return Err(Fail::new(format!(
-                "permission denied: the run's container (uid {uid}) cannot read the repository `{}`: `{}` is owned by uid {} with mode {:o}",
-                repo.display(),
-                p.display(),
-                m.uid(),
-                mode & 0o7777
-            ))
-            .with_hint(format!(
-                "make the repository readable to uid {uid} (for example `chmod -R o+rX {}`), or run lackey as a user who owns it (as root, lackey runs containers as uid 1000)",
-                repo.display()
-            ))
-            .into());
-        }
-    }
-    Ok(())
 }
 
 /// A private directory for one run's proxy socket, mounted read-only at `/run/lackey`;
@@ -351,15 +310,14 @@ impl Docker {
         })
     }
 
-    /// Launch phase 1: what must hold before anything is created: the repository is
-    /// readable by the container's user and the image is here.
+    /// Launch phase 1: what must hold before anything is created: the image is here.
+    /// (The repository need not be readable by the container's user: it goes in as a
+    /// bundle the host makes.)
     async fn preflight(&self, spec: &RunSpec, reporter: &dyn Reporter) -> anyhow::Result<PathBuf> {
         let repo = spec
             .repo
             .clone()
             .ok_or_else(|| anyhow::anyhow!("a local run needs a local repository"))?;
-        let (uid, gid) = container_user();
-        check_readable_by(&repo, uid, gid)?;
         sweep_stale_dirs(&self.engine).await;
         if !image_exists(&self.engine, &spec.image).await? {
             return Err(Fail::new(format!("image `{}` not found in the local Docker", spec.image))
@@ -385,16 +343,34 @@ impl Docker {
     ) -> anyhow::Result<Prepared> {
         let user = container_user();
         let mut input = spec.minion_input(Runtime::Local, deadline);
-        input.repo = RepoSource::Path(REPO_MOUNT.into());
         input.work_dir = WORK_MOUNT.into();
         input.output_dir = OUTPUT_MOUNT.into();
-        let mut binds = vec![
-            format!("{}:{REPO_MOUNT}:ro", repo.display()),
-            format!("{}:{OUTPUT_MOUNT}:rw", dir.display()),
-        ];
+        let mut binds = vec![format!("{}:{OUTPUT_MOUNT}:rw", dir.display())];
+        // The run's host-made directory, mounted read-only: the proxy's socket and the
+        // repository's source.
+        let proxy_dir = ProxyDir::create(&spec.run_id, user)?;
+        // The repository goes in as a bundle of its commits (the checked-out branch and
+        // any --push-to branch), never as the work tree: what is not committed (a `.env`
+        // holding a key, `.git/config` with a CI token) stays on the host.
+        let bundle = proxy_dir.dir.join(SOURCE_BUNDLE);
+        let branch = {
+            let (repo, out, push_to) = (repo.to_path_buf(), bundle.clone(), spec.push_to.clone());
+            tokio::task::spawn_blocking(move || {
+                super::ecs::bundle_repo(&repo, &out, push_to.as_deref())
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("git bundle did not finish: {e}"))??
+        };
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&bundle, std::fs::Permissions::from_mode(0o644))?;
+        }
+        input.repo = RepoSource::Path(format!("{PROXY_MOUNT}/{SOURCE_BUNDLE}").into());
+        if branch != "HEAD" && !branch.is_empty() {
+            input.base_ref = Some(branch);
+        }
         // The credential proxy: the container's only way to the LLM, holding the key it
         // never sees. A stub run's proxy holds nothing and refuses everything.
-        let proxy_dir = ProxyDir::create(&spec.run_id, user)?;
         let proxy = Proxy::serve_unix(
             &proxy_dir.socket(),
             ProxyConfig {
@@ -672,10 +648,11 @@ impl Backend for Docker {
         };
         let summary =
             super::settle_summary(spec, Runtime::Local, &host_end, run.started, Some(&log));
-        let (fetched, fetch_error) = match super::fetch_back(&repo, &run.dir, &summary, spec) {
-            Ok(f) => (Some(f), None),
-            Err(e) => (None, Some(e)),
-        };
+        let (fetched, fetch_error) =
+            match super::fetch_back(&repo, &run.dir, &summary, spec, &host_end) {
+                Ok(f) => (Some(f), None),
+                Err(e) => (None, Some(e)),
+            };
         Ok(RunOutcome {
             interrupted: matches!(host_end, HostEnd::Interrupted),
             summary,
@@ -877,42 +854,7 @@ pub async fn follow_logs(docker: &Engine, name: &str, print: impl Fn(&str)) {
     );
     while let Some(Ok(chunk)) = logs.next().await {
         for line in String::from_utf8_lossy(&chunk.into_bytes()).lines() {
-            print(line);
+            print(&crate::output::visible(line));
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
-
-    #[test]
-    fn a_repository_the_container_user_cannot_read_is_named_as_a_permission_problem() {
-        let dir = tempfile::tempdir().unwrap();
-        let repo = dir.path().join("repo");
-        std::fs::create_dir_all(repo.join(".git/objects")).unwrap();
-        std::fs::write(repo.join(".git/HEAD"), "ref: refs/heads/main\n").unwrap();
-        let owner = std::fs::metadata(&repo).unwrap().uid();
-        // Another uid and gid than the owner's: only the "other" bits count.
-        let (uid, gid) = (owner.wrapping_add(4242), 4242);
-        std::fs::set_permissions(&repo, std::fs::Permissions::from_mode(0o755)).unwrap();
-        std::fs::set_permissions(repo.join(".git"), std::fs::Permissions::from_mode(0o755))
-            .unwrap();
-        check_readable_by(&repo, uid, gid).unwrap();
-        std::fs::set_permissions(repo.join(".git"), std::fs::Permissions::from_mode(0o700))
-            .unwrap();
-        let err = check_readable_by(&repo, uid, gid).unwrap_err();
-        let fail = err.downcast_ref::<Fail>().unwrap();
-        assert!(
-            fail.message
-                .starts_with("permission denied: the run's container"),
-            "{}",
-            fail.message
-        );
-        assert!(fail.message.ends_with("with mode 700"), "{}", fail.message);
-        assert!(fail.hint.as_deref().unwrap().contains("chmod -R o+rX"));
-        // The owner itself may read it.
-        check_readable_by(&repo, owner, gid).unwrap();
     }
 }

@@ -5,11 +5,18 @@
 //! `Downloading artifacts to …`, the summary.
 //!
 //! What must stay true:
-//! * No secret travels through RunTask: the task definition `lackey up` registers has
-//!   ECS inject the Anthropic key and the GitHub App key from Secrets Manager, and the
-//!   minion mints its own installation token. (A hand-made task definition without those
-//!   entries still works: the values then go as environment overrides, with a warning,
-//!   because anyone with `ecs:DescribeTasks` can read them.)
+//! * No secret enters the minion's container: the task definition `lackey up` registers
+//!   has two containers, the minion and the credential sidecar (`lackey proxy`,
+//!   `proxy::sidecar`), and ECS injects the Anthropic key and the GitHub App key from
+//!   Secrets Manager into the sidecar only. The sidecar mints the installation token and
+//!   adds the credentials on the way out; the minion is told its address
+//!   (`LACKEY_PROXY_URL`) and reaches the LLM, git and the GitHub API through it
+//!   ([`through_sidecar`]). A task definition made by hand (one container with the
+//!   secrets) still runs, with a warning on every run, unless
+//!   `[run] require_isolation` refuses it ([`check_isolation`]).
+//! * No secret travels through RunTask either: a value the task definition does not
+//!   inject goes as an environment override only as a fallback, with a warning, because
+//!   anyone with `ecs:DescribeTasks` can read it.
 //! * Overrides stay under ECS's 8,192-character limit: a long task goes through S3.
 //! * Every task the process watches is polled by one DescribeTasks call per tick
 //!   ([`TaskWatcher`]), with backoff, for as long as the run takes.
@@ -39,7 +46,10 @@ use crate::aws::{Aws, AwsResultExt};
 use crate::error::Fail;
 use crate::output::Reporter;
 use crate::ownership;
-use crate::run_contract::{var, GithubAuth, MinionInput, RepoSource, Secret, TaskSource};
+use crate::run_contract::{
+    var, GithubAuth, Isolation, MinionInput, RepoSource, Secret, SidecarInput, TaskSource,
+    MINION_CONTAINER, SIDECAR_CONTAINER,
+};
 use crate::summary::{RunSummary, Runtime};
 
 /// ECS's limit on the JSON of a RunTask's overrides.
@@ -74,6 +84,9 @@ pub struct CloudSpec {
     pub repository: String,
     pub anthropic_secret: String,
     pub github: Option<GithubTarget>,
+    /// `[run] require_isolation`: refuse a task definition without the credential
+    /// sidecar rather than warn.
+    pub require_isolation: bool,
 }
 
 impl CloudSpec {
@@ -120,6 +133,7 @@ impl CloudSpec {
                 .require(&keys::SECRETS_ANTHROPIC_API_KEY)?
                 .to_string(),
             github,
+            require_isolation: settings.flag(&keys::RUN_REQUIRE_ISOLATION),
         })
     }
 
@@ -143,9 +157,14 @@ impl TaskState {
         self.last_status == "STOPPED"
     }
 
-    /// The state DescribeTasks reports for a task (its first container is the minion).
+    /// The state DescribeTasks reports for a task: its exit code and reason are the
+    /// minion's container's (the one named `minion`, else the first).
     pub fn of(t: &aws_sdk_ecs::types::Task) -> TaskState {
-        let c = t.containers().first();
+        let c = t
+            .containers()
+            .iter()
+            .find(|c| c.name() == Some(MINION_CONTAINER))
+            .or(t.containers().first());
         TaskState {
             last_status: t.last_status().unwrap_or_default().to_string(),
             stop_code: t.stop_code().map(|s| s.as_str().to_string()),
@@ -433,18 +452,21 @@ impl<A: Borrow<Aws> + Send + Sync> Ecs<A> {
                     anyhow::Error::new(crate::aws::render_sdk_error(e))
                 }
             })?;
-        let container = td
+        let containers = td
             .task_definition()
-            .and_then(|t| t.container_definitions().first());
+            .map(|t| t.container_definitions())
+            .unwrap_or_default();
+        let minion = containers
+            .iter()
+            .find(|c| c.name() == Some(MINION_CONTAINER))
+            .or(containers.first());
         Ok(TaskDefinitionFacts {
             arch: td
                 .task_definition()
                 .map(crate::cloud::ecr::task_definition_architecture)
                 .unwrap_or(crate::image::CpuArch::X86_64),
-            injected: container
-                .map(|c| c.secrets().iter().map(|s| s.name().to_string()).collect())
-                .unwrap_or_default(),
-            log_group: container
+            isolation: isolation_of(containers),
+            log_group: minion
                 .and_then(|c| c.log_configuration())
                 .and_then(|l| l.options())
                 .and_then(|o| o.get("awslogs-group").cloned())
@@ -583,8 +605,9 @@ impl<A: Borrow<Aws> + Send + Sync> Ecs<A> {
     }
 
     /// The source of runs on GitHub repository `repo`, from the token `github_token`
-    /// minted: the minion mints its own from the App key ECS injects; the token travels
-    /// only when the task definition does not inject the key (warned).
+    /// minted: the task mints its own from the App key ECS injects (the sidecar, or a
+    /// hand-made definition's minion); the token travels only when the task definition
+    /// does not inject the key (warned).
     pub(crate) fn github_source(
         gh: &GithubTarget,
         repo: &str,
@@ -665,8 +688,10 @@ impl<A: Borrow<Aws> + Send + Sync> Ecs<A> {
     }
 
     /// Launch phase 4: the run's environment overrides: the run contract's input, filled
-    /// in from what the launch prepared (the source, the key), under ECS's size limit (a
-    /// long task goes through S3, under the run's input key).
+    /// in from what the launch prepared (the source, the key), for the minion and, when
+    /// the task has the credential sidecar, for the sidecar (the credentials and
+    /// upstreams move to it, [`through_sidecar`]), under ECS's size limit (a long task
+    /// goes through S3, under the run's input key).
     pub(crate) async fn environment(
         &self,
         cloud: &CloudSpec,
@@ -674,7 +699,8 @@ impl<A: Borrow<Aws> + Send + Sync> Ecs<A> {
         deadline: SystemTime,
         source: Option<&Source>,
         api_key: Option<&Secret>,
-    ) -> anyhow::Result<Vec<(String, String)>> {
+        isolated: bool,
+    ) -> anyhow::Result<TaskOverride> {
         let mut input = spec.minion_input(Runtime::Cloud, deadline);
         // What `env.GITHUB_TOKEN` means in a blueprint: this run can push.
         input.can_push = Some(source.is_some_and(|s| s.apply(&mut input)));
@@ -684,11 +710,15 @@ impl<A: Borrow<Aws> + Send + Sync> Ecs<A> {
         input.bucket = Some(cloud.bucket.clone());
         input.s3_prefix = Some(spec.run_id.clone());
         input.aws_region = Some(cloud.region.clone());
-        let size = |env: &[(String, String)]| -> usize {
-            serde_json::to_string(&serde_json::json!({"containerOverrides": [{"name": "minion", "environment": env.iter().map(|(k, v)| serde_json::json!({"name": k, "value": v})).collect::<Vec<_>>()}]})).map(|s| s.len()).unwrap_or(0)
-        };
+        // With the credential sidecar, the credentials and upstreams move from the
+        // minion's input to the sidecar's, with the push target decided before launch
+        // (the run's branch; never the default branch).
+        let sc = isolated.then(|| {
+            let target = spec.push_target(input.base_ref.clone());
+            through_sidecar(&mut input, target).to_env()
+        });
         let mut env = input.to_env();
-        if size(&env) > OVERRIDES_LIMIT - 512 {
+        if overrides_size(&env, sc.as_deref()) > OVERRIDES_LIMIT - 512 {
             if let TaskSource::Inline(task) = &input.task {
                 let key = input_key(&input.run_id, "task.txt");
                 crate::cloud::s3::put_text(&self.aws().s3(), &cloud.bucket, &key, task).await?;
@@ -696,38 +726,26 @@ impl<A: Borrow<Aws> + Send + Sync> Ecs<A> {
                 env = input.to_env();
             }
         }
-        if size(&env) > OVERRIDES_LIMIT {
+        let size = overrides_size(&env, sc.as_deref());
+        if size > OVERRIDES_LIMIT {
             return Err(anyhow::anyhow!(
-                "the run's environment overrides are {} characters, over ECS's limit of {OVERRIDES_LIMIT}",
-                size(&env)
+                "the run's environment overrides are {size} characters, over ECS's limit of {OVERRIDES_LIMIT}"
             ));
         }
-        Ok(env)
+        Ok(task_overrides(&env, sc.as_deref()))
     }
 
-    /// The RunTask request of a run: the stack's task definition on Fargate, `env` as
-    /// the minion's overrides, the run id as its `lackey:run-id` tag, plus `tags`.
+    /// The RunTask request of a run: the stack's task definition on Fargate, the
+    /// containers' environments ([`Ecs::environment`]), the run id as its `lackey:run-id` tag, plus `tags`.
     /// Without its client token: each attempt gives its own ([`Ecs::run_task_once`]),
     /// and launching the task again while IAM propagates needs a new one.
     pub(crate) fn run_task_request(
         &self,
         cloud: &CloudSpec,
         run_id: &str,
-        env: &[(String, String)],
+        overrides: TaskOverride,
         tags: &[(&str, &str)],
     ) -> anyhow::Result<RunTaskFluentBuilder> {
-        let overrides = TaskOverride::builder()
-            .container_overrides(
-                ContainerOverride::builder()
-                    .name("minion")
-                    .set_environment(Some(
-                        env.iter()
-                            .map(|(k, v)| KeyValuePair::builder().name(k).value(v).build())
-                            .collect(),
-                    ))
-                    .build(),
-            )
-            .build();
         let network = NetworkConfiguration::builder()
             .awsvpc_configuration(
                 AwsVpcConfiguration::builder()
@@ -810,11 +828,11 @@ impl<A: Borrow<Aws> + Send + Sync> Ecs<A> {
         &self,
         cloud: &CloudSpec,
         run_id: &str,
-        env: &[(String, String)],
+        overrides: TaskOverride,
         reporter: &dyn Reporter,
         cancel: &CancellationToken,
     ) -> anyhow::Result<(String, String, RunTaskFluentBuilder)> {
-        let request = self.run_task_request(cloud, run_id, env, &[])?;
+        let request = self.run_task_request(cloud, run_id, overrides, &[])?;
         let t_launch = Instant::now();
         let mut wait = Duration::from_secs(2);
         loop {
@@ -999,9 +1017,136 @@ pub(crate) enum Probed {
 /// What the task definition tells a launch.
 pub(crate) struct TaskDefinitionFacts {
     pub(crate) arch: crate::image::CpuArch,
-    /// The variables ECS injects from Secrets Manager.
-    pub(crate) injected: Vec<String>,
+    /// Which container ECS injects the secrets into.
+    pub(crate) isolation: Isolation,
     pub(crate) log_group: String,
+}
+
+/// A task definition's containers as [`Isolation`] reads them.
+pub(crate) fn isolation_of(containers: &[aws_sdk_ecs::types::ContainerDefinition]) -> Isolation {
+    Isolation::of(containers.iter().map(|c| {
+        (
+            c.name().unwrap_or_default().to_string(),
+            c.secrets().iter().map(|s| s.name().to_string()).collect(),
+            c.depends_on()
+                .iter()
+                .map(|d| d.container_name().to_string())
+                .collect(),
+        )
+    }))
+}
+
+/// Before anything is launched: a task definition without the credential sidecar (one
+/// made by hand) hands the secrets to the minion's container.
+/// Such a run still goes, with a warning, unless `[run] require_isolation` is set.
+pub(crate) fn check_isolation(
+    isolation: &Isolation,
+    cloud: &CloudSpec,
+    reporter: &dyn Reporter,
+) -> anyhow::Result<()> {
+    if isolation.isolated() {
+        return Ok(());
+    }
+    let family = &cloud.task_family;
+    if cloud.require_isolation {
+        return Err(Fail::new(format!(
+            "task definition `{family}` has no credential sidecar: the minion's container would hold the Anthropic key and the GitHub credentials, and [run] require_isolation is set"
+        ))
+        .with_hint("run `lackey up --adopt` to register the task definition with the credential sidecar (or unset [run] require_isolation / LACKEY_REQUIRE_ISOLATION)")
+        .into());
+    }
+    reporter.warn(&format!(
+        "task definition `{family}` has no credential sidecar: the Anthropic key and the GitHub credentials reach the minion's container, where any command the agent runs can read them; run `lackey up --adopt` to register the isolated task definition (set [run] require_isolation = true to refuse such runs)"
+    ));
+    Ok(())
+}
+
+/// The sidecar's address on the task's loopback: a port taken from the run id, so runs
+/// that share a network namespace (the test harness's tasks all use the host's) do not
+/// meet. On Fargate every task has a namespace of its own, where any port is free.
+/// The port is below Linux's ephemeral range (32768–60999 by default), where an
+/// outgoing connection of the namespace could hold it and the bind would fail.
+pub(crate) fn sidecar_listen(run_id: &str) -> String {
+    use sha2::Digest;
+    let h = sha2::Sha256::digest(run_id.as_bytes());
+    let port = SIDECAR_PORTS.start
+        + u16::from_be_bytes([h[0], h[1]]) % (SIDECAR_PORTS.end - SIDECAR_PORTS.start);
+    format!("127.0.0.1:{port}")
+}
+
+/// Where [`sidecar_listen`] takes its port from: neither privileged nor ephemeral.
+const SIDECAR_PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// Move a run's credentials and upstreams from the minion's input to the sidecar's: the
+/// minion gets the sidecar's URL for the LLM, git and the GitHub API, and no key, no
+/// token and no App credentials; the sidecar gets the key or token the host had to pass
+/// (when ECS does not inject it) and the run's push target, decided on the host before
+/// launch ([`RunSpec::push_target`]: the run's branch, which only `--push-to` lets it
+/// fast-forward, and the default branch, never pushed).
+pub(crate) fn through_sidecar(
+    input: &mut MinionInput,
+    target: crate::proxy::PushTarget,
+) -> SidecarInput {
+    let listen = sidecar_listen(&input.run_id);
+    let url = format!("http://{listen}");
+    let mut sc = SidecarInput::new(&listen);
+    sc.stubs = input.stubs;
+    sc.base_url = std::mem::replace(
+        &mut input.base_url,
+        crate::run_contract::default::ANTHROPIC_BASE_URL.to_string(),
+    );
+    sc.api_key = input.api_key.take();
+    sc.github = input.github.take();
+    if let Some(repo) = input.github_repo.clone() {
+        sc.github_repo = Some(repo.clone());
+        sc.github_api_url = std::mem::replace(&mut input.github_api_url, format!("{url}/github"));
+        sc.github_git_url = std::mem::replace(&mut input.github_git_url, format!("{url}/git"));
+        input.repo = RepoSource::Url(format!("{url}/git/{repo}.git"));
+        sc.push_branch = Some(target.branch);
+        sc.push_may_update = target.may_update;
+        sc.default_branch = target.default_branch;
+    } else {
+        sc.github = None;
+    }
+    input.proxy_url = Some(url);
+    sc
+}
+
+/// RunTask's overrides: each container's environment.
+pub(crate) fn task_overrides(
+    minion: &[(String, String)],
+    sidecar: Option<&[(String, String)]>,
+) -> TaskOverride {
+    let one = |name: &str, env: &[(String, String)]| {
+        ContainerOverride::builder()
+            .name(name)
+            .set_environment(Some(
+                env.iter()
+                    .map(|(k, v)| KeyValuePair::builder().name(k).value(v).build())
+                    .collect(),
+            ))
+            .build()
+    };
+    let mut b = TaskOverride::builder().container_overrides(one(MINION_CONTAINER, minion));
+    if let Some(env) = sidecar {
+        b = b.container_overrides(one(SIDECAR_CONTAINER, env));
+    }
+    b.build()
+}
+
+/// The size of the overrides' JSON, as ECS counts it against [`OVERRIDES_LIMIT`].
+pub(crate) fn overrides_size(
+    minion: &[(String, String)],
+    sidecar: Option<&[(String, String)]>,
+) -> usize {
+    let one = |name: &str, env: &[(String, String)]| serde_json::json!({"name": name, "environment": env.iter().map(|(k, v)| serde_json::json!({"name": k, "value": v})).collect::<Vec<_>>()});
+    let mut list = vec![one(MINION_CONTAINER, minion)];
+    if let Some(env) = sidecar {
+        list.push(one(SIDECAR_CONTAINER, env));
+    }
+    serde_json::to_string(&serde_json::json!({ "containerOverrides": list }))
+        .map(|s| s.len())
+        .unwrap_or(0)
 }
 
 #[async_trait::async_trait]
@@ -1017,35 +1162,61 @@ impl<A: Borrow<Aws> + Send + Sync> Backend for Ecs<A> {
         cancel: &CancellationToken,
     ) -> anyhow::Result<RunHandle> {
         let cloud = self.cloud()?;
-        let proof = self.github_proof(cloud, spec).await?;
+        // The run's directory first: making it may draw a new run id (a collision), which
+        // the branch and the input keys below must carry. Until the launch a failure (or
+        // Ctrl-C) leaves nothing behind: the guard removes the directory, and inputs
+        // already uploaded are deleted.
         let dir = super::create_artifacts_dir(spec)?;
-        let spec: &RunSpec = spec;
-        let started = chrono::Utc::now();
-        // Everything up to the launch: a failure (or Ctrl-C) here leaves nothing behind,
-        // neither the run's directory nor its inputs in S3.
         let dir_guard = super::RunDirGuard::new(&dir);
+        let started = chrono::Utc::now();
+        let image = spec.image.clone();
+        // One wave: the task definition, the image in the local Docker and in the
+        // registry, and the repository's source: on GitHub the proof (a token that
+        // decides the run's branch), else the bundle's upload. What depends on the task
+        // definition (the image's platform, a push, what ECS injects) is decided when
+        // all three have answered.
+        let (source, td, probed) = tokio::join!(
+            async {
+                let proof = self.github_proof(cloud, spec).await?;
+                let bundle = self.fetch_bundle(cloud, spec).await?;
+                Ok::<_, anyhow::Error>((proof, bundle))
+            },
+            self.task_definition(cloud),
+            self.probe_image(cloud, &image)
+        );
+        let uploaded = source.is_ok();
+        let first_wave: anyhow::Result<_> = (|| Ok((source?, td?, probed?)))();
+        let ((proof, bundle), td, probed) = match first_wave {
+            Ok(answers) => answers,
+            Err(e) => {
+                if uploaded {
+                    delete_inputs(&self.aws().s3(), &cloud.bucket, &spec.run_id).await;
+                }
+                return Err(e);
+            }
+        };
+        let spec: &RunSpec = spec;
         let launched = async {
-            // One wave: the task definition, the image in the local Docker and in the
-            // registry, the repository's source (token or bundle upload). What depends
-            // on the task definition (the image's platform, a push, what ECS injects)
-            // is decided when all three have answered.
-            let (td, probed, bundle) = tokio::join!(
-                self.task_definition(cloud),
-                self.probe_image(cloud, &spec.image),
-                self.fetch_bundle(cloud, spec)
-            );
-            let td = td?;
-            Self::ensure_image(probed?, td.arch, reporter).await?;
-            let source = Self::source(cloud, proof, bundle?, &td.injected, reporter);
-            let api_key = self
-                .api_key(cloud, spec.stubs, &td.injected, reporter)
-                .await?;
+            // Before any push: a definition without the credential sidecar is warned
+            // about, or refused under `[run] require_isolation`.
+            check_isolation(&td.isolation, cloud, reporter)?;
+            Self::ensure_image(probed, td.arch, reporter).await?;
+            let injected = td.isolation.injected();
+            let source = Self::source(cloud, proof, bundle, injected, reporter);
+            let api_key = self.api_key(cloud, spec.stubs, injected, reporter).await?;
             let deadline = SystemTime::now() + spec.timeout;
-            let env = self
-                .environment(cloud, spec, deadline, source.as_ref(), api_key.as_ref())
+            let overrides = self
+                .environment(
+                    cloud,
+                    spec,
+                    deadline,
+                    source.as_ref(),
+                    api_key.as_ref(),
+                    td.isolation.isolated(),
+                )
                 .await?;
             let task = self
-                .run_task(cloud, &spec.run_id, &env, reporter, cancel)
+                .run_task(cloud, &spec.run_id, overrides, reporter, cancel)
                 .await?;
             Ok::<_, anyhow::Error>((task, td.log_group))
         }
@@ -1178,10 +1349,12 @@ impl<A: Borrow<Aws> + Send + Sync> Backend for Ecs<A> {
             .and_then(|c| c.github.as_ref())
             .filter(|_| spec.github_repo.is_some());
         let (fetched, fetch_error) = match (&spec.repo, github) {
-            (Some(repo), None) => match super::fetch_back(repo, &run.dir, &summary, spec) {
-                Ok(f) => (Some(f), None),
-                Err(e) => (None, Some(e)),
-            },
+            (Some(repo), None) => {
+                match super::fetch_back(repo, &run.dir, &summary, spec, &host_end) {
+                    Ok(f) => (Some(f), None),
+                    Err(e) => (None, Some(e)),
+                }
+            }
             _ => (None, None),
         };
         Ok(RunOutcome {
@@ -1244,7 +1417,7 @@ impl<A: Borrow<Aws> + Send + Sync> Backend for Ecs<A> {
         match crate::cloud::s3::get_text(&self.aws().s3(), &self.target.bucket, &key).await {
             Ok(text) => {
                 for line in text.lines() {
-                    sink(line);
+                    sink(&crate::output::visible(line));
                 }
                 Ok(true)
             }
@@ -1772,5 +1945,114 @@ mod tests {
             "EssentialContainerExited",
             "unable to assume the role"
         )));
+    }
+
+    #[test]
+    fn through_the_sidecar_the_minion_keeps_no_credential_and_the_sidecar_gets_them() {
+        let mut input = MinionInput::new("20261128-220000-ab12", "t");
+        input.runtime = Runtime::Cloud;
+        input.base_url = "http://127.0.0.1:9/llm".into();
+        input.api_key = Some(Secret::Value("sk-ant-canary".into()));
+        input.github = Some(GithubAuth::App {
+            app_id: "1".into(),
+            installation_id: "2".into(),
+            private_key: None,
+        });
+        input.github_repo = Some("acme/app".into());
+        input.github_api_url = "http://127.0.0.1:8/api".into();
+        input.github_git_url = "http://127.0.0.1:8".into();
+        input.repo = RepoSource::Url("http://127.0.0.1:8/acme/app.git".into());
+        input.base_ref = Some("main".into());
+        let target = crate::proxy::PushTarget {
+            branch: input.branch.clone(),
+            may_update: false,
+            default_branch: input.base_ref.clone(),
+        };
+        let sc = through_sidecar(&mut input, target);
+        // The minion: no key, no App credentials, everything through the sidecar.
+        let url = input.proxy_url.clone().unwrap();
+        assert_eq!(url, format!("http://{}", sc.listen));
+        assert_eq!(input.api_key, None);
+        assert_eq!(input.github, None);
+        assert!(input.secrets().is_empty());
+        assert_eq!(
+            input.repo,
+            RepoSource::Url(format!("{url}/git/acme/app.git"))
+        );
+        assert_eq!(input.github_api_url, format!("{url}/github"));
+        let env = input.to_env();
+        let leaked: Vec<&(String, String)> = env
+            .iter()
+            .filter(|(k, v)| {
+                // (`LACKEY_` itself contains `KEY`.)
+                let name = k.strip_prefix("LACKEY_").unwrap_or(k);
+                name.contains("KEY")
+                    || name.contains("TOKEN")
+                    || name.starts_with("GITHUB_APP")
+                    || v.contains("canary")
+            })
+            .collect();
+        assert!(leaked.is_empty(), "{leaked:?}");
+        // The sidecar: the upstreams, the key the host had to pass, the push target.
+        assert_eq!(sc.base_url, "http://127.0.0.1:9/llm");
+        assert_eq!(sc.api_key, Some(Secret::Value("sk-ant-canary".into())));
+        assert_eq!(sc.github_repo.as_deref(), Some("acme/app"));
+        assert_eq!(sc.github_git_url, "http://127.0.0.1:8");
+        assert_eq!(
+            sc.push_branch.as_deref(),
+            Some("minion/20261128-220000-ab12")
+        );
+        assert_eq!(sc.default_branch.as_deref(), Some("main"));
+        assert!(!sc.push_may_update, "a new branch may only be created");
+        assert!(matches!(sc.github, Some(GithubAuth::App { .. })));
+        // One port per run, the same every time, never a privileged or ephemeral one.
+        let port = |id: &str| -> u16 {
+            sidecar_listen(id)
+                .rsplit(':')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        assert_eq!(port("a"), port("a"));
+        for id in ["a", "20261129-022637-d2b5", "20261129-022154-b16f"] {
+            assert!((20_000..32_768).contains(&port(id)), "{id}: {}", port(id));
+        }
+        // Both containers' environments are in the overrides, each under its name.
+        let o = task_overrides(&env, Some(&sc.to_env()));
+        let names: Vec<&str> = o
+            .container_overrides()
+            .iter()
+            .filter_map(|c| c.name())
+            .collect();
+        assert_eq!(names, [MINION_CONTAINER, SIDECAR_CONTAINER]);
+        assert!(overrides_size(&env, Some(&sc.to_env())) > overrides_size(&env, None));
+        // `--push-to`: the existing branch the host decided is the push target, which the
+        // sidecar lets be fast-forwarded; the default branch goes with it.
+        let env = crate::config::EnvVars::from_pairs(
+            vec![("LACKEY_REPO".to_string(), "acme/app".to_string())],
+            Vec::new(),
+        );
+        let settings =
+            crate::config::Settings::resolve(&[], &env, &crate::config::ConfigFile::default())
+                .unwrap();
+        let mut spec = RunSpec::from_settings(&settings, "t", true).unwrap();
+        spec.branch = "feature".into();
+        spec.push_to = Some("feature".into());
+        let mut input = spec.minion_input(Runtime::Cloud, SystemTime::now());
+        input.github_repo = Some("acme/app".into());
+        input.base_ref = Some("main".into());
+        let target = spec.push_target(input.base_ref.clone());
+        let sc = through_sidecar(&mut input, target);
+        assert_eq!(sc.push_branch.as_deref(), Some("feature"));
+        assert!(sc.push_may_update);
+        assert_eq!(sc.default_branch.as_deref(), Some("main"));
+        assert!(sc
+            .to_env()
+            .contains(&(var::PUSH_MAY_UPDATE.to_string(), "1".to_string())));
+        assert!(
+            input.branch_exists,
+            "the minion still checks the branch out"
+        );
     }
 }

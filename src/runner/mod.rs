@@ -420,6 +420,26 @@ pub fn settle_summary(
             }
         }
     };
+    // The summary is the container's to write, the exit code is not: the minion exits 0
+    // exactly when its outcome is success, so a "success" from a minion that did not
+    // exit 0 was written by something else in the container (or the minion died before
+    // it finished), and is not believed.
+    if summary.outcome == Outcome::Success {
+        let distrust = match end {
+            HostEnd::Exited(0) | HostEnd::TimedOut | HostEnd::Interrupted => None,
+            HostEnd::Exited(code) => Some(format!(
+                "run_summary.json says success but the minion exited with code {code}: not believed"
+            )),
+            HostEnd::Failed(msg) => Some(format!(
+                "run_summary.json says success but the run failed ({msg}): not believed"
+            )),
+        };
+        if let Some(error) = distrust {
+            summary.outcome = Outcome::Error;
+            summary.error = Some(error);
+            changed = true;
+        }
+    }
     // A run the host had to stop for its timeout is an error whatever it had reached,
     // and its error says so first.
     if matches!(end, HostEnd::TimedOut) {
@@ -488,6 +508,7 @@ pub fn fetch_back(
     artifacts: &Path,
     summary: &RunSummary,
     spec: &RunSpec,
+    end: &HostEnd,
 ) -> anyhow::Result<bool> {
     let branch = &summary.branch;
     // The bundle comes from the container's directory: git reads a private copy made
@@ -514,6 +535,18 @@ pub fn fetch_back(
             .output()
     };
     if copy.is_some() {
+        // The minion removes any bundle it did not make before it makes its own, and
+        // exits by itself (0 or 1) once that and its summary are written. A minion that
+        // was killed or stopped leaves a directory whose bundle anything in the
+        // container may have planted.
+        if !matches!(end, HostEnd::Exited(0 | 1)) {
+            return Err(Fail::new(format!(
+                "the run's bundle `{}` was not fetched: the minion did not finish by itself, so nothing it left is trusted",
+                shown.display()
+            ))
+            .with_hint(format!("inspect it by hand: git fetch {} {branch}", shown.display()))
+            .into());
+        }
         // The branch name comes from a file the container wrote: accept only the branch
         // the host decided, well-formed; a new one must be named after the run and not
         // exist yet, so a run can never move one of the user's own branches unless the
@@ -549,6 +582,24 @@ pub fn fetch_back(
                 "inspect it by hand: git fetch {} {branch}",
                 shown.display()
             ))
+            .into());
+        }
+        // The bundle's tip must be the commit the minion reported as its last.
+        let heads = git(&[
+            "bundle",
+            "list-heads",
+            &bundle.display().to_string(),
+            &format!("refs/heads/{branch}"),
+        ])?;
+        let listed = String::from_utf8_lossy(&heads.stdout);
+        let tip = listed.split_whitespace().next().unwrap_or_default();
+        if tip.is_empty() || summary.head_sha.as_deref() != Some(tip) {
+            return Err(Fail::new(format!(
+                "the run's branch `{branch}` was not fetched: the bundle's tip `{}` is not the run's last commit `{}`",
+                if tip.is_empty() { "(none)" } else { tip },
+                summary.head_sha.as_deref().unwrap_or("(none)")
+            ))
+            .with_hint(format!("inspect it by hand: git fetch {} {branch}", shown.display()))
             .into());
         }
         let refspec = format!("refs/heads/{branch}:refs/heads/{branch}");

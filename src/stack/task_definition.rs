@@ -11,9 +11,9 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use aws_sdk_ecs::types::{
-    Compatibility, ContainerDefinition, CpuArchitecture, KeyValuePair, LogConfiguration, LogDriver,
-    NetworkMode, OsFamily, RuntimePlatform, Secret, Tag, TaskDefinition, TaskDefinitionField,
-    TaskDefinitionStatus,
+    Compatibility, ContainerCondition, ContainerDefinition, ContainerDependency, CpuArchitecture,
+    KeyValuePair, LogConfiguration, LogDriver, NetworkMode, OsFamily, RuntimePlatform, Secret, Tag,
+    TaskDefinition, TaskDefinitionField, TaskDefinitionStatus,
 };
 use serde_json::{json, Map, Value};
 
@@ -21,6 +21,7 @@ use super::resource::{Facts, Id, Intent, Resource};
 use super::secrets::arn_fact;
 use super::{policy, Action, Change, Deletion, FieldDiff, Kind, Seen, StackCtx, StackSpec};
 use crate::aws::{self, AwsResultExt};
+pub use crate::run_contract::{Isolation, MINION_CONTAINER, SIDECAR_CONTAINER};
 
 const TEMPLATE: &str = include_str!("../../templates/task-definition.json");
 
@@ -63,11 +64,43 @@ pub fn desired(spec: &StackSpec, secret_arns: &BTreeMap<&'static str, String>) -
     let mut td: Value =
         serde_json::from_str(&text).expect("templates/task-definition.json is valid JSON");
     if !spec.github_app {
-        if let Some(secrets) = td["containerDefinitions"][0]["secrets"].as_array_mut() {
-            secrets.retain(|s| s["name"] != "LACKEY_GITHUB_APP_PRIVATE_KEY");
+        for c in td["containerDefinitions"]
+            .as_array_mut()
+            .into_iter()
+            .flatten()
+        {
+            if let Some(secrets) = c["secrets"].as_array_mut() {
+                secrets.retain(|s| s["name"] != "LACKEY_GITHUB_APP_PRIVATE_KEY");
+            }
         }
     }
     td
+}
+
+/// How a task definition (API JSON, as [`to_json`] gives it) keeps the credentials
+/// from the minion's container.
+pub fn isolation(td: &Value) -> Isolation {
+    let list = |c: &Value, field: &str, key: &str| -> Vec<String> {
+        c[field]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s[key].as_str().map(str::to_string))
+            .collect()
+    };
+    Isolation::of(
+        td["containerDefinitions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| {
+                (
+                    c["name"].as_str().unwrap_or_default().to_string(),
+                    list(c, "secrets", "name"),
+                    list(c, "dependsOn", "containerName"),
+                )
+            }),
+    )
 }
 
 fn kv_json(pairs: &[KeyValuePair]) -> Value {
@@ -96,6 +129,7 @@ fn container_json(c: &ContainerDefinition) -> Value {
             "options": l.options(),
         })),
         "portMappings": c.port_mappings().iter().map(|p| json!({"containerPort": p.container_port(), "hostPort": p.host_port(), "protocol": p.protocol().map(|x| x.as_str())})).collect::<Vec<_>>(),
+        "dependsOn": c.depends_on().iter().map(|d| json!({"containerName": d.container_name(), "condition": d.condition().as_str()})).collect::<Vec<_>>(),
         "readonlyRootFilesystem": c.readonly_root_filesystem(),
         "user": c.user(),
         "workingDirectory": c.working_directory(),
@@ -332,6 +366,16 @@ fn container_from_json(c: &Value) -> anyhow::Result<ContainerDefinition> {
                 .set_name(e["name"].as_str().map(str::to_string))
                 .set_value(e["value"].as_str().map(str::to_string))
                 .build(),
+        );
+    }
+    for d in c["dependsOn"].as_array().into_iter().flatten() {
+        b = b.depends_on(
+            ContainerDependency::builder()
+                .container_name(d["containerName"].as_str().unwrap_or_default())
+                .condition(ContainerCondition::from(
+                    d["condition"].as_str().unwrap_or("START"),
+                ))
+                .build()?,
         );
     }
     for s in c["secrets"].as_array().into_iter().flatten() {
@@ -687,5 +731,59 @@ mod tests {
         assert_eq!(d[0].field, "runtimePlatform");
         assert_eq!(d[0].old, Value::Null);
         assert_eq!(d[0].new["cpuArchitecture"], "X86_64");
+    }
+
+    #[test]
+    fn only_the_sidecar_receives_secrets_and_the_minion_waits_for_it() {
+        let mut with_app = spec(CpuArch::X86_64);
+        with_app.github_app = true;
+        let td = desired(&with_app, &BTreeMap::new());
+        let iso = isolation(&td);
+        assert!(iso.isolated() && iso.depends_on_sidecar, "{iso:?}");
+        assert_eq!(
+            iso.sidecar_secrets.as_deref(),
+            Some(
+                &[
+                    "ANTHROPIC_API_KEY".to_string(),
+                    "LACKEY_GITHUB_APP_PRIVATE_KEY".to_string()
+                ][..]
+            )
+        );
+        let minion = &td["containerDefinitions"][0];
+        assert_eq!(minion["name"], MINION_CONTAINER);
+        assert!(minion.get("secrets").is_none() && minion.get("environment").is_none());
+        // Both essential: the task ends when either ends.
+        assert!(td["containerDefinitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["essential"] == true));
+        // Without a GitHub App, the sidecar gets the Anthropic key alone.
+        let td = desired(&spec(CpuArch::X86_64), &BTreeMap::new());
+        assert_eq!(
+            isolation(&td).sidecar_secrets.as_deref(),
+            Some(&["ANTHROPIC_API_KEY".to_string()][..])
+        );
+        // dependsOn survives the way to RegisterTaskDefinition and back.
+        let sdk = container_from_json(minion).unwrap();
+        assert_eq!(sdk.depends_on()[0].container_name(), SIDECAR_CONTAINER);
+        assert_eq!(container_json(&sdk)["dependsOn"], minion["dependsOn"]);
+        // A hand-made definition: one container with the secrets.
+        let hand = json!({"containerDefinitions": [{"name": "minion", "secrets": [{"name": "ANTHROPIC_API_KEY", "valueFrom": "x"}]}]});
+        let iso = isolation(&hand);
+        assert!(!iso.isolated());
+        assert_eq!(iso.injected(), ["ANTHROPIC_API_KEY".to_string()]);
+        // A registered revision of the old shape differs from the wanted one.
+        let have = Have {
+            arn: "arn:aws:ecs:us-east-1:123456789012:task-definition/lackey-minion:1".into(),
+            json: hand,
+        };
+        let fields: Vec<String> = diff(&td, &have).into_iter().map(|d| d.field).collect();
+        assert!(
+            fields
+                .iter()
+                .any(|f| f.starts_with("containerDefinitions[sidecar]")),
+            "{fields:?}"
+        );
     }
 }

@@ -62,13 +62,14 @@ fn described_task_definition(spec: &StackSpec) -> Value {
         ("anthropic_api_key", secret_arn("lackey/anthropic-api-key")),
     ]);
     let mut td = task_definition::desired(spec, &arns);
-    let c = &mut td["containerDefinitions"][0];
-    c["cpu"] = json!(0);
-    c["essential"] = json!(true);
-    c["environment"] = json!([]);
-    c["portMappings"] = json!([]);
-    c["memory"] = Value::Null;
-    c["user"] = Value::Null;
+    for c in td["containerDefinitions"].as_array_mut().unwrap() {
+        c["cpu"] = json!(0);
+        c["essential"] = json!(true);
+        c["environment"] = json!([]);
+        c["portMappings"] = json!([]);
+        c["memory"] = Value::Null;
+        c["user"] = Value::Null;
+    }
     td["volumes"] = json!([]);
     td["ephemeralStorage"] = Value::Null;
     td
@@ -474,7 +475,7 @@ fn a_task_definition_diff_names_each_field_and_waits_for_unknown_arns() {
             .map(|d| (d.field.as_str(), d.new.clone()))
             .collect::<Vec<_>>(),
         [(
-            "containerDefinitions[minion].secrets",
+            "containerDefinitions[sidecar].secrets",
             json!([{"name": "ANTHROPIC_API_KEY", "valueFrom": "(known after apply)"}])
         )]
     );

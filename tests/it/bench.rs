@@ -340,6 +340,88 @@ async fn bench_local_proxied_llm_latency() {
     );
 }
 
+/// The latency a cloud run's credential sidecar adds to one LLM request, on the path the
+/// minion's requests take in a task (TCP on the task's shared loopback → the sidecar's
+/// proxy → the LLM), against the same request sent straight to the fake LLM.
+/// Interleaved, after a warm-up. Target: ≤ 2 ms added at the median and p99.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: make bench-cloud"]
+async fn bench_cloud_proxied_llm_latency() {
+    const N: usize = 500;
+    const WARM: usize = 20;
+    let key = "sk-ant-bench";
+    let llm = FakeLlm::start(
+        key,
+        (0..2 * (N + WARM)).map(|_| fake_llm::text("ok")).collect(),
+    );
+    // What `lackey proxy` serves: the same proxy, on a loopback port.
+    let proxy = lackey::proxy::Proxy::serve_tcp(
+        "127.0.0.1:0".parse().unwrap(),
+        lackey::proxy::ProxyConfig {
+            llm: Some(lackey::proxy::LlmUpstream {
+                base_url: llm.url(),
+                api_key: key.into(),
+            }),
+            github: None,
+        },
+    )
+    .await
+    .unwrap();
+    let sidecar = proxy.addr.unwrap();
+    let client = reqwest::Client::new();
+    let body = serde_json::to_vec(&json!({
+        "model": "claude-sonnet-4-5", "max_tokens": 16,
+        "messages": [{"role": "user", "content": "hi"}]
+    }))
+    .unwrap();
+    let direct_url = format!("{}/v1/messages", llm.url());
+    let proxied_url = format!("http://{sidecar}/anthropic/v1/messages");
+    let once = |url: String, api_key: &'static str| {
+        let req = client
+            .post(url)
+            .header("x-api-key", api_key)
+            .header("anthropic-version", "2023-06-01")
+            .header("content-type", "application/json")
+            .body(body.clone());
+        async move {
+            let t = std::time::Instant::now();
+            let r = req.send().await.unwrap();
+            assert_eq!(r.status().as_u16(), 200);
+            r.bytes().await.unwrap();
+            t.elapsed().as_secs_f64() * 1000.0
+        }
+    };
+    let (mut direct, mut proxied) = (Vec::new(), Vec::new());
+    for i in 0..N + WARM {
+        let d = once(direct_url.clone(), "sk-ant-bench").await;
+        let p = once(proxied_url.clone(), "placeholder").await;
+        if i >= WARM {
+            direct.push(d);
+            proxied.push(p);
+        }
+    }
+    assert_eq!(proxy.forwarded() as usize, N + WARM);
+    assert!(llm
+        .received()
+        .iter()
+        .all(|r| r.api_key.as_deref() == Some(key)));
+    let pct = |v: &mut Vec<f64>, q: f64| {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        v[((v.len() as f64 - 1.0) * q).round() as usize]
+    };
+    let (dm, d99) = (pct(&mut direct, 0.5), pct(&mut direct, 0.99));
+    let (pm, p99) = (pct(&mut proxied, 0.5), pct(&mut proxied, 0.99));
+    println!("bench-cloud: LLM request straight to the fake: median {dm:.3} ms, p99 {d99:.3} ms over {N}");
+    println!(
+        "bench-cloud: through the sidecar (loopback TCP + proxy): median {pm:.3} ms, p99 {p99:.3} ms over {N}"
+    );
+    println!(
+        "bench-cloud: added by the sidecar: median {:.3} ms, p99 {:.3} ms (target ≤ 2 ms)",
+        pm - dm,
+        p99 - d99
+    );
+}
+
 /// When moto served one request: seconds since the epoch.
 #[derive(serde::Deserialize, Clone)]
 pub(crate) struct Timing {

@@ -170,11 +170,19 @@ impl Cloud {
         &self.github
     }
 
+    /// What the Fargate player did (for failure messages).
+    pub(crate) fn player_log(&self) -> Vec<String> {
+        self._player
+            .as_ref()
+            .map(|p| p.log.lock().unwrap().clone())
+            .unwrap_or_default()
+    }
+
     pub(crate) fn run_dir(&self, id: &str) -> PathBuf {
         self.artifacts.join(id)
     }
 
-    fn task(&self, arn: &str) -> aws_sdk_ecs::types::Task {
+    pub(crate) fn task(&self, arn: &str) -> aws_sdk_ecs::types::Task {
         let conf = self.moto.sdk_config();
         block_on(async {
             aws_sdk_ecs::Client::new(&conf)
@@ -234,7 +242,7 @@ impl Cloud {
     }
 }
 
-fn launched_arn(stderr: &str) -> String {
+pub(crate) fn launched_arn(stderr: &str) -> String {
     stderr
         .lines()
         .find_map(|l| l.strip_prefix("Launched ECS task: "))
@@ -668,7 +676,7 @@ fn canary_secrets_appear_nowhere() {
     let tokens = c.github.tokens();
     assert!(
         tokens.len() >= 2,
-        "the CLI and the minion each mint a token: {}",
+        "the CLI and the sidecar each mint a token: {}",
         tokens.len()
     );
     // The Anthropic key, every minted token, and the App's private key (its body lines).

@@ -130,6 +130,7 @@ fn a_healthy_stack_passes_and_each_broken_setup_fails_only_its_check() {
             "infra/network",
             "infra/execution-role-secrets",
             "infra/task-definition",
+            "infra/credential-isolation",
         ]
     );
     // The human form: a mark per line, and no secret anywhere.

@@ -116,7 +116,13 @@ fn thirty_cloud_runs_never_exceed_max_parallel_and_all_finish() {
         "5",
         "--json",
     ]);
-    assert_eq!(out.code, 0, "stderr:\n{}", out.stderr);
+    assert_eq!(
+        out.code,
+        0,
+        "stderr:\n{}\nplayer: {:#?}",
+        out.stderr,
+        c.player_log()
+    );
     let v = out.json();
     assert_eq!(
         v["summary"],

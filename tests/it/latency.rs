@@ -241,7 +241,8 @@ fn cloud_figures(moto: &crate::support::moto::Moto, out: &Traced) -> CloudFigure
 /// Issue 11: a stub cloud run (`--pr`, on the fake GitHub) at `LATENCY_MS` per AWS call:
 /// the time from the command to RunTask reaching AWS (target ≤ 0.6 s at 100 ms) and
 /// from the CLI's first sight of STOPPED to the summary printed (target ≤ 0.4 s), each
-/// with its critical path; the minimum over the runs, and the load average. Then
+/// with its critical path; the minimum over the runs, and the load average; with the
+/// credential sidecar, then with a hand-made one-container task definition. Then
 /// issue 6's DescribeTasks per poll tick with 20 tasks in flight (target: one).
 #[test]
 #[ignore = "benchmark: make bench-cloud"]
@@ -253,39 +254,48 @@ fn bench_cloud_latency() {
     c.t.run(&["run", "warm-up", "--cloud", "--stubs"])
         .assert_success();
     const N: usize = 3;
-    let mut all = Vec::new();
-    for i in 0..N {
-        c.moto.reset_requests();
-        let load = load_average();
-        let out =
-            traced(c.t.command(&["run", &format!("bench {i}"), "--cloud", "--stubs", "--pr"]));
-        out.output().assert_success();
-        let f = cloud_figures(&c.moto, &out);
+    // With the credential sidecar (the task definition `lackey up` registers: two
+    // containers), then with a hand-made one-container definition, as before the
+    // sidecar existed: what the second container costs a run.
+    for shape in ["with the sidecar", "one container (hand-made)"] {
+        if shape != "with the sidecar" {
+            crate::sandbox_cloud::register_hand_made(&c);
+        }
+        let mut all = Vec::new();
+        for i in 0..N {
+            c.moto.reset_requests();
+            let load = load_average();
+            let out =
+                traced(c.t.command(&["run", &format!("bench {i}"), "--cloud", "--stubs", "--pr"]));
+            out.output().assert_success();
+            let f = cloud_figures(&c.moto, &out);
+            println!(
+                "bench-cloud: LATENCY_MS={latency} run {i}, {shape}: command → RunTask sent {:.3}s ({} calls one after another: {}); first sight of STOPPED → summary printed {:.3}s ({} calls: {}); wall {:.2}s, task life {:.2}s, wall less task life {:.2}s; lackey CPU {:.2}s; load average {load}",
+                f.to_run_task,
+                f.depth_to_run_task,
+                f.path_to_run_task,
+                f.stopped_to_summary,
+                f.depth_after_stopped,
+                f.path_after_stopped,
+                f.wall,
+                f.task_life,
+                f.wall - f.task_life,
+                f.cpu,
+            );
+            all.push(f);
+        }
+        let col = |g: fn(&CloudFigures) -> f64| min(&all.iter().map(g).collect::<Vec<_>>());
         println!(
-            "bench-cloud: LATENCY_MS={latency} run {i}: command → RunTask sent {:.3}s ({} calls one after another: {}); first sight of STOPPED → summary printed {:.3}s ({} calls: {}); wall {:.2}s, task life {:.2}s, wall less task life {:.2}s; lackey CPU {:.2}s; load average {load}",
-            f.to_run_task,
-            f.depth_to_run_task,
-            f.path_to_run_task,
-            f.stopped_to_summary,
-            f.depth_after_stopped,
-            f.path_after_stopped,
-            f.wall,
-            f.task_life,
-            f.wall - f.task_life,
-            f.cpu,
+            "bench-cloud: LATENCY_MS={latency}, {shape}: minimum over {N}: command → RunTask sent {:.3}s (target ≤ 0.6 s at 100 ms), critical path {} calls; first sight of STOPPED → summary {:.3}s (target ≤ 0.4 s), critical path {} calls; task life {:.2}s; wall less task life {:.2}s; lackey CPU {:.2}s",
+            col(|f| f.to_run_task),
+            all.iter().map(|f| f.depth_to_run_task).min().unwrap(),
+            col(|f| f.stopped_to_summary),
+            all.iter().map(|f| f.depth_after_stopped).min().unwrap(),
+            col(|f| f.task_life),
+            col(|f| f.wall - f.task_life),
+            col(|f| f.cpu),
         );
-        all.push(f);
     }
-    let col = |g: fn(&CloudFigures) -> f64| min(&all.iter().map(g).collect::<Vec<_>>());
-    println!(
-        "bench-cloud: LATENCY_MS={latency}: minimum over {N}: command → RunTask sent {:.3}s (target ≤ 0.6 s at 100 ms), critical path {} calls; first sight of STOPPED → summary {:.3}s (target ≤ 0.4 s), critical path {} calls; wall less task life {:.2}s; lackey CPU {:.2}s",
-        col(|f| f.to_run_task),
-        all.iter().map(|f| f.depth_to_run_task).min().unwrap(),
-        col(|f| f.stopped_to_summary),
-        all.iter().map(|f| f.depth_after_stopped).min().unwrap(),
-        col(|f| f.wall - f.task_life),
-        col(|f| f.cpu),
-    );
     crate::bench::describe_tasks_per_tick(&c.moto);
 }
 

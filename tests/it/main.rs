@@ -27,5 +27,6 @@ mod local;
 mod minion;
 mod report;
 mod sandbox;
+mod sandbox_cloud;
 mod sandbox_net;
 mod stack;

@@ -47,7 +47,9 @@ impl Attack {
              ln -sfn {h}/canary.txt commands.log\n\
              ln -sfn {h}/new-tool-calls tool_calls.log\n\
              ln -sfn {h}/canary_dir transcript.jsonl\n\
-             ln -sfn {h}/canary.txt repo.bundle\n"
+             ln -sfn {h}/canary.txt repo.bundle\n\
+             ln -sfn {h}/canary.txt report.html\n\
+             ln -sfn {h}/new-report report.html.tmp\n"
         );
         if kill_minion {
             script.push_str(
@@ -216,6 +218,170 @@ fn links_planted_while_the_minion_runs_on_are_replaced() {
     let logs = a.t.run(&["logs", &id]);
     assert!(!logs.stdout.contains(CANARY) && !logs.stderr.contains(CANARY));
     a.assert_host_untouched();
+}
+
+/// The container forges the run's result: a bundle of its own commit (a workflow
+/// file) on the run's branch, a lock that would make the minion's own bundle fail, and
+/// a summary saying success whose last commit is the forged one. Killing the minion
+/// afterwards or letting it finish, nothing comes back: the host fetches a bundle only
+/// from a minion that exited by itself and only when its tip is the last commit the
+/// summary names; a success from a killed minion is not believed; and the minion
+/// removes any bundle it did not make.
+#[test]
+fn a_forged_branch_bundle_and_summary_bring_nothing_back() {
+    if !docker::available() {
+        return;
+    }
+    for kill in [true, false] {
+        let mut t = TestEnv::new();
+        let forge = format!(
+            "#!/bin/bash\nset -e\n\
+             m=$(for p in /proc/[0-9]*; do if tr '\\0' ' ' < $p/cmdline 2>/dev/null | grep -q '^/usr/local/bin/lackey minion'; then echo ${{p#/proc/}}; fi; done | head -1)\n\
+             branch=$(sed -n 's/.*on branch `\\([^`]*\\)`.*/\\1/p' /output/minion.log | head -1)\n\
+             run=$(sed -n 's/.*\\[minion\\] run \\([^ ]*\\) on branch.*/\\1/p' /output/minion.log | head -1)\n\
+             test -n \"$m\" && test -n \"$branch\" && test -n \"$run\"\n\
+             git -c safe.directory='*' clone -q /work/repo /tmp/forge\n\
+             cd /tmp/forge\n\
+             git checkout -q -b \"$branch\"\n\
+             mkdir -p .github/workflows && echo pwned > .github/workflows/pwn.yml\n\
+             git add -A && git -c user.name=x -c user.email=x@x commit -qm forged\n\
+             sha=$(git rev-parse HEAD); base=$(git rev-parse HEAD~1)\n\
+             git bundle create -q /output/repo.bundle \"$base..$branch\"\n\
+             touch /output/repo.bundle.lock\n\
+             printf '{{\"run_id\":\"%s\",\"task\":\"t\",\"outcome\":\"success\",\"runtime\":\"local\",\"branch\":\"%s\",\"base_sha\":\"%s\",\"head_sha\":\"%s\",\"started_at\":\"2026-01-01T00:00:00Z\",\"finished_at\":\"2026-01-01T00:00:01Z\",\"duration_s\":1.0}}\\n' \"$run\" \"$branch\" \"$base\" \"$sha\" > /output/run_summary.json\n\
+             {}\n",
+            if kill {
+                "kill -9 $m; sleep 30"
+            } else {
+                "true"
+            }
+        );
+        let project = repo::init(
+            &t.work().join("project"),
+            &[
+                ("hello.sh", "echo hello\n"),
+                ("forge.sh", &forge),
+                (
+                    ".lackey/blueprints/forge.yaml",
+                    "version: 2\nsteps:\n  - {name: forge, type: command, commands: [\"bash forge.sh\"]}\n",
+                ),
+            ],
+        );
+        let artifacts = t.path().join("artifacts");
+        t.set("LACKEY_ARTIFACTS_DIR", artifacts.display().to_string())
+            .set("LACKEY_IMAGE", docker::test_image())
+            .set("LACKEY_BLUEPRINT", "forge");
+        let out = t.run(&["run", "forge the result", "--repo", "project", "--stubs"]);
+        let branches = repo::git(&project, &["branch", "--list"]);
+        assert!(
+            !branches.contains("minion/"),
+            "kill={kill}: a forged branch came back: {branches}\n{}\n{}",
+            out.stdout,
+            out.stderr
+        );
+        let run = std::fs::read_dir(&artifacts)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let s = summary_of(&run);
+        // The forger did its part: the planted summary was read (kill) or the step
+        // succeeded (no kill).
+        let commands = std::fs::read_to_string(run.join("commands.log")).unwrap_or_default();
+        if kill {
+            assert_eq!(
+                s["outcome"],
+                "error",
+                "{s}\n{commands}\n{}",
+                std::fs::read_to_string(run.join("minion.log")).unwrap_or_default()
+            );
+            out.assert_code(1);
+            assert!(
+                s["error"].as_str().unwrap().contains("not believed"),
+                "{s}\n{commands}\n{}",
+                std::fs::read_to_string(run.join("minion.log")).unwrap_or_default()
+            );
+            assert!(
+                out.stderr.contains("did not finish by itself"),
+                "{}",
+                out.stderr
+            );
+        } else {
+            // The minion finished: its own summary and no bundle (its blueprint makes
+            // no branch), the planted ones gone.
+            assert_eq!(s["steps"][0]["name"], "forge", "{s}");
+            assert_eq!(
+                s["steps"][0]["success"], true,
+                "the forger failed: {s}\n{commands}"
+            );
+            assert!(
+                !run.join("repo.bundle").exists() && !run.join("repo.bundle.lock").exists(),
+                "the planted bundle was left for the host"
+            );
+            assert!(!out.stderr.contains("was not fetched"), "{}", out.stderr);
+        }
+    }
+}
+
+/// What is not committed stays on the host: the repository goes into the container
+/// as a bundle of its commits, never as the work tree, so an untracked `.env` holding
+/// a key and a token in `.git/config` are nowhere a command can read.
+#[test]
+fn uncommitted_files_and_git_config_of_the_host_repository_are_not_in_the_container() {
+    if !docker::available() {
+        return;
+    }
+    const ENV_CANARY: &str = "sk-ant-api03-CANARY-dotenv-4b4b4b4b4b4b";
+    const CONFIG_CANARY: &str = "ghp_CANARYextraheader7a7a7a7a7a7a7a";
+    let mut t = TestEnv::new();
+    let project = repo::init(
+        &t.work().join("project"),
+        &[
+            ("hello.sh", "echo hello\n"),
+            (
+                "look.sh",
+                "#!/bin/bash\n\
+                 cat /repo/.env /work/repo/.env 2>&1 || true\n\
+                 git -C /work/repo config --list --show-origin 2>&1 || true\n\
+                 grep -rs -e CANARY / --exclude-dir=proc --exclude-dir=sys --exclude-dir=output -l 2>/dev/null | head -20 || true\n",
+            ),
+            (
+                ".lackey/blueprints/look.yaml",
+                "version: 2\nsteps:\n  - {name: look, type: command, commands: [\"bash look.sh\"]}\n",
+            ),
+        ],
+    );
+    std::fs::write(
+        project.join(".env"),
+        format!("ANTHROPIC_API_KEY={ENV_CANARY}\n"),
+    )
+    .unwrap();
+    repo::git(
+        &project,
+        &[
+            "config",
+            "http.https://github.com/.extraheader",
+            &format!("AUTHORIZATION: basic {CONFIG_CANARY}"),
+        ],
+    );
+    let artifacts = t.path().join("artifacts");
+    t.set("LACKEY_ARTIFACTS_DIR", artifacts.display().to_string())
+        .set("LACKEY_IMAGE", docker::test_image())
+        .set("LACKEY_BLUEPRINT", "look");
+    let out = t.run(&["run", "look around", "--repo", "project", "--stubs"]);
+    let mut places = files_of(&artifacts);
+    places.push(("stdout".into(), out.stdout.clone()));
+    places.push(("stderr".into(), out.stderr.clone()));
+    // The command did run and did look.
+    let commands = places
+        .iter()
+        .find(|(p, _)| p.ends_with("commands.log"))
+        .map(|(_, t)| t.clone())
+        .unwrap_or_default();
+    assert!(commands.contains("look.sh"), "{commands}");
+    assert!(commands.contains("/repo/.env"), "{commands}");
+    assert_no_secret(&[ENV_CANARY.into(), CONFIG_CANARY.into()], &places);
 }
 
 // ---------------------------------------------------------------------------------

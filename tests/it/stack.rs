@@ -295,7 +295,18 @@ fn up_from_empty_builds_the_guides_stack_and_a_second_up_changes_nothing() {
         let opts = log.options().unwrap();
         assert_eq!(opts["awslogs-group"], "/ecs/lackey-minion");
         assert_eq!(opts["awslogs-stream-prefix"], "minion");
-        let secrets: Vec<(&str, &str)> = minion
+        // The minion's container gets no secret: the credential sidecar alone does, and
+        // the minion starts after it.
+        assert!(minion.secrets().is_empty());
+        assert_eq!(minion.depends_on()[0].container_name(), "sidecar");
+        let sidecar = &td.container_definitions()[1];
+        assert_eq!(sidecar.name(), Some("sidecar"));
+        assert_eq!(sidecar.image(), minion.image());
+        assert_eq!(
+            sidecar.entry_point(),
+            ["/usr/local/bin/lackey".to_string(), "proxy".to_string()]
+        );
+        let secrets: Vec<(&str, &str)> = sidecar
             .secrets()
             .iter()
             .map(|s| (s.name(), s.value_from()))

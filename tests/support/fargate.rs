@@ -12,9 +12,20 @@
 //! stops the container with SIGTERM. The container's output is written to the
 //! CloudWatch stream `<prefix>/<container>/<task id>`.
 //!
-//! Containers run with host networking so the minion reaches moto, the registry, the
-//! fake GitHub and the fake LLM on loopback, and get test credentials for moto in
-//! place of the task role's.
+//! As ECS, the player works as the task definition's execution role (assumed through
+//! moto, which enforces IAM): the registry login, the secrets and the log streams are
+//! that role's calls, and a role ECS cannot assume yet (IAM propagation) stops the task
+//! with `TaskFailedToStart` ("unable to assume the role"), which lackey launches again.
+//!
+//! A task's containers start in `dependsOn` order and share one network namespace, as
+//! an awsvpc task's do: the host's, so that they reach moto, the registry, the fake
+//! GitHub and the fake LLM on loopback. Each container gets its own overrides and only
+//! the `secrets` its own definition declares (a task with the credential sidecar: the
+//! sidecar alone). Every container gets the task role as Fargate gives it: the
+//! container-credentials endpoint (`AWS_CONTAINER_CREDENTIALS_FULL_URI` and its token),
+//! no keys; the minion writes its artifacts to S3 with it. When an essential container
+//! exits, the others are stopped and the task stops; DescribeTasks then reports each
+//! container's exit code.
 
 use std::collections::HashSet;
 use std::process::{Command, Stdio};
@@ -100,6 +111,54 @@ impl Ctx {
         }
     }
 
+    /// PENDING, as the execution role: pull each image (after the registry login) and
+    /// check its platform; resolve each container's `secrets` into that container's
+    /// environment only. The containers' environments (overrides by container name,
+    /// then secrets), or the reason the task fails to start.
+    async fn prepare(
+        &self,
+        agent: &Agent,
+        td: &aws_sdk_ecs::types::TaskDefinition,
+        task: &aws_sdk_ecs::types::Task,
+    ) -> Result<Vec<Vec<(String, String)>>, String> {
+        agent.registry_login().await?;
+        let defs = td.container_definitions();
+        let mut images: Vec<String> = defs
+            .iter()
+            .map(|c| c.image().unwrap_or_default().to_string())
+            .collect();
+        images.sort();
+        images.dedup();
+        for image in images {
+            check_image(td, &image).await?;
+        }
+        let mut envs = Vec::new();
+        for def in defs {
+            let mut env: Vec<(String, String)> = task
+                .overrides()
+                .map(|o| o.container_overrides())
+                .unwrap_or_default()
+                .iter()
+                .filter(|o| o.name() == def.name())
+                .flat_map(|c| c.environment().iter())
+                .map(|kv| {
+                    (
+                        kv.name().unwrap_or_default().to_string(),
+                        kv.value().unwrap_or_default().to_string(),
+                    )
+                })
+                .collect();
+            for s in def.secrets() {
+                match agent.sm.get_secret_value().secret_id(s.value_from()).send().await {
+                    Ok(v) if v.secret_string().is_some() => env.push((s.name().to_string(), v.secret_string().unwrap().to_string())),
+                    _ => return Err(format!("ResourceInitializationError: unable to pull secrets or registry auth: execution resource retrieval failed: unable to retrieve secret from asm: service call has been retried 1 time(s): failed to fetch secret {} from secrets manager", s.value_from())),
+                }
+            }
+            envs.push(env);
+        }
+        Ok(envs)
+    }
+
     #[allow(
         clippy::too_many_lines,
         reason = "Fargate's task lifecycle, one state after the other: reads better whole"
@@ -134,209 +193,327 @@ impl Ctx {
                 )
                 .await;
         };
-        let Some(container) = td
-            .task_definition()
-            .and_then(|t| t.container_definitions().first())
-            .cloned()
-        else {
+        let Some(td) = td.task_definition().cloned() else {
             return;
         };
-        let image = container.image().unwrap_or_default().to_string();
-        let mut env: Vec<(String, String)> = task
-            .overrides()
-            .map(|o| {
-                o.container_overrides()
-                    .iter()
-                    .flat_map(|c| c.environment().iter())
-                    .map(|kv| {
-                        (
-                            kv.name().unwrap_or_default().to_string(),
-                            kv.value().unwrap_or_default().to_string(),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        if td.container_definitions().is_empty() {
+            return;
+        }
         tokio::time::sleep(STEP).await;
         self.set(serde_json::json!({"task_arn": arn, "last_status": "PENDING"}))
             .await;
         // ECS's agent works as the execution role: it must be assumable, and what the
         // agent does is evaluated against its policies.
-        let td_def = td
-            .task_definition()
-            .cloned()
-            .unwrap_or_else(|| aws_sdk_ecs::types::TaskDefinition::builder().build());
-        let agent = match Agent::assume(&self, &td_def).await {
+        let agent = match Agent::assume(&self, &td).await {
             Ok(a) => a,
             Err(reason) => return self.fail_to_start(&arn, reason).await,
         };
-        if let Err(reason) = agent.registry_login().await {
-            return self.fail_to_start(&arn, reason).await;
-        }
-        // PENDING: pull the image, resolve the secrets.
-        let (pulled, out) = tokio::task::spawn_blocking({
-            let image = image.clone();
-            move || docker(&["pull", "-q", &image])
-        })
-        .await
-        .unwrap();
-        if !pulled {
-            return self
-                .fail_to_start(&arn, format!("CannotPullContainerError: pull image manifest has been retried 5 time(s): failed to resolve ref {image}: {}", out.trim()))
-                .await;
-        }
-        // Fargate starts the image only on the platform the task definition declares
-        // (Linux on X86_64 when it declares none); any other image dies at its first
-        // instruction with `exec format error`.
-        let platform = td.task_definition().and_then(|t| t.runtime_platform());
-        let want_os = platform
-            .and_then(|p| p.operating_system_family())
-            .map(|o| o.as_str().to_string())
-            .unwrap_or_else(|| "LINUX".into());
-        let want_arch = platform
-            .and_then(|p| p.cpu_architecture())
-            .map(|a| a.as_str().to_string())
-            .unwrap_or_else(|| "X86_64".into());
-        let (_, have) = tokio::task::spawn_blocking({
-            let image = image.clone();
-            move || {
-                docker(&[
-                    "image",
-                    "inspect",
-                    "-f",
-                    "{{.Os}}/{{.Architecture}}",
-                    &image,
-                ])
-            }
-        })
-        .await
-        .unwrap();
-        let have = have.trim().to_string();
-        let docker_arch = match want_arch.as_str() {
-            "ARM64" => "arm64",
-            _ => "amd64",
+        let envs = match self.prepare(&agent, &td, &task).await {
+            Ok(e) => e,
+            Err(reason) => return self.fail_to_start(&arn, reason).await,
         };
-        if want_os != "LINUX" || have != format!("linux/{docker_arch}") {
-            return self
-                .fail_to_start(
-                    &arn,
-                    format!("CannotStartContainerError: image {image} is {have}, the task runs {want_os}/{want_arch}: exec /usr/local/bin/lackey: exec format error"),
-                )
-                .await;
-        }
-        for s in container.secrets() {
-            match agent.sm.get_secret_value().secret_id(s.value_from()).send().await {
-                Ok(v) if v.secret_string().is_some() => env.push((s.name().to_string(), v.secret_string().unwrap().to_string())),
-                _ => {
-                    return self
-                        .fail_to_start(&arn, format!("ResourceInitializationError: unable to pull secrets or registry auth: execution resource retrieval failed: unable to retrieve secret from asm: service call has been retried 1 time(s): failed to fetch secret {} from secrets manager", s.value_from()))
-                        .await
-                }
-            }
-        }
         tokio::time::sleep(STEP).await;
         if self.desired_stopped(&arn).await {
             self.set(serde_json::json!({"task_arn": arn, "last_status": "STOPPED"}))
                 .await;
             return;
         }
-        match self.task_role_env(&td_def, &task_id).await {
-            Ok(vars) => env.extend(vars),
+        let task_role = match self.task_role_env(&td, &task_id).await {
+            Ok(vars) => vars,
             Err(reason) => return self.fail_to_start(&arn, reason).await,
-        }
-        let name = format!("lackey-fargate-{task_id}");
-        let mut args: Vec<String> = vec![
-            "run".into(),
-            "-d".into(),
-            "--name".into(),
-            name.clone(),
-            "--network".into(),
-            "host".into(),
-            "--label".into(),
-            self.label.clone(),
-        ];
-        for (k, v) in &env {
-            args.push("-e".into());
-            args.push(format!("{k}={v}"));
-        }
-        args.push(image.clone());
-        let (started, out) = tokio::task::spawn_blocking(move || {
-            docker(&args.iter().map(String::as_str).collect::<Vec<_>>())
-        })
-        .await
-        .unwrap();
-        if !started {
-            return self
-                .fail_to_start(&arn, format!("CannotStartContainerError: {}", out.trim()))
-                .await;
+        };
+        let mut running = Vec::new();
+        if let Err(reason) = self
+            .start_all(&td, envs, &task_role, &agent, &task_id, &arn, &mut running)
+            .await
+        {
+            for c in &running {
+                let name = c.docker_name.clone();
+                let _ = tokio::task::spawn_blocking(move || docker(&["rm", "-f", &name])).await;
+            }
+            return self.fail_to_start(&arn, reason).await;
         }
         self.set(serde_json::json!({"task_arn": arn, "last_status": "RUNNING"}))
             .await;
-        self.note(format!("{arn}: running {image}"));
-        // Forward the container's output to CloudWatch Logs as the awslogs driver does.
-        let opts = container
-            .log_configuration()
-            .and_then(|l| l.options())
-            .cloned()
-            .unwrap_or_default();
-        let group = opts.get("awslogs-group").cloned().unwrap_or_default();
-        let stream = format!(
-            "{}/{}/{task_id}",
-            opts.get("awslogs-stream-prefix")
-                .cloned()
-                .unwrap_or_else(|| "minion".into()),
-            container.name().unwrap_or("minion")
-        );
-        let forwarder = {
-            let logs = agent.logs.clone();
-            let name = name.clone();
-            tokio::spawn(async move { forward_logs(logs, name, group, stream).await })
-        };
-        let mut stop_sent = false;
-        let exit_code = loop {
-            let (_, state) = tokio::task::spawn_blocking({
-                let name = name.clone();
-                move || {
-                    docker(&[
-                        "inspect",
-                        "-f",
-                        "{{.State.Running}} {{.State.ExitCode}}",
-                        &name,
-                    ])
-                }
-            })
-            .await
-            .unwrap();
-            let mut parts = state.split_whitespace();
-            if parts.next() == Some("false") {
-                break parts
-                    .next()
-                    .and_then(|c| c.parse::<i64>().ok())
-                    .unwrap_or(-1);
+        self.note(format!(
+            "{arn}: running {}",
+            running
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        let codes = self.watch_until_stopped(&arn, &running).await;
+        for c in running.iter_mut() {
+            if let Some(f) = c.forwarder.take() {
+                let _ = tokio::time::timeout(Duration::from_secs(10), f).await;
             }
-            if !stop_sent && (self.desired_stopped(&arn).await || self.stop.load(Ordering::Relaxed))
-            {
-                // StopTask: SIGTERM, SIGKILL after the grace period (30 s on Fargate).
-                let name = name.clone();
-                tokio::task::spawn_blocking(move || docker(&["stop", "-t", "30", &name]));
-                stop_sent = true;
-            }
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        };
-        let _ = tokio::time::timeout(Duration::from_secs(10), forwarder).await;
+        }
         self.set(serde_json::json!({"task_arn": arn, "last_status": "DEPROVISIONING"}))
             .await;
+        let minion = running.iter().position(|c| c.name == "minion").unwrap_or(0);
+        let exit_code = codes[minion];
+        let by_name: serde_json::Map<String, serde_json::Value> = running
+            .iter()
+            .zip(&codes)
+            .map(|(c, code)| (c.name.clone(), serde_json::json!(code)))
+            .collect();
         self.set(serde_json::json!({
             "task_arn": arn,
             "last_status": "STOPPED",
             "exit_code": exit_code,
+            "container_exit_codes": by_name,
             "stop_code": "EssentialContainerExited",
             "stopped_reason": "Essential container in task exited",
         }))
         .await;
-        self.note(format!("{arn}: stopped with exit code {exit_code}"));
-        let _ = tokio::task::spawn_blocking(move || docker(&["rm", "-f", &name])).await;
+        self.note(format!("{arn}: stopped with exit codes {by_name:?}"));
+        for c in &running {
+            let name = c.docker_name.clone();
+            let _ = tokio::task::spawn_blocking(move || docker(&["rm", "-f", &name])).await;
+        }
     }
+
+    /// Start the task's containers in `dependsOn` order (START: once the container it
+    /// depends on has started; COMPLETE and SUCCESS: once it has exited, with 0 for
+    /// SUCCESS; HEALTHY is taken as START, the player runs no health checks). The
+    /// containers share one network namespace, as an awsvpc task's do: the host's, so
+    /// that they reach moto and the fakes on loopback. Each gets the environment
+    /// `prepare` made for it, and nothing of the others', and the task role's
+    /// (`task_role`, the same for every container, as on Fargate). The log streams are
+    /// written as the execution role (`agent`).
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one task's start: its definition, environments, roles and names"
+    )]
+    async fn start_all(
+        &self,
+        td: &aws_sdk_ecs::types::TaskDefinition,
+        mut envs: Vec<Vec<(String, String)>>,
+        task_role: &[(String, String)],
+        agent: &Agent,
+        task_id: &str,
+        arn: &str,
+        running: &mut Vec<Running>,
+    ) -> Result<(), String> {
+        let defs = td.container_definitions();
+        let mut started: Vec<Option<usize>> = vec![None; defs.len()];
+        while started.iter().any(Option::is_none) {
+            let ready = (0..defs.len()).find(|&i| {
+                started[i].is_none()
+                    && defs[i].depends_on().iter().all(|d| {
+                        defs.iter()
+                            .position(|c| c.name() == Some(d.container_name()))
+                            .and_then(|j| started[j])
+                            .is_some()
+                    })
+            });
+            let Some(i) = ready else {
+                return Err(format!(
+                    "CannotStartContainerError: the dependsOn of {} cannot be met",
+                    td.family().unwrap_or_default()
+                ));
+            };
+            let def = &defs[i];
+            for d in def.depends_on() {
+                let cond = d.condition().as_str();
+                if cond == "COMPLETE" || cond == "SUCCESS" {
+                    let j = defs
+                        .iter()
+                        .position(|c| c.name() == Some(d.container_name()))
+                        .and_then(|j| started[j])
+                        .unwrap();
+                    let code = wait_exit(&running[j].docker_name).await;
+                    if cond == "SUCCESS" && code != 0 {
+                        return Err(format!(
+                            "CannotStartContainerError: dependency {} exited with {code}",
+                            d.container_name()
+                        ));
+                    }
+                }
+            }
+            let name = def.name().unwrap_or("minion").to_string();
+            let docker_name = format!("lackey-fargate-{task_id}-{name}");
+            let mut env = std::mem::take(&mut envs[i]);
+            env.extend(task_role.iter().cloned());
+            let mut args: Vec<String> = vec![
+                "run".into(),
+                "-d".into(),
+                "--name".into(),
+                docker_name.clone(),
+                "--network".into(),
+                "host".into(),
+                "--label".into(),
+                self.label.clone(),
+            ];
+            for (k, v) in &env {
+                args.push("-e".into());
+                args.push(format!("{k}={v}"));
+            }
+            let entry = def.entry_point();
+            if let Some(first) = entry.first() {
+                args.push("--entrypoint".into());
+                args.push(first.clone());
+            }
+            args.push(def.image().unwrap_or_default().to_string());
+            args.extend(entry.iter().skip(1).cloned());
+            args.extend(def.command().iter().cloned());
+            let (ok, out) = tokio::task::spawn_blocking(move || {
+                docker(&args.iter().map(String::as_str).collect::<Vec<_>>())
+            })
+            .await
+            .unwrap();
+            if !ok {
+                return Err(format!("CannotStartContainerError: {}", out.trim()));
+            }
+            self.note(format!("{arn}: started container {name}"));
+            // Forward the container's output to CloudWatch Logs as the awslogs driver does.
+            let opts = def
+                .log_configuration()
+                .and_then(|l| l.options())
+                .cloned()
+                .unwrap_or_default();
+            let group = opts.get("awslogs-group").cloned().unwrap_or_default();
+            let stream = format!(
+                "{}/{name}/{task_id}",
+                opts.get("awslogs-stream-prefix")
+                    .cloned()
+                    .unwrap_or_else(|| "minion".into()),
+            );
+            let forwarder = {
+                let logs = agent.logs.clone();
+                let docker_name = docker_name.clone();
+                tokio::spawn(async move { forward_logs(logs, docker_name, group, stream).await })
+            };
+            started[i] = Some(running.len());
+            running.push(Running {
+                name,
+                docker_name,
+                essential: def.essential().unwrap_or(true),
+                forwarder: Some(forwarder),
+            });
+        }
+        Ok(())
+    }
+
+    /// RUNNING until an essential container exits (the others are then stopped, as
+    /// ECS stops a task) or StopTask asks (SIGTERM to every container, SIGKILL after
+    /// the grace period, 30 s on Fargate). Each container's exit code, in `running`'s
+    /// order.
+    async fn watch_until_stopped(&self, arn: &str, running: &[Running]) -> Vec<i64> {
+        let mut codes: Vec<Option<i64>> = vec![None; running.len()];
+        let mut stop_sent = false;
+        loop {
+            for (i, c) in running.iter().enumerate() {
+                if codes[i].is_some() {
+                    continue;
+                }
+                let (_, state) = tokio::task::spawn_blocking({
+                    let name = c.docker_name.clone();
+                    move || {
+                        docker(&[
+                            "inspect",
+                            "-f",
+                            "{{.State.Running}} {{.State.ExitCode}}",
+                            &name,
+                        ])
+                    }
+                })
+                .await
+                .unwrap();
+                let mut parts = state.split_whitespace();
+                if parts.next() == Some("false") {
+                    codes[i] = Some(parts.next().and_then(|c| c.parse().ok()).unwrap_or(-1));
+                }
+            }
+            if codes.iter().all(Option::is_some) {
+                return codes.into_iter().map(|c| c.unwrap_or(-1)).collect();
+            }
+            let essential_exited = running
+                .iter()
+                .zip(&codes)
+                .any(|(c, code)| c.essential && code.is_some());
+            if !stop_sent
+                && (essential_exited
+                    || self.desired_stopped(arn).await
+                    || self.stop.load(Ordering::Relaxed))
+            {
+                for (c, code) in running.iter().zip(&codes) {
+                    if code.is_none() {
+                        let name = c.docker_name.clone();
+                        tokio::task::spawn_blocking(move || docker(&["stop", "-t", "30", &name]));
+                    }
+                }
+                stop_sent = true;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+}
+
+/// One started container of a task.
+struct Running {
+    name: String,
+    docker_name: String,
+    essential: bool,
+    forwarder: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Wait for a container to exit; its exit code.
+async fn wait_exit(docker_name: &str) -> i64 {
+    let name = docker_name.to_string();
+    let (_, out) = tokio::task::spawn_blocking(move || docker(&["wait", &name]))
+        .await
+        .unwrap();
+    out.trim().parse().unwrap_or(-1)
+}
+
+/// Pull an image and check it runs on the task definition's platform: Fargate starts
+/// an image only on the platform the task definition declares (Linux on X86_64 when it
+/// declares none); any other image dies at its first instruction with `exec format
+/// error`.
+async fn check_image(td: &aws_sdk_ecs::types::TaskDefinition, image: &str) -> Result<(), String> {
+    let (pulled, out) = tokio::task::spawn_blocking({
+        let image = image.to_string();
+        move || docker(&["pull", "-q", &image])
+    })
+    .await
+    .unwrap();
+    if !pulled {
+        return Err(format!("CannotPullContainerError: pull image manifest has been retried 5 time(s): failed to resolve ref {image}: {}", out.trim()));
+    }
+    let platform = td.runtime_platform();
+    let want_os = platform
+        .and_then(|p| p.operating_system_family())
+        .map(|o| o.as_str().to_string())
+        .unwrap_or_else(|| "LINUX".into());
+    let want_arch = platform
+        .and_then(|p| p.cpu_architecture())
+        .map(|a| a.as_str().to_string())
+        .unwrap_or_else(|| "X86_64".into());
+    let (_, have) = tokio::task::spawn_blocking({
+        let image = image.to_string();
+        move || {
+            docker(&[
+                "image",
+                "inspect",
+                "-f",
+                "{{.Os}}/{{.Architecture}}",
+                &image,
+            ])
+        }
+    })
+    .await
+    .unwrap();
+    let have = have.trim().to_string();
+    let docker_arch = match want_arch.as_str() {
+        "ARM64" => "arm64",
+        _ => "amd64",
+    };
+    if want_os != "LINUX" || have != format!("linux/{docker_arch}") {
+        return Err(format!("CannotStartContainerError: image {image} is {have}, the task runs {want_os}/{want_arch}: exec /usr/local/bin/lackey: exec format error"));
+    }
+    Ok(())
 }
 
 async fn forward_logs(
@@ -357,9 +534,27 @@ async fn forward_logs(
         .stderr(Stdio::piped())
         .spawn()
         .expect("docker logs");
+    // Both of the container's streams, as the awslogs driver sends them (the minion
+    // logs on stdout, the credential sidecar on stderr).
     use tokio::io::AsyncBufReadExt;
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let out = tokio::io::BufReader::new(child.stdout.take().unwrap());
+    let err = tokio::io::BufReader::new(child.stderr.take().unwrap());
+    for mut lines in [
+        Box::pin(out) as std::pin::Pin<Box<dyn tokio::io::AsyncBufRead + Send>>,
+        Box::pin(err),
+    ]
+    .map(AsyncBufReadExt::lines)
+    {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                let _ = tx.send(line);
+            }
+        });
+    }
+    drop(tx);
+    while let Some(line) = rx.recv().await {
         let ev = aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
             .timestamp(chrono::Utc::now().timestamp_millis())
             .message(line)

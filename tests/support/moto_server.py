@@ -138,6 +138,29 @@ def _task_init_lifecycle(self, *args, **kwargs):
 
 ecs_models.Task.__init__ = _task_init_lifecycle
 
+# --- ECS: one container per container definition, as ECS reports a task ----------------
+
+_task_init_one_container = ecs_models.Task.__init__
+
+
+def _task_init_every_container(self, cluster, task_definition, *args, **kwargs):
+    _task_init_one_container(self, cluster, task_definition, *args, **kwargs)
+    first = self.containers[0] if self.containers else None
+    for cd in task_definition.container_definitions[1:]:
+        c = ecs_models.Container(task_definition)
+        c.name = cd.get("name")
+        c.image = cd.get("image")
+        c.environment = cd.get("environment")
+        c.command = cd.get("command")
+        c.cpu = str(cd["cpu"]) if cd.get("cpu") is not None else None
+        c.memory = str(cd["memory"]) if cd.get("memory") is not None else None
+        if first is not None:
+            c.last_status = first.last_status
+        self.containers.append(c)
+
+
+ecs_models.Task.__init__ = _task_init_every_container
+
 _advance = ecs_models.Task.advance
 
 
@@ -220,6 +243,11 @@ def _set_task(body):
     if "exit_code" in body:
         for c in task.containers:
             c.exitCode = body["exit_code"]
+    # Each container's own exit code, by name (a task of several containers).
+    for name, code in (body.get("container_exit_codes") or {}).items():
+        for c in task.containers:
+            if c.name == name:
+                c.exitCode = code
     if body.get("container_reason"):
         for c in task.containers:
             c.reason = body["container_reason"]
