@@ -6,9 +6,10 @@
 //!   (then the latest finished), id, state, elapsed, task (clipped), the run's last log
 //!   line, and a footer with counts by state and outcome.
 //!
-//! Log lines come from the run's container: they are untrusted, so every control
-//! character (a terminal escape sequence starts with one) is dropped before they are
-//! drawn.
+//! Log lines come from the run's container: they are untrusted, so escape sequences
+//! are dropped whole and every other control character becomes a space before they are
+//! drawn ([`crate::output::without_escapes`], beside [`crate::output::visible`], which
+//! shows them escaped where a run's whole log is printed).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -47,54 +48,14 @@ pub fn clip(s: &str, n: usize) -> String {
 }
 
 /// A log line fit for a terminal: the minion's timestamp dropped (`<time> [step] …`
-/// → `[step] …`), escape sequences (CSI `ESC [ … final`, OSC `ESC ] … BEL` or
-/// `ESC ] … ESC \\`, their 8-bit introducers, and `ESC x`) dropped whole, every other
-/// control character made a space, clipped to `n` characters.
+/// → `[step] …`), escape sequences dropped whole and every other control character made
+/// a space ([`crate::output::without_escapes`]), clipped to `n` characters.
 pub fn log_line(line: &str, n: usize) -> String {
     let shown = match line.split_once(' ') {
         Some((ts, rest)) if rest.starts_with('[') && ts.contains('T') => rest,
         _ => line,
     };
-    let mut printable = String::with_capacity(shown.len());
-    let mut chars = shown.chars().peekable();
-    while let Some(c) = chars.next() {
-        // The 8-bit CSI and OSC introducers mean what `ESC [` and `ESC ]` do.
-        let kind = match c {
-            '\u{1b}' => chars.next(),
-            '\u{9b}' => Some('['),
-            '\u{9d}' => Some(']'),
-            _ => {
-                printable.push(if c.is_control() { ' ' } else { c });
-                continue;
-            }
-        };
-        match kind {
-            // CSI: parameters and intermediates, up to a final byte in @..~.
-            Some('[') => {
-                for c in chars.by_ref() {
-                    if ('@'..='~').contains(&c) {
-                        break;
-                    }
-                }
-            }
-            // OSC: up to BEL or the string terminator (ESC \, or its 8-bit form).
-            Some(']') => {
-                while let Some(c) = chars.next() {
-                    if c == '\u{7}' || c == '\u{9c}' {
-                        break;
-                    }
-                    if c == '\u{1b}' {
-                        if chars.peek() == Some(&'\\') {
-                            chars.next();
-                        }
-                        break;
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    clip(&printable, n)
+    clip(&crate::output::without_escapes(shown), n)
 }
 
 /// The state word of run `i`: its backend status while launched, its outcome when done.
