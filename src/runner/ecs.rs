@@ -650,7 +650,7 @@ impl<A: Borrow<Aws> + Send + Sync> Ecs<A> {
         match (&cloud.github, proof) {
             (Some(gh), Some(proof)) => {
                 // Printed here, after the image's lines: the cloud run's fixed output
-                // order (module docs); the token was minted before anything was created.
+                // order (module docs); the token was minted in the launch's first wave.
                 reporter.info("Minting GitHub App installation token...");
                 Some(Self::github_source(
                     gh, &gh.repo, &proof, injected, reporter,
