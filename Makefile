@@ -84,6 +84,6 @@ bench-doctor:
 bench-report:
 	$(CARGO) test --locked --test it bench_report -- --ignored --nocapture
 
-# Issue 15: 200 fleet runs in flight against moto: launch time, AWS calls per tick, CLI CPU and memory.
+# 200 fleet runs in flight against moto, watched on a terminal: launch time, AWS calls per tick, CLI CPU and memory.
 bench-fleet:
 	$(CARGO) test --locked --test it bench_fleet -- --ignored --nocapture

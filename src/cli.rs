@@ -133,7 +133,7 @@ pub enum Command {
 
     /// Write a run's report: one self-contained HTML page
     #[command(
-        after_help = "Examples:\n  lackey report 20261124-143015-7f3a\n  lackey report 20261124-143015-7f3a --open\n  lackey report 20261124-143015-7f3a --output review.html"
+        after_help = "Examples:\n  lackey report 20261124-143015-7f3a\n  lackey report 20261124-143015-7f3a --open\n  lackey report 20261124-143015-7f3a --output review.html\n  lackey report --fleet fleet-20261128-190000-ab12   a fleet's runs, each linked to its report"
     )]
     Report(ReportArgs),
 
@@ -331,7 +331,12 @@ pub struct RunsArgs {
 #[derive(Debug, Args)]
 pub struct ReportArgs {
     /// The run id (as printed by `lackey run` and `lackey runs`)
-    pub run_id: String,
+    #[arg(required_unless_present = "fleet", conflicts_with = "fleet")]
+    pub run_id: Option<String>,
+
+    /// A fleet's page instead: its runs with outcome and cost, each linked to its report
+    #[arg(long, value_name = "FLEET")]
+    pub fleet: Option<String>,
 
     /// Open the page in the default browser once written
     #[arg(long)]

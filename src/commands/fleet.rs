@@ -18,8 +18,8 @@ use crate::fleet::engine::{self, Driven, Store};
 use crate::fleet::store::{FileStore, S3Store};
 use crate::fleet::view::{LinesView, TableView, View};
 use crate::fleet::{
-    check_fleet_id, ecs::EcsFleet, local::LocalFleet, tasks, FleetOptions, Manifest, RunState,
-    Where,
+    check_fleet_id, ecs::EcsFleet, local::LocalFleet, tasks, FleetOptions, Manifest, ReportFn,
+    RunState, Where,
 };
 use crate::output::{Reporter, Tone};
 use crate::runner::docker::Limits;
@@ -211,9 +211,53 @@ fn view(ctx: &Ctx) -> Box<dyn View> {
     let p = ctx.printer.clone();
     let sink = Box::new(move |l: String| p.line(l));
     match ctx.printer.live_table() {
-        Some(t) => Box::new(TableView::new(t, sink)),
+        Some(t) => Box::new(TableView::new(Box::new(t), sink)),
         None => Box::new(LinesView::new(sink)),
     }
+}
+
+/// How each run's `report.html` is written as the run is collected (as after a single
+/// run): the settings' prices, the secrets the host knows redacted.
+fn report_fn(settings: &Settings) -> anyhow::Result<ReportFn> {
+    let prices = super::report::prices(settings)?;
+    let redactor = crate::report::host_redactor(settings);
+    Ok(Arc::new(move |dir: &Path| {
+        crate::report::write(dir, &redactor, &prices)
+    }))
+}
+
+/// Where a fleet's page is written here: beside its local manifest.
+fn fleet_page_path(root: &Path, fleet_id: &str) -> PathBuf {
+    crate::fleet::aggregate::local_fleet_dir(root, fleet_id).join(crate::report::REPORT_FILE)
+}
+
+/// Render the fleet's page to `path` (and, for a cloud fleet, upload it beside the
+/// manifest in the bucket). Runs link to their own page when it exists here, or, for a
+/// cloud fleet, in the bucket (each run's page is uploaded as it is collected).
+async fn write_fleet_page(
+    m: &Manifest,
+    settings: &Settings,
+    root: &Path,
+    path: &Path,
+    bucket: Option<(&aws_sdk_s3::Client, &str)>,
+) -> anyhow::Result<usize> {
+    let redactor = crate::report::host_redactor(settings);
+    let cloud = m.place == Where::Cloud;
+    let html = crate::report::fleet::render_fleet(m, &redactor, &|id| {
+        cloud || root.join(id).join(crate::report::REPORT_FILE).is_file()
+    });
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| anyhow::anyhow!("cannot create `{}`: {e}", dir.display()))?;
+    }
+    crate::report::write_file(path, &html)?;
+    if let Some((s3, bucket)) = bucket {
+        let key = format!("fleets/{}/{}", m.fleet_id, crate::report::REPORT_FILE);
+        crate::cloud::s3::upload_file(s3, path, bucket, &key)
+            .await
+            .map_err(|e| anyhow::anyhow!("not uploaded to s3://{bucket}/{key}: {e:#}"))?;
+    }
+    Ok(html.len())
 }
 
 /// Launch (or re-attach to) a fleet and drive it to its end.
@@ -229,7 +273,7 @@ async fn drive(
     let driven = match m.place {
         Where::Cloud => {
             let mut settings = settings;
-            let aws = super::cloud_aws(ctx, &mut settings).await?;
+            let aws = Arc::new(super::cloud_aws(ctx, &mut settings).await?);
             let github_repo = specs.values().find_map(|s| s.github_repo.clone());
             if github_repo.is_some() {
                 settings.require(&keys::GITHUB_APP_ID)?;
@@ -244,13 +288,13 @@ async fn drive(
             let sample: Vec<RunSpec> = specs.values().cloned().collect();
             let backend = Arc::new(
                 EcsFleet::prepare(
-                    &aws,
+                    aws.clone(),
                     cloud,
                     &m.fleet_id,
                     &sample,
                     spec_fn(specs),
+                    report_fn(&settings)?,
                     &ctx.printer,
-                    Some(&ctx.printer),
                 )
                 .await?,
             );
@@ -261,19 +305,46 @@ async fn drive(
             let d =
                 engine::drive(m, backend.clone(), store, view.as_mut(), ctx.cancel.clone()).await;
             backend.finish().await;
-            d?
+            let d = d?;
+            let page = fleet_page_path(root, &fleet_id);
+            match write_fleet_page(
+                &d.manifest,
+                &settings,
+                root,
+                &page,
+                Some((&aws.s3(), bucket.as_str())),
+            )
+            .await
+            {
+                Ok(_) => ctx.printer.info(&format!(
+                    "Fleet report: {} (and s3://{bucket}/fleets/{fleet_id}/{})",
+                    page.display(),
+                    crate::report::REPORT_FILE
+                )),
+                Err(e) => ctx.printer.warn(&format!("the fleet's report: {e:#}")),
+            }
+            d
         }
         Where::Local => {
             let limits = limits(&settings)?;
             let store: Arc<dyn Store> = Arc::new(FileStore::new(root));
-            let backend = Arc::new(LocalFleet::new(limits, spec_fn(specs)).await?);
+            let backend =
+                Arc::new(LocalFleet::new(limits, spec_fn(specs), report_fn(&settings)?).await?);
             ctx.printer.info(&format!(
                 "Fleet {fleet_id}: manifest at {}; `lackey run --tasks FILE --resume {fleet_id}` runs what did not finish",
                 crate::fleet::aggregate::local_fleet_dir(root, &fleet_id)
                     .join("manifest.json")
                     .display()
             ));
-            engine::drive(m, backend, store, view.as_mut(), ctx.cancel.clone()).await?
+            let d = engine::drive(m, backend, store, view.as_mut(), ctx.cancel.clone()).await?;
+            let page = fleet_page_path(root, &fleet_id);
+            match write_fleet_page(&d.manifest, &settings, root, &page, None).await {
+                Ok(_) => ctx
+                    .printer
+                    .info(&format!("Fleet report: {}", page.display())),
+                Err(e) => ctx.printer.warn(&format!("the fleet's report: {e:#}")),
+            }
+            d
         }
     };
     drop(view);
@@ -298,8 +369,10 @@ fn finish(ctx: &Ctx, d: Driven, root: &Path) -> anyhow::Result<u8> {
     Ok(if d.manifest.all_succeeded() { 0 } else { 1 })
 }
 
-/// A local fleet resumed: a run whose minion wrote its summary is done; a run cut
-/// short (the CLI died, or Ctrl-C) runs again under a new id (its old directory stays).
+/// A local fleet resumed: a run whose minion wrote a summary other than an error is
+/// done; a run cut short (the CLI died, or Ctrl-C), or that ended in an error the dead
+/// CLI never collected, runs again under a new id (its old directory stays, its
+/// container is stopped).
 async fn prepare_local_resume(mut m: Manifest, root: &Path) -> anyhow::Result<Manifest> {
     if m.place != Where::Local {
         return Err(Fail::new(format!("{} is a cloud fleet", m.fleet_id))
@@ -319,14 +392,11 @@ async fn prepare_local_resume(mut m: Manifest, root: &Path) -> anyhow::Result<Ma
                     .ok()
                     .and_then(|d| crate::runner::read_summary(&d).ok());
                 match summary {
-                    // Only a summary written after the run ended (never one the host
-                    // wrote for an interruption) counts as finished.
-                    Some(s)
-                        if !s
-                            .error
-                            .as_deref()
-                            .is_some_and(|e| e.starts_with("stopped:")) =>
-                    {
+                    // A run the dead CLI never collected counts as finished only when it
+                    // ended on its own terms: an error may be the CLI's death itself (the
+                    // run's only way out, the CLI's proxy, died with it), and a summary
+                    // the host wrote for an interruption is no ending. Those run again.
+                    Some(s) if s.outcome != crate::summary::Outcome::Error => {
                         r.state = RunState::Done;
                         r.result = Some(crate::fleet::RunResult::of(&s));
                         false
@@ -394,6 +464,15 @@ struct StatusRow<'a> {
     state: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     not_run: Option<&'a str>,
+    /// Tokens and USD of a finished run (USD null when its model has no price).
+    tokens: Option<u64>,
+    cost_usd: Option<f64>,
+}
+
+#[derive(Serialize)]
+struct Total {
+    tokens: u64,
+    cost_usd: Option<f64>,
 }
 
 #[derive(Serialize)]
@@ -403,6 +482,7 @@ struct Status<'a> {
     place: Where,
     runs: Vec<StatusRow<'a>>,
     counts: crate::fleet::Counts,
+    total: Total,
 }
 
 /// `lackey runs --fleet ID [--watch]`.
@@ -420,25 +500,45 @@ pub async fn runs(ctx: &Ctx, id: &str, watch: bool) -> anyhow::Result<u8> {
                 attempt: r.attempt,
                 state: crate::fleet::view::state_word(&m, i),
                 not_run: r.not_run.as_deref(),
+                tokens: r.result.as_ref().map(|x| x.tokens),
+                cost_usd: r.result.as_ref().and_then(|x| x.cost_usd),
             })
             .collect();
+        let (tokens, cost_usd) = m.spent();
         if ctx.printer.json_mode() {
             ctx.printer.json(&Status {
                 fleet_id: &m.fleet_id,
                 place: m.place,
                 runs: rows,
                 counts: m.counts(),
+                total: Total {
+                    tokens,
+                    cost_usd: cost_usd.map(crate::cost::round_usd),
+                },
             });
         } else {
+            ctx.printer.result(format!(
+                "{:<20}  {:<18}  {:>7}  {:>8}  TASK",
+                "RUN", "STATE", "TOKENS", "COST"
+            ));
             for r in &rows {
                 ctx.printer.result(format!(
-                    "{:<20}  {:<18}  {}{}",
+                    "{:<20}  {:<18}  {:>7}  {:>8}  {}{}",
                     r.run_id,
                     r.state,
+                    r.tokens
+                        .map(crate::cost::format_tokens)
+                        .unwrap_or_else(|| "-".into()),
+                    crate::cost::format_usd(r.cost_usd),
                     crate::fleet::view::clip(r.task, 60),
                     r.not_run.map(|w| format!(": {w}")).unwrap_or_default()
                 ));
             }
+            ctx.printer.result(format!(
+                "total: {} and {} tokens",
+                crate::cost::format_usd(Some(cost_usd.unwrap_or_default())),
+                crate::cost::format_tokens(tokens)
+            ));
             ctx.printer.result(crate::fleet::view::footer(&m));
         }
         return Ok(0);
@@ -510,5 +610,61 @@ pub async fn stop(ctx: &Ctx, id: &str) -> anyhow::Result<u8> {
         Tone::Good,
         &format!("{stopped} runs of fleet {id}; no more of its runs launch, and their artifacts are kept"),
     );
+    Ok(0)
+}
+
+/// `lackey report --fleet ID [--open] [--output FILE]`: the fleet's page, from its
+/// manifest (here, or in the stack's bucket). A finished run found here without its own
+/// page gets one first, so its link works.
+pub async fn report(
+    ctx: &Ctx,
+    id: &str,
+    open: bool,
+    output: Option<PathBuf>,
+) -> anyhow::Result<u8> {
+    let (m, settings, aws) = find_manifest(ctx, id).await?;
+    let root = artifacts_root(&settings)?;
+    let write_run = report_fn(&settings)?;
+    for r in m.runs.iter().filter(|r| r.state == RunState::Done) {
+        let dir = root.join(&r.run_id);
+        if dir.join("run_summary.json").is_file() && !dir.join(crate::report::REPORT_FILE).is_file()
+        {
+            if let Err(e) = write_run(&dir) {
+                ctx.printer.warn(&format!(
+                    "run {}: its report was not written: {e:#}",
+                    r.run_id
+                ));
+            }
+        }
+    }
+    let path = output.unwrap_or_else(|| fleet_page_path(&root, id));
+    // The bucket's copy is the page beside the manifest, not a page written elsewhere.
+    let bucket = match (&aws, m.place, path == fleet_page_path(&root, id)) {
+        (Some(aws), Where::Cloud, true) => {
+            Some((aws.s3(), settings.require(&keys::BUCKET_NAME)?.to_string()))
+        }
+        _ => None,
+    };
+    let bytes = write_fleet_page(
+        &m,
+        &settings,
+        &root,
+        &path,
+        bucket.as_ref().map(|(s3, b)| (s3, b.as_str())),
+    )
+    .await?;
+    if ctx.printer.json_mode() {
+        ctx.printer.json(&serde_json::json!({
+            "fleet_id": id,
+            "report": path.display().to_string(),
+            "uploaded": bucket.as_ref().map(|(_, b)| format!("s3://{b}/fleets/{id}/{}", crate::report::REPORT_FILE)),
+            "bytes": bytes,
+        }));
+    } else {
+        ctx.printer.result(path.display());
+    }
+    if open {
+        super::report::open(ctx, &path);
+    }
     Ok(0)
 }

@@ -36,24 +36,25 @@ pub fn write_after_run(ctx: &Ctx, settings: &Settings, dir: &Path) -> Option<Pat
 }
 
 pub async fn run(ctx: &Ctx, args: ReportArgs) -> anyhow::Result<u8> {
-    super::logs::check_run_id(&args.run_id)?;
-    let settings = ctx.settings(&[])?;
-    let prices = prices(&settings)?;
     if let Some(out) = &args.output {
         check_output(out)?;
     }
+    if let Some(fleet) = &args.fleet {
+        return super::fleet::report(ctx, fleet, args.open, args.output).await;
+    }
+    let run_id = args.run_id.clone().unwrap_or_default();
+    super::logs::check_run_id(&run_id)?;
+    let settings = ctx.settings(&[])?;
+    let prices = prices(&settings)?;
     let root = PathBuf::from(settings.require(&keys::LOCAL_ARTIFACTS_DIR)?);
-    let dir = root.join(&args.run_id);
+    let dir = root.join(&run_id);
     if !dir.join("run_summary.json").is_file() {
         let running = dir.is_dir();
         let fetched = if running {
             false
         } else {
             match super::ecs_listing(ctx, &settings).await? {
-                Some(ecs) => {
-                    ecs.fetch_artifacts(&args.run_id, &dir, &ctx.printer)
-                        .await?
-                }
+                Some(ecs) => ecs.fetch_artifacts(&run_id, &dir, &ctx.printer).await?,
                 None => false,
             }
         };
@@ -61,17 +62,17 @@ pub async fn run(ctx: &Ctx, args: ReportArgs) -> anyhow::Result<u8> {
             return Err(if running {
                 Fail::new(format!(
                     "run `{}` has not finished: `{}` has no run_summary.json yet",
-                    args.run_id,
+                    run_id,
                     dir.display()
                 ))
                 .with_hint(format!(
                     "wait for it (`lackey logs {} --follow`), then ask again",
-                    args.run_id
+                    run_id
                 ))
             } else {
                 Fail::new(format!(
                     "no run `{}` in `{}/` or in the artifact bucket",
-                    args.run_id,
+                    run_id,
                     root.display()
                 ))
                 .with_hint("`lackey runs` lists the runs")
@@ -90,7 +91,7 @@ pub async fn run(ctx: &Ctx, args: ReportArgs) -> anyhow::Result<u8> {
     };
     if ctx.printer.json_mode() {
         ctx.printer.json(&serde_json::json!({
-            "run_id": args.run_id,
+            "run_id": run_id,
             "report": path.display().to_string(),
             "bytes": html.len(),
         }));
@@ -127,7 +128,7 @@ fn check_output(out: &Path) -> anyhow::Result<()> {
 }
 
 /// Hand the page to the platform's opener (`open` on macOS, `xdg-open` elsewhere).
-fn open(ctx: &Ctx, path: &Path) {
+pub(super) fn open(ctx: &Ctx, path: &Path) {
     let opener = if cfg!(target_os = "macos") {
         "open"
     } else {

@@ -101,16 +101,7 @@ impl Aggregate {
         }
         let c = m.counts();
         let (tokens, cost_usd) = m.spent();
-        let tasks_succeeded = (0..m.tasks.len())
-            .filter(|&t| {
-                m.runs.iter().any(|r| {
-                    r.task == t
-                        && r.result
-                            .as_ref()
-                            .is_some_and(|x| x.outcome == Outcome::Success)
-                })
-            })
-            .count();
+        let tasks_succeeded = m.tasks_succeeded();
         Aggregate {
             fleet_id: m.fleet_id.clone(),
             summary: SummaryCounts {

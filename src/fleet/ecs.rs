@@ -1,41 +1,53 @@
-//! A fleet on ECS Fargate.
+//! A fleet on ECS Fargate, through the runner's ECS backend ([`Ecs`]): the same task
+//! definition facts, image check, repository source, key route, environment overrides,
+//! RunTask request and collection as a single cloud run, with what is the same for every
+//! run prepared once.
 //!
-//! What is done once per fleet, not once per run: the task definition is read, the
-//! image checked in ECR, the GitHub App proven on each distinct repository (its default
-//! branch read), the Anthropic key's route decided, a local repository bundled and
-//! uploaded (one bundle per repository, `inputs/<fleet id>-<random>/…`).
+//! Once per fleet, in one wave as a single run's launch: the task definition read, the
+//! image probed (and pushed to ECR once the task definition says where it runs), the
+//! GitHub App proven on each distinct repository (its default branch and the branch
+//! template of each blueprint its runs use read: each run's branch is decided from it
+//! before launch), each local repository bundled and uploaded
+//! (`inputs/<fleet id>-<random>/…`); then, before any push, the task definition's
+//! isolation checked as a single run's is (no credential sidecar: warned, or refused
+//! under `[run] require_isolation`), and the Anthropic key's route decided. Each run's
+//! overrides are a single run's: with the sidecar, its credentials and upstreams go to
+//! the sidecar's container, never the minion's.
 //!
-//! Per run: one RunTask, with the run id as its `clientToken` (ECS makes a repeated
-//! RunTask with the same token return the first task instead of a second one) and as
-//! its `lackey:run-id` tag, with the fleet id as `lackey:fleet`. A fleet resumed after
-//! the CLI died finds its launched runs by those tags (ListTasks by the stack's
-//! `startedBy`, then DescribeTasks with tags), so it relaunches only what never reached
-//! ECS. moto ignores `clientToken`; the tag lookup is what the tests prove.
+//! Per run: one RunTask ([`Ecs::run_task_once`]), with the run id as its `clientToken`
+//! (ECS makes a repeated RunTask with the same token return the first task instead of a
+//! second one) and as its `lackey:run-id` tag, with the fleet id as `lackey:fleet`. A
+//! fleet resumed after the CLI died finds its launched runs by those tags (ListTasks by
+//! the stack's `startedBy`, then DescribeTasks with tags), so it relaunches only what
+//! never reached ECS. moto ignores `clientToken`; the tag lookup is what the tests prove.
+//! A task ECS could not start because it could not assume a role yet (IAM propagation
+//! right after `up`) is launched again, as a single run's is; its run reads
+//! `WAITING-FOR-IAM` meanwhile.
 //!
-//! Per tick: one DescribeTasks per 100 runs in flight. Collection (artifact downloads)
-//! runs a bounded number at once (the engine's pacing).
+//! Per tick: one DescribeTasks per 100 runs in flight and, when the view shows log
+//! lines, one FilterLogEvents per 100 of the started runs' log streams (one page each;
+//! a second, by the streams' prefix, when CloudWatch refuses a list naming a stream not
+//! made yet). Collection (artifact downloads, through [`Ecs`]'s `collect`) runs a
+//! bounded number at once.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use aws_sdk_ecs::operation::run_task::builders::RunTaskFluentBuilder;
-use aws_sdk_ecs::types::{
-    AssignPublicIp, AwsVpcConfiguration, LaunchType, NetworkConfiguration, Tag, TaskField,
-    TaskOverride,
-};
 
 use super::engine::{FleetBackend, LaunchError, Pacing, Polled};
-use super::{FleetRun, FleetTask};
-use crate::aws::{is_invalid_for_state, is_retryable, render_sdk_error, Aws, AwsResultExt};
+use super::{FleetRun, FleetTask, ReportFn};
+use crate::aws::{is_retryable, render_sdk_error, Aws};
 use crate::error::Fail;
-use crate::output::Reporter;
-use crate::ownership;
-use crate::run_contract::{var, GithubAuth, RepoSource, Secret, TaskSource};
+use crate::output::{Reporter, Silent};
+use crate::run_contract::Secret;
+use crate::runner::backend::Backend;
 use crate::runner::ecs::{
-    check_isolation, isolation_of, overrides_size, role_not_assumable, task_overrides,
-    through_sidecar, CloudSpec, TaskState, OVERRIDES_LIMIT, ROLE_PROPAGATION_WAIT,
+    check_isolation, role_not_assumable, CloudSpec, Ecs, Source, Started, TaskDefinitionFacts,
+    TaskState, ROLE_PROPAGATION_WAIT,
 };
 use crate::runner::{HostEnd, RunSpec};
 use crate::summary::{RunSummary, Runtime};
@@ -45,8 +57,11 @@ use crate::summary::{RunSummary, Runtime};
 pub const RUN_TASK_PER_S: f64 = 15.0;
 pub const RUN_TASK_BURST: f64 = 20.0;
 
-/// The fleet a task belongs to (its run is tagged with [`ownership::TAG_RUN_ID`]).
+/// The fleet a task belongs to (its run is tagged with [`crate::ownership::TAG_RUN_ID`]).
 pub const TAG_FLEET: &str = "lackey:fleet";
+
+/// FilterLogEvents takes at most this many stream names.
+const STREAMS_PER_CALL: usize = 100;
 
 /// Builds each run's [`RunSpec`] (the command layer resolves it from settings).
 pub type SpecFn = Box<dyn Fn(&FleetRun, &FleetTask) -> anyhow::Result<RunSpec> + Send + Sync>;
@@ -54,39 +69,41 @@ pub type SpecFn = Box<dyn Fn(&FleetRun, &FleetTask) -> anyhow::Result<RunSpec> +
 /// Counters of AWS calls the fleet made (for `make bench-fleet`).
 #[derive(Default, Debug)]
 pub struct Calls {
-    pub run_task: std::sync::atomic::AtomicU64,
-    pub describe_tasks: std::sync::atomic::AtomicU64,
-    pub polls: std::sync::atomic::AtomicU64,
+    pub run_task: AtomicU64,
+    pub describe_tasks: AtomicU64,
+    pub filter_log_events: AtomicU64,
+    pub polls: AtomicU64,
+}
+
+/// Where the log lines of a group of streams were read up to (FilterLogEvents'
+/// `startTime`, in ms).
+#[derive(Default)]
+struct LogCursor {
+    since_ms: i64,
 }
 
 pub struct EcsFleet {
-    aws_ecs: aws_sdk_ecs::Client,
-    s3: aws_sdk_s3::Client,
+    ecs: Ecs<Arc<Aws>>,
+    aws: Arc<Aws>,
     cloud: CloudSpec,
     fleet_id: String,
-    network: NetworkConfiguration,
-    /// GitHub repository → its default branch, proven once.
-    github_base: HashMap<String, String>,
+    td: TaskDefinitionFacts,
+    /// Each repository's source (GitHub repository or local path), prepared once.
+    sources: HashMap<String, Source>,
     /// (GitHub repository, blueprint) → the blueprint's branch template, read once from
     /// the default branch: each run's branch is decided from it before launch.
     github_templates: HashMap<(String, Option<String>), Option<String>>,
-    /// An installation token, when the task definition does not inject the App key
-    /// (a hand-made task definition: it goes as an override, with a warning).
-    github_token: Option<String>,
-    /// The Anthropic key, when the task definition does not inject it (likewise).
-    api_key: Option<String>,
-    /// Whether the task definition has the credential sidecar (the credentials then go
-    /// to it, never to the minion's container).
-    isolated: bool,
-    /// Local repository → (bundle URL in S3, its branch).
-    bundles: HashMap<PathBuf, (String, Option<String>)>,
+    api_key: Option<Secret>,
     specs: SpecFn,
+    report: ReportFn,
     states: Mutex<HashMap<String, TaskState>>,
     started: Mutex<HashMap<String, chrono::DateTime<chrono::Utc>>>,
+    /// The log read position, by the first stream of a group of streams.
+    cursors: Mutex<HashMap<String, LogCursor>>,
     /// Each run's RunTask request and the task that stands for its handle now: ECS
     /// may fail to assume a role `up` just made, and the run is launched again.
     relaunches: Mutex<HashMap<String, Relaunching>>,
-    pub calls: std::sync::Arc<Calls>,
+    pub calls: Arc<Calls>,
 }
 
 /// A run whose task may be launched again while IAM propagates its roles.
@@ -129,256 +146,178 @@ async fn branch_templates(
     Ok(out)
 }
 
+/// The key of a run's source among the fleet's: its GitHub repository, else its path.
+fn source_key(spec: &RunSpec) -> Option<String> {
+    match (&spec.github_repo, &spec.repo) {
+        (Some(gh), _) => Some(format!("github:{gh}")),
+        (None, Some(path)) => Some(format!("path:{}", path.display())),
+        (None, None) => None,
+    }
+}
+
 impl EcsFleet {
-    /// Everything done once per fleet; `specs` are the runs' specs (every distinct
-    /// repository among them is prepared).
+    /// Everything done once per fleet; `sample` are the runs' specs (every distinct
+    /// repository among them is prepared). Nothing is left in the bucket when it fails.
     pub async fn prepare(
-        aws: &Aws,
+        aws: Arc<Aws>,
         cloud: CloudSpec,
         fleet_id: &str,
         sample: &[RunSpec],
         specs: SpecFn,
+        report: ReportFn,
         reporter: &dyn Reporter,
-        docker_image: Option<&crate::output::Printer>,
     ) -> anyhow::Result<EcsFleet> {
-        let ecs = aws.ecs();
-        let s3 = aws.s3();
-        let td = ecs
-            .describe_task_definition()
-            .task_definition(&cloud.task_family)
-            .send()
-            .await
-            .map_err(|e| {
-                if is_invalid_for_state(&e) {
-                    anyhow::Error::new(
-                        Fail::new(format!("task definition `{}` not found", cloud.task_family))
-                            .with_hint(
-                                "run `lackey up` to register it (or set LACKEY_ECS_TASK_DEF)",
-                            ),
-                    )
-                } else {
-                    anyhow::Error::new(render_sdk_error(e))
-                }
-            })?;
-        let arch = td
-            .task_definition()
-            .map(crate::cloud::ecr::task_definition_architecture)
-            .unwrap_or(crate::runner::image::CpuArch::X86_64);
-        if let (Some(printer), Some(first)) = (docker_image, sample.first()) {
-            match crate::runner::docker::connect().await {
-                Ok(docker) => {
-                    crate::cloud::ecr::ensure_image_in_ecr(
-                        &docker,
-                        aws,
-                        &first.image,
-                        &cloud.registry,
-                        &cloud.repository,
-                        arch,
-                        printer,
-                    )
-                    .await?;
-                }
-                Err(e) => reporter.warn(&format!("{e:#}; using the image ECR already holds")),
+        let ecs = Ecs::new(aws.clone(), cloud.clone());
+        let prepared = Self::prepare_once(&ecs, &cloud, fleet_id, sample, reporter).await;
+        let (td, sources, github_templates, api_key) = match prepared {
+            Ok(p) => p,
+            Err(e) => {
+                crate::runner::ecs::delete_inputs(&aws.s3(), &cloud.bucket, fleet_id).await;
+                return Err(e);
             }
-        }
-        let isolation = isolation_of(
-            td.task_definition()
-                .map(|t| t.container_definitions())
-                .unwrap_or_default(),
-        );
-        check_isolation(&isolation, &cloud, reporter)?;
-        let injected: Vec<String> = isolation.injected().to_vec();
-        let github_key_injected = injected.iter().any(|n| n == var::GITHUB_APP_PRIVATE_KEY);
-        let mut github_token = None;
-        let mut api_key = None;
-        // GitHub: each distinct repository proven once (and its default branch read).
-        let mut github_base = HashMap::new();
-        let mut github_templates = HashMap::new();
-        let gh_repos: std::collections::BTreeSet<String> = sample
-            .iter()
-            .filter_map(|s| s.github_repo.clone())
-            .collect();
-        if let (Some(gh), false) = (&cloud.github, gh_repos.is_empty()) {
-            reporter.info("Minting GitHub App installation tokens...");
-            let key =
-                crate::cloud::secrets::get_github_app_private_key(aws, &gh.key_secret).await?;
-            let client = crate::github::GitHub::new(&gh.api_url);
-            for repo in &gh_repos {
-                let name = repo.split_once('/').map(|(_, n)| n).unwrap_or(repo);
-                let token = client
-                    .installation_token(&gh.app_id, &key, &gh.installation_id, Some(name))
-                    .await?;
-                let branch = client.default_branch(&token.token, repo).await?;
-                github_templates
-                    .extend(branch_templates(&client, &token.token, repo, &branch, sample).await?);
-                github_base.insert(repo.clone(), branch);
-                if !github_key_injected {
-                    // A hand-made task definition: the token goes as an override.
-                    github_token = Some(token.token.clone());
-                }
-            }
-            if !github_key_injected {
-                reporter.warn("the task definition does not inject the GitHub App key: the token goes as an environment override, visible to ecs:DescribeTasks (`lackey up` wires the key as an ECS secret)");
-                if gh_repos.len() > 1 {
-                    return Err(Fail::new("a fleet over several GitHub repositories needs the task definition `lackey up` registers (it injects the App key)")
-                        .with_hint("run `lackey up` (or `lackey up --adopt`), or give the fleet one repository")
-                        .into());
-                }
-            }
-        }
-        let stubs = sample.iter().all(|s| s.stubs);
-        if stubs {
-            reporter.info("Anthropic API key: not needed (--stubs)");
-        } else if injected.iter().any(|n| n == var::ANTHROPIC_API_KEY) {
-            reporter.info(&format!(
-                "Anthropic API key: injected by ECS from Secrets Manager ({})",
-                cloud.anthropic_secret
-            ));
-        } else {
-            let key = crate::cloud::secrets::get_secret_value(aws, &cloud.anthropic_secret).await?;
-            reporter.warn("the task definition does not inject the Anthropic key: it goes as an environment override, visible to ecs:DescribeTasks (`lackey up` wires it as an ECS secret)");
-            api_key = Some(key);
-        }
-        // Local repositories: one bundle each, shared by the fleet's runs.
-        let mut bundles = HashMap::new();
-        let local: std::collections::BTreeSet<PathBuf> = sample
-            .iter()
-            .filter(|s| s.github_repo.is_none())
-            .filter_map(|s| s.repo.clone())
-            .collect();
-        for (n, repo) in local.iter().enumerate() {
-            let file = tempfile::NamedTempFile::new()?;
-            let branch = crate::runner::ecs::bundle_repo(repo, file.path(), None)?;
-            let key = crate::runner::ecs::input_key(fleet_id, &format!("source-{n}.bundle"));
-            crate::cloud::s3::upload_file(&s3, file.path(), &cloud.bucket, &key).await?;
-            bundles.insert(
-                repo.clone(),
-                (
-                    format!("s3://{}/{key}", cloud.bucket),
-                    (branch != "HEAD").then_some(branch),
-                ),
-            );
-        }
-        let network = NetworkConfiguration::builder()
-            .awsvpc_configuration(
-                AwsVpcConfiguration::builder()
-                    .set_subnets(Some(cloud.subnets.clone()))
-                    .security_groups(&cloud.security_group_id)
-                    .assign_public_ip(if cloud.assign_public_ip {
-                        AssignPublicIp::Enabled
-                    } else {
-                        AssignPublicIp::Disabled
-                    })
-                    .build()?,
-            )
-            .build();
+        };
         Ok(EcsFleet {
-            aws_ecs: ecs,
-            s3,
+            ecs,
+            aws,
             cloud,
             fleet_id: fleet_id.to_string(),
-            network,
-            github_base,
+            td,
+            sources,
             github_templates,
-            github_token,
             api_key,
-            isolated: isolation.isolated(),
-            bundles,
             specs,
+            report,
             states: Mutex::new(HashMap::new()),
             started: Mutex::new(HashMap::new()),
+            cursors: Mutex::new(HashMap::new()),
             relaunches: Mutex::new(HashMap::new()),
             calls: Default::default(),
         })
     }
 
-    /// The minion's environment for one run: the run contract's `MinionInput`, filled
-    /// in as a single cloud run fills it, from what the fleet prepared once.
-    async fn environment(
-        &self,
-        spec: &RunSpec,
-        deadline_unix: f64,
-    ) -> anyhow::Result<TaskOverride> {
-        let deadline = std::time::UNIX_EPOCH + Duration::from_secs_f64(deadline_unix.max(0.0));
+    /// `prepare`'s work. One wave, as a single run's launch: the task definition, the
+    /// image's probe, each GitHub repository's token, default branch and branch
+    /// templates, each local repository's bundle upload. What depends on the task
+    /// definition (the image's platform, a push, what ECS injects) follows.
+    #[allow(clippy::type_complexity)]
+    async fn prepare_once(
+        ecs: &Ecs<Arc<Aws>>,
+        cloud: &CloudSpec,
+        fleet_id: &str,
+        sample: &[RunSpec],
+        reporter: &dyn Reporter,
+    ) -> anyhow::Result<(
+        TaskDefinitionFacts,
+        HashMap<String, Source>,
+        HashMap<(String, Option<String>), Option<String>>,
+        Option<Secret>,
+    )> {
+        let gh_repos: std::collections::BTreeSet<String> = sample
+            .iter()
+            .filter_map(|s| s.github_repo.clone())
+            .collect();
+        // Local repositories: one bundle each, shared by the fleet's runs.
+        let local: std::collections::BTreeSet<PathBuf> = sample
+            .iter()
+            .filter(|s| s.github_repo.is_none())
+            .filter_map(|s| s.repo.clone())
+            .collect();
+        let image = async {
+            match sample.first() {
+                Some(first) => ecs.probe_image(cloud, &first.image).await.map(Some),
+                None => Ok(None),
+            }
+        };
+        let github = async {
+            let mut out = Vec::new();
+            if let Some(gh) = &cloud.github {
+                for repo in &gh_repos {
+                    let (client, proof) = ecs.github_token(gh, repo).await?;
+                    let templates = branch_templates(
+                        &client,
+                        &proof.token,
+                        repo,
+                        &proof.default_branch,
+                        sample,
+                    )
+                    .await?;
+                    out.push((repo.clone(), proof, templates));
+                }
+            }
+            Ok::<_, anyhow::Error>(out)
+        };
+        let bundles = async {
+            let mut out = Vec::new();
+            for (n, repo) in local.iter().enumerate() {
+                let key = crate::runner::ecs::input_key(fleet_id, &format!("source-{n}.bundle"));
+                out.push((
+                    repo.clone(),
+                    ecs.bundle_source(cloud, repo, &key, None).await?,
+                ));
+            }
+            Ok::<_, anyhow::Error>(out)
+        };
+        let (td, probed, github, bundles) =
+            tokio::join!(ecs.task_definition(cloud), image, github, bundles);
+        let td = td?;
+        // Before any push, as a single run: a definition without the credential sidecar
+        // is warned about, or refused under `[run] require_isolation`.
+        check_isolation(&td.isolation, cloud, reporter)?;
+        if let Some(probed) = probed? {
+            Ecs::<Arc<Aws>>::ensure_image(probed, td.arch, reporter).await?;
+        }
+        let github = github?;
+        let mut sources = HashMap::new();
+        let mut templates = HashMap::new();
+        if let Some(gh) = &cloud.github {
+            let injected = td.isolation.injected();
+            let key_injected = injected
+                .iter()
+                .any(|n| n == crate::run_contract::var::GITHUB_APP_PRIVATE_KEY);
+            if !key_injected && github.len() > 1 {
+                return Err(Fail::new("a fleet over several GitHub repositories needs the task definition `lackey up` registers (it injects the App key)")
+                    .with_hint("run `lackey up` (or `lackey up --adopt`), or give the fleet one repository")
+                    .into());
+            }
+            if !github.is_empty() {
+                // After the image's lines, as in a single run's output.
+                reporter.info("Minting GitHub App installation tokens...");
+            }
+            for (repo, proof, t) in github {
+                let source = Ecs::<Arc<Aws>>::github_source(gh, &repo, &proof, injected, reporter);
+                sources.insert(format!("github:{repo}"), source);
+                templates.extend(t);
+            }
+        }
+        for (repo, source) in bundles? {
+            sources.insert(format!("path:{}", repo.display()), source);
+        }
+        let api_key = ecs
+            .api_key(
+                cloud,
+                sample.iter().all(|s| s.stubs),
+                td.isolation.injected(),
+                reporter,
+            )
+            .await?;
+        Ok((td, sources, templates, api_key))
+    }
+
+    /// A run's spec, its branch decided: a GitHub repository's blueprint template (read
+    /// once by `prepare`) expanded for this run (a local repository's was decided by
+    /// the command layer).
+    fn spec(&self, run: &FleetRun, task: &FleetTask) -> anyhow::Result<RunSpec> {
+        let mut spec = (self.specs)(run, task)?;
         let template = spec.github_repo.as_ref().and_then(|r| {
             self.github_templates
                 .get(&(r.clone(), spec.blueprint.clone()))
                 .cloned()
                 .flatten()
         });
-        let mut spec = spec.clone();
         spec.take_branch_template(template)?;
-        let spec = &spec;
-        let mut input = spec.minion_input(Runtime::Cloud, deadline);
-        let can_push = match (&spec.github_repo, &self.cloud.github) {
-            (Some(repo), Some(gh)) => {
-                input.repo =
-                    RepoSource::Url(format!("{}/{repo}.git", gh.git_url.trim_end_matches('/')));
-                input.github_repo = Some(repo.clone());
-                input.github_api_url = gh.api_url.clone();
-                input.github_git_url = gh.git_url.clone();
-                input.github = Some(match &self.github_token {
-                    None => GithubAuth::App {
-                        app_id: gh.app_id.clone(),
-                        installation_id: gh.installation_id.clone(),
-                        private_key: None,
-                    },
-                    Some(token) => GithubAuth::Token(Secret::Value(token.clone())),
-                });
-                input.base_ref = self.github_base.get(repo).cloned();
-                true
-            }
-            _ => {
-                if let Some((url, branch)) = spec.repo.as_ref().and_then(|r| self.bundles.get(r)) {
-                    input.repo = RepoSource::BundleS3(url.clone());
-                    input.base_ref = branch.clone();
-                }
-                false
-            }
-        };
-        if let Some(key) = &self.api_key {
-            input.api_key = Some(Secret::Value(key.clone()));
-        }
-        // What `env.GITHUB_TOKEN` means in a blueprint: this run can push.
-        input.can_push = Some(can_push);
-        input.bucket = Some(self.cloud.bucket.clone());
-        input.s3_prefix = Some(spec.run_id.clone());
-        input.aws_region = Some(self.cloud.region.clone());
-        // With the credential sidecar, the credentials and upstreams move to it, with the
-        // run's push target (its branch, decided above; never the default branch).
-        let sidecar = self.isolated.then(|| {
-            let target = spec.push_target(input.base_ref.clone());
-            through_sidecar(&mut input, target).to_env()
-        });
-        let mut env = input.to_env();
-        if overrides_size(&env, sidecar.as_deref()) > OVERRIDES_LIMIT - 512 {
-            if let TaskSource::Inline(task) = &input.task {
-                let key = crate::runner::ecs::input_key(&spec.run_id, "task.txt");
-                crate::cloud::s3::put_text(&self.s3, &self.cloud.bucket, &key, task).await?;
-                input.task = TaskSource::S3(format!("s3://{}/{key}", self.cloud.bucket));
-                env = input.to_env();
-            }
-        }
-        let size = overrides_size(&env, sidecar.as_deref());
-        if size > OVERRIDES_LIMIT {
-            return Err(anyhow::anyhow!(
-                "the run's environment overrides are {size} characters, over ECS's limit of {OVERRIDES_LIMIT}"
-            ));
-        }
-        Ok(task_overrides(&env, sidecar.as_deref()))
+        Ok(spec)
     }
 
-    fn spec(&self, run: &FleetRun, task: &FleetTask) -> anyhow::Result<RunSpec> {
-        (self.specs)(run, task)
-    }
-
-    /// Remove the fleet's shared inputs (the bundles) once it is over.
-    pub async fn finish(&self) {
-        crate::runner::ecs::delete_inputs(&self.s3, &self.cloud.bucket, &self.fleet_id).await;
-    }
-}
-
-impl EcsFleet {
     /// The task standing for a run's handle now (itself, unless launched again).
     fn current(&self, handle: &str) -> String {
         self.relaunches
@@ -389,15 +328,15 @@ impl EcsFleet {
             .unwrap_or_else(|| handle.to_string())
     }
 
-    /// DescribeTasks for these tasks (100 per call); their states kept for `collect`.
+    /// DescribeTasks for these tasks (100 per call); their states kept for `collect`
+    /// and the log lines.
     async fn poll_tasks(&self, arns: &[String]) -> anyhow::Result<HashMap<String, Polled>> {
-        use std::sync::atomic::Ordering::Relaxed;
         self.calls.polls.fetch_add(1, Relaxed);
         let mut out = HashMap::new();
+        let ecs = self.aws.ecs();
         for chunk in arns.chunks(100) {
             self.calls.describe_tasks.fetch_add(1, Relaxed);
-            let d = self
-                .aws_ecs
+            let d = ecs
                 .describe_tasks()
                 .cluster(&self.cloud.cluster)
                 .set_tasks(Some(chunk.to_vec()))
@@ -407,18 +346,7 @@ impl EcsFleet {
             let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
             for t in d.tasks() {
                 let Some(arn) = t.task_arn() else { continue };
-                let c = t
-                    .containers()
-                    .iter()
-                    .find(|c| c.name() == Some(crate::run_contract::MINION_CONTAINER))
-                    .or(t.containers().first());
-                let state = TaskState {
-                    last_status: t.last_status().unwrap_or_default().to_string(),
-                    stop_code: t.stop_code().map(|s| s.as_str().to_string()),
-                    stopped_reason: t.stopped_reason().map(str::to_string),
-                    exit_code: c.and_then(|c| c.exit_code()),
-                    container_reason: c.and_then(|c| c.reason()).map(str::to_string),
-                };
+                let state = TaskState::of(t);
                 out.insert(
                     arn.to_string(),
                     Polled {
@@ -473,20 +401,11 @@ impl EcsFleet {
             r.next_at = None;
             (r.request.clone(), r.run_id.clone(), r.attempts)
         };
-        self.calls
-            .run_task
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let out = request
-            .client_token(format!("{run_id}-{attempt}"))
-            .send()
-            .await;
-        match out.ok().and_then(|o| {
-            o.tasks()
-                .first()
-                .and_then(|t| t.task_arn())
-                .map(str::to_string)
-        }) {
-            Some(new) => {
+        self.calls.run_task.fetch_add(1, Relaxed);
+        // A new client token: the first one would give back the task that failed.
+        let out = Ecs::<Arc<Aws>>::run_task_once(&request, &format!("{run_id}-{attempt}")).await;
+        match out {
+            Ok(Started::Task { arn: new, .. }) => {
                 if let Some(r) = self
                     .relaunches
                     .lock()
@@ -500,9 +419,90 @@ impl EcsFleet {
                     stopped: false,
                 }
             }
-            None => polled,
+            _ => polled,
         }
     }
+
+    /// Remove the fleet's shared inputs (the bundles) once it is over.
+    pub async fn finish(&self) {
+        crate::runner::ecs::delete_inputs(&self.aws.s3(), &self.cloud.bucket, &self.fleet_id).await;
+    }
+
+    /// The last line of each stream among `streams`, from one page of FilterLogEvents
+    /// read from where the previous call left off. CloudWatch refuses a list naming a
+    /// stream that does not exist yet (a task that has not started): the same page is
+    /// then asked for by the streams' common prefix, and only `streams` are kept.
+    async fn last_lines_of(&self, streams: &[String]) -> HashMap<String, String> {
+        let Some(first) = streams.first() else {
+            return HashMap::new();
+        };
+        let since = self
+            .cursors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(first)
+            .map(|c| c.since_ms)
+            .unwrap_or(0);
+        let logs = self.aws.logs();
+        let ask = || {
+            self.calls.filter_log_events.fetch_add(1, Relaxed);
+            logs.filter_log_events()
+                .log_group_name(&self.td.log_group)
+                .start_time(since)
+        };
+        let mut out = ask()
+            .set_log_stream_names(Some(streams.to_vec()))
+            .send()
+            .await;
+        if matches!(&out, Err(e) if crate::aws::is_not_found(e)) {
+            out = ask().log_stream_name_prefix(STREAM_PREFIX).send().await;
+        }
+        let mut last: HashMap<String, (i64, String)> = HashMap::new();
+        match out {
+            Ok(out) => {
+                for e in out.events() {
+                    let (Some(stream), Some(msg)) = (e.log_stream_name(), e.message()) else {
+                        continue;
+                    };
+                    let line = msg.trim_end();
+                    if line.is_empty() || !streams.iter().any(|s| s == stream) {
+                        continue;
+                    }
+                    let ts = e.timestamp().unwrap_or_default();
+                    let slot = last
+                        .entry(stream.to_string())
+                        .or_insert((ts, String::new()));
+                    if ts >= slot.0 {
+                        *slot = (ts, line.to_string());
+                    }
+                }
+            }
+            Err(e) => tracing::debug!("FilterLogEvents failed: {}", render_sdk_error(e)),
+        }
+        if let Some(newest) = last.values().map(|(ts, _)| *ts).max() {
+            // Read on from the newest event seen (a line of the same millisecond may
+            // come again: it only replaces itself).
+            self.cursors
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(first.clone())
+                .or_default()
+                .since_ms = newest;
+        }
+        last.into_iter().map(|(s, (_, l))| (s, l)).collect()
+    }
+}
+
+/// The awslogs driver's stream names: `<prefix>/<container>/<task id>`.
+const STREAM_PREFIX: &str = "minion/minion/";
+
+/// The CloudWatch stream of a task (`minion/minion/<task id>`, the awslogs driver's
+/// `<prefix>/<container>/<task id>`).
+fn stream_of(arn: &str) -> String {
+    format!(
+        "{STREAM_PREFIX}{}",
+        arn.rsplit('/').next().unwrap_or_default()
+    )
 }
 
 #[async_trait::async_trait]
@@ -523,105 +523,75 @@ impl FleetBackend for EcsFleet {
     async fn launch(&self, run: &FleetRun, task: &FleetTask) -> Result<String, LaunchError> {
         let failed = |e: anyhow::Error| LaunchError::Failed(format!("{e:#}"));
         let spec = self.spec(run, task).map_err(failed)?;
-        let deadline = run
-            .deadline_unix
-            .unwrap_or_else(|| chrono::Utc::now().timestamp() as f64 + spec.timeout.as_secs_f64());
-        let overrides = self.environment(&spec, deadline).await.map_err(failed)?;
+        let deadline = match run.deadline_unix {
+            Some(d) => std::time::UNIX_EPOCH + Duration::from_secs_f64(d.max(0.0)),
+            None => SystemTime::now() + spec.timeout,
+        };
+        let source = source_key(&spec).and_then(|k| self.sources.get(&k));
+        let overrides = self
+            .ecs
+            .environment(
+                &self.cloud,
+                &spec,
+                deadline,
+                source,
+                self.api_key.as_ref(),
+                self.td.isolation.isolated(),
+            )
+            .await
+            .map_err(failed)?;
         let dir = spec.artifacts_dir();
         std::fs::create_dir_all(&dir)
             .map_err(|e| LaunchError::Failed(format!("cannot create `{}`: {e}", dir.display())))?;
-        let tags = vec![
-            Tag::builder()
-                .key(ownership::TAG_STACK)
-                .value(&self.cloud.stack)
-                .build(),
-            Tag::builder()
-                .key(ownership::TAG_RUN_ID)
-                .value(&run.run_id)
-                .build(),
-            Tag::builder().key(TAG_FLEET).value(&self.fleet_id).build(),
-            Tag::builder()
-                .key(ownership::TAG_MANAGED_BY)
-                .value("lackey")
-                .build(),
-        ];
-        self.calls
-            .run_task
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let request = self
-            .aws_ecs
-            .run_task()
-            .cluster(&self.cloud.cluster)
-            .task_definition(&self.cloud.task_family)
-            .launch_type(LaunchType::Fargate)
-            .network_configuration(self.network.clone())
-            .overrides(overrides)
-            .count(1)
-            .started_by(self.cloud.started_by())
-            .set_tags(Some(tags));
-        let out = request.clone().client_token(&run.run_id).send().await;
-        let out = match out {
-            Ok(o) => o,
-            Err(e) if is_retryable(&e) => {
-                return Err(LaunchError::Retry(format!(
-                    "RunTask: {}",
-                    render_sdk_error(e)
-                )))
+            .ecs
+            .run_task_request(
+                &self.cloud,
+                &run.run_id,
+                overrides,
+                &[(TAG_FLEET, self.fleet_id.as_str())],
+            )
+            .map_err(failed)?;
+        self.calls.run_task.fetch_add(1, Relaxed);
+        match Ecs::<Arc<Aws>>::run_task_once(&request, &run.run_id).await {
+            Ok(Started::Task { arn, .. }) => {
+                self.started
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(run.run_id.clone(), chrono::Utc::now());
+                let _ = std::fs::write(dir.join(".ecs-task"), &arn);
+                self.relaunches
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(
+                        arn.clone(),
+                        Relaunching {
+                            run_id: run.run_id.clone(),
+                            request,
+                            current: arn.clone(),
+                            attempts: 0,
+                            since: std::time::Instant::now(),
+                            next_at: None,
+                        },
+                    );
+                Ok(arn)
             }
-            Err(e) => {
-                return Err(LaunchError::Failed(format!(
-                    "failed to run a task of `{}` on cluster `{}`: {}",
-                    self.cloud.task_family,
-                    self.cloud.cluster,
-                    render_sdk_error(e)
-                )))
-            }
-        };
-        if let Some(arn) = out.tasks().first().and_then(|t| t.task_arn()) {
-            self.started
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(run.run_id.clone(), chrono::Utc::now());
-            let _ = std::fs::write(dir.join(".ecs-task"), arn);
-            self.relaunches
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(
-                    arn.to_string(),
-                    Relaunching {
-                        run_id: run.run_id.clone(),
-                        request,
-                        current: arn.to_string(),
-                        attempts: 0,
-                        since: std::time::Instant::now(),
-                        next_at: None,
-                    },
-                );
-            return Ok(arn.to_string());
-        }
-        let reasons: Vec<String> = out
-            .failures()
-            .iter()
-            .map(|f| {
-                format!(
-                    "{} ({})",
-                    f.reason().unwrap_or("?"),
-                    f.detail().unwrap_or("")
-                )
-            })
-            .collect();
-        let reason = reasons.join("; ");
-        if reasons
-            .iter()
-            .any(|r| r.contains("RESOURCE") || r.to_lowercase().contains("capacity"))
-        {
-            Err(LaunchError::Retry(format!(
+            Ok(Started::NoCapacity(reason)) => Err(LaunchError::Retry(format!(
                 "no Fargate capacity ({reason})"
-            )))
-        } else {
-            Err(LaunchError::Failed(format!(
+            ))),
+            Ok(Started::Refused(reason)) => Err(LaunchError::Failed(format!(
                 "ECS did not start the task: {reason}"
-            )))
+            ))),
+            Err(e) if is_retryable(&e) => Err(LaunchError::Retry(format!(
+                "RunTask: {}",
+                render_sdk_error(e)
+            ))),
+            Err(e) => Err(LaunchError::Failed(format!(
+                "failed to run a task of `{}` on cluster `{}`: {}",
+                self.cloud.task_family,
+                self.cloud.cluster,
+                render_sdk_error(e)
+            ))),
         }
     }
 
@@ -638,9 +608,40 @@ impl FleetBackend for EcsFleet {
         Ok(out)
     }
 
+    async fn last_lines(&self, handles: &[String]) -> HashMap<String, String> {
+        // Only tasks whose container started have a stream (the task standing for
+        // the handle now: one launched again while IAM propagated has its own).
+        let started: Vec<(String, String)> = {
+            let states = self.states.lock().unwrap_or_else(|e| e.into_inner());
+            handles
+                .iter()
+                .map(|h| (h.clone(), self.current(h)))
+                .filter(|(_, arn)| {
+                    states.get(arn).is_some_and(|s| {
+                        !matches!(
+                            s.last_status.as_str(),
+                            "" | "PROVISIONING" | "PENDING" | "ACTIVATING"
+                        )
+                    })
+                })
+                .collect()
+        };
+        let mut out = HashMap::new();
+        for chunk in started.chunks(STREAMS_PER_CALL) {
+            let streams: Vec<String> = chunk.iter().map(|(_, arn)| stream_of(arn)).collect();
+            let lines = self.last_lines_of(&streams).await;
+            for (h, arn) in chunk {
+                if let Some(l) = lines.get(&stream_of(arn)) {
+                    out.insert(h.clone(), l.clone());
+                }
+            }
+        }
+        out
+    }
+
     async fn stop(&self, handle: &str, reason: &str) {
         crate::runner::ecs::stop_task(
-            &self.aws_ecs,
+            &self.aws.ecs(),
             &self.cloud.cluster,
             &self.current(handle),
             reason,
@@ -657,7 +658,7 @@ impl FleetBackend for EcsFleet {
     ) -> RunSummary {
         let spec = match self.spec(run, task) {
             Ok(s) => s,
-            Err(e) => return failed_summary(run, task, &format!("{e:#}")),
+            Err(e) => return failed_summary(run, task, Runtime::Cloud, &format!("{e:#}")),
         };
         let dir = spec.artifacts_dir();
         let _ = std::fs::create_dir_all(&dir);
@@ -668,40 +669,55 @@ impl FleetBackend for EcsFleet {
             .get(&run.run_id)
             .copied()
             .unwrap_or_else(chrono::Utc::now);
-        crate::runner::ecs::delete_inputs(&self.s3, &self.cloud.bucket, &spec.run_id).await;
-        let downloaded = match handle {
-            None => false,
-            Some(_) => matches!(
-                crate::cloud::s3::download_artifacts(&self.s3, &self.cloud.bucket, &spec.run_id, &dir).await,
-                Ok(t) if t.files > 0
-            ),
-        };
-        let state = handle
-            .and_then(|h| {
+        // The task standing for the handle now (one launched again while IAM
+        // propagated replaces the first).
+        let current = handle.map(|h| self.current(h));
+        let state = current
+            .as_ref()
+            .and_then(|t| {
                 self.states
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .get(&self.current(h))
+                    .get(t)
                     .cloned()
             })
             .unwrap_or_default();
-        let end = end.unwrap_or_else(|| host_end(&state, downloaded));
-        let mut summary = crate::runner::settle_summary(&spec, Runtime::Cloud, &end, started, None);
-        if summary.s3_prefix.is_none() && downloaded {
-            summary.s3_prefix = Some(format!("s3://{}/{}/", self.cloud.bucket, spec.run_id));
-        }
-        // A local repository gets the run's branch back from its bundle.
-        if let (Some(repo), None) = (&spec.repo, &spec.github_repo) {
-            if let Err(e) = crate::runner::fetch_back(repo, &dir, &summary, &spec, &end) {
-                tracing::warn!("run {}: {e:#}", spec.run_id);
+        // The same collection as a single cloud run: inputs deleted, artifacts
+        // downloaded, the summary settled, the branch brought back.
+        let h = self.ecs.handle(
+            &run.run_id,
+            current.as_deref().unwrap_or_default(),
+            dir.clone(),
+            started,
+        );
+        let summary = match self.ecs.collect(h, state.end(end), &spec, &Silent).await {
+            Ok(o) => {
+                if let Some(e) = o.fetch_error {
+                    tracing::warn!("run {}: {e:#}", spec.run_id);
+                }
+                o.summary
             }
+            Err(e) => failed_summary(run, task, Runtime::Cloud, &format!("{e:#}")),
+        };
+        // Its report, here and beside its artifacts in the bucket.
+        match (self.report)(&dir) {
+            Ok(path) => {
+                let name = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                if let Err(e) = self.ecs.keep_beside(&run.run_id, &path, &name).await {
+                    tracing::warn!("run {}: the report was {e:#}", run.run_id);
+                }
+            }
+            Err(e) => tracing::warn!("run {}: the report was not written: {e:#}", run.run_id),
         }
         summary
     }
 
     async fn find(&self, run_ids: &[String]) -> anyhow::Result<HashMap<String, String>> {
         let all = fleet_tasks(
-            &self.aws_ecs,
+            &self.aws.ecs(),
             &self.cloud.cluster,
             &self.cloud.started_by(),
             &self.fleet_id,
@@ -722,75 +738,37 @@ pub async fn fleet_tasks(
     started_by: &str,
     fleet_id: &str,
 ) -> anyhow::Result<HashMap<String, (String, String)>> {
-    let arns = crate::runner::ecs::stack_task_arns(ecs, cluster, started_by).await?;
-    let mut found = HashMap::new();
-    for chunk in arns.chunks(100) {
-        let d = ecs
-            .describe_tasks()
-            .cluster(cluster)
-            .set_tasks(Some(chunk.to_vec()))
-            .include(TaskField::Tags)
-            .send()
-            .await
-            .aws("failed to describe the stack's tasks")?;
-        for t in d.tasks() {
-            let tag = |k: &str| {
-                t.tags()
-                    .iter()
-                    .find(|x| x.key() == Some(k))
-                    .and_then(|x| x.value())
-                    .map(str::to_string)
-            };
-            if tag(TAG_FLEET).as_deref() != Some(fleet_id) {
-                continue;
-            }
-            if let (Some(id), Some(arn)) = (tag(ownership::TAG_RUN_ID), t.task_arn()) {
-                found.insert(
-                    id,
-                    (
-                        arn.to_string(),
-                        t.last_status().unwrap_or_default().to_string(),
-                    ),
-                );
-            }
-        }
-    }
-    Ok(found)
+    use crate::runner::ecs::tag;
+    Ok(crate::runner::ecs::stack_tasks(ecs, cluster, started_by)
+        .await?
+        .iter()
+        .filter(|t| tag(t, TAG_FLEET) == Some(fleet_id))
+        .filter_map(|t| {
+            Some((
+                tag(t, crate::ownership::TAG_RUN_ID)?.to_string(),
+                (
+                    t.task_arn()?.to_string(),
+                    t.last_status().unwrap_or_default().to_string(),
+                ),
+            ))
+        })
+        .collect())
 }
 
-/// How the host saw a task end, when the engine did not end it itself.
-fn host_end(state: &TaskState, downloaded: bool) -> HostEnd {
-    if state.stop_code.as_deref() == Some("TaskFailedToStart") || !downloaded {
-        let reason = state
-            .stopped_reason
-            .clone()
-            .or(state.container_reason.clone())
-            .unwrap_or_default();
-        let mut msg = format!(
-            "the task stopped: {}",
-            if reason.is_empty() {
-                "no reason given"
-            } else {
-                &reason
-            }
-        );
-        if let Some(code) = state.exit_code {
-            msg.push_str(&format!(" (exit code {code})"));
-        }
-        HostEnd::Failed(msg)
-    } else {
-        HostEnd::Exited(state.exit_code.unwrap_or(-1) as i64)
-    }
-}
-
-/// A summary for a run whose spec could not even be built (nothing was launched).
-pub fn failed_summary(run: &FleetRun, task: &FleetTask, error: &str) -> RunSummary {
+/// A summary for a run that never started (its spec could not be built, or its
+/// collection failed before anything was known).
+pub fn failed_summary(
+    run: &FleetRun,
+    task: &FleetTask,
+    runtime: Runtime,
+    error: &str,
+) -> RunSummary {
     let now = chrono::Utc::now().to_rfc3339();
     RunSummary {
         run_id: run.run_id.clone(),
         task: task.task.clone(),
         outcome: crate::summary::Outcome::Error,
-        runtime: Runtime::Cloud,
+        runtime,
         branch: String::new(),
         base_sha: None,
         head_sha: None,

@@ -88,6 +88,11 @@ pub trait FleetBackend: Send + Sync + 'static {
     /// The state of every handle, in as few calls as the backend allows (ECS: one
     /// DescribeTasks per 100). A handle missing from the answer is unknown this tick.
     async fn poll(&self, handles: &[String]) -> anyhow::Result<HashMap<String, Polled>>;
+    /// The last log line of each run, read in as few calls as the backend allows (ECS:
+    /// one FilterLogEvents per 100 streams); a run without a new line may be missing.
+    async fn last_lines(&self, _handles: &[String]) -> HashMap<String, String> {
+        HashMap::new()
+    }
     async fn stop(&self, handle: &str, reason: &str);
     /// A stopped (or never launched) run's summary, its artifacts brought home. `end`
     /// is how the engine ended it (timeout, interrupt, a failed launch), if it did.
@@ -151,6 +156,12 @@ impl TokenBucket {
 }
 
 type LaunchDone = (usize, Result<String, LaunchError>);
+/// A poll's answer: the runs asked about, their states, their last log lines.
+type Poll = (
+    Vec<(usize, String)>,
+    anyhow::Result<HashMap<String, Polled>>,
+    HashMap<String, String>,
+);
 type CollectDone = (usize, RunSummary);
 
 /// Drive a fleet to its end (or to Ctrl-C / `stop --fleet`).
@@ -225,10 +236,8 @@ pub async fn drive<B: FleetBackend>(
     let mut missing: HashMap<usize, u32> = HashMap::new();
     let mut stop_sent: HashMap<usize, Instant> = HashMap::new();
     let mut paused_until: Option<Instant> = None;
-    let (poll_tx, mut poll_rx) = tokio::sync::mpsc::unbounded_channel::<(
-        Vec<(usize, String)>,
-        anyhow::Result<HashMap<String, Polled>>,
-    )>();
+    let (poll_tx, mut poll_rx) = tokio::sync::mpsc::unbounded_channel::<Poll>();
+    let want_lines = view.shows_log_lines();
     let mut polling = false;
     let mut last_batch: Option<Instant> = None;
     let mut last_save = Instant::now();
@@ -367,8 +376,17 @@ pub async fn drive<B: FleetBackend>(
                 let tx = poll_tx.clone();
                 let w = watched.clone();
                 tokio::spawn(async move {
-                    let r = b.poll(&handles).await;
-                    let _ = tx.send((w, r));
+                    // The states and, when the view shows them, the last log lines:
+                    // both batched, side by side.
+                    let lines = async {
+                        if want_lines {
+                            b.last_lines(&handles).await
+                        } else {
+                            HashMap::new()
+                        }
+                    };
+                    let (r, lines) = tokio::join!(b.poll(&handles), lines);
+                    let _ = tx.send((w, r, lines));
                 });
             }
             // Deadlines, and runs that never confirm a stop.
@@ -508,8 +526,13 @@ pub async fn drive<B: FleetBackend>(
                 dirty = true;
                 view.changed(&m, i);
             }
-            Some((watched, result)) = poll_rx.recv() => {
+            Some((watched, result, lines)) = poll_rx.recv() => {
                 polling = false;
+                for (i, h) in &watched {
+                    if let Some(l) = lines.get(h) {
+                        view.log_line(*i, l);
+                    }
+                }
                 match result {
                     Ok(states) => {
                         tick = pacing.tick;
@@ -606,6 +629,9 @@ mod tests {
         hang: bool,
         /// Runs already launched by an earlier (dead) CLI.
         earlier: Mutex<HashMap<String, String>>,
+        /// Poll and last-line calls made.
+        polls: AtomicUsize,
+        line_reads: AtomicUsize,
     }
 
     #[async_trait::async_trait]
@@ -640,6 +666,7 @@ mod tests {
             Ok(format!("arn:{}", run.run_id))
         }
         async fn poll(&self, handles: &[String]) -> anyhow::Result<HashMap<String, Polled>> {
+            self.polls.fetch_add(1, Ordering::SeqCst);
             let mut alive = self.alive.lock().unwrap();
             let mut out = HashMap::new();
             for h in handles {
@@ -668,6 +695,17 @@ mod tests {
                 }
             }
             Ok(out)
+        }
+        async fn last_lines(&self, handles: &[String]) -> HashMap<String, String> {
+            self.line_reads.fetch_add(1, Ordering::SeqCst);
+            let alive = self.alive.lock().unwrap();
+            handles
+                .iter()
+                .filter_map(|h| {
+                    let n = alive.get(h.trim_start_matches("arn:"))?;
+                    Some((h.clone(), format!("{h} says {n}")))
+                })
+                .collect()
         }
         async fn stop(&self, handle: &str, _: &str) {
             let id = handle.trim_start_matches("arn:").to_string();
@@ -741,17 +779,8 @@ mod tests {
             &text,
             &tasks,
             FleetOptions {
-                max_parallel,
-                attempts,
-                max_tokens: None,
-                max_cost_usd: None,
                 stubs: true,
-                pr: false,
-                image: None,
-                repo: None,
-                blueprint: None,
-                model: None,
-                timeout: None,
+                ..FleetOptions::new(max_parallel, attempts)
             },
             |_| false,
         )
@@ -982,6 +1011,74 @@ mod tests {
                 "{id} was never saved as launching"
             );
         }
+    }
+
+    /// A view that shows log lines and keeps them.
+    #[derive(Default)]
+    struct LogView(Vec<(usize, String)>);
+
+    impl View for LogView {
+        fn started(&mut self, _: &Manifest) {}
+        fn changed(&mut self, _: &Manifest, _: usize) {}
+        fn note(&mut self, _: &str) {}
+        fn finished(&mut self, _: &Manifest) {}
+        fn shows_log_lines(&self) -> bool {
+            true
+        }
+        fn log_line(&mut self, i: usize, line: &str) {
+            self.0.push((i, line.to_string()));
+        }
+    }
+
+    #[test]
+    fn log_lines_are_read_once_per_poll_and_only_for_a_view_that_shows_them() {
+        let fake = Arc::new(Fake {
+            polls_to_finish: 3,
+            ..Fake::default()
+        });
+        let m = manifest(6, 3, 1);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut view = LogView::default();
+        let d = rt
+            .block_on(drive(
+                m,
+                fake.clone(),
+                Arc::new(MemStore::default()),
+                &mut view,
+                CancellationToken::new(),
+            ))
+            .unwrap();
+        assert_eq!(d.manifest.counts().success, 6);
+        // One batched read beside each batched poll, never more.
+        let (polls, reads) = (
+            fake.polls.load(Ordering::SeqCst),
+            fake.line_reads.load(Ordering::SeqCst),
+        );
+        assert_eq!(reads, polls, "{reads} line reads for {polls} polls");
+        // Each line reached the view as the run it belongs to.
+        assert!(!view.0.is_empty());
+        for (i, line) in &view.0 {
+            assert!(
+                line.starts_with(&format!("arn:{} says ", d.manifest.runs[*i].run_id)),
+                "run {i}: {line}"
+            );
+        }
+        // The line view shows none, so none are read.
+        let quiet = Arc::new(Fake {
+            polls_to_finish: 1,
+            ..Fake::default()
+        });
+        run(
+            manifest(3, 3, 1),
+            quiet.clone(),
+            Arc::default(),
+            CancellationToken::new(),
+        );
+        assert!(quiet.polls.load(Ordering::SeqCst) > 0);
+        assert_eq!(quiet.line_reads.load(Ordering::SeqCst), 0);
     }
 
     #[test]

@@ -5,14 +5,16 @@
 //! ends them); a run the process did not finish is run again by `--resume`.
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
 use super::engine::{FleetBackend, LaunchError, Pacing, Polled};
-use super::{FleetRun, FleetTask};
+use super::{FleetRun, FleetTask, ReportFn};
 use crate::output::Silent;
+use crate::rundir::RunDir;
 use crate::runner::docker::{Docker, Limits};
 use crate::runner::{HostEnd, RunSpec};
 use crate::summary::{RunSummary, Runtime};
@@ -46,24 +48,50 @@ fn total_memory_mb() -> Option<u64> {
 
 struct Running {
     cancel: CancellationToken,
+    /// The run's artifact directory (its `minion.log` gives the view its last line).
+    dir: PathBuf,
     result: Option<Result<RunSummary, String>>,
 }
 
 pub struct LocalFleet {
     docker: std::sync::Arc<Docker>,
     specs: SpecFn,
+    report: ReportFn,
     runs: std::sync::Arc<Mutex<HashMap<String, Running>>>,
 }
 
 impl LocalFleet {
     /// One Docker backend (one engine connection) for every run of the fleet.
-    pub async fn new(limits: Limits, specs: SpecFn) -> anyhow::Result<LocalFleet> {
+    pub async fn new(
+        limits: Limits,
+        specs: SpecFn,
+        report: ReportFn,
+    ) -> anyhow::Result<LocalFleet> {
         Ok(LocalFleet {
             docker: std::sync::Arc::new(Docker::connect(limits).await?),
             specs,
+            report,
             runs: Default::default(),
         })
     }
+}
+
+/// The last complete line of the file `name` in the run directory `dir`, read from its
+/// last few kilobytes (no-follow: the container writes there).
+fn last_line_of(dir: &Path, name: &str) -> Option<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    const TAIL: u64 = 4096;
+    let mut f = RunDir::open(dir).ok()?.open_file(name).ok()?;
+    let len = f.metadata().ok()?.len();
+    f.seek(SeekFrom::Start(len.saturating_sub(TAIL))).ok()?;
+    let mut buf = Vec::with_capacity(TAIL as usize);
+    f.take(TAIL).read_to_end(&mut buf).ok()?;
+    let text = String::from_utf8_lossy(&buf);
+    text.lines()
+        .rev()
+        .map(str::trim_end)
+        .find(|l| !l.is_empty())
+        .map(str::to_string)
 }
 
 #[async_trait::async_trait]
@@ -90,6 +118,7 @@ impl FleetBackend for LocalFleet {
             id.clone(),
             Running {
                 cancel: cancel.clone(),
+                dir: spec.artifacts_dir(),
                 result: None,
             },
         );
@@ -127,6 +156,19 @@ impl FleetBackend for LocalFleet {
             .collect())
     }
 
+    async fn last_lines(&self, handles: &[String]) -> HashMap<String, String> {
+        let dirs: Vec<(String, PathBuf)> = {
+            let runs = self.runs.lock().unwrap_or_else(|e| e.into_inner());
+            handles
+                .iter()
+                .filter_map(|h| runs.get(h).map(|r| (h.clone(), r.dir.clone())))
+                .collect()
+        };
+        dirs.into_iter()
+            .filter_map(|(h, dir)| last_line_of(&dir, "minion.log").map(|l| (h, l)))
+            .collect()
+    }
+
     async fn stop(&self, handle: &str, _reason: &str) {
         if let Some(r) = self
             .runs
@@ -151,20 +193,28 @@ impl FleetBackend for LocalFleet {
             .unwrap_or_else(|e| e.into_inner())
             .remove(&run.run_id)
             .and_then(|r| r.result);
-        match (result, end) {
+        let summary = match (result, end) {
             (Some(Ok(s)), _) => s,
             (Some(Err(e)), _) | (None, Some(HostEnd::Failed(e))) => {
-                let mut s = super::ecs::failed_summary(run, task, &e);
-                s.runtime = Runtime::Local;
-                s
+                super::ecs::failed_summary(run, task, Runtime::Local, &e)
             }
-            (None, _) => {
-                let mut s =
-                    super::ecs::failed_summary(run, task, "the run ended before it started");
-                s.runtime = Runtime::Local;
-                s
+            (None, _) => super::ecs::failed_summary(
+                run,
+                task,
+                Runtime::Local,
+                "the run ended before it started",
+            ),
+        };
+        // Its report beside its artifacts, as after a single run.
+        if let Ok(spec) = (self.specs)(run, task) {
+            let dir = spec.artifacts_dir();
+            if dir.join("run_summary.json").is_file() {
+                if let Err(e) = (self.report)(&dir) {
+                    tracing::warn!("run {}: the report was not written: {e:#}", run.run_id);
+                }
             }
         }
+        summary
     }
 
     async fn find(&self, _run_ids: &[String]) -> anyhow::Result<HashMap<String, String>> {

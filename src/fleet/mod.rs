@@ -31,6 +31,12 @@ use serde::{Deserialize, Serialize};
 use crate::error::Fail;
 use crate::summary::{Outcome, RunSummary};
 
+/// Writes a finished run's `report.html` into its artifact directory and returns its
+/// path (the command layer builds it from the settings: the price table, the secrets
+/// to redact). Each backend calls it as it collects a run, as a single run does.
+pub type ReportFn =
+    std::sync::Arc<dyn Fn(&std::path::Path) -> anyhow::Result<std::path::PathBuf> + Send + Sync>;
+
 /// The manifest format's version (bumped when a field changes meaning).
 pub const MANIFEST_VERSION: u32 = 1;
 
@@ -193,6 +199,25 @@ pub struct FleetOptions {
     pub timeout: Option<u64>,
 }
 
+impl FleetOptions {
+    /// Options with only the cap and the attempts set (no budget, nothing overridden).
+    pub fn new(max_parallel: usize, attempts: u32) -> FleetOptions {
+        FleetOptions {
+            max_parallel,
+            attempts,
+            max_tokens: None,
+            max_cost_usd: None,
+            stubs: false,
+            pr: false,
+            image: None,
+            repo: None,
+            blueprint: None,
+            model: None,
+            timeout: None,
+        }
+    }
+}
+
 /// The whole state of a fleet (see the module docs for where it is kept).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -293,16 +318,23 @@ impl Manifest {
         &self.tasks[run.task]
     }
 
+    /// How many tasks have a successful attempt.
+    pub fn tasks_succeeded(&self) -> usize {
+        (0..self.tasks.len())
+            .filter(|&t| {
+                self.runs.iter().any(|r| {
+                    r.task == t
+                        && r.result
+                            .as_ref()
+                            .is_some_and(|x| x.outcome == Outcome::Success)
+                })
+            })
+            .count()
+    }
+
     /// Whether every task has a successful attempt.
     pub fn all_succeeded(&self) -> bool {
-        (0..self.tasks.len()).all(|t| {
-            self.runs.iter().any(|r| {
-                r.task == t
-                    && r.result
-                        .as_ref()
-                        .is_some_and(|x| x.outcome == Outcome::Success)
-            })
-        })
+        self.tasks_succeeded() == self.tasks.len()
     }
 
     /// Tokens and USD spent by finished runs (USD: None when no finished run had a price).
@@ -390,17 +422,8 @@ mod tests {
 
     fn options(attempts: u32) -> FleetOptions {
         FleetOptions {
-            max_parallel: 2,
-            attempts,
-            max_tokens: None,
-            max_cost_usd: None,
             stubs: true,
-            pr: false,
-            image: None,
-            repo: None,
-            blueprint: None,
-            model: None,
-            timeout: None,
+            ..FleetOptions::new(2, attempts)
         }
     }
 

@@ -426,6 +426,54 @@ pub fn visible(line: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
+/// A line that came from a run made fit for a one-line cell of a live table (a fleet's
+/// last log lines), where [`visible`]'s escapes would only be noise: escape sequences
+/// (CSI `ESC [ … final`, OSC `ESC ] … BEL` or `ESC ] … ESC \\`, their 8-bit
+/// introducers, and `ESC x`) are dropped whole, every other control character becomes a
+/// space. Nothing it returns can move the cursor or reach the terminal as a command.
+pub fn without_escapes(line: &str) -> String {
+    let mut printable = String::with_capacity(line.len());
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        // The 8-bit CSI and OSC introducers mean what `ESC [` and `ESC ]` do.
+        let kind = match c {
+            '\u{1b}' => chars.next(),
+            '\u{9b}' => Some('['),
+            '\u{9d}' => Some(']'),
+            _ => {
+                printable.push(if c.is_control() { ' ' } else { c });
+                continue;
+            }
+        };
+        match kind {
+            // CSI: parameters and intermediates, up to a final byte in @..~.
+            Some('[') => {
+                for c in chars.by_ref() {
+                    if ('@'..='~').contains(&c) {
+                        break;
+                    }
+                }
+            }
+            // OSC: up to BEL or the string terminator (ESC \, or its 8-bit form).
+            Some(']') => {
+                while let Some(c) = chars.next() {
+                    if c == '\u{7}' || c == '\u{9c}' {
+                        break;
+                    }
+                    if c == '\u{1b}' {
+                        if chars.peek() == Some(&'\\') {
+                            chars.next();
+                        }
+                        break;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    printable
+}
+
 #[cfg(test)]
 mod visible_tests {
     #[test]
@@ -436,5 +484,20 @@ mod visible_tests {
         assert!(!shown.chars().any(|c| c.is_control()), "{shown}");
         assert_eq!(shown, "\\u{1b}]52;c;Y3VybCBldmlsfHNo\\u{7}done");
         assert_eq!(super::visible("a\rb"), "a\\u{d}b");
+    }
+
+    #[test]
+    fn escape_sequences_are_dropped_whole_for_a_table_cell() {
+        let hostile = "\u{1b}]0;pwned\u{7}\u{1b}[2Jcleared\r\u{9b}31m";
+        let shown = super::without_escapes(hostile);
+        assert!(!shown.chars().any(char::is_control), "{shown:?}");
+        assert_eq!(shown, "cleared ");
+        // Text around the sequences stays, spaced as the line was.
+        assert_eq!(
+            super::without_escapes(
+                "a\u{1b}[1;31mred\u{1b}[0m b\u{1b}]8;;http://x\u{1b}\\link\tc\u{1b}"
+            ),
+            "ared blink c"
+        );
     }
 }

@@ -15,6 +15,7 @@
 
 pub mod data;
 pub mod diff;
+pub mod fleet;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -155,6 +156,19 @@ impl Page<'_> {
         let _ = write!(self.out, "</{tag}>");
     }
 
+    /// An untrusted URL: a link when it is `http(s)`, else text.
+    fn web_link(&mut self, url: &str) {
+        if url.starts_with("https://") || url.starts_with("http://") {
+            self.raw("<a rel=\"noopener noreferrer\" href=\"");
+            self.text(url);
+            self.raw("\">");
+            self.text(url);
+            self.raw("</a>");
+        } else {
+            self.text(url);
+        }
+    }
+
     /// A `<pre>` of untrusted text, clipped, with a note when cut.
     fn pre_clipped(&mut self, s: &str) {
         let (shown, cut) = clip_text(s);
@@ -247,15 +261,7 @@ impl Page<'_> {
         self.raw("</code></dd></div>\n");
         if let Some(pr) = &s.pr_url {
             self.raw("<div><dt>Pull request</dt><dd>");
-            if pr.starts_with("https://") || pr.starts_with("http://") {
-                self.raw("<a rel=\"noopener noreferrer\" href=\"");
-                self.text(pr);
-                self.raw("\">");
-                self.text(pr);
-                self.raw("</a>");
-            } else {
-                self.text(pr);
-            }
+            self.web_link(pr);
             self.raw("</dd></div>\n");
         }
         if let Some(m) = &s.usage.model {

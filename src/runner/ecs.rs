@@ -25,7 +25,7 @@
 
 use std::borrow::Borrow;
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -156,6 +156,36 @@ impl TaskState {
     pub fn stopped(&self) -> bool {
         self.last_status == "STOPPED"
     }
+
+    /// The state DescribeTasks reports for a task: its exit code and reason are the
+    /// minion's container's (the one named `minion`, else the first).
+    pub fn of(t: &aws_sdk_ecs::types::Task) -> TaskState {
+        let c = t
+            .containers()
+            .iter()
+            .find(|c| c.name() == Some(MINION_CONTAINER))
+            .or(t.containers().first());
+        TaskState {
+            last_status: t.last_status().unwrap_or_default().to_string(),
+            stop_code: t.stop_code().map(|s| s.as_str().to_string()),
+            stopped_reason: t.stopped_reason().map(str::to_string),
+            exit_code: c.and_then(|c| c.exit_code()),
+            container_reason: c.and_then(|c| c.reason()).map(str::to_string),
+        }
+    }
+
+    /// How the run ended, as the backend tells `collect`; `stopped`: the host stopped it.
+    pub(crate) fn end(&self, stopped: Option<HostEnd>) -> RunEnd {
+        RunEnd {
+            stopped,
+            exit_code: self.exit_code.map(i64::from),
+            reason: self
+                .stopped_reason
+                .clone()
+                .or(self.container_reason.clone()),
+            failed_to_start: self.stop_code.as_deref() == Some("TaskFailedToStart"),
+        }
+    }
 }
 
 /// Polls every watched task with one DescribeTasks call (per 100 tasks) per tick.
@@ -233,18 +263,7 @@ impl TaskWatcher {
                         let map = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
                         for t in out.tasks() {
                             let Some(arn) = t.task_arn() else { continue };
-                            let c = t
-                                .containers()
-                                .iter()
-                                .find(|c| c.name() == Some(MINION_CONTAINER))
-                                .or(t.containers().first());
-                            let state = TaskState {
-                                last_status: t.last_status().unwrap_or_default().to_string(),
-                                stop_code: t.stop_code().map(|s| s.as_str().to_string()),
-                                stopped_reason: t.stopped_reason().map(str::to_string),
-                                exit_code: c.and_then(|c| c.exit_code()),
-                                container_reason: c.and_then(|c| c.reason()).map(str::to_string),
-                            };
+                            let state = TaskState::of(t);
                             if let Some(tx) = map.get(arn) {
                                 tx.send_if_modified(|old| {
                                     if *old != state {
@@ -292,10 +311,10 @@ fn hint_for_stop(reason: &str) -> Option<&'static str> {
     }
 }
 
-/// What the GitHub preflight of a cloud run learnt.
-struct GitHubProof {
-    token: String,
-    default_branch: String,
+/// What the GitHub preflight of a cloud run (or of a fleet's repository) learnt.
+pub(crate) struct GitHubProof {
+    pub(crate) token: String,
+    pub(crate) default_branch: String,
 }
 
 /// The repository's current branch, bundled whole for a run without GitHub (with the
@@ -410,7 +429,10 @@ impl<A: Borrow<Aws> + Send + Sync> Ecs<A> {
 
     /// The task definition: how the secrets reach the task, which images it can run,
     /// where its log goes.
-    async fn task_definition(&self, cloud: &CloudSpec) -> anyhow::Result<TaskDefinitionFacts> {
+    pub(crate) async fn task_definition(
+        &self,
+        cloud: &CloudSpec,
+    ) -> anyhow::Result<TaskDefinitionFacts> {
         let td = self
             .aws()
             .ecs()
@@ -453,7 +475,11 @@ impl<A: Borrow<Aws> + Send + Sync> Ecs<A> {
     }
 
     /// Launch, first wave: what the local Docker and the registry say of the image.
-    async fn probe_image(&self, cloud: &CloudSpec, image: &str) -> anyhow::Result<Probed> {
+    pub(crate) async fn probe_image(
+        &self,
+        cloud: &CloudSpec,
+        image: &str,
+    ) -> anyhow::Result<Probed> {
         match super::docker::connect().await {
             Ok(docker) => {
                 let probe = crate::cloud::ecr::probe_image(
@@ -473,7 +499,7 @@ impl<A: Borrow<Aws> + Send + Sync> Ecs<A> {
     /// Launch phase 1: the image in ECR, once the task definition says where it runs
     /// (refused before anything is pushed when it cannot run there). Without Docker,
     /// the image ECR already holds is used.
-    async fn ensure_image(
+    pub(crate) async fn ensure_image(
         probed: Probed,
         arch: crate::image::CpuArch,
         reporter: &dyn Reporter,
@@ -489,6 +515,31 @@ impl<A: Borrow<Aws> + Send + Sync> Ecs<A> {
         Ok(())
     }
 
+    /// A token minted now, narrowed to GitHub repository `repo` (`owner/name`): it
+    /// proves the App, the key and the repository, and reads the default branch. The
+    /// client comes with it, to read what a run's branch is decided from.
+    pub(crate) async fn github_token(
+        &self,
+        gh: &GithubTarget,
+        repo: &str,
+    ) -> anyhow::Result<(crate::github::GitHub, GitHubProof)> {
+        let key =
+            crate::cloud::secrets::get_github_app_private_key(self.aws(), &gh.key_secret).await?;
+        let client = crate::github::GitHub::new(&gh.api_url);
+        let repo_name = repo.split_once('/').map(|(_, n)| n).unwrap_or(repo);
+        let token = client
+            .installation_token(&gh.app_id, &key, &gh.installation_id, Some(repo_name))
+            .await?;
+        let default_branch = client.default_branch(&token.token, repo).await?;
+        Ok((
+            client,
+            GitHubProof {
+                token: token.token,
+                default_branch,
+            },
+        ))
+    }
+
     /// Launch phase 1b, on GitHub: a token minted now proves the app, the key and the
     /// repository, and reads what the run's branch is decided from (the default branch,
     /// the blueprint's template, the `--push-to` branch), before anything is created.
@@ -500,139 +551,172 @@ impl<A: Borrow<Aws> + Send + Sync> Ecs<A> {
         let Some(gh) = &cloud.github else {
             return Ok(None);
         };
-        let key =
-            crate::cloud::secrets::get_github_app_private_key(self.aws(), &gh.key_secret).await?;
-        let client = crate::github::GitHub::new(&gh.api_url);
-        let repo_name = gh.repo.split_once('/').map(|(_, n)| n).unwrap_or(&gh.repo);
-        let token = client
-            .installation_token(&gh.app_id, &key, &gh.installation_id, Some(repo_name))
+        let (client, proof) = self.github_token(gh, &gh.repo).await?;
+        spec.decide_branch_on_github(&client, &proof.token, &gh.repo, &proof.default_branch)
             .await?;
-        let default_branch = client.default_branch(&token.token, &gh.repo).await?;
-        spec.decide_branch_on_github(&client, &token.token, &gh.repo, &default_branch)
-            .await?;
-        Ok(Some(GitHubProof {
-            token: token.token,
-            default_branch,
-        }))
+        Ok(Some(proof))
     }
 
-    /// Launch, first wave: where the minion gets its repository. On GitHub the token
-    /// minted by `github_proof` (the task mints its own from the injected key: the
-    /// sidecar, or a hand-made definition's minion); a local repository goes up as a
-    /// bundle (with the `--push-to` branch) and comes back as one.
-    async fn fetch_source(
+    /// Launch, first wave: a local repository's source (none on GitHub: the proof
+    /// made it), uploaded under the run's input key.
+    async fn fetch_bundle(
         &self,
         cloud: &CloudSpec,
         spec: &RunSpec,
-        proof: Option<&GitHubProof>,
-    ) -> anyhow::Result<Source> {
-        if let (Some(_), Some(proof)) = (&cloud.github, proof) {
-            Ok(Source::Github {
-                token: proof.token.clone(),
-                base_ref: proof.default_branch.clone(),
-            })
-        } else if let Some(repo) = &spec.repo {
-            let bundle = tempfile::NamedTempFile::new()?;
-            let (repo, path, push_to) = (
-                repo.clone(),
-                bundle.path().to_path_buf(),
-                spec.push_to.clone(),
-            );
-            let branch =
-                tokio::task::spawn_blocking(move || bundle_repo(&repo, &path, push_to.as_deref()))
-                    .await
-                    .map_err(|e| anyhow::anyhow!("git bundle did not finish: {e}"))??;
-            let key = input_key(&spec.run_id, "source.bundle");
-            crate::cloud::s3::upload_file(&self.aws().s3(), bundle.path(), &cloud.bucket, &key)
-                .await?;
-            Ok(Source::Bundle {
-                url: format!("s3://{}/{key}", cloud.bucket),
-                branch,
-            })
-        } else {
-            Ok(Source::None)
+    ) -> anyhow::Result<Option<Source>> {
+        match (&cloud.github, &spec.repo) {
+            (None, Some(repo)) => {
+                let key = input_key(&spec.run_id, "source.bundle");
+                Ok(Some(
+                    self.bundle_source(cloud, repo, &key, spec.push_to.as_deref())
+                        .await?,
+                ))
+            }
+            _ => Ok(None),
         }
     }
 
-    /// Launch phase 2: the repository source into the minion's input, as the task
-    /// definition allows (an App key it does not inject makes the token an override).
+    /// The source of runs on local repository `repo`: its current branch (with the
+    /// existing branch of `--push-to`, which the run checks out) bundled and uploaded
+    /// to `s3://<bucket>/<key>`; the run brings its branch back as a bundle.
+    pub(crate) async fn bundle_source(
+        &self,
+        cloud: &CloudSpec,
+        repo: &Path,
+        key: &str,
+        push_to: Option<&str>,
+    ) -> anyhow::Result<Source> {
+        let bundle = tempfile::NamedTempFile::new()?;
+        let (repo, path, push_to) = (
+            repo.to_path_buf(),
+            bundle.path().to_path_buf(),
+            push_to.map(str::to_string),
+        );
+        let branch =
+            tokio::task::spawn_blocking(move || bundle_repo(&repo, &path, push_to.as_deref()))
+                .await
+                .map_err(|e| anyhow::anyhow!("git bundle did not finish: {e}"))??;
+        crate::cloud::s3::upload_file(&self.aws().s3(), bundle.path(), &cloud.bucket, key).await?;
+        Ok(Source {
+            repo: RepoSource::BundleS3(format!("s3://{}/{key}", cloud.bucket)),
+            base_ref: (branch != "HEAD").then_some(branch),
+            github: None,
+        })
+    }
+
+    /// The source of runs on GitHub repository `repo`, from the token `github_token`
+    /// minted: the task mints its own from the App key ECS injects (the sidecar, or a
+    /// hand-made definition's minion); the token travels only when the task definition
+    /// does not inject the key (warned).
+    pub(crate) fn github_source(
+        gh: &GithubTarget,
+        repo: &str,
+        proof: &GitHubProof,
+        injected: &[String],
+        reporter: &dyn Reporter,
+    ) -> Source {
+        let auth = if injected.iter().any(|n| n == var::GITHUB_APP_PRIVATE_KEY) {
+            GithubAuth::App {
+                app_id: gh.app_id.clone(),
+                installation_id: gh.installation_id.clone(),
+                private_key: None,
+            }
+        } else {
+            reporter.warn("the task definition does not inject the GitHub App key: the token goes as an environment override, visible to ecs:DescribeTasks (`lackey up` wires the key as an ECS secret)");
+            GithubAuth::Token(Secret::Value(proof.token.clone()))
+        };
+        Source {
+            repo: RepoSource::Url(format!("{}/{repo}.git", gh.git_url.trim_end_matches('/'))),
+            base_ref: Some(proof.default_branch.clone()),
+            github: Some(GithubSource {
+                repo: repo.to_string(),
+                api_url: gh.api_url.clone(),
+                git_url: gh.git_url.clone(),
+                auth,
+            }),
+        }
+    }
+
+    /// Launch phase 2: where the minion gets its repository, as the task definition
+    /// allows (an App key it does not inject makes the token an override): on GitHub
+    /// from the proof, else the bundle the first wave uploaded. None: no repository.
     fn source(
         cloud: &CloudSpec,
-        source: Source,
+        proof: Option<GitHubProof>,
+        bundle: Option<Source>,
         injected: &[String],
-        input: &mut MinionInput,
         reporter: &dyn Reporter,
-    ) {
-        match (source, &cloud.github) {
-            (Source::Github { token, base_ref }, Some(gh)) => {
+    ) -> Option<Source> {
+        match (&cloud.github, proof) {
+            (Some(gh), Some(proof)) => {
                 // Printed here, after the image's lines: the cloud run's fixed output
-                // order (module docs); the token was minted before anything was created.
+                // order (module docs); the token was minted in the launch's first wave.
                 reporter.info("Minting GitHub App installation token...");
-                input.base_ref = Some(base_ref);
-                input.repo = RepoSource::Url(format!(
-                    "{}/{}.git",
-                    gh.git_url.trim_end_matches('/'),
-                    gh.repo
-                ));
-                input.github_repo = Some(gh.repo.clone());
-                input.github_api_url = gh.api_url.clone();
-                input.github_git_url = gh.git_url.clone();
-                if injected.iter().any(|n| n == var::GITHUB_APP_PRIVATE_KEY) {
-                    input.github = Some(GithubAuth::App {
-                        app_id: gh.app_id.clone(),
-                        installation_id: gh.installation_id.clone(),
-                        private_key: None,
-                    });
-                } else {
-                    reporter.warn("the task definition does not inject the GitHub App key: the token goes as an environment override, visible to ecs:DescribeTasks (`lackey up` wires the key as an ECS secret)");
-                    input.github = Some(GithubAuth::Token(Secret::Value(token)));
-                }
+                Some(Self::github_source(
+                    gh, &gh.repo, &proof, injected, reporter,
+                ))
             }
-            (Source::Bundle { url, branch }, _) => {
-                input.repo = RepoSource::BundleS3(url);
-                if branch != "HEAD" {
-                    input.base_ref = Some(branch);
-                }
-            }
-            _ => {}
+            _ => bundle,
         }
     }
 
     /// Launch phase 3: the Anthropic key, injected by ECS, else as an override (warned).
-    async fn api_key(
+    /// The value to pass, when it must be passed.
+    pub(crate) async fn api_key(
         &self,
         cloud: &CloudSpec,
-        spec: &RunSpec,
+        stubs: bool,
         injected: &[String],
-        input: &mut MinionInput,
         reporter: &dyn Reporter,
-    ) -> anyhow::Result<()> {
-        if spec.stubs {
+    ) -> anyhow::Result<Option<Secret>> {
+        if stubs {
             reporter.info("Anthropic API key: not needed (--stubs)");
+            Ok(None)
         } else if injected.iter().any(|n| n == var::ANTHROPIC_API_KEY) {
             reporter.info(&format!(
                 "Anthropic API key: injected by ECS from Secrets Manager ({})",
                 cloud.anthropic_secret
             ));
+            Ok(None)
         } else {
             reporter.info("Fetching Anthropic API key from Secrets Manager...");
             let key = crate::cloud::secrets::get_secret_value(self.aws(), &cloud.anthropic_secret)
                 .await?;
             reporter.warn("the task definition does not inject the Anthropic key: it goes as an environment override, visible to ecs:DescribeTasks (`lackey up` wires it as an ECS secret)");
-            input.api_key = Some(Secret::Value(key));
+            Ok(Some(Secret::Value(key)))
         }
-        Ok(())
     }
 
-    /// Launch phase 4: the environment overrides (the minion's, and the sidecar's when
-    /// the task has one), under ECS's size limit (a long task goes through S3).
-    async fn overrides(
+    /// Launch phase 4: the run's environment overrides: the run contract's input, filled
+    /// in from what the launch prepared (the source, the key), for the minion and, when
+    /// the task has the credential sidecar, for the sidecar (the credentials and
+    /// upstreams move to it, [`through_sidecar`]), under ECS's size limit (a long task
+    /// goes through S3, under the run's input key).
+    pub(crate) async fn environment(
         &self,
         cloud: &CloudSpec,
-        input: &mut MinionInput,
-        sidecar: Option<&SidecarInput>,
+        spec: &RunSpec,
+        deadline: SystemTime,
+        source: Option<&Source>,
+        api_key: Option<&Secret>,
+        isolated: bool,
     ) -> anyhow::Result<TaskOverride> {
-        let sc = sidecar.map(SidecarInput::to_env);
+        let mut input = spec.minion_input(Runtime::Cloud, deadline);
+        // What `env.GITHUB_TOKEN` means in a blueprint: this run can push.
+        input.can_push = Some(source.is_some_and(|s| s.apply(&mut input)));
+        if let Some(key) = api_key {
+            input.api_key = Some(key.clone());
+        }
+        input.bucket = Some(cloud.bucket.clone());
+        input.s3_prefix = Some(spec.run_id.clone());
+        input.aws_region = Some(cloud.region.clone());
+        // With the credential sidecar, the credentials and upstreams move from the
+        // minion's input to the sidecar's, with the push target decided before launch
+        // (the run's branch; never the default branch).
+        let sc = isolated.then(|| {
+            let target = spec.push_target(input.base_ref.clone());
+            through_sidecar(&mut input, target).to_env()
+        });
         let mut env = input.to_env();
         if overrides_size(&env, sc.as_deref()) > OVERRIDES_LIMIT - 512 {
             if let TaskSource::Inline(task) = &input.task {
@@ -651,17 +735,17 @@ impl<A: Borrow<Aws> + Send + Sync> Ecs<A> {
         Ok(task_overrides(&env, sc.as_deref()))
     }
 
-    /// Launch phase 5: RunTask, retrying capacity failures (they come back in
-    /// `failures`). The task's ARN, its first status, and the request (without its
-    /// client token) to launch it again while IAM propagates.
-    async fn run_task(
+    /// The RunTask request of a run: the stack's task definition on Fargate, the
+    /// containers' environments ([`Ecs::environment`]), the run id as its `lackey:run-id` tag, plus `tags`.
+    /// Without its client token: each attempt gives its own ([`Ecs::run_task_once`]),
+    /// and launching the task again while IAM propagates needs a new one.
+    pub(crate) fn run_task_request(
         &self,
         cloud: &CloudSpec,
         run_id: &str,
         overrides: TaskOverride,
-        reporter: &dyn Reporter,
-        cancel: &CancellationToken,
-    ) -> anyhow::Result<(String, String, RunTaskFluentBuilder)> {
+        tags: &[(&str, &str)],
+    ) -> anyhow::Result<RunTaskFluentBuilder> {
         let network = NetworkConfiguration::builder()
             .awsvpc_configuration(
                 AwsVpcConfiguration::builder()
@@ -675,21 +759,13 @@ impl<A: Borrow<Aws> + Send + Sync> Ecs<A> {
                     .build()?,
             )
             .build();
-        let tags = vec![
-            Tag::builder()
-                .key(ownership::TAG_STACK)
-                .value(&cloud.stack)
-                .build(),
-            Tag::builder()
-                .key(ownership::TAG_RUN_ID)
-                .value(run_id)
-                .build(),
-            Tag::builder()
-                .key(ownership::TAG_MANAGED_BY)
-                .value("lackey")
-                .build(),
+        let mut all = vec![
+            (ownership::TAG_STACK, cloud.stack.as_str()),
+            (ownership::TAG_RUN_ID, run_id),
+            (ownership::TAG_MANAGED_BY, "lackey"),
         ];
-        let request = self
+        all.extend_from_slice(tags);
+        Ok(self
             .aws()
             .ecs()
             .run_task()
@@ -700,58 +776,87 @@ impl<A: Borrow<Aws> + Send + Sync> Ecs<A> {
             .overrides(overrides)
             .count(1)
             .started_by(cloud.started_by())
-            .set_tags(Some(tags));
+            .set_tags(Some(
+                all.into_iter()
+                    .map(|(k, v)| Tag::builder().key(k).value(v).build())
+                    .collect(),
+            )))
+    }
+
+    /// One RunTask call of `request` with `client_token` (the run id: ECS answers a
+    /// repeated call with the first task instead of starting a second).
+    pub(crate) async fn run_task_once(
+        request: &RunTaskFluentBuilder,
+        client_token: &str,
+    ) -> Result<Started, RunTaskSdkError> {
+        let out = request.clone().client_token(client_token).send().await?;
+        if let Some(arn) = out.tasks().first().and_then(|t| t.task_arn()) {
+            // The task's first status is in RunTask's answer (PROVISIONING): a first
+            // poll may already see a later one.
+            let status = out.tasks()[0].last_status().unwrap_or_default();
+            return Ok(Started::Task {
+                arn: arn.to_string(),
+                status: status.to_string(),
+            });
+        }
+        let reasons: Vec<String> = out
+            .failures()
+            .iter()
+            .map(|f| {
+                format!(
+                    "{} ({})",
+                    f.reason().unwrap_or("?"),
+                    f.detail().unwrap_or("")
+                )
+            })
+            .collect();
+        let capacity = reasons
+            .iter()
+            .any(|r| r.contains("RESOURCE") || r.to_lowercase().contains("capacity"));
+        let reasons = reasons.join("; ");
+        Ok(if capacity {
+            Started::NoCapacity(reasons)
+        } else {
+            Started::Refused(reasons)
+        })
+    }
+
+    /// Launch phase 5: RunTask, retrying capacity failures (they come back in
+    /// `failures`). The task's ARN, its first status, and the request (without its
+    /// client token) to launch it again while IAM propagates.
+    async fn run_task(
+        &self,
+        cloud: &CloudSpec,
+        run_id: &str,
+        overrides: TaskOverride,
+        reporter: &dyn Reporter,
+        cancel: &CancellationToken,
+    ) -> anyhow::Result<(String, String, RunTaskFluentBuilder)> {
+        let request = self.run_task_request(cloud, run_id, overrides, &[])?;
         let t_launch = Instant::now();
         let mut wait = Duration::from_secs(2);
         loop {
             if cancel.is_cancelled() {
                 return Err(anyhow::Error::new(crate::error::Interrupted));
             }
-            let out = request
-                .clone()
-                .client_token(run_id)
-                .send()
-                .await
-                .aws(format!(
-                    "failed to run a task of `{}` on cluster `{}`",
-                    cloud.task_family, cloud.cluster
-                ))?;
-            if let Some(t) = out.tasks().first() {
-                if let Some(arn) = t.task_arn() {
-                    // The task's first status is in RunTask's answer (PROVISIONING): a
-                    // first poll may already see a later one.
-                    return Ok((
-                        arn.to_string(),
-                        t.last_status().unwrap_or_default().to_string(),
-                        request,
-                    ));
+            let reasons = match Self::run_task_once(&request, run_id).await.aws(format!(
+                "failed to run a task of `{}` on cluster `{}`",
+                cloud.task_family, cloud.cluster
+            ))? {
+                Started::Task { arn, status } => return Ok((arn, status, request)),
+                Started::NoCapacity(reasons) if t_launch.elapsed() <= Duration::from_secs(300) => {
+                    reasons
                 }
-            }
-            let reasons: Vec<String> = out
-                .failures()
-                .iter()
-                .map(|f| {
-                    format!(
-                        "{} ({})",
-                        f.reason().unwrap_or("?"),
-                        f.detail().unwrap_or("")
-                    )
-                })
-                .collect();
-            let capacity = reasons.iter().any(|r| {
-                r.contains("RESOURCE") || r.contains("capacity") || r.contains("Capacity")
-            });
-            if !capacity || t_launch.elapsed() > Duration::from_secs(300) || cancel.is_cancelled() {
-                return Err(Fail::new(format!(
-                    "ECS did not start the task: {}",
-                    reasons.join("; ")
-                ))
-                .with_hint("check the cluster, subnets and security group (`lackey doctor`)")
-                .into());
-            }
+                Started::NoCapacity(reasons) | Started::Refused(reasons) => {
+                    return Err(Fail::new(format!("ECS did not start the task: {reasons}"))
+                        .with_hint(
+                            "check the cluster, subnets and security group (`lackey doctor`)",
+                        )
+                        .into())
+                }
+            };
             reporter.warn(&format!(
-                "no Fargate capacity yet ({}); retrying in {}s",
-                reasons.join("; "),
+                "no Fargate capacity yet ({reasons}); retrying in {}s",
                 wait.as_secs()
             ));
             tokio::select! {
@@ -759,6 +864,34 @@ impl<A: Borrow<Aws> + Send + Sync> Ecs<A> {
                 _ = cancel.cancelled() => return Err(anyhow::Error::new(crate::error::Interrupted)),
             }
             wait = (wait * 2).min(Duration::from_secs(30));
+        }
+    }
+
+    /// A handle on a task launched earlier (by `run_task_once`, perhaps by another
+    /// process), so it can be collected like a run this backend launched. It is not
+    /// launched again by the backend (a fleet relaunches its own runs).
+    pub(crate) fn handle(
+        &self,
+        run_id: &str,
+        task_arn: &str,
+        dir: PathBuf,
+        started: chrono::DateTime<chrono::Utc>,
+    ) -> RunHandle {
+        RunHandle {
+            run_id: run_id.to_string(),
+            id: task_arn.to_string(),
+            dir,
+            started,
+            deadline: tokio::time::Instant::now(),
+            timeout: Duration::ZERO,
+            follow: false,
+            held: Box::new(CloudRun {
+                task_id: task_arn.rsplit('/').next().unwrap_or_default().to_string(),
+                task_arn: task_arn.to_string(),
+                first_status: String::new(),
+                log_group: self.target.log_group.clone(),
+                relaunch: None,
+            }),
         }
     }
 
@@ -825,26 +958,68 @@ impl<A: Borrow<Aws> + Send + Sync> Ecs<A> {
     }
 }
 
-/// The repository's source, as the first wave of a launch fetched it.
-enum Source {
-    Github { token: String, base_ref: String },
-    Bundle { url: String, branch: String },
-    None,
+/// Where a run's minion gets its repository, as a launch prepared it: the same for
+/// every run on that repository (a fleet prepares it once per repository).
+#[derive(Clone, Debug)]
+pub(crate) struct Source {
+    repo: RepoSource,
+    base_ref: Option<String>,
+    github: Option<GithubSource>,
+}
+
+#[derive(Clone, Debug)]
+struct GithubSource {
+    repo: String,
+    api_url: String,
+    git_url: String,
+    auth: GithubAuth,
+}
+
+impl Source {
+    /// Fill the run's input with it; whether the run can push (a GitHub repository).
+    fn apply(&self, input: &mut MinionInput) -> bool {
+        input.repo = self.repo.clone();
+        input.base_ref = self.base_ref.clone();
+        match &self.github {
+            Some(gh) => {
+                input.github_repo = Some(gh.repo.clone());
+                input.github_api_url = gh.api_url.clone();
+                input.github_git_url = gh.git_url.clone();
+                input.github = Some(gh.auth.clone());
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// A RunTask call's error, as the SDK returns it.
+pub(crate) type RunTaskSdkError =
+    aws_sdk_ecs::error::SdkError<aws_sdk_ecs::operation::run_task::RunTaskError>;
+
+/// What one RunTask call did.
+pub(crate) enum Started {
+    /// The task, and its first status.
+    Task { arn: String, status: String },
+    /// ECS had no capacity for it (worth trying again); the reasons it gave.
+    NoCapacity(String),
+    /// ECS refused it for another reason.
+    Refused(String),
 }
 
 /// The image as the first wave of a launch found it.
-enum Probed {
+pub(crate) enum Probed {
     Image(bollard::Docker, Box<crate::cloud::ecr::ImageProbe>),
     /// No Docker to push from (why): the image ECR holds is used, with a warning.
     NoDocker(String),
 }
 
 /// What the task definition tells a launch.
-struct TaskDefinitionFacts {
-    arch: crate::image::CpuArch,
+pub(crate) struct TaskDefinitionFacts {
+    pub(crate) arch: crate::image::CpuArch,
     /// Which container ECS injects the secrets into.
-    isolation: Isolation,
-    log_group: String,
+    pub(crate) isolation: Isolation,
+    pub(crate) log_group: String,
 }
 
 /// A task definition's containers as [`Isolation`] reads them.
@@ -1003,14 +1178,15 @@ impl<A: Borrow<Aws> + Send + Sync> Backend for Ecs<A> {
         let (source, td, probed) = tokio::join!(
             async {
                 let proof = self.github_proof(cloud, spec).await?;
-                self.fetch_source(cloud, spec, proof.as_ref()).await
+                let bundle = self.fetch_bundle(cloud, spec).await?;
+                Ok::<_, anyhow::Error>((proof, bundle))
             },
             self.task_definition(cloud),
             self.probe_image(cloud, &image)
         );
         let uploaded = source.is_ok();
         let first_wave: anyhow::Result<_> = (|| Ok((source?, td?, probed?)))();
-        let (source, td, probed) = match first_wave {
+        let ((proof, bundle), td, probed) = match first_wave {
             Ok(answers) => answers,
             Err(e) => {
                 if uploaded {
@@ -1025,24 +1201,20 @@ impl<A: Borrow<Aws> + Send + Sync> Backend for Ecs<A> {
             // about, or refused under `[run] require_isolation`.
             check_isolation(&td.isolation, cloud, reporter)?;
             Self::ensure_image(probed, td.arch, reporter).await?;
-            let deadline = SystemTime::now() + spec.timeout;
-            let mut input = spec.minion_input(Runtime::Cloud, deadline);
             let injected = td.isolation.injected();
-            Self::source(cloud, source, injected, &mut input, reporter);
-            self.api_key(cloud, spec, injected, &mut input, reporter)
+            let source = Self::source(cloud, proof, bundle, injected, reporter);
+            let api_key = self.api_key(cloud, spec.stubs, injected, reporter).await?;
+            let deadline = SystemTime::now() + spec.timeout;
+            let overrides = self
+                .environment(
+                    cloud,
+                    spec,
+                    deadline,
+                    source.as_ref(),
+                    api_key.as_ref(),
+                    td.isolation.isolated(),
+                )
                 .await?;
-            // What `env.GITHUB_TOKEN` means in a blueprint: this run can push.
-            input.can_push = Some(cloud.github.is_some());
-            input.bucket = Some(cloud.bucket.clone());
-            input.s3_prefix = Some(spec.run_id.clone());
-            input.aws_region = Some(cloud.region.clone());
-            // With the credential sidecar, the credentials and upstreams move from the
-            // minion's input to the sidecar's, with the push target decided above.
-            let sidecar = td.isolation.isolated().then(|| {
-                let target = spec.push_target(input.base_ref.clone());
-                through_sidecar(&mut input, target)
-            });
-            let overrides = self.overrides(cloud, &mut input, sidecar.as_ref()).await?;
             let task = self
                 .run_task(cloud, &spec.run_id, overrides, reporter, cancel)
                 .await?;
@@ -1170,7 +1342,12 @@ impl<A: Borrow<Aws> + Send + Sync> Backend for Ecs<A> {
                 reporter.info(&format!("hint: {h}"));
             }
         }
-        let github = self.launch.as_ref().and_then(|c| c.github.as_ref());
+        // A run on GitHub pushed its branch; a run on a local repository brings it back.
+        let github = self
+            .launch
+            .as_ref()
+            .and_then(|c| c.github.as_ref())
+            .filter(|_| spec.github_repo.is_some());
         let (fetched, fetch_error) = match (&spec.repo, github) {
             (Some(repo), None) => {
                 match super::fetch_back(repo, &run.dir, &summary, spec, &host_end) {
@@ -1544,15 +1721,7 @@ impl TaskWatch {
         }
         let _ = tx.send(RunEvent::Ended {
             run_id: self.run_id.clone(),
-            end: RunEnd {
-                stopped,
-                exit_code: final_state.exit_code.map(i64::from),
-                reason: final_state
-                    .stopped_reason
-                    .clone()
-                    .or(final_state.container_reason.clone()),
-                failed_to_start: final_state.stop_code.as_deref() == Some("TaskFailedToStart"),
-            },
+            end: final_state.end(stopped),
         });
     }
 }
@@ -1678,15 +1847,15 @@ pub async fn stack_task_arns(
     Ok(arns)
 }
 
-/// The ECS task of a run (by its `lackey:run-id` tag), among the stack's tasks.
-pub async fn find_task(
-    aws: &Aws,
+/// Every task of the stack ECS still knows (running or recently stopped), with its
+/// tags: [`stack_task_arns`], then DescribeTasks per 100.
+pub(crate) async fn stack_tasks(
+    ecs: &aws_sdk_ecs::Client,
     cluster: &str,
     started_by: &str,
-    run_id: &str,
-) -> anyhow::Result<Option<(String, String)>> {
-    let ecs = aws.ecs();
-    let arns = stack_task_arns(&ecs, cluster, started_by).await?;
+) -> anyhow::Result<Vec<aws_sdk_ecs::types::Task>> {
+    let arns = stack_task_arns(ecs, cluster, started_by).await?;
+    let mut tasks = Vec::new();
     for chunk in arns.chunks(100) {
         let d = ecs
             .describe_tasks()
@@ -1696,19 +1865,36 @@ pub async fn find_task(
             .send()
             .await
             .aws("failed to describe the stack's tasks")?;
-        for t in d.tasks() {
-            if t.tags()
-                .iter()
-                .any(|tag| tag.key() == Some(ownership::TAG_RUN_ID) && tag.value() == Some(run_id))
-            {
-                return Ok(Some((
-                    t.task_arn().unwrap_or_default().to_string(),
-                    t.last_status().unwrap_or_default().to_string(),
-                )));
-            }
-        }
+        tasks.extend(d.tasks().iter().cloned());
     }
-    Ok(None)
+    Ok(tasks)
+}
+
+/// A task's tag.
+pub(crate) fn tag<'a>(t: &'a aws_sdk_ecs::types::Task, key: &str) -> Option<&'a str> {
+    t.tags()
+        .iter()
+        .find(|x| x.key() == Some(key))
+        .and_then(|x| x.value())
+}
+
+/// The ECS task of a run (by its `lackey:run-id` tag), among the stack's tasks.
+pub async fn find_task(
+    aws: &Aws,
+    cluster: &str,
+    started_by: &str,
+    run_id: &str,
+) -> anyhow::Result<Option<(String, String)>> {
+    Ok(stack_tasks(&aws.ecs(), cluster, started_by)
+        .await?
+        .iter()
+        .find(|t| tag(t, ownership::TAG_RUN_ID) == Some(run_id))
+        .map(|t| {
+            (
+                t.task_arn().unwrap_or_default().to_string(),
+                t.last_status().unwrap_or_default().to_string(),
+            )
+        }))
 }
 
 /// The task's status lines: its first status, then one line for each change.

@@ -744,6 +744,20 @@ fn bench_fleet() {
                         .build(),
                 );
                 let http = reqwest::Client::new();
+                // Each task writes one log line when it starts running, as the awslogs
+                // driver would, so the CLI's log reads find streams.
+                let logs = aws_sdk_cloudwatchlogs::Client::new(&conf);
+                let group = logs
+                    .describe_log_groups()
+                    .send()
+                    .await
+                    .ok()
+                    .and_then(|g| {
+                        g.log_groups()
+                            .first()
+                            .and_then(|g| g.log_group_name().map(str::to_string))
+                    })
+                    .unwrap_or_default();
                 let mut seen: HashMap<String, (Instant, u8, String)> = HashMap::new();
                 while !stop.load(Ordering::Relaxed) {
                     if let Ok(out) = ecs.list_tasks().cluster("lackey").send().await {
@@ -779,6 +793,33 @@ fn bench_fleet() {
                             2 if age > Duration::from_secs(2) + HOLD => (3, "STOPPED"),
                             _ => continue,
                         };
+                        if next == 2 {
+                            let stream = format!(
+                                "minion/minion/{}",
+                                arn.rsplit('/').next().unwrap_or_default()
+                            );
+                            let _ = logs
+                                .create_log_stream()
+                                .log_group_name(&group)
+                                .log_stream_name(&stream)
+                                .send()
+                                .await;
+                            let ev = aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
+                                .timestamp(chrono::Utc::now().timestamp_millis())
+                                .message(format!(
+                                    "{} [execute] walking the lifecycle of {run_id}",
+                                    chrono::Utc::now().to_rfc3339()
+                                ))
+                                .build()
+                                .unwrap();
+                            let _ = logs
+                                .put_log_events()
+                                .log_group_name(&group)
+                                .log_stream_name(&stream)
+                                .log_events(ev)
+                                .send()
+                                .await;
+                        }
                         if next == 3 {
                             let now = chrono::Utc::now().to_rfc3339();
                             let summary = json!({"run_id": run_id, "task": "bench", "outcome": "success", "runtime": "cloud",
@@ -814,23 +855,53 @@ fn bench_fleet() {
     moto.reset_requests();
     let t0 = Instant::now();
     let wall0 = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
-    let child = t
-        .command(&[
-            "run",
-            "--cloud",
-            "--stubs",
-            "--tasks",
-            "tasks.txt",
-            "--max-parallel",
-            "200",
-            "--json",
-            "--no-progress",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
+    // On a terminal (a pty from `script`), as a user watches it: the live table with each
+    // run's last log line, so the log reads and the redraws are measured too.
+    let out_path = t.path().join("fleet.json");
+    let cmdline = format!(
+        "'{}' run --cloud --stubs --tasks tasks.txt --max-parallel {RUNS} --json > '{}'",
+        crate::support::bin(),
+        out_path.display()
+    );
+    let child = std::process::Command::new("script")
+        .args(["-qefc", &cmdline, "/dev/null"])
+        .current_dir(t.work())
+        .env_clear()
+        .envs(&t.env)
+        .env("TERM", "xterm-256color")
+        .env("COLUMNS", "200")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
         .spawn()
-        .unwrap();
-    let pid = child.id();
+        .expect("util-linux `script` gives the fleet a terminal");
+    // lackey's own pid: the descendant of `script` running the binary.
+    let exe = std::fs::canonicalize(crate::support::bin()).unwrap();
+    let find = |root: u32| -> Option<u32> {
+        let mut todo = vec![root];
+        while let Some(p) = todo.pop() {
+            if std::fs::read_link(format!("/proc/{p}/exe")).ok().as_deref() == Some(exe.as_path()) {
+                return Some(p);
+            }
+            let kids =
+                std::fs::read_to_string(format!("/proc/{p}/task/{p}/children")).unwrap_or_default();
+            todo.extend(
+                kids.split_whitespace()
+                    .filter_map(|k| k.parse::<u32>().ok()),
+            );
+        }
+        None
+    };
+    let pid = loop {
+        if let Some(p) = find(child.id()) {
+            break p;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(600),
+            "lackey never started under script"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
     let ticks_per_s = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     let cpu = |pid: u32| -> f64 {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -858,7 +929,7 @@ fn bench_fleet() {
     };
     while launched() < RUNS {
         assert!(
-            t0.elapsed() < Duration::from_secs(120),
+            t0.elapsed() < Duration::from_secs(600),
             "only {} launched",
             launched()
         );
@@ -879,16 +950,12 @@ fn bench_fleet() {
     for r in reqs[before..].iter().filter(|r| r.caller == "cli") {
         *by.entry(format!("{}:{}", r.service, r.action)).or_default() += 1;
     }
-    let out = crate::support::wait_with_timeout(child, Duration::from_secs(300));
+    let _ = crate::support::wait_with_timeout(child, Duration::from_secs(600));
     stop.store(true, Ordering::Relaxed);
     let _ = walker.join();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{e}: {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
+    let text = std::fs::read_to_string(&out_path).unwrap_or_default();
+    let v: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
     // Time from the command to the last RunTask: the newest task's createdAt in moto.
     let conf = moto.sdk_config();
     let last_created = crate::support::moto::block_on(async {
@@ -932,8 +999,9 @@ fn bench_fleet() {
         last_created - first_created
     );
     println!(
-        "bench-fleet: while all {RUNS} were in flight, over {window:.1}s ({ticks} poll ticks, one stop-marker check each): CLI AWS calls by API: {by:?}; DescribeTasks per tick {:.2}",
-        by.get("ecs:DescribeTasks").copied().unwrap_or(0) as f64 / ticks
+        "bench-fleet: while all {RUNS} were in flight, on a terminal, over {window:.1}s ({ticks} poll ticks, one stop-marker check each): CLI AWS calls by API: {by:?}; per tick: DescribeTasks {:.2}, FilterLogEvents {:.2}",
+        by.get("ecs:DescribeTasks").copied().unwrap_or(0) as f64 / ticks,
+        by.get("logs:FilterLogEvents").copied().unwrap_or(0) as f64 / ticks
     );
     println!(
         "bench-fleet: CLI CPU {:.2}% of one core, peak resident memory {peak_rss:.1} MB",

@@ -144,6 +144,42 @@ fn thirty_cloud_runs_never_exceed_max_parallel_and_all_finish() {
         }
     }
     assert_eq!(tasks_seen.len(), 30, "every line ran once");
+    // Each run's report, as after a single run: here and beside its artifacts in S3;
+    // the fleet's page beside its manifest, linking to each.
+    let fleet = v["fleet_id"].as_str().unwrap();
+    let keys = c.s3_keys("");
+    let page = std::fs::read_to_string(root.join("fleets").join(fleet).join("report.html"))
+        .expect("the fleet's report.html");
+    for r in runs {
+        let id = r["run_id"].as_str().unwrap();
+        let report = std::fs::read_to_string(root.join(id).join("report.html"))
+            .unwrap_or_else(|e| panic!("{id} has no report.html: {e}"));
+        assert!(report.contains(id));
+        assert!(
+            keys.contains(&format!("{id}/report.html")),
+            "{id}: {keys:?}"
+        );
+        assert!(
+            page.contains(&format!("href=\"../../{id}/report.html\"")),
+            "{id}"
+        );
+    }
+    assert!(
+        keys.contains(&format!("fleets/{fleet}/report.html")),
+        "{keys:?}"
+    );
+    // From a machine without the fleet's local copy: the page from the bucket's
+    // manifest, uploaded beside it again.
+    std::fs::remove_dir_all(root.join("fleets")).unwrap();
+    let again = c.t.run(&["report", "--fleet", fleet, "--json"]);
+    again.assert_success();
+    let a = again.json();
+    assert_eq!(
+        a["uploaded"],
+        format!("s3://lackey-artifacts-123456789012/fleets/{fleet}/report.html")
+    );
+    let page = std::fs::read_to_string(a["report"].as_str().unwrap()).unwrap();
+    assert_eq!(page.matches("<tr class=\"run\">").count(), 30);
     // From moto's record: 30 tasks, one RunTask each, never more than 5 alive at once.
     let tasks = moto_tasks(&c);
     assert_eq!(tasks.len(), 30);
@@ -159,7 +195,6 @@ fn thirty_cloud_runs_never_exceed_max_parallel_and_all_finish() {
     assert!(most <= 5, "{most} tasks were alive at once");
     assert!(most >= 2, "the fleet ran in parallel ({most})");
     // The manifest in the bucket says the same.
-    let fleet = v["fleet_id"].as_str().unwrap();
     let status = c.t.run(&["runs", "--fleet", fleet, "--json"]);
     status.assert_success();
     assert_eq!(status.json()["counts"]["success"], 30);
@@ -206,6 +241,50 @@ fn capacity_errors_on_run_task_are_retried_and_no_run_is_lost() {
     let tasks = moto_tasks(&c);
     let ids: HashSet<_> = tasks.iter().map(|t| t.0.clone()).collect();
     assert_eq!((tasks.len(), ids.len()), (6, 6), "each run launched once");
+}
+
+/// On a terminal (a pty from `script`) the live table shows each cloud run's last log
+/// line, read with FilterLogEvents: the CLI here holds exactly `lackey policy`'s
+/// document, and none of those calls is refused.
+#[test]
+fn on_a_terminal_a_cloud_fleet_reads_log_lines_within_the_operator_policy() {
+    let Some(c) = Cloud::new(true) else { return };
+    let file = tasks_file(&c.t, 2);
+    c.moto.reset_requests();
+    let out_path = c.t.path().join("fleet.json");
+    let cmdline = format!(
+        "'{}' run --cloud --stubs --tasks '{file}' --json > '{}'",
+        crate::support::bin(),
+        out_path.display()
+    );
+    let status = std::process::Command::new("script")
+        .args(["-qefc", &cmdline, "/dev/null"])
+        .current_dir(c.t.work())
+        .env_clear()
+        .envs(&c.t.env)
+        .env("TERM", "xterm-256color")
+        .env("COLUMNS", "200")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("util-linux `script` gives the fleet a terminal");
+    let text = std::fs::read_to_string(&out_path).unwrap_or_default();
+    assert!(status.success(), "the fleet failed: {text}");
+    let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert_eq!(v["summary"]["success"], 2, "{v}");
+    let reads: Vec<_> = c
+        .moto
+        .requests()
+        .into_iter()
+        .filter(|r| r.caller == "cli" && r.action == "FilterLogEvents")
+        .collect();
+    assert!(!reads.is_empty(), "no log line was read on a terminal");
+    assert!(
+        reads.iter().all(|r| r.status.as_u64() == Some(200)),
+        "a FilterLogEvents was refused: {:?}",
+        reads.iter().map(|r| &r.status).collect::<Vec<_>>()
+    );
 }
 
 /// Spawn `lackey` with stderr read into a shared buffer.
@@ -317,6 +396,23 @@ fn stop_fleet_from_another_process_and_ctrl_c_stop_every_task() {
     );
     wait_for(&seen, "  RUNNING", 2);
     let id = fleet_id(&seen.lock().unwrap());
+    // `lackey logs RUN --follow` from another shell while the fleet goes on: it streams
+    // the run's log and ends when the run does.
+    let manifest: Value =
+        serde_json::from_str(&c.s3_text(&format!("fleets/{id}/manifest.json"))).unwrap();
+    let running = manifest["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["state"] == "launched")
+        .map(|r| r["run_id"].as_str().unwrap().to_string())
+        .unwrap_or_else(|| panic!("no launched run in {manifest}"));
+    let follower =
+        c.t.command(&["logs", &running, "--follow"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
     let stop = c.t.run(&["stop", "--fleet", &id]);
     stop.assert_success();
     assert!(
@@ -337,6 +433,16 @@ fn stop_fleet_from_another_process_and_ctrl_c_stop_every_task() {
         .contains("stopped by `lackey stop --fleet`"));
     assert!(moto_tasks(&c).iter().all(|t| t.3 == "STOPPED"));
     assert_eq!(run_tasks_calls(&c), 2);
+    let followed = wait_with_timeout(follower, Duration::from_secs(600));
+    let log = String::from_utf8_lossy(&followed.stdout);
+    assert_eq!(
+        followed.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&followed.stderr)
+    );
+    assert!(!log.trim().is_empty(), "`logs --follow` printed nothing");
+    assert!(!log.contains(CANARY_KEY));
 
     // Ctrl-C: every task stopped, exit 130.
     let (child, seen) = spawn_watched(
@@ -456,11 +562,170 @@ fn a_local_fleet_of_six_runs_two_at_a_time() {
     assert_eq!(intervals.len(), 6, "{events:?}");
     let most = most_at_once(&intervals);
     assert!(most <= 2, "{most} containers at once: {events:?}");
-    // Every run's branch came back into the repository.
+    // Every run's branch came back into the repository, and each run has its report,
+    // linked from the fleet's page.
     let branches = repo::git(&l.repo, &["branch", "--list", "minion/*"]);
+    let root = artifacts(&l.t);
+    let fleet = v["fleet_id"].as_str().unwrap();
+    let page = std::fs::read_to_string(root.join("fleets").join(fleet).join("report.html"))
+        .expect("the fleet's report.html");
     for id in &ids {
         assert!(branches.contains(id), "{id} not in {branches}");
+        assert!(
+            root.join(id).join("report.html").is_file(),
+            "{id}: no report.html"
+        );
+        assert!(
+            page.contains(&format!("href=\"../../{id}/report.html\"")),
+            "{id}"
+        );
     }
+}
+
+/// The answers of one successful run on the hello project.
+fn a_successful_run() -> Vec<Answer> {
+    vec![
+        fake_llm::tool_use(
+            "submit_scope",
+            json!({"summary": "change the greeting", "allowed_dirs": [], "allowed_files": ["hello.sh"],
+                   "test_files": ["test.sh"], "rationale": "hello.sh prints the greeting"}),
+        ),
+        fake_llm::tool_use("view", json!({"path": "hello.sh"})),
+        fake_llm::tool_use(
+            "str_replace",
+            json!({"path": "hello.sh", "old_str": "echo \"hello\"", "new_str": "echo \"hello, world\""}),
+        ),
+        fake_llm::tool_use("finish", json!({"summary": "done"})),
+    ]
+}
+
+/// Whether a container is running (false once it exited or is gone).
+fn container_running(name: &str) -> bool {
+    let out = std::process::Command::new("docker")
+        .args(["inspect", "-f", "{{.State.Running}}", name])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim() == "true"
+}
+
+/// kill -9 of the CLI mid local fleet: the container it left stops by itself (its only
+/// way out, the CLI's proxy, died with the CLI) and keeps its artifacts; `--resume` with
+/// the same file runs only what did not finish, each once.
+#[test]
+fn a_killed_local_fleet_is_resumed_and_runs_only_what_did_not_finish() {
+    let Some(mut l) = Local::new() else { return };
+    // One run at a time, in the file's order: the first succeeds, the second hangs in
+    // its first LLM call when the CLI is killed; the resumed fleet's two runs succeed.
+    let mut script = a_successful_run();
+    script.push(Answer::Hang);
+    script.extend(a_successful_run());
+    script.extend(a_successful_run());
+    let llm = FakeLlm::start(CANARY_KEY, script);
+    l.t.set("ANTHROPIC_API_KEY", CANARY_KEY)
+        .set("ANTHROPIC_BASE_URL", llm.url())
+        .set("LACKEY_TEST", "sh test.sh");
+    l.t.write(
+        "tasks.txt",
+        "make hello.sh print hello, world\nthe same, second\nthe same, third\n",
+    );
+    let (mut child, seen) = spawn_watched(
+        &l.t,
+        &["run", "--tasks", "tasks.txt", "--max-parallel", "1"],
+    );
+    wait_for(&seen, "  success", 1);
+    // The second run is in its hanging LLM call: 4 answers given, the 5th held.
+    let start = Instant::now();
+    while llm.received().len() < 5 {
+        assert!(
+            start.elapsed() < Duration::from_secs(900),
+            "the second run never called the LLM:\n{}",
+            seen.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The manifest takes changes other than a launch at most once per tick: the first
+    // run's `done` is written within one after its line is shown.
+    let id = fleet_id(&seen.lock().unwrap());
+    let root = artifacts(&l.t);
+    let path = root.join("fleets").join(&id).join("manifest.json");
+    let start = Instant::now();
+    while !std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        .is_some_and(|m| m["runs"][0]["state"] == "done")
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the first run is not saved as done:\n{}",
+            seen.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child.kill().unwrap(); // SIGKILL: nothing of the CLI runs after this
+    let _ = child.wait();
+    let manifest: Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("fleets").join(&id).join("manifest.json")).unwrap(),
+    )
+    .unwrap();
+    let run_id = |i: usize| manifest["runs"][i]["run_id"].as_str().unwrap().to_string();
+    let (first, killed, third) = (run_id(0), run_id(1), run_id(2));
+    assert_eq!(manifest["runs"][0]["state"], "done", "{manifest}");
+    assert_eq!(manifest["runs"][2]["state"], "queued", "{manifest}");
+    // The killed run's container stops by itself: its LLM calls fail without the proxy.
+    let name = format!("lackey-{killed}");
+    let start = Instant::now();
+    while container_running(&name) {
+        assert!(
+            start.elapsed() < Duration::from_secs(900),
+            "{name} still runs after the CLI died"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(
+        root.join(&killed).join("minion.log").is_file(),
+        "the killed run's artifacts are kept"
+    );
+
+    // Resume: the first run stays done; the killed one and the third run, once each.
+    let since = chrono::Utc::now().timestamp() - 1;
+    let out = l.t.run(&[
+        "run",
+        "--tasks",
+        "tasks.txt",
+        "--resume",
+        &id,
+        "--max-parallel",
+        "1",
+        "--json",
+    ]);
+    assert_eq!(out.code, 0, "stderr:\n{}", out.stderr);
+    let v = out.json();
+    assert_eq!(v["fleet_id"], id.as_str());
+    assert_eq!(v["summary"]["success"], 3, "{v}");
+    assert_eq!(v["summary"]["tasks_succeeded"], 3);
+    let ids: Vec<String> = v["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["run_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids[0], first, "the finished run is not run again");
+    assert_ne!(ids[1], killed, "the killed run runs again under a new id");
+    assert_eq!(ids[2], third);
+    let names: HashSet<String> = ids.iter().map(|i| format!("lackey-{i}")).collect();
+    let started: Vec<String> = docker_events(since, &names)
+        .into_iter()
+        .filter(|e| e.1 == "start")
+        .map(|e| e.2)
+        .collect();
+    let mut expected = vec![format!("lackey-{}", ids[1]), format!("lackey-{third}")];
+    let mut got = started.clone();
+    got.sort();
+    expected.sort();
+    assert_eq!(got, expected, "only what did not finish ran, once each");
+    assert!(!container_running(&name));
+    assert!(root.join(&killed).join("minion.log").is_file());
+    assert_eq!(llm.remaining(), 0, "{:?}", llm.violations());
 }
 
 #[test]

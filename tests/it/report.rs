@@ -502,20 +502,44 @@ fn the_summary_cost_line() {
     snapshot_filters(&[]).bind(|| insta::assert_snapshot!("summary_cost_lines", lines.join("\n")));
 }
 
+/// Debian's Chromium, or None (a recorded skip outside CI; a failure under CI=true).
+fn chromium() -> Option<String> {
+    let bin = cdp::chromium();
+    let found = bin.is_some();
+    if crate::support::require(
+        "Chromium",
+        found,
+        "install Debian's chromium (scripts/install-deps.sh does)",
+    ) {
+        bin
+    } else {
+        None
+    }
+}
+
+/// The page loaded with no console message, no error, no failed request, and no
+/// request for anything but itself.
+fn assert_clean_load(l: &cdp::PageLoad, page: &Path) {
+    assert!(
+        l.problems.is_empty(),
+        "console or errors: {:#?}",
+        l.problems
+    );
+    assert!(l.failed.is_empty(), "failed requests: {:#?}", l.failed);
+    let url = format!("file://{}", page.display());
+    assert!(
+        l.requests.iter().all(|u| *u == url),
+        "requests beyond the page: {:#?}",
+        l.requests
+    );
+}
+
 /// The report in a real browser: loads from file:// with no request beyond itself, no
 /// console message, no exception, no CSP or network error; shows what it must; runs
 /// no injected script; its own script works under its policy.
 #[test]
 fn the_report_in_headless_chromium() {
-    let bin = cdp::chromium();
-    if !crate::support::require(
-        "Chromium",
-        bin.is_some(),
-        "install Debian's chromium (scripts/install-deps.sh does)",
-    ) {
-        return;
-    }
-    let bin = bin.unwrap();
+    let Some(bin) = chromium() else { return };
     let r = hostile_run();
     let o = r.t.run(&["report", RUN_ID]);
     o.assert_success();
@@ -552,18 +576,7 @@ fn the_report_in_headless_chromium() {
         &r.t.path().join("profile"),
         std::env::var("LACKEY_REPORT_SCREENSHOT").is_ok(),
     );
-    assert!(
-        l.problems.is_empty(),
-        "console or errors: {:#?}",
-        l.problems
-    );
-    assert!(l.failed.is_empty(), "failed requests: {:#?}", l.failed);
-    let url = format!("file://{}", page.display());
-    assert!(
-        l.requests.iter().all(|u| *u == url),
-        "requests beyond the page: {:#?}",
-        l.requests
-    );
+    assert_clean_load(&l, &page);
     // What it shows.
     let text = &l.text;
     assert!(text.contains(RUN_ID), "{text}");
@@ -714,4 +727,102 @@ fn bench_report() {
             size as f64 / 1024.0
         );
     }
+}
+
+/// A fleet's page in a real browser: `lackey report --fleet` over a local fleet's
+/// manifest writes each finished run's page and the fleet's, which loads from file://
+/// with nothing fetched, no console message or error, links each finished run to its
+/// page, shows the outcomes and costs, and runs nothing from the tasks file.
+#[test]
+fn the_fleet_report_in_headless_chromium() {
+    let Some(bin) = chromium() else { return };
+    const FLEET: &str = "fleet-20261128-190000-ab12";
+    let ids = [
+        "20261128-190001-0a01",
+        "20261128-190002-0a02",
+        "20261128-190003-0a03",
+    ];
+    let mut t = TestEnv::new();
+    t.set("ANTHROPIC_API_KEY", CANARY_KEY);
+    let root = PathBuf::from(&t.env["LACKEY_ARTIFACTS_DIR"]);
+    let hostile = format!("{SCRIPT_PAYLOAD} {IMG_PAYLOAD}");
+    for (id, task, outcome) in [
+        (ids[0], "fix the greeting", "success"),
+        (ids[1], hostile.as_str(), "test_failure"),
+    ] {
+        let dir = root.join(id);
+        synthetic_run(&dir, 2, 10);
+        let path = dir.join("run_summary.json");
+        let mut s: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        s["run_id"] = json!(id);
+        s["task"] = json!(task);
+        s["outcome"] = json!(outcome);
+        std::fs::write(&path, s.to_string()).unwrap();
+    }
+    let manifest = json!({
+        "version": 1, "fleet_id": FLEET, "where": "local", "created_at": "2026-11-28T19:00:00+00:00",
+        "tasks_sha256": "0", "options": {"max_parallel": 2, "attempts": 1, "max_tokens": 5000},
+        "tasks": [{"line": 1, "task": "fix the greeting"}, {"line": 2, "task": hostile},
+                  {"line": 3, "task": "a third task"}],
+        "runs": [
+            {"run_id": ids[0], "task": 0, "attempt": 1, "state": "done",
+             "result": {"outcome": "success", "duration_s": 600.0, "tokens": 4000, "cost_usd": 0.5,
+                        "pr_url": "https://github.com/o/r/pull/7"}},
+            {"run_id": ids[1], "task": 1, "attempt": 1, "state": "done",
+             "result": {"outcome": "test_failure", "duration_s": 30.0, "tokens": 1000, "cost_usd": 0.01,
+                        "pr_url": "javascript:console.error('pwned-link')",
+                        "error": format!("{IMG_PAYLOAD} with the key {CANARY_KEY}")}},
+            {"run_id": ids[2], "task": 2, "attempt": 1, "state": "not_run",
+             "not_run": "budget: finished runs used 5000 tokens of --max-tokens 5000"}
+        ]
+    });
+    let fleet_dir = root.join("fleets").join(FLEET);
+    std::fs::create_dir_all(&fleet_dir).unwrap();
+    std::fs::write(fleet_dir.join("manifest.json"), manifest.to_string()).unwrap();
+
+    let o = t.run(&["report", "--fleet", FLEET, "--json"]);
+    o.assert_success();
+    let page = fleet_dir.join("report.html");
+    assert_eq!(o.json()["report"], page.display().to_string());
+    // Each finished run got its own page, which the fleet's links reach.
+    for id in &ids[..2] {
+        assert!(root.join(id).join("report.html").is_file(), "{id}");
+        assert!(fleet_dir.join(format!("../../{id}/report.html")).is_file());
+    }
+
+    let l = cdp::load(&bin, &page, &t.path().join("profile"), false);
+    assert_clean_load(&l, &page);
+    let text = &l.text;
+    assert!(text.contains(FLEET), "{text}");
+    assert!(text.contains("1 of 3 tasks succeeded"), "{text}");
+    for id in ids {
+        assert!(text.contains(id), "{id} missing");
+    }
+    for word in [
+        "success",
+        "test_failure",
+        "not run",
+        "budget: finished runs used",
+    ] {
+        assert!(text.contains(word), "{word} missing");
+    }
+    assert!(text.contains("$0.5100"), "the total cost is not shown");
+    for id in &ids[..2] {
+        assert!(
+            l.dom
+                .contains(&format!("<a href=\"../../{id}/report.html\">")),
+            "no link to {id}'s report"
+        );
+    }
+    assert!(!l.dom.contains(&format!("href=\"../../{}", ids[2])));
+    // The hostile task and error are text; nothing of theirs is an element or ran.
+    assert!(
+        text.contains(SCRIPT_PAYLOAD),
+        "the script payload is not text"
+    );
+    assert!(text.contains("onerror=\"console.error('pwned-img')\""));
+    assert!(!l.dom.contains("<img"), "an <img> element exists");
+    assert!(!l.dom.contains("<script"), "a <script> element exists");
+    assert!(!l.dom.contains("href=\"javascript"), "a javascript: link");
+    assert!(!text.contains(CANARY_KEY) && !l.dom.contains(CANARY_KEY));
 }
