@@ -350,6 +350,28 @@ fn bench_e2e_from_empty_account() {
         let push = traced(t.command(&["image", "push"]));
         let key = t.write("app.pem", &github.private_key_pem);
         let llm_key = t.write("llm.txt", crate::cloud::CANARY_KEY);
+        // moto makes a region's backends on their first request (the default VPC and
+        // its subnets, among others), which takes a second; a real account has them
+        // already. The harness's own identity asks each service once before the clock
+        // starts.
+        let conf = moto.sdk_config();
+        crate::support::moto::block_on(async {
+            let _ = aws_sdk_ec2::Client::new(&conf).describe_vpcs().send().await;
+            let _ = aws_sdk_iam::Client::new(&conf).list_roles().send().await;
+            let _ = aws_sdk_ecs::Client::new(&conf).list_clusters().send().await;
+            let _ = aws_sdk_ecr::Client::new(&conf)
+                .describe_repositories()
+                .send()
+                .await;
+            let _ = aws_sdk_secretsmanager::Client::new(&conf)
+                .list_secrets()
+                .send()
+                .await;
+            let _ = aws_sdk_cloudwatchlogs::Client::new(&conf)
+                .describe_log_groups()
+                .send()
+                .await;
+        });
         let player = FargatePlayer::start(&moto, "lackey");
         let steps: [(&'static str, Vec<&str>); 5] = [
             ("init", vec!["init"]),
