@@ -361,9 +361,16 @@ impl Docker {
             .await
             .map_err(|e| anyhow::anyhow!("git bundle did not finish: {e}"))??
         };
+        // Readable by the container's user whatever the umask. The directory is that
+        // user's: the mode is set on the file git wrote, opened without following a
+        // link, never on whatever a path names by now.
         {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&bundle, std::fs::Permissions::from_mode(0o644))?;
+            use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+            std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&bundle)?
+                .set_permissions(std::fs::Permissions::from_mode(0o644))?;
         }
         input.repo = RepoSource::Path(format!("{PROXY_MOUNT}/{SOURCE_BUNDLE}").into());
         if branch != "HEAD" && !branch.is_empty() {

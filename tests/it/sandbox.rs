@@ -342,9 +342,9 @@ fn uncommitted_files_and_git_config_of_the_host_repository_are_not_in_the_contai
             (
                 "look.sh",
                 "#!/bin/bash\n\
-                 cat /repo/.env /work/repo/.env 2>&1 || true\n\
+                 cat /repo/.env /repo/.git/config /work/repo/.env 2>&1 || true\n\
                  git -C /work/repo config --list --show-origin 2>&1 || true\n\
-                 grep -rs -e CANARY / --exclude-dir=proc --exclude-dir=sys --exclude-dir=output -l 2>/dev/null | head -20 || true\n",
+                 grep -rhoas -e 'sk-ant-api03-CANARY-[a-z0-9-]*' -e 'ghp_CANARY[a-z0-9]*' / --exclude-dir=proc --exclude-dir=sys --exclude-dir=output 2>/dev/null | sort -u | head -20 || true\n",
             ),
             (
                 ".lackey/blueprints/look.yaml",
