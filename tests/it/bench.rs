@@ -286,6 +286,27 @@ async fn bench_local_proxied_llm_latency() {
     )
     .unwrap();
     let bridge = lackey::minion::bridge::start(&socket).await.unwrap();
+    let proxied_url = format!("http://{bridge}/anthropic/v1/messages");
+    let (direct, proxied) = interleaved_llm_latency(&llm, &proxied_url, N, WARM).await;
+    assert_eq!(proxy.forwarded() as usize, N + WARM);
+    report_llm_latency(
+        "bench-local",
+        "through bridge + socket + proxy",
+        "the proxy",
+        direct,
+        proxied,
+    );
+}
+
+/// Send the same LLM request `warm + n` times straight to the fake LLM and through
+/// `proxied_url`, interleaved; the milliseconds of the last `n` of each. Every request
+/// that reached the LLM carried its real key.
+async fn interleaved_llm_latency(
+    llm: &FakeLlm,
+    proxied_url: &str,
+    n: usize,
+    warm: usize,
+) -> (Vec<f64>, Vec<f64>) {
     let client = reqwest::Client::new();
     let body = serde_json::to_vec(&json!({
         "model": "claude-sonnet-4-5", "max_tokens": 16,
@@ -293,8 +314,7 @@ async fn bench_local_proxied_llm_latency() {
     }))
     .unwrap();
     let direct_url = format!("{}/v1/messages", llm.url());
-    let proxied_url = format!("http://{bridge}/anthropic/v1/messages");
-    let once = |url: String, api_key: &'static str| {
+    let once = |url: &str, api_key: &'static str| {
         let req = client
             .post(url)
             .header("x-api-key", api_key)
@@ -310,31 +330,42 @@ async fn bench_local_proxied_llm_latency() {
         }
     };
     let (mut direct, mut proxied) = (Vec::new(), Vec::new());
-    for i in 0..N + WARM {
-        let d = once(direct_url.clone(), "sk-ant-bench").await;
-        let p = once(proxied_url.clone(), "placeholder").await;
-        if i >= WARM {
+    for i in 0..n + warm {
+        let d = once(&direct_url, "sk-ant-bench").await;
+        let p = once(proxied_url, "placeholder").await;
+        if i >= warm {
             direct.push(d);
             proxied.push(p);
         }
     }
-    assert_eq!(proxy.forwarded() as usize, N + WARM);
     assert!(llm
         .received()
         .iter()
-        .all(|r| r.api_key.as_deref() == Some(key)));
+        .all(|r| r.api_key.as_deref() == Some("sk-ant-bench")));
+    (direct, proxied)
+}
+
+/// Print the median and p99 of both paths and what the proxied one adds.
+fn report_llm_latency(
+    bench: &str,
+    path: &str,
+    adder: &str,
+    mut direct: Vec<f64>,
+    mut proxied: Vec<f64>,
+) {
+    let n = direct.len();
     let pct = |v: &mut Vec<f64>, q: f64| {
         v.sort_by(|a, b| a.partial_cmp(b).unwrap());
         v[((v.len() as f64 - 1.0) * q).round() as usize]
     };
     let (dm, d99) = (pct(&mut direct, 0.5), pct(&mut direct, 0.99));
     let (pm, p99) = (pct(&mut proxied, 0.5), pct(&mut proxied, 0.99));
-    println!("bench-local: LLM request straight to the fake: median {dm:.3} ms, p99 {d99:.3} ms over {N}");
     println!(
-        "bench-local: through bridge + socket + proxy: median {pm:.3} ms, p99 {p99:.3} ms over {N}"
+        "{bench}: LLM request straight to the fake: median {dm:.3} ms, p99 {d99:.3} ms over {n}"
     );
+    println!("{bench}: {path}: median {pm:.3} ms, p99 {p99:.3} ms over {n}");
     println!(
-        "bench-local: added by the proxy: median {:.3} ms, p99 {:.3} ms (target ≤ 2 ms)",
+        "{bench}: added by {adder}: median {:.3} ms, p99 {:.3} ms (target ≤ 2 ms)",
         pm - dm,
         p99 - d99
     );
@@ -368,57 +399,15 @@ async fn bench_cloud_proxied_llm_latency() {
     .await
     .unwrap();
     let sidecar = proxy.addr.unwrap();
-    let client = reqwest::Client::new();
-    let body = serde_json::to_vec(&json!({
-        "model": "claude-sonnet-4-5", "max_tokens": 16,
-        "messages": [{"role": "user", "content": "hi"}]
-    }))
-    .unwrap();
-    let direct_url = format!("{}/v1/messages", llm.url());
     let proxied_url = format!("http://{sidecar}/anthropic/v1/messages");
-    let once = |url: String, api_key: &'static str| {
-        let req = client
-            .post(url)
-            .header("x-api-key", api_key)
-            .header("anthropic-version", "2023-06-01")
-            .header("content-type", "application/json")
-            .body(body.clone());
-        async move {
-            let t = std::time::Instant::now();
-            let r = req.send().await.unwrap();
-            assert_eq!(r.status().as_u16(), 200);
-            r.bytes().await.unwrap();
-            t.elapsed().as_secs_f64() * 1000.0
-        }
-    };
-    let (mut direct, mut proxied) = (Vec::new(), Vec::new());
-    for i in 0..N + WARM {
-        let d = once(direct_url.clone(), "sk-ant-bench").await;
-        let p = once(proxied_url.clone(), "placeholder").await;
-        if i >= WARM {
-            direct.push(d);
-            proxied.push(p);
-        }
-    }
+    let (direct, proxied) = interleaved_llm_latency(&llm, &proxied_url, N, WARM).await;
     assert_eq!(proxy.forwarded() as usize, N + WARM);
-    assert!(llm
-        .received()
-        .iter()
-        .all(|r| r.api_key.as_deref() == Some(key)));
-    let pct = |v: &mut Vec<f64>, q: f64| {
-        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        v[((v.len() as f64 - 1.0) * q).round() as usize]
-    };
-    let (dm, d99) = (pct(&mut direct, 0.5), pct(&mut direct, 0.99));
-    let (pm, p99) = (pct(&mut proxied, 0.5), pct(&mut proxied, 0.99));
-    println!("bench-cloud: LLM request straight to the fake: median {dm:.3} ms, p99 {d99:.3} ms over {N}");
-    println!(
-        "bench-cloud: through the sidecar (loopback TCP + proxy): median {pm:.3} ms, p99 {p99:.3} ms over {N}"
-    );
-    println!(
-        "bench-cloud: added by the sidecar: median {:.3} ms, p99 {:.3} ms (target ≤ 2 ms)",
-        pm - dm,
-        p99 - d99
+    report_llm_latency(
+        "bench-cloud",
+        "through the sidecar (loopback TCP + proxy)",
+        "the sidecar",
+        direct,
+        proxied,
     );
 }
 
