@@ -37,8 +37,19 @@ pub use policy::{GitHubScope, PushTarget};
 
 /// The path of the socket inside a local run's container.
 pub const CONTAINER_SOCKET: &str = "/run/lackey/proxy.sock";
-/// The most of a request body the proxy holds (a push's pack included).
-const MAX_BODY: usize = 256 * 1024 * 1024;
+const MIB: usize = 1024 * 1024;
+/// The most of a push's body (its pack) the proxy holds: the pack is checked whole.
+const MAX_PACK: usize = 256 * MIB;
+/// The most of an LLM request the proxy holds (the Messages API takes 32 MB at most).
+const MAX_LLM: usize = 32 * MIB;
+/// The most of any other request body (GitHub API JSON, git's negotiation).
+const MAX_OTHER: usize = 8 * MIB;
+/// All the request bodies held at once, however many connections a container opens:
+/// a local run's proxy lives in the user's CLI, whose memory a hostile container must
+/// not exhaust. A request waits until its kind's cap fits in what is left.
+const BODY_BUDGET: usize = 512 * MIB;
+/// Connections served at once; more wait to be accepted.
+const MAX_CONNECTIONS: usize = 64;
 /// The most refusal lines kept for the log (a hostile process could send millions).
 const MAX_REFUSALS: usize = 1000;
 
@@ -91,6 +102,8 @@ struct State {
     client: reqwest::Client,
     refusals: Mutex<Vec<String>>,
     forwarded: AtomicU64,
+    /// [`BODY_BUDGET`] in MiB.
+    budget: tokio::sync::Semaphore,
 }
 
 type Body = UnsyncBoxBody<Bytes, std::io::Error>;
@@ -117,6 +130,7 @@ impl Proxy {
             client,
             refusals: Mutex::new(Vec::new()),
             forwarded: AtomicU64::new(0),
+            budget: tokio::sync::Semaphore::new(BODY_BUDGET / MIB),
         }))
     }
 
@@ -135,7 +149,7 @@ impl Proxy {
             let mut conns = JoinSet::new();
             loop {
                 tokio::select! {
-                    accepted = listener.accept() => match accepted {
+                    accepted = listener.accept(), if conns.len() < MAX_CONNECTIONS => match accepted {
                         Ok((stream, _)) => { conns.spawn(serve_conn(s.clone(), stream)); }
                         Err(e) => {
                             tracing::warn!("proxy: accept failed: {e}");
@@ -164,7 +178,7 @@ impl Proxy {
             let mut conns = JoinSet::new();
             loop {
                 tokio::select! {
-                    accepted = listener.accept() => if let Ok((stream, _)) = accepted {
+                    accepted = listener.accept(), if conns.len() < MAX_CONNECTIONS => if let Ok((stream, _)) = accepted {
                         let _ = stream.set_nodelay(true);
                         conns.spawn(serve_conn(s.clone(), stream));
                     },
@@ -262,6 +276,17 @@ impl State {
     }
 }
 
+/// The most of a request's body the proxy holds, by what the request is.
+fn body_cap(allowed: &policy::Allowed) -> usize {
+    if allowed.receive_pack {
+        MAX_PACK
+    } else if allowed.upstream == policy::Upstream::Llm {
+        MAX_LLM
+    } else {
+        MAX_OTHER
+    }
+}
+
 /// Headers that never go on: hop-by-hop ones, and every credential the container sent.
 fn dropped(name: &str) -> bool {
     matches!(
@@ -311,7 +336,23 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
         Err(reason) => return Ok(state.refuse(&method, &path, &reason)),
     };
     let (parts, body) = req.into_parts();
-    let body = match Limited::new(body, MAX_BODY).collect().await {
+    let cap = body_cap(&allowed);
+    let declared = parts
+        .headers
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > cap as u64) {
+        return Ok(state.refuse(
+            &method,
+            &path,
+            &format!("the request body is larger than {} MiB", cap / MIB),
+        ));
+    }
+    // Held until the request is answered: its body is in memory until then.
+    let Ok(_held) = state.budget.acquire_many((cap / MIB) as u32).await else {
+        return Ok(state.refuse(&method, &path, "the proxy is shutting down"));
+    };
+    let body = match Limited::new(body, cap).collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) => {
             return Ok(state.refuse(

@@ -88,6 +88,51 @@ async fn post(
     (r.status().as_u16(), r.text().await.unwrap())
 }
 
+/// A hostile container cannot make the proxy (in the user's CLI, for a local run) hold
+/// unbounded memory: an LLM request over the Messages API's 32 MB is refused from its
+/// declared length before a byte is read, and one streamed without a length is cut at
+/// the cap; neither reaches the LLM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_proxy_refuses_a_request_body_over_its_cap() {
+    let llm = FakeLlm::start(KEY, vec![]);
+    let proxy = Proxy::serve_tcp(
+        "127.0.0.1:0".parse().unwrap(),
+        ProxyConfig {
+            llm: Some(LlmUpstream {
+                base_url: llm.url(),
+                api_key: KEY.into(),
+            }),
+            github: None,
+        },
+    )
+    .await
+    .unwrap();
+    let url = format!("http://{}/anthropic/v1/messages", proxy.addr.unwrap());
+    let client = reqwest::Client::new();
+    let big = vec![b' '; 33 * 1024 * 1024];
+    // The proxy answers 403 before reading the body and closes the connection, so the
+    // client may see that answer or a broken pipe while it still sends; either way the
+    // refusal is recorded and nothing went on.
+    if let Ok(r) = client.post(&url).body(big.clone()).send().await {
+        assert_eq!(r.status().as_u16(), 403);
+    }
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        big.chunks(1024 * 1024).map(|c| Ok(c.to_vec())).collect();
+    let streamed = client
+        .post(&url)
+        .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
+        .send()
+        .await;
+    if let Ok(r) = streamed {
+        assert_eq!(r.status().as_u16(), 403);
+    }
+    assert!(llm.received().is_empty(), "an oversized request reached the LLM");
+    let refusals = proxy.refusals();
+    assert_eq!(refusals.len(), 2, "{refusals:?}");
+    assert!(refusals[0].contains("larger than 32 MiB"), "{refusals:?}");
+    assert!(refusals[1].contains("could not be read"), "{refusals:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_proxy_adds_the_api_key_and_refuses_every_other_llm_call() {
     let llm = FakeLlm::start(KEY, vec![fake_llm::text("hi")]);
