@@ -774,7 +774,8 @@ fn bench_fleet() {
                             }
                         }
                     }
-                    for (arn, (at, stage, run_id)) in seen.iter_mut() {
+                    for (arn, (at, stage, prefix)) in seen.iter_mut() {
+                        let run_id = prefix.split('/').next().unwrap_or_default().to_string();
                         let age = at.elapsed();
                         let (next, status) = match *stage {
                             0 if age > Duration::from_secs(1) => (1, "PENDING"),
@@ -817,7 +818,7 @@ fn bench_fleet() {
                                 "pr_url": null, "s3_prefix": null, "error": null});
                             s3.put_object()
                                 .bucket("lackey-artifacts-123456789012")
-                                .key(format!("{run_id}/run_summary.json"))
+                                .key(format!("{prefix}/run_summary.json"))
                                 .body(summary.to_string().into_bytes().into())
                                 .send()
                                 .await
@@ -935,8 +936,19 @@ fn bench_fleet() {
     }
     let (c1, window) = (cpu(pid), w0.elapsed().as_secs_f64());
     let reqs = moto.requests();
+    // Counted between the first and the last stop-marker check (one S3 HEAD per poll
+    // tick) of the window, in moto's order: whole ticks, so a poll at either edge of the
+    // window does not count without its tick.
+    let cli: Vec<_> = reqs[before..].iter().filter(|r| r.caller == "cli").collect();
+    let heads: Vec<usize> = (0..cli.len())
+        .filter(|&i| cli[i].service == "s3" && cli[i].action == "HEAD")
+        .collect();
+    let span = match (heads.first(), heads.last()) {
+        (Some(&a), Some(&b)) if b > a => &cli[a..b],
+        _ => &cli[..],
+    };
     let mut by: BTreeMap<String, usize> = BTreeMap::new();
-    for r in reqs[before..].iter().filter(|r| r.caller == "cli") {
+    for r in span {
         *by.entry(format!("{}:{}", r.service, r.action)).or_default() += 1;
     }
     let _ = crate::support::wait_with_timeout(child, Duration::from_secs(600));
@@ -981,6 +993,14 @@ fn bench_fleet() {
         "bench-fleet: {RUNS} runs, --max-parallel {RUNS}: outcome summary {}",
         v["summary"]
     );
+    for r in v["runs"].as_array().into_iter().flatten() {
+        if r["outcome"] != "success" {
+            println!(
+                "bench-fleet: run {} ended {}: {}",
+                r["run_id"], r["outcome"], r["error"]
+            );
+        }
+    }
     println!(
         "bench-fleet: command to first RunTask {:.2}s, to last RunTask {:.2}s ({:.2}s from first to last; the bench saw 200 RunTask calls {all_launched:.1}s after the command)",
         first_created - wall0,
