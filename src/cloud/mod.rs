@@ -2,5 +2,6 @@
 //! against: artifact transfer with S3, the image in ECR, secrets.
 
 pub mod ecr;
+pub mod records;
 pub mod s3;
 pub mod secrets;

@@ -78,7 +78,7 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<u8> {
         match &report {
             Some(path) => {
                 let name = crate::report::REPORT_FILE;
-                backend.keep_beside(&spec.run_id, path, name).await
+                backend.keep_beside(&outcome.summary, path, name).await
             }
             None => Ok(()),
         }

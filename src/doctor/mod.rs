@@ -1259,12 +1259,15 @@ async fn e2e(
                 &format!("run {}: {}", spec.run_id, result.summary.outcome),
             );
         }
-        let summary = crate::cloud::s3::get_text(
-            &aws.s3(),
-            &cloud.bucket,
-            &format!("{}/run_summary.json", spec.run_id),
-        )
-        .await;
+        // Where the host downloaded the run's artifacts from (its recorded prefix).
+        let at = result.summary.s3_prefix.clone().unwrap_or_default();
+        let key = at
+            .strip_prefix(&format!("s3://{}/", cloud.bucket))
+            .map(|p| format!("{p}run_summary.json"));
+        let summary = match &key {
+            Some(key) => crate::cloud::s3::get_text(&aws.s3(), &cloud.bucket, key).await,
+            None => Err(anyhow::anyhow!("no artifacts in the bucket")),
+        };
         Ok(
             match summary
                 .ok()
@@ -1274,8 +1277,8 @@ async fn e2e(
                     "cloud",
                     "e2e",
                     format!(
-                        "stub run {} succeeded on Fargate; run_summary.json is in s3://{}/{}/",
-                        spec.run_id, cloud.bucket, spec.run_id
+                        "stub run {} succeeded on Fargate; run_summary.json is in {at}",
+                        spec.run_id
                     ),
                 ),
                 Some(s) => fail(

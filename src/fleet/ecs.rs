@@ -41,6 +41,7 @@ use aws_sdk_ecs::operation::run_task::builders::RunTaskFluentBuilder;
 use super::engine::{FleetBackend, LaunchError, Pacing, Polled};
 use super::{FleetRun, FleetTask, ReportFn};
 use crate::aws::{is_retryable, render_sdk_error, Aws};
+use crate::cloud::records;
 use crate::error::Fail;
 use crate::output::{Reporter, Silent};
 use crate::run_contract::Secret;
@@ -505,38 +506,28 @@ fn stream_of(arn: &str) -> String {
     )
 }
 
-#[async_trait::async_trait]
-impl FleetBackend for EcsFleet {
-    fn pacing(&self) -> Pacing {
-        Pacing {
-            launches_per_s: RUN_TASK_PER_S,
-            launch_burst: RUN_TASK_BURST,
-            concurrent_launches: 8,
-            launch_batch_every: Duration::from_millis(250),
-            concurrent_collects: 8,
-            tick: Duration::from_secs(1),
-            backoff_first: Duration::from_secs(2),
-            backoff_max: Duration::from_secs(30),
-        }
-    }
-
-    async fn launch(&self, run: &FleetRun, task: &FleetTask) -> Result<String, LaunchError> {
+impl EcsFleet {
+    /// The rest of a launch, once the run's artifact prefix is recorded: its overrides,
+    /// its directory, RunTask.
+    async fn launch_recorded(
+        &self,
+        run: &FleetRun,
+        spec: &RunSpec,
+        deadline: SystemTime,
+        source: Option<&Source>,
+        artifacts: &str,
+    ) -> Result<String, LaunchError> {
         let failed = |e: anyhow::Error| LaunchError::Failed(format!("{e:#}"));
-        let spec = self.spec(run, task).map_err(failed)?;
-        let deadline = match run.deadline_unix {
-            Some(d) => std::time::UNIX_EPOCH + Duration::from_secs_f64(d.max(0.0)),
-            None => SystemTime::now() + spec.timeout,
-        };
-        let source = source_key(&spec).and_then(|k| self.sources.get(&k));
         let overrides = self
             .ecs
             .environment(
                 &self.cloud,
-                &spec,
+                spec,
                 deadline,
                 source,
                 self.api_key.as_ref(),
                 self.td.isolation.isolated(),
+                artifacts,
             )
             .await
             .map_err(failed)?;
@@ -593,6 +584,44 @@ impl FleetBackend for EcsFleet {
                 render_sdk_error(e)
             ))),
         }
+    }
+}
+
+#[async_trait::async_trait]
+impl FleetBackend for EcsFleet {
+    fn pacing(&self) -> Pacing {
+        Pacing {
+            launches_per_s: RUN_TASK_PER_S,
+            launch_burst: RUN_TASK_BURST,
+            concurrent_launches: 8,
+            launch_batch_every: Duration::from_millis(250),
+            concurrent_collects: 8,
+            tick: Duration::from_secs(1),
+            backoff_first: Duration::from_secs(2),
+            backoff_max: Duration::from_secs(30),
+        }
+    }
+
+    async fn launch(&self, run: &FleetRun, task: &FleetTask) -> Result<String, LaunchError> {
+        let failed = |e: anyhow::Error| LaunchError::Failed(format!("{e:#}"));
+        let spec = self.spec(run, task).map_err(failed)?;
+        let deadline = match run.deadline_unix {
+            Some(d) => std::time::UNIX_EPOCH + Duration::from_secs_f64(d.max(0.0)),
+            None => SystemTime::now() + spec.timeout,
+        };
+        let source = source_key(&spec).and_then(|k| self.sources.get(&k));
+        // The run's private artifact prefix, recorded before its task can exist
+        // (`cloud::records`); a launch that fails forgets it.
+        let artifacts = records::new_prefix(&run.run_id);
+        let s3 = self.aws.s3();
+        records::record(&s3, &self.cloud.bucket, &artifacts)
+            .await
+            .map_err(failed)?;
+        let launched = self.launch_recorded(run, &spec, deadline, source, &artifacts).await;
+        if launched.is_err() {
+            records::forget(&s3, &self.cloud.bucket, &artifacts).await;
+        }
+        launched
     }
 
     async fn poll(&self, handles: &[String]) -> anyhow::Result<HashMap<String, Polled>> {
@@ -706,7 +735,7 @@ impl FleetBackend for EcsFleet {
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_default();
-                if let Err(e) = self.ecs.keep_beside(&run.run_id, &path, &name).await {
+                if let Err(e) = self.ecs.keep_beside(&summary, &path, &name).await {
                     tracing::warn!("run {}: the report was {e:#}", run.run_id);
                 }
             }

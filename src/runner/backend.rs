@@ -197,9 +197,14 @@ pub trait Backend: Send + Sync {
     async fn stop(&self, run_id: &str) -> anyhow::Result<Option<String>>;
 
     /// Keep a file made after the run (the report) where the backend keeps the run's
-    /// artifacts, when that is not the run directory here. The error says where it
-    /// was not stored ("not uploaded to …").
-    async fn keep_beside(&self, _run_id: &str, _path: &Path, _name: &str) -> anyhow::Result<()> {
+    /// artifacts (the summary's `s3_prefix`, which the host set), when that is not the
+    /// run directory here. The error says where it was not stored ("not uploaded to …").
+    async fn keep_beside(
+        &self,
+        _summary: &RunSummary,
+        _path: &Path,
+        _name: &str,
+    ) -> anyhow::Result<()> {
         Ok(())
     }
 

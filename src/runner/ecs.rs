@@ -43,6 +43,7 @@ use super::backend::{
 };
 use super::{HostEnd, RunSpec};
 use crate::aws::{Aws, AwsResultExt};
+use crate::cloud::records;
 use crate::error::Fail;
 use crate::output::Reporter;
 use crate::ownership;
@@ -391,6 +392,9 @@ struct CloudRun {
     /// The RunTask request, to launch the task again when ECS could not assume its
     /// roles yet (IAM propagation); none for a run found later.
     relaunch: Option<RunTaskFluentBuilder>,
+    /// The run's artifact prefix, when this process launched it (else looked up in the
+    /// records, `cloud::records`).
+    artifacts: Option<String>,
 }
 
 impl<A: Borrow<Aws> + Send + Sync> Ecs<A> {
@@ -700,6 +704,7 @@ impl<A: Borrow<Aws> + Send + Sync> Ecs<A> {
         source: Option<&Source>,
         api_key: Option<&Secret>,
         isolated: bool,
+        artifacts: &str,
     ) -> anyhow::Result<TaskOverride> {
         let mut input = spec.minion_input(Runtime::Cloud, deadline);
         // What `env.GITHUB_TOKEN` means in a blueprint: this run can push.
@@ -708,7 +713,7 @@ impl<A: Borrow<Aws> + Send + Sync> Ecs<A> {
             input.api_key = Some(key.clone());
         }
         input.bucket = Some(cloud.bucket.clone());
-        input.s3_prefix = Some(spec.run_id.clone());
+        input.s3_prefix = Some(artifacts.to_string());
         input.aws_region = Some(cloud.region.clone());
         // With the credential sidecar, the credentials and upstreams move from the
         // minion's input to the sidecar's, with the push target decided before launch
@@ -891,30 +896,53 @@ impl<A: Borrow<Aws> + Send + Sync> Ecs<A> {
                 first_status: String::new(),
                 log_group: self.target.log_group.clone(),
                 relaunch: None,
+                artifacts: None,
             }),
         }
     }
 
-    /// Collect phase: the artifacts from the bucket (refused names reported); whether
-    /// any came.
-    async fn download(&self, run_id: &str, dir: &Path, reporter: &dyn Reporter) -> bool {
-        let bucket = &self.target.bucket;
-        match crate::cloud::s3::download_artifacts(&self.aws().s3(), bucket, run_id, dir).await {
+    /// Collect phase: the artifacts from the bucket, below the run's recorded prefix
+    /// (refused names reported); the prefix, when any artifact came.
+    async fn download(
+        &self,
+        run_id: &str,
+        known: Option<&str>,
+        dir: &Path,
+        reporter: &dyn Reporter,
+    ) -> Option<String> {
+        let (s3, bucket) = (self.aws().s3(), &self.target.bucket);
+        let prefix = match known {
+            Some(p) => p.to_string(),
+            None => match records::find(&s3, bucket, run_id).await {
+                Ok(Some(p)) => p,
+                Ok(None) => {
+                    reporter.warn(&format!(
+                        "no record of run {run_id}'s artifacts in s3://{bucket}/{}",
+                        records::RECORDS
+                    ));
+                    return None;
+                }
+                Err(e) => {
+                    reporter.warn(&format!("could not look run {run_id} up: {e:#}"));
+                    return None;
+                }
+            },
+        };
+        let at = records::url(bucket, &prefix);
+        match crate::cloud::s3::download_artifacts(&s3, bucket, &prefix, dir).await {
             Ok(t) if t.files > 0 => {
                 for r in &t.refused {
                     reporter.warn(&format!("not downloaded: {r}"));
                 }
-                true
+                Some(prefix)
             }
             Ok(_) => {
-                reporter.warn(&format!("no artifacts at s3://{bucket}/{run_id}/"));
-                false
+                reporter.warn(&format!("no artifacts at {at}"));
+                None
             }
             Err(e) => {
-                reporter.warn(&format!(
-                    "could not download the artifacts from s3://{bucket}/{run_id}/: {e:#}"
-                ));
-                false
+                reporter.warn(&format!("could not download the artifacts from {at}: {e:#}"));
+                None
             }
         }
     }
@@ -928,17 +956,21 @@ impl<A: Borrow<Aws> + Send + Sync> Ecs<A> {
         reporter: &dyn Reporter,
     ) -> anyhow::Result<bool> {
         let (s3, bucket) = (self.aws().s3(), &self.target.bucket);
-        if crate::cloud::s3::get_text(&s3, bucket, &format!("{run_id}/run_summary.json"))
+        let Some(prefix) = records::find(&s3, bucket, run_id).await? else {
+            return Ok(false);
+        };
+        if crate::cloud::s3::get_text(&s3, bucket, &format!("{prefix}/run_summary.json"))
             .await
             .is_err()
         {
             return Ok(false);
         }
         reporter.info(&format!(
-            "Downloading the artifacts of {run_id} from s3://{bucket}/{run_id}/"
+            "Downloading the artifacts of {run_id} from {}",
+            records::url(bucket, &prefix)
         ));
         let guard = super::RunDirGuard::new(dir);
-        let t = crate::cloud::s3::download_artifacts(&s3, bucket, run_id, dir).await?;
+        let t = crate::cloud::s3::download_artifacts(&s3, bucket, &prefix, dir).await?;
         for r in &t.refused {
             reporter.warn(&format!("not downloaded: {r}"));
         }
@@ -1170,28 +1202,42 @@ impl<A: Borrow<Aws> + Send + Sync> Backend for Ecs<A> {
         let dir_guard = super::RunDirGuard::new(&dir);
         let started = chrono::Utc::now();
         let image = spec.image.clone();
+        // Where the run's artifacts go: a prefix no other run's task can guess, recorded
+        // where no task can write (`cloud::records`).
+        let artifacts = records::new_prefix(&spec.run_id);
+        let s3 = self.aws().s3();
         // One wave: the task definition, the image in the local Docker and in the
-        // registry, and the repository's source: on GitHub the proof (a token that
-        // decides the run's branch), else the bundle's upload. What depends on the task
-        // definition (the image's platform, a push, what ECS injects) is decided when
-        // all three have answered.
-        let (source, td, probed) = tokio::join!(
+        // registry, the record of the artifacts' prefix, and the repository's source: on
+        // GitHub the proof (a token that decides the run's branch), else the bundle's
+        // upload. What depends on the task definition (the image's platform, a push,
+        // what ECS injects) is decided when all have answered.
+        let (source, td, probed, recorded) = tokio::join!(
             async {
                 let proof = self.github_proof(cloud, spec).await?;
                 let bundle = self.fetch_bundle(cloud, spec).await?;
                 Ok::<_, anyhow::Error>((proof, bundle))
             },
             self.task_definition(cloud),
-            self.probe_image(cloud, &image)
+            self.probe_image(cloud, &image),
+            records::record(&s3, &cloud.bucket, &artifacts)
         );
-        let uploaded = source.is_ok();
-        let first_wave: anyhow::Result<_> = (|| Ok((source?, td?, probed?)))();
-        let ((proof, bundle), td, probed) = match first_wave {
+        let (uploaded, was_recorded) = (source.is_ok(), recorded.is_ok());
+        let first_wave: anyhow::Result<_> = (|| Ok((source?, td?, probed?, recorded?)))();
+        let ((proof, bundle), td, probed, ()) = match first_wave {
             Ok(answers) => answers,
             Err(e) => {
-                if uploaded {
-                    delete_inputs(&self.aws().s3(), &cloud.bucket, &spec.run_id).await;
-                }
+                tokio::join!(
+                    async {
+                        if uploaded {
+                            delete_inputs(&s3, &cloud.bucket, &spec.run_id).await;
+                        }
+                    },
+                    async {
+                        if was_recorded {
+                            records::forget(&s3, &cloud.bucket, &artifacts).await;
+                        }
+                    }
+                );
                 return Err(e);
             }
         };
@@ -1213,6 +1259,7 @@ impl<A: Borrow<Aws> + Send + Sync> Backend for Ecs<A> {
                     source.as_ref(),
                     api_key.as_ref(),
                     td.isolation.isolated(),
+                    &artifacts,
                 )
                 .await?;
             let task = self
@@ -1224,7 +1271,10 @@ impl<A: Borrow<Aws> + Send + Sync> Backend for Ecs<A> {
         let ((task_arn, first_status, relaunch), log_group) = match launched {
             Ok(t) => t,
             Err(e) => {
-                delete_inputs(&self.aws().s3(), &cloud.bucket, &spec.run_id).await;
+                tokio::join!(
+                    delete_inputs(&s3, &cloud.bucket, &spec.run_id),
+                    records::forget(&s3, &cloud.bucket, &artifacts)
+                );
                 return Err(e);
             }
         };
@@ -1245,6 +1295,7 @@ impl<A: Borrow<Aws> + Send + Sync> Backend for Ecs<A> {
                 first_status,
                 log_group,
                 relaunch: Some(relaunch),
+                artifacts: Some(artifacts),
             }),
         })
     }
@@ -1310,10 +1361,12 @@ impl<A: Borrow<Aws> + Send + Sync> Backend for Ecs<A> {
         reporter.info(&format!("Downloading artifacts to {}/", run.dir.display()));
         // The inputs go while the artifacts come: neither waits for the other.
         let s3 = self.aws().s3();
-        let (downloaded, ()) = tokio::join!(
-            self.download(&run.run_id, &run.dir, reporter),
+        let known = run.held::<CloudRun>().and_then(|h| h.artifacts.clone());
+        let (prefix, ()) = tokio::join!(
+            self.download(&run.run_id, known.as_deref(), &run.dir, reporter),
             delete_inputs(&s3, bucket, &run.run_id)
         );
+        let downloaded = prefix.is_some();
         let reason = end.reason.clone().unwrap_or_default();
         let host_end = end.stopped.clone().unwrap_or_else(|| {
             if end.failed_to_start || !downloaded {
@@ -1334,9 +1387,8 @@ impl<A: Borrow<Aws> + Send + Sync> Backend for Ecs<A> {
             }
         });
         let mut summary = super::settle_summary(spec, Runtime::Cloud, &host_end, run.started, None);
-        if summary.s3_prefix.is_none() && downloaded {
-            summary.s3_prefix = Some(format!("s3://{bucket}/{}/", run.run_id));
-        }
+        // What the host knows, not what the run's summary claims.
+        summary.s3_prefix = prefix.as_deref().map(|p| records::url(bucket, p));
         if let HostEnd::Failed(msg) = &host_end {
             if let Some(h) = hint_for_stop(msg) {
                 reporter.info(&format!("hint: {h}"));
@@ -1413,8 +1465,12 @@ impl<A: Borrow<Aws> + Send + Sync> Backend for Ecs<A> {
             }
             return Ok(true);
         }
-        let key = format!("{run_id}/minion.log");
-        match crate::cloud::s3::get_text(&self.aws().s3(), &self.target.bucket, &key).await {
+        let (s3, bucket) = (self.aws().s3(), &self.target.bucket);
+        let Some(prefix) = records::find(&s3, bucket, run_id).await? else {
+            return Ok(false);
+        };
+        let key = format!("{prefix}/minion.log");
+        match crate::cloud::s3::get_text(&s3, bucket, &key).await {
             Ok(text) => {
                 for line in text.lines() {
                     sink(&crate::output::visible(line));
@@ -1437,10 +1493,27 @@ impl<A: Borrow<Aws> + Send + Sync> Backend for Ecs<A> {
         }
     }
 
-    async fn keep_beside(&self, run_id: &str, path: &Path, name: &str) -> anyhow::Result<()> {
-        let key = format!("{run_id}/{name}");
-        let bucket = &self.target.bucket;
-        crate::cloud::s3::upload_file(&self.aws().s3(), path, bucket, &key)
+    async fn keep_beside(
+        &self,
+        summary: &RunSummary,
+        path: &Path,
+        name: &str,
+    ) -> anyhow::Result<()> {
+        let (s3, bucket) = (self.aws().s3(), &self.target.bucket);
+        // The prefix the collection downloaded from (the host sets it in the summary).
+        let prefix = summary
+            .s3_prefix
+            .as_deref()
+            .and_then(|u| u.strip_prefix(&format!("s3://{bucket}/")))
+            .map(|p| p.trim_end_matches('/'))
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "not uploaded: run {} has no artifacts in s3://{bucket}/",
+                    summary.run_id
+                )
+            })?;
+        let key = format!("{prefix}/{name}");
+        crate::cloud::s3::upload_file(&s3, path, bucket, &key)
             .await
             .map(|_| ())
             .map_err(|e| anyhow::anyhow!("not uploaded to s3://{bucket}/{key}: {e:#}"))
@@ -1449,50 +1522,38 @@ impl<A: Borrow<Aws> + Send + Sync> Backend for Ecs<A> {
     async fn list(&self, limit: usize, known: &[String]) -> anyhow::Result<Vec<RunRow>> {
         let s3 = self.aws().s3();
         let bucket = &self.target.bucket;
-        let mut ids: Vec<String> = Vec::new();
-        let listing = async {
-            let mut pages = s3
-                .list_objects_v2()
-                .bucket(bucket)
-                .delimiter("/")
-                .into_paginator()
-                .send();
-            while let Some(page) = pages.next().await {
-                let page = page.aws(format!("failed to list `s3://{bucket}/`"))?;
-                ids.extend(
-                    page.common_prefixes()
-                        .iter()
-                        .filter_map(|p| p.prefix().map(|p| p.trim_end_matches('/').to_string()))
-                        .filter(|p| crate::summary::is_run_id(p)),
-                );
-            }
-            Ok::<_, anyhow::Error>(())
-        };
-        tokio::time::timeout(Duration::from_secs(20), listing)
+        // The runs the records name (what a task wrote elsewhere in the bucket is no run).
+        let recorded = tokio::time::timeout(Duration::from_secs(20), records::all(&s3, bucket))
             .await
-            .map_err(|_| anyhow::anyhow!("listing s3://{bucket}/ took over 20 s"))??;
-        // Run ids sort by time: the newest are last in S3's order.
+            .map_err(|_| anyhow::anyhow!("listing s3://{bucket}/{} took over 20 s", records::RECORDS))??;
+        let mut by_id: HashMap<String, Vec<String>> = HashMap::new();
+        for (id, prefix) in recorded {
+            by_id.entry(id).or_default().push(prefix);
+        }
+        // Run ids sort by time: the newest first.
+        let mut ids: Vec<String> = by_id.keys().filter(|id| !known.contains(id)).cloned().collect();
         ids.sort();
         ids.reverse();
         ids.truncate(limit);
-        let mut rows = Vec::new();
-        for id in ids {
-            if known.contains(&id) {
-                continue;
+        // Each run's summary (from the first of its prefixes that holds one), all at once.
+        let rows = ids.into_iter().map(|id| {
+            let prefixes = by_id.remove(&id).unwrap_or_default();
+            let s3 = &s3;
+            async move {
+                let mut summary = None;
+                let mut at = prefixes.first().cloned().unwrap_or_else(|| id.clone());
+                for p in prefixes {
+                    let key = format!("{p}/run_summary.json");
+                    if let Ok(t) = crate::cloud::s3::get_text(s3, bucket, &key).await {
+                        summary = serde_json::from_str::<RunSummary>(&t).ok();
+                        at = p;
+                        break;
+                    }
+                }
+                RunRow::new(&id, Runtime::Cloud, summary.as_ref(), records::url(bucket, &at))
             }
-            let summary =
-                crate::cloud::s3::get_text(&s3, bucket, &format!("{id}/run_summary.json"))
-                    .await
-                    .ok()
-                    .and_then(|t| serde_json::from_str::<RunSummary>(&t).ok());
-            rows.push(RunRow::new(
-                &id,
-                Runtime::Cloud,
-                summary.as_ref(),
-                format!("s3://{bucket}/{id}/"),
-            ));
-        }
-        Ok(rows)
+        });
+        Ok(futures::future::join_all(rows).await)
     }
 }
 

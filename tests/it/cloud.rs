@@ -220,6 +220,20 @@ impl Cloud {
         })
     }
 
+    /// Where the host recorded run `id`'s artifacts: `<id>/<128 bits in hex>` (the one
+    /// record under `runs/<id>/`).
+    pub(crate) fn artifact_prefix(&self, id: &str) -> String {
+        let records = self.s3_keys(&format!("runs/{id}/"));
+        assert_eq!(records.len(), 1, "run {id}'s records: {records:?}");
+        let prefix = records[0].strip_prefix("runs/").unwrap().to_string();
+        let bits = prefix.strip_prefix(&format!("{id}/")).unwrap();
+        assert!(
+            bits.len() == 32 && bits.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{prefix}"
+        );
+        prefix
+    }
+
     pub(crate) fn s3_keys(&self, prefix: &str) -> Vec<String> {
         let conf = self.moto.sdk_config();
         block_on(async {
@@ -312,9 +326,12 @@ fn a_stub_cloud_run_end_to_end() {
     assert_eq!(v["outcome"], "success");
     assert_eq!(v["runtime"], "cloud");
     assert_eq!(v["branch"], format!("minion/{id}"));
+    // The artifacts are below a prefix no other run's task can guess, recorded by the
+    // host where no task can write.
+    let prefix = c.artifact_prefix(&id);
     assert_eq!(
         v["s3_prefix"],
-        format!("s3://lackey-artifacts-123456789012/{id}/")
+        format!("s3://lackey-artifacts-123456789012/{prefix}/")
     );
     let pr = v["pr_url"]
         .as_str()
@@ -336,7 +353,7 @@ fn a_stub_cloud_run_end_to_end() {
     let keys = c.s3_keys(&format!("{id}/"));
     for a in ARTIFACTS {
         assert!(
-            keys.contains(&format!("{id}/{a}")),
+            keys.contains(&format!("{prefix}/{a}")),
             "s3 lacks {a}: {keys:?}"
         );
         assert!(c.run_dir(&id).join(a).is_file(), "not downloaded: {a}");
@@ -353,7 +370,7 @@ fn a_stub_cloud_run_end_to_end() {
         .expect("report.html beside the downloaded artifacts");
     assert!(report.contains(&id) && report.contains("success"));
     assert!(
-        keys.contains(&format!("{id}/report.html")),
+        keys.contains(&format!("{prefix}/report.html")),
         "report.html not uploaded: {keys:?}"
     );
     // The container's log went to CloudWatch; `lackey logs` prints the run's log.
@@ -509,9 +526,10 @@ fn timeout_stops_the_task_and_keeps_the_artifacts() {
     assert!(std::fs::read_to_string(dir.join("report.html"))
         .unwrap()
         .contains("timed out after 30 s"));
+    let prefix = c.artifact_prefix(id);
     assert!(c
         .s3_keys(&format!("{id}/"))
-        .contains(&format!("{id}/report.html")));
+        .contains(&format!("{prefix}/report.html")));
 }
 
 #[test]

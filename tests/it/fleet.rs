@@ -156,7 +156,7 @@ fn thirty_cloud_runs_never_exceed_max_parallel_and_all_finish() {
             .unwrap_or_else(|e| panic!("{id} has no report.html: {e}"));
         assert!(report.contains(id));
         assert!(
-            keys.contains(&format!("{id}/report.html")),
+            keys.contains(&format!("{}/report.html", c.artifact_prefix(id))),
             "{id}: {keys:?}"
         );
         assert!(

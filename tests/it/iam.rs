@@ -381,6 +381,15 @@ fn the_task_role_can_do_its_run_and_nothing_else() {
                 .await,
         );
         refused(
+            "record where a run's artifacts are",
+            role.put_object()
+                .bucket(bucket)
+                .key("runs/20261128-120000-aaaa/0123456789abcdef0123456789abcdef")
+                .body(b"".to_vec().into())
+                .send()
+                .await,
+        );
+        refused(
             "write a fleet's manifest",
             role.put_object()
                 .bucket(bucket)
@@ -400,7 +409,7 @@ fn the_task_role_can_do_its_run_and_nothing_else() {
 }
 
 /// A call the task role must be refused: it failed, with AccessDenied.
-fn refused<T, E: std::fmt::Debug>(what: &str, r: Result<T, E>) {
+pub(crate) fn refused<T, E: std::fmt::Debug>(what: &str, r: Result<T, E>) {
     let Err(e) = r else {
         panic!("the task role could {what}");
     };

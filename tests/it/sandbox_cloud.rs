@@ -19,6 +19,7 @@ use crate::cloud::{launched_arn, Cloud, CANARY_KEY};
 use crate::sandbox_net::encodings;
 use crate::support::fake_llm::{self, FakeLlm};
 use crate::support::moto::block_on;
+use crate::support::repo;
 
 /// Every secret of the world, with a label for the failure message.
 fn secrets(c: &Cloud) -> Vec<(String, String)> {
@@ -417,4 +418,137 @@ fn a_hand_made_task_definition_runs_with_a_warning_and_require_isolation_refuses
         "{}",
         again.stderr
     );
+}
+
+/// Every task of the stack runs with one task role, which may write anywhere in the
+/// artifacts bucket but the host's areas, and run ids are times. Another run's task,
+/// with that role's credentials, forges a finished run's summary and bundle wherever it
+/// can name them and a run that never was, and tries to record, list or read the run's
+/// real prefix: what it may write is never read, the rest is refused. From a machine
+/// without the run's directory, `lackey runs` and `lackey report` show the run as it was.
+#[test]
+#[allow(
+    clippy::too_many_lines,
+    reason = "the forger's every attempt, then what the host shows"
+)]
+fn another_runs_task_cannot_forge_or_find_a_runs_artifacts() {
+    let Some(c) = Cloud::new(true) else { return };
+    let local = repo::hello_project(&c.t.work().join("project"));
+    let out = c.t.run(&[
+        "run",
+        "the real task",
+        "--cloud",
+        "--stubs",
+        "--repo",
+        "project",
+        "--json",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let id = out.json()["run_id"].as_str().unwrap().to_string();
+    let prefix = c.artifact_prefix(&id);
+    let never_ran = "20261129-000000-0bad";
+    let bucket = "lackey-artifacts-123456789012";
+    let forged = |run_id: &str| {
+        json!({"run_id": run_id, "task": "FORGED", "outcome": "test_failure",
+               "runtime": "cloud", "branch": "minion/forged", "base_sha": null,
+               "head_sha": null, "started_at": "2026-01-01T00:00:00Z",
+               "finished_at": "2026-01-01T00:00:01Z", "duration_s": 999.0})
+        .to_string()
+    };
+    let creds = c
+        .moto
+        .assume_as_ecs("arn:aws:iam::123456789012:role/lackey-ecs-task");
+    let conf = c.moto.sdk_config_as(&creds);
+    block_on(async {
+        let role = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&conf)
+                .force_path_style(true)
+                .build(),
+        );
+        let put = |key: String, body: String| {
+            role.put_object()
+                .bucket(bucket)
+                .key(key)
+                .body(body.into_bytes().into())
+                .send()
+        };
+        // Where a forger can name: the run's id, a made-up private part, a run that
+        // never was. The role may write there (it writes its own run's artifacts so).
+        let made_up = "0123456789abcdef0123456789abcdef";
+        for key in [
+            format!("{id}/run_summary.json"),
+            format!("{id}/{made_up}/run_summary.json"),
+            format!("{never_ran}/run_summary.json"),
+        ] {
+            let run_id = key.split('/').next().unwrap().to_string();
+            put(key, forged(&run_id)).await.expect("a task writes there");
+        }
+        put(format!("{id}/repo.bundle"), "not a bundle".into())
+            .await
+            .expect("a task writes there");
+        // The host's records: neither written, nor listed, nor read; the run's real
+        // artifacts not read either.
+        crate::iam::refused(
+            "record a prefix of its own for the run",
+            put(format!("runs/{id}/{made_up}"), String::new()).await,
+        );
+        crate::iam::refused(
+            "record a run that never was",
+            put(format!("runs/{never_ran}/{made_up}"), String::new()).await,
+        );
+        crate::iam::refused(
+            "list the records",
+            role.list_objects_v2()
+                .bucket(bucket)
+                .prefix("runs/")
+                .send()
+                .await,
+        );
+        crate::iam::refused(
+            "list the run's folder",
+            role.list_objects_v2()
+                .bucket(bucket)
+                .prefix(format!("{id}/"))
+                .send()
+                .await,
+        );
+        crate::iam::refused(
+            "read the run's real summary",
+            role.get_object()
+                .bucket(bucket)
+                .key(format!("{prefix}/run_summary.json"))
+                .send()
+                .await,
+        );
+    });
+    // Another machine: no run directory here. The listing names the real run only.
+    std::fs::remove_dir_all(c.run_dir(&id)).unwrap();
+    let runs = c.t.run(&["runs", "--json"]);
+    runs.assert_success();
+    let rows = runs.json()["runs"].as_array().unwrap().clone();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["run_id"], id.as_str());
+    assert_eq!(rows[0]["outcome"], "success", "{rows:?}");
+    assert_eq!(rows[0]["branch"], format!("minion/{id}"), "{rows:?}");
+    assert_eq!(
+        rows[0]["location"],
+        format!("s3://{bucket}/{prefix}/"),
+        "{rows:?}"
+    );
+    // The report fetches the run's own artifacts.
+    let report = c.t.run(&["report", &id]);
+    report.assert_success();
+    let summary: Value = serde_json::from_str(
+        &std::fs::read_to_string(c.run_dir(&id).join("run_summary.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(summary["task"], "the real task");
+    assert_eq!(summary["outcome"], "success");
+    let page = std::fs::read_to_string(c.run_dir(&id).join("report.html")).unwrap();
+    assert!(!page.contains("FORGED"), "the report shows a forged summary");
+    let absent = c.t.run(&["report", never_ran]);
+    absent.assert_code(1);
+    // The run's branch, back in the repository, is the run's own.
+    let log = repo::git(&local, &["log", "--format=%s", &format!("minion/{id}")]);
+    assert!(!log.contains("FORGED"), "{log}");
 }

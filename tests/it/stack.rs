@@ -487,7 +487,7 @@ fn a_policy_aws_returns_reordered_shows_no_change() {
             .policy_name("lackey-s3-artifacts")
             .policy_document(
                 r#"{"Statement":[
-                {"Resource":["arn:aws:s3:::lackey-artifacts-123456789012/lackey-doctor/*","arn:aws:s3:::lackey-artifacts-123456789012/inputs/*","arn:aws:s3:::lackey-artifacts-123456789012/fleets/*"],"Effect":"Deny","Action":["s3:AbortMultipartUpload","s3:PutObject"],"Sid":"NeverInputsNorFleets"},
+                {"Resource":["arn:aws:s3:::lackey-artifacts-123456789012/lackey-doctor/*","arn:aws:s3:::lackey-artifacts-123456789012/inputs/*","arn:aws:s3:::lackey-artifacts-123456789012/runs/*","arn:aws:s3:::lackey-artifacts-123456789012/fleets/*"],"Effect":"Deny","Action":["s3:AbortMultipartUpload","s3:PutObject"],"Sid":"NeverTheHostsAreas"},
                 {"Sid":"ReadInputs","Resource":"arn:aws:s3:::lackey-artifacts-123456789012/inputs/*","Effect":"Allow","Action":["s3:GetObject","s3:GetObject"]},
                 {"Action":["s3:AbortMultipartUpload","s3:PutObject"],"Effect":"Allow","Resource":["arn:aws:s3:::lackey-artifacts-123456789012/*"],"Sid":"WriteArtifacts"}
               ],"Version":"2012-10-17"}"#,
