@@ -238,17 +238,47 @@ pub fn pack_commits(pack: &[u8]) -> Result<Vec<(String, Vec<String>)>, String> {
             h.update(format!("{name} {}\0", content.len()).as_bytes());
             h.update(&content);
             let id = hex::encode(h.finalize());
-            let text = String::from_utf8_lossy(&content);
-            let parents = text
-                .lines()
-                .take_while(|l| !l.is_empty())
-                .filter_map(|l| l.strip_prefix("parent "))
-                .map(|p| p.trim().to_string())
-                .collect();
-            commits.push((id, parents));
+            commits.push((id, commit_parents(&content)?));
         }
     }
     Ok(commits)
+}
+
+/// A commit's parents as git reads them: the `parent <id>` lines right after its
+/// `tree` line. A `parent` header anywhere else (git ignores it, and fsck lets it pass
+/// after `committer`) would make a root commit look like a descendant here, so such a
+/// commit is refused rather than read two ways.
+fn commit_parents(content: &[u8]) -> Result<Vec<String>, String> {
+    let headers = content
+        .split(|&b| b == b'\n')
+        .take_while(|l| !l.is_empty());
+    let is_id = |h: &[u8]| {
+        (h.len() == 40 || h.len() == 64)
+            && h.iter().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c))
+    };
+    let mut parents = Vec::new();
+    let mut in_parents = false;
+    for (i, line) in headers.enumerate() {
+        if i == 0 {
+            match line.strip_prefix(b"tree ") {
+                Some(t) if is_id(t) => in_parents = true,
+                _ => return Err("a pushed commit does not start with its tree".into()),
+            }
+            continue;
+        }
+        match line.strip_prefix(b"parent ") {
+            Some(p) if in_parents && is_id(p) => {
+                parents.push(String::from_utf8_lossy(p).into_owned());
+            }
+            Some(_) => {
+                return Err(
+                    "a pushed commit has a `parent` header git would not read as a parent".into(),
+                )
+            }
+            None => in_parents = false,
+        }
+    }
+    Ok(parents)
 }
 
 /// Whether `new` provably descends from `old`, through the commits of `pack`.
@@ -292,6 +322,32 @@ pub fn pkt_line(payload: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_parent_lines_right_after_the_tree_are_parents() {
+        let (t, p1, p2) = ("a".repeat(40), "b".repeat(40), "c".repeat(40));
+        let commit = |headers: &str| format!("{headers}\n\nmessage\nparent {p2}\n");
+        assert_eq!(
+            commit_parents(commit(&format!("tree {t}\nparent {p1}\nparent {p2}\nauthor a <a> 1 +0000\ncommitter a <a> 1 +0000")).as_bytes()),
+            Ok(vec![p1.clone(), p2.clone()])
+        );
+        // A root commit: the message's `parent` line is no header.
+        assert_eq!(
+            commit_parents(commit(&format!("tree {t}\nauthor a <a> 1 +0000\ncommitter a <a> 1 +0000")).as_bytes()),
+            Ok(vec![])
+        );
+        // A `parent` header after the author (git: a root commit) is refused, as is a
+        // malformed one or a commit without its tree first.
+        for bad in [
+            format!("tree {t}\nauthor a <a> 1 +0000\ncommitter a <a> 1 +0000\nparent {p1}"),
+            format!("tree {t}\nparent {p1}\nauthor a <a> 1 +0000\nparent {p2}"),
+            format!("tree {t}\nparent {}", p1.to_uppercase()),
+            format!("tree {t}\nparent  {p1}"),
+            format!("parent {p1}\ntree {t}"),
+        ] {
+            assert!(commit_parents(commit(&bad).as_bytes()).is_err(), "{bad}");
+        }
+    }
 
     const A: &str = "1111111111111111111111111111111111111111";
     const B: &str = "2222222222222222222222222222222222222222";
