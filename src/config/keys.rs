@@ -634,6 +634,17 @@ key!(
     doc = "process limit of a local run's container"
 );
 key!(
+    LOCAL_OUTPUT_LIMIT_MB,
+    "local.output_limit_mb",
+    env = ["LACKEY_OUTPUT_LIMIT_MB"],
+    flag = None,
+    toml = true,
+    default = Value("4096"),
+    secret = false,
+    validate = Some(validate::output_limit_mb),
+    doc = "disk a local run may fill in its artifacts directory (MiB); past it, its container is stopped"
+);
+key!(
     ANTHROPIC_API_KEY,
     "anthropic.api_key",
     env = ["ANTHROPIC_API_KEY"],
@@ -706,6 +717,7 @@ pub static ALL: &[&Key] = &[
     &LOCAL_CPUS,
     &LOCAL_MEMORY_MB,
     &LOCAL_PIDS_LIMIT,
+    &LOCAL_OUTPUT_LIMIT_MB,
     &ANTHROPIC_API_KEY,
     &ANTHROPIC_BASE_URL,
 ];
@@ -745,7 +757,8 @@ impl Key {
             | "run.timeout"
             | "run.max_parallel"
             | "local.memory_mb"
-            | "local.pids_limit" => Kind::Integer,
+            | "local.pids_limit"
+            | "local.output_limit_mb" => Kind::Integer,
             "local.cpus" => Kind::Number,
             "network.assign_public_ip" | "run.pr" | "run.stubs" | "run.require_isolation" => {
                 Kind::Bool

@@ -348,6 +348,12 @@ pub fn local_memory_mb(s: &str) -> Result<(), String> {
     int_in(s, 64, 1_048_576, " MiB")
 }
 
+/// The disk a local run may fill in its artifacts directory: room for a repository
+/// bundle (capped at 2 GiB) and the logs is the user's to give.
+pub fn output_limit_mb(s: &str) -> Result<(), String> {
+    int_in(s, 16, 1_048_576, " MiB")
+}
+
 /// Process limit of a local run's container (the kernel's pid_max is at most 4194304).
 pub fn pids_limit(s: &str) -> Result<(), String> {
     int_in(s, 16, 4_194_304, "")

@@ -89,6 +89,8 @@ pub struct Limits {
     pub memory_mb: i64,
     pub pids: i64,
     pub network: Network,
+    /// Disk the run may fill in its artifacts directory (`/output`), in bytes.
+    pub output_bytes: u64,
 }
 
 /// What a local run's container may reach besides the credential proxy (`[run] network`).
@@ -120,6 +122,7 @@ impl Limits {
             memory_mb: settings.number(&keys::LOCAL_MEMORY_MB)?,
             pids: settings.number(&keys::LOCAL_PIDS_LIMIT)?,
             network: Network::parse(settings.require(&keys::RUN_NETWORK)?),
+            output_bytes: settings.number::<u64>(&keys::LOCAL_OUTPUT_LIMIT_MB)? * 1024 * 1024,
         })
     }
 }
@@ -257,22 +260,36 @@ pub async fn remove(docker: &Engine, name: &str) {
         .await;
 }
 
-/// The run's container output (stdout and stderr), for when the minion wrote no log.
+/// The most of the container's output the host reads back, and keeps on disk while the
+/// container lives (Docker's log of it, rotated): anything in the container can write
+/// to the minion's stdout, as much as it likes.
+const OUTPUT_READ_LIMIT: usize = 1024 * 1024;
+const OUTPUT_LOG_MAX_SIZE: &str = "8m";
+const OUTPUT_LOG_MAX_FILES: &str = "2";
+
+/// The end of the run's container output (stdout and stderr, its last 1,000 lines, at
+/// most [`OUTPUT_READ_LIMIT`] bytes), for when the minion wrote no log.
 async fn container_output(docker: &Engine, name: &str) -> String {
-    let mut out = String::new();
+    let mut out = Vec::new();
     let mut logs = docker.logs(
         name,
         Some(
             LogsOptionsBuilder::default()
                 .stdout(true)
                 .stderr(true)
+                .tail("1000")
                 .build(),
         ),
     );
     while let Some(Ok(chunk)) = logs.next().await {
-        out.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+        let bytes = chunk.into_bytes();
+        let room = OUTPUT_READ_LIMIT - out.len();
+        out.extend_from_slice(&bytes[..bytes.len().min(room)]);
+        if out.len() >= OUTPUT_READ_LIMIT {
+            break;
+        }
     }
-    out
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The local Docker backend: one hardened container per run.
@@ -470,6 +487,14 @@ impl Docker {
                     .into(),
                 ),
                 init: Some(true),
+                // The container's output, kept by Docker on the host: rotated, bounded.
+                log_config: Some(bollard::models::HostConfigLogConfig {
+                    typ: Some("json-file".into()),
+                    config: Some(HashMap::from([
+                        ("max-size".to_string(), OUTPUT_LOG_MAX_SIZE.to_string()),
+                        ("max-file".to_string(), OUTPUT_LOG_MAX_FILES.to_string()),
+                    ])),
+                }),
                 ..Default::default()
             }),
             ..Default::default()
@@ -580,6 +605,10 @@ impl Backend for Docker {
             let (engine, name, run_id) = (self.engine.clone(), run.id.clone(), run.run_id.clone());
             let (deadline, follow, cancel, tx) =
                 (run.deadline, run.follow, cancel.clone(), tx.clone());
+            let output = OutputLimit {
+                dir: run.dir.clone(),
+                bytes: self.limits.as_ref().map_or(u64::MAX, |l| l.output_bytes),
+            };
             tokio::spawn(async move {
                 let follow = follow.then(|| {
                     let (engine, name, run_id, tx) =
@@ -596,7 +625,7 @@ impl Backend for Docker {
                     })
                 });
                 let timeout = deadline.saturating_duration_since(tokio::time::Instant::now());
-                let end = wait(&engine, &name, timeout, &cancel).await;
+                let end = wait(&engine, &name, timeout, &cancel, &output).await;
                 if let Some(h) = follow {
                     // Let the log stream drain what the container wrote before it stopped.
                     let _ = tokio::time::timeout(Duration::from_secs(2), h).await;
@@ -713,11 +742,81 @@ impl Backend for Docker {
 }
 
 /// Wait for the container to exit, stopping it at the timeout or on Ctrl-C.
+/// How much of the disk a run's artifacts directory may take.
+struct OutputLimit {
+    dir: PathBuf,
+    bytes: u64,
+}
+
+/// How often the artifacts directory is measured while the container runs.
+const OUTPUT_CHECK_EVERY: Duration = Duration::from_secs(1);
+/// The most entries a run's artifacts directory may hold (a run leaves about ten).
+const OUTPUT_MAX_ENTRIES: u64 = 10_000;
+
+impl OutputLimit {
+    /// Returns once the directory holds more than the limit (or more entries, or
+    /// deeper folders, than a run has any use for); never otherwise.
+    async fn exceeded(&self) -> String {
+        loop {
+            tokio::time::sleep(OUTPUT_CHECK_EVERY).await;
+            let dir = self.dir.clone();
+            let used = tokio::task::spawn_blocking(move || disk_used(&dir))
+                .await
+                .unwrap_or(Ok(0));
+            match used {
+                Ok(n) if n > self.bytes => {
+                    return format!(
+                        "the run filled more than {} MiB of its artifacts directory (`[local] output_limit_mb`); its container was stopped",
+                        self.bytes / (1024 * 1024)
+                    )
+                }
+                Ok(_) => {}
+                Err(why) => return format!("{why}; its container was stopped"),
+            }
+        }
+    }
+}
+
+/// The disk `dir` takes (allocated blocks, so a sparse file counts what it holds),
+/// walked without following links; an error when it holds more than
+/// [`OUTPUT_MAX_ENTRIES`] entries or folders nested over 16 deep.
+fn disk_used(dir: &Path) -> Result<u64, String> {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0u64;
+    let mut entries = 0u64;
+    let mut todo = vec![(dir.to_path_buf(), 0usize)];
+    while let Some((d, depth)) = todo.pop() {
+        let Ok(listing) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in listing.flatten() {
+            entries += 1;
+            if entries > OUTPUT_MAX_ENTRIES {
+                return Err(format!(
+                    "the run made more than {OUTPUT_MAX_ENTRIES} files in its artifacts directory"
+                ));
+            }
+            let Ok(m) = std::fs::symlink_metadata(e.path()) else {
+                continue;
+            };
+            total = total.saturating_add(m.blocks().saturating_mul(512));
+            if m.is_dir() {
+                if depth >= 16 {
+                    return Err("the run nested folders over 16 deep in its artifacts directory".into());
+                }
+                todo.push((e.path(), depth + 1));
+            }
+        }
+    }
+    Ok(total)
+}
+
 async fn wait(
     docker: &Engine,
     name: &str,
     timeout: Duration,
     cancel: &CancellationToken,
+    output: &OutputLimit,
 ) -> HostEnd {
     let mut waiter = docker.wait_container(
         name,
@@ -739,13 +838,15 @@ async fn wait(
         // The minion stops itself a little before its deadline; this is the backstop.
         _ = tokio::time::sleep(timeout) => HostEnd::TimedOut,
         _ = cancel.cancelled() => HostEnd::Interrupted,
+        why = output.exceeded() => HostEnd::Failed(why),
     };
     // SIGTERM lets the minion write its summary; SIGKILL follows after the grace period.
-    // At the timeout the minion has already had its margin: SIGKILL follows quickly.
-    let grace = if matches!(reason, HostEnd::TimedOut) {
-        3
-    } else {
-        10
+    // At the timeout the minion has already had its margin: SIGKILL follows quickly. A
+    // container filling the disk gets no grace at all.
+    let grace = match reason {
+        HostEnd::TimedOut => 3,
+        HostEnd::Failed(_) => 0,
+        _ => 10,
     };
     let _ = docker
         .stop_container(

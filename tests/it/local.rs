@@ -527,6 +527,11 @@ fn the_api_key_never_shows_and_the_container_is_hardened() {
             && hc["NanoCpus"].as_i64().unwrap() > 0
     );
     assert!(hc["Tmpfs"]["/work"].is_string() && hc["Tmpfs"]["/tmp"].is_string());
+    // The container's output, kept by Docker on the host, is rotated and bounded.
+    assert_eq!(
+        hc["LogConfig"],
+        json!({"Type": "json-file", "Config": {"max-size": "8m", "max-file": "2"}})
+    );
     let binds: Vec<String> = hc["Binds"]
         .as_array()
         .unwrap()

@@ -709,3 +709,76 @@ fn git_config_tricks_neither_run_nor_leak_the_token() {
     );
     assert_no_secret(&secrets, &places);
 }
+
+/// A run cannot exhaust the host: a command that floods the container's output (through
+/// PID 1's stdout, which the minion does not read) and fills `/output` past
+/// `[local] output_limit_mb` is stopped within seconds of crossing it, the run ends in
+/// an error naming the limit, and the host kept only a bounded part of the flood.
+#[test]
+fn a_run_that_floods_its_output_and_fills_its_artifacts_directory_is_stopped() {
+    if !docker::available() {
+        return;
+    }
+    let mut t = TestEnv::new();
+    let flood = "#!/bin/bash\n\
+        (yes 'flooding the container output' > /proc/1/fd/1) 2>/dev/null &\n\
+        for i in $(seq 1 64); do head -c 4194304 /dev/urandom > /output/junk.$i; done\n\
+        echo filled; sleep 600\n";
+    repo::init(
+        &t.work().join("project"),
+        &[
+            ("hello.sh", "echo hello\n"),
+            ("flood.sh", flood),
+            (
+                ".lackey/blueprints/flood.yaml",
+                "version: 2\nsteps:\n  - {name: flood, type: command, commands: [\"bash flood.sh\"], timeout: 900}\n",
+            ),
+        ],
+    );
+    let artifacts = t.path().join("artifacts");
+    t.set("LACKEY_ARTIFACTS_DIR", artifacts.display().to_string())
+        .set("LACKEY_IMAGE", docker::test_image())
+        .set("LACKEY_BLUEPRINT", "flood")
+        .set("LACKEY_OUTPUT_LIMIT_MB", "64");
+    let started = std::time::Instant::now();
+    let out = t.run(&[
+        "run",
+        "flood the host",
+        "--repo",
+        "project",
+        "--stubs",
+        "--timeout",
+        "600",
+    ]);
+    let took = started.elapsed();
+    out.assert_code(1);
+    assert!(
+        took < std::time::Duration::from_secs(120),
+        "the run went on for {took:?}: {}",
+        out.stderr
+    );
+    let dir = std::fs::read_dir(&artifacts)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.join("run_summary.json").exists())
+        .expect("the run's directory");
+    let s = summary_of(&dir);
+    assert_eq!(s["outcome"], "error");
+    let error = s["error"].as_str().unwrap();
+    assert!(
+        error.contains("more than 64 MiB") && error.contains("output_limit_mb"),
+        "{error}"
+    );
+    // What the flood left: the junk written before the stop, no more than the limit
+    // and one second of writing beyond it.
+    let junk: u64 = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("junk."))
+        .map(|e| e.metadata().unwrap().len())
+        .sum();
+    assert!(
+        junk > 64 << 20 && junk <= 256 << 20,
+        "{junk} bytes of junk"
+    );
+}
