@@ -513,9 +513,10 @@ pub fn pr_body(b: &PrBody) -> String {
                 .remove(b'/');
             let q = |s: &str| percent_encoding::utf8_percent_encode(s, QUERY).to_string();
             out.push_str(&format!(
-                "[Open in the S3 console](https://s3.console.aws.amazon.com/s3/buckets/{bucket}?region={}&prefix={}) · `s3://{bucket}/{prefix}`\n",
+                "[Open in the S3 console](https://s3.console.aws.amazon.com/s3/buckets/{bucket}?region={}&prefix={}) · `s3://{bucket}/{prefix}` (in the run's private folder below it; `lackey report {}` fetches them)\n",
                 q(region),
-                q(&prefix)
+                q(&prefix),
+                b.run_id
             ));
         }
         ArtifactsAt::Local => out.push_str(&format!(

@@ -455,6 +455,22 @@ pub async fn download_key(
 
 /// An object's text.
 pub async fn get_text(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> anyhow::Result<String> {
+    get_text_capped(s3, bucket, key, crate::runner::rundir::MAX_ARTIFACT_BYTES).await
+}
+
+/// A run's summary from the bucket, no larger than a summary may be.
+pub async fn get_summary(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> anyhow::Result<String> {
+    get_text_capped(s3, bucket, key, crate::runner::rundir::MAX_SUMMARY_BYTES).await
+}
+
+/// An object as text, refused when it is larger than `cap` (by its length, and while
+/// it streams: a length can be absent).
+pub async fn get_text_capped(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    cap: u64,
+) -> anyhow::Result<String> {
     let out = s3
         .get_object()
         .bucket(bucket)
@@ -462,14 +478,21 @@ pub async fn get_text(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> anyho
         .send()
         .await
         .aws(format!("failed to read `s3://{bucket}/{key}`"))?;
-    // A run's task could write any size there: read no more than an artifact's cap.
-    let cap = crate::runner::rundir::MAX_ARTIFACT_BYTES;
-    if out.content_length().is_some_and(|n| n as u64 > cap) {
-        return Err(anyhow::anyhow!(
-            "`s3://{bucket}/{key}` is larger than {cap} bytes: not read"
-        ));
+    // A run's task could write any size there: read no more than the cap.
+    let too_large = || anyhow::anyhow!("`s3://{bucket}/{key}` is larger than {cap} bytes: not read");
+    if out.content_length().is_some_and(|n| n.max(0) as u64 > cap) {
+        return Err(too_large());
     }
-    let bytes = out.body.collect().await?.into_bytes();
+    let mut bytes = Vec::new();
+    use tokio::io::AsyncReadExt;
+    out.body
+        .into_async_read()
+        .take(cap + 1)
+        .read_to_end(&mut bytes)
+        .await?;
+    if bytes.len() as u64 > cap {
+        return Err(too_large());
+    }
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 

@@ -1265,7 +1265,7 @@ async fn e2e(
             .strip_prefix(&format!("s3://{}/", cloud.bucket))
             .map(|p| format!("{p}run_summary.json"));
         let summary = match &key {
-            Some(key) => crate::cloud::s3::get_text(&aws.s3(), &cloud.bucket, key).await,
+            Some(key) => crate::cloud::s3::get_summary(&aws.s3(), &cloud.bucket, key).await,
             None => Err(anyhow::anyhow!("no artifacts in the bucket")),
         };
         Ok(

@@ -1353,13 +1353,12 @@ impl Run {
             })
             .collect();
         let artifacts = match &self.input.bucket {
+            // The run's folder, never its private prefix below it: whoever reads the
+            // pull request (anyone, on a public repository) could otherwise write there
+            // with any run's task role.
             Some(bucket) => crate::github::ArtifactsAt::S3 {
                 bucket: bucket.clone(),
-                prefix: self
-                    .input
-                    .s3_prefix
-                    .clone()
-                    .unwrap_or_else(|| self.input.run_id.clone()),
+                prefix: self.input.run_id.clone(),
                 region: self
                     .input
                     .aws_region

@@ -63,18 +63,33 @@ pub struct RunData {
     pub log: Vec<LogLine>,
 }
 
+/// The most of one artifact the report reads. The page is for a reader, and what the
+/// run wrote is the attacker's data: a large file of JSON lines turns into many times
+/// its size once parsed (each `0,` of an array is a 32-byte value), and fleets render
+/// several reports at once.
+const RENDER_CAP: u64 = 8 * 1024 * 1024;
+/// The longest JSON line the report parses (a first turn's whole request is the largest
+/// a run writes).
+const RENDER_LINE_CAP: usize = 2 * 1024 * 1024;
+
 /// An artifact as text, read without following a link (a local run's directory was
-/// the container's to write) and capped: a name that is missing, not a regular file or
-/// too large reads as empty.
+/// the container's to write) and capped at [`RENDER_CAP`]: a name that is missing or
+/// not a regular file reads as empty; a longer file is read up to its last whole line
+/// within the cap.
 fn read_optional(dir: &RunDir, name: &str) -> String {
-    dir.read(name, crate::runner::rundir::MAX_ARTIFACT_BYTES)
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default()
+    let Ok((mut bytes, more)) = dir.read_capped(name, RENDER_CAP) else {
+        return String::new();
+    };
+    if more {
+        let whole = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        bytes.truncate(whole);
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 fn ndjson(text: &str) -> Vec<Value> {
     text.lines()
-        .filter(|l| !l.trim().is_empty())
+        .filter(|l| !l.trim().is_empty() && l.len() <= RENDER_LINE_CAP)
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect()
 }
@@ -242,6 +257,22 @@ pub fn turns(transcript: &[Value], tool_log: &[Value]) -> Vec<Turn> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn an_artifact_is_read_to_its_last_whole_line_under_the_cap_and_long_lines_are_skipped() {
+        let tmp = tempfile::tempdir().unwrap();
+        let line = format!("{}\n", json!({"n": "x".repeat(1000)}));
+        let many = line.repeat((RENDER_CAP as usize / line.len()) + 10);
+        std::fs::write(tmp.path().join("commands.log"), &many).unwrap();
+        let huge = format!("[{}0]\n{line}", "0,".repeat(RENDER_LINE_CAP));
+        std::fs::write(tmp.path().join("tool_calls.log"), &huge).unwrap();
+        let dir = RunDir::open(tmp.path()).unwrap();
+        let read = read_optional(&dir, "commands.log");
+        assert!(read.len() as u64 <= RENDER_CAP && read.ends_with('\n'), "{}", read.len());
+        assert_eq!(ndjson(&read).len(), read.len() / line.len());
+        // The over-long line is not parsed; the one after it is.
+        assert_eq!(ndjson(&read_optional(&dir, "tool_calls.log")).len(), 1);
+    }
 
     #[test]
     fn turns_join_results_and_timings() {

@@ -959,7 +959,7 @@ impl<A: Borrow<Aws> + Send + Sync> Ecs<A> {
         let Some(prefix) = records::find(&s3, bucket, run_id).await? else {
             return Ok(false);
         };
-        if crate::cloud::s3::get_text(&s3, bucket, &format!("{prefix}/run_summary.json"))
+        if crate::cloud::s3::get_summary(&s3, bucket, &format!("{prefix}/run_summary.json"))
             .await
             .is_err()
         {
@@ -1544,7 +1544,7 @@ impl<A: Borrow<Aws> + Send + Sync> Backend for Ecs<A> {
                 let mut at = prefixes.first().cloned().unwrap_or_else(|| id.clone());
                 for p in prefixes {
                     let key = format!("{p}/run_summary.json");
-                    if let Ok(t) = crate::cloud::s3::get_text(s3, bucket, &key).await {
+                    if let Ok(t) = crate::cloud::s3::get_summary(s3, bucket, &key).await {
                         summary = serde_json::from_str::<RunSummary>(&t).ok();
                         at = p;
                         break;
@@ -1553,7 +1553,8 @@ impl<A: Borrow<Aws> + Send + Sync> Backend for Ecs<A> {
                 RunRow::new(&id, Runtime::Cloud, summary.as_ref(), records::url(bucket, &at))
             }
         });
-        Ok(futures::future::join_all(rows).await)
+        // At most 8 at once: each is up to a summary's cap in memory.
+        Ok(futures::StreamExt::collect(futures::StreamExt::buffered(futures::stream::iter(rows), 8)).await)
     }
 }
 

@@ -349,6 +349,10 @@ fn a_stub_cloud_run_end_to_end() {
     assert_eq!(pulls.len(), 1);
     assert_eq!(pulls[0]["head"], format!("minion/{id}"));
     assert_eq!(pulls[0]["base"], "main");
+    // The pull request names the run's folder, never the private prefix below it.
+    let body = pulls[0]["body"].as_str().unwrap();
+    assert!(body.contains(&format!("s3://lackey-artifacts-123456789012/{id}/")));
+    assert!(!body.contains(&prefix), "the PR publishes the private prefix: {body}");
     c.github.assert_clean();
     let keys = c.s3_keys(&format!("{id}/"));
     for a in ARTIFACTS {
