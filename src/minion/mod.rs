@@ -85,6 +85,10 @@ struct Run {
     head_ref: Option<String>,
     branch: String,
     branch_created: bool,
+    /// Nothing untrusted (an agent, a command) has run since the last commit's checks
+    /// and commit: the repository is as they left it, so the end's own checks would
+    /// find nothing and are skipped.
+    sealed: bool,
     default_branch: Option<String>,
     github_token: Option<String>,
     scope: Option<Value>,
@@ -187,6 +191,7 @@ pub async fn run(input: MinionInput) -> RunSummary {
         head_ref: None,
         branch: input.branch.clone(),
         branch_created: false,
+        sealed: false,
         default_branch: None,
         github_token: None,
         scope: None,
@@ -505,6 +510,8 @@ impl Run {
     }
 
     async fn clone_repo(&mut self) -> Result<(), Stop> {
+        /// How long a local run waits for the host's bundle of the repository.
+        const BUNDLE_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
         let git = Git::new(
             &self.repo_dir,
             self.art.clone(),
@@ -512,6 +519,30 @@ impl Run {
             &self.input.commit_email,
             self.github_token.clone(),
         );
+        // A local run's host writes the repository's bundle while the container starts
+        // (it appears whole, renamed into place): wait for it.
+        if let RepoSource::Path(p) = &self.input.repo {
+            if p.extension().is_some_and(|e| e == "bundle") && !p.exists() {
+                let waited = Instant::now();
+                while !p.exists() {
+                    if waited.elapsed() > BUNDLE_WAIT {
+                        return Err(Stop::End(
+                            Outcome::Error,
+                            format!(
+                                "the host did not provide the repository's bundle `{}` within {} s",
+                                p.display(),
+                                BUNDLE_WAIT.as_secs()
+                            ),
+                        ));
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+                self.log(&format!(
+                    "waited {:.0} ms for the repository's bundle",
+                    waited.elapsed().as_secs_f64() * 1000.0
+                ));
+            }
+        }
         let source = match &self.input.repo {
             // A bundle file (local runs: the host bundles the repository's commits).
             RepoSource::Path(p) if p.is_file() => p.display().to_string(),
@@ -667,6 +698,9 @@ impl Run {
         reason = "one arm per blueprint action: the dispatch table reads better whole"
     )]
     async fn step(&mut self, name: &str, action: &Action) -> Result<(), Stop> {
+        if matches!(action, Action::Agent { .. } | Action::Command(_)) {
+            self.sealed = false;
+        }
         match action {
             Action::GitBranch { branch } => {
                 if self.input.branch_exists {
@@ -765,7 +799,9 @@ impl Run {
                     self.templates.render(message)
                 };
                 let msg = format!("{msg}\n\nlackey run {}", self.input.run_id);
-                match self.commit_in_scope(&msg).await? {
+                let committed = self.commit_in_scope(&msg).await?;
+                self.sealed = true;
+                match committed {
                     Some(sha) => {
                         self.head_sha = Some(sha.clone());
                         self.tip = Some(sha.clone());
@@ -1432,7 +1468,8 @@ impl Run {
         // Nothing the untrusted side started runs on while the diff and the bundle are
         // made, the branch is the minion's own commits, and changes outside the scope
         // are dropped (and recorded) as at each commit.
-        if let (Some(git), Some(tip)) = (self.git.clone(), self.tip.clone()) {
+        let tip = self.tip.clone().filter(|_| !self.sealed);
+        if let (Some(git), Some(tip)) = (self.git.clone(), tip) {
             match git.seal(&tip, self.head_ref.as_deref()).await {
                 Ok(_) => {
                     let scope = self.write_scope();
