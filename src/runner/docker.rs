@@ -165,7 +165,8 @@ async fn sweep_stale_dirs(docker: &Engine) {
     let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
         return;
     };
-    let me = unsafe { libc::getuid() };
+    // Ours: made by this user, or (lackey running as root) given to the container's.
+    let ours = [unsafe { libc::getuid() }, container_user().0];
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().to_string();
         let Some(id) = name
@@ -175,7 +176,7 @@ async fn sweep_stale_dirs(docker: &Engine) {
             continue;
         };
         use std::os::unix::fs::MetadataExt;
-        if e.metadata().map(|m| m.uid() != me).unwrap_or(true) {
+        if e.metadata().map(|m| !ours.contains(&m.uid())).unwrap_or(true) {
             continue;
         }
         // A run starting right now has its directory before its container: leave
@@ -369,26 +370,7 @@ impl Docker {
         // The repository goes in as a bundle of its commits (the checked-out branch and
         // any --push-to branch), never as the work tree: what is not committed (a `.env`
         // holding a key, `.git/config` with a CI token) stays on the host.
-        let bundle = proxy_dir.dir.join(SOURCE_BUNDLE);
-        let branch = {
-            let (repo, out, push_to) = (repo.to_path_buf(), bundle.clone(), spec.push_to.clone());
-            tokio::task::spawn_blocking(move || {
-                super::ecs::bundle_repo(&repo, &out, push_to.as_deref())
-            })
-            .await
-            .map_err(|e| anyhow::anyhow!("git bundle did not finish: {e}"))??
-        };
-        // Readable by the container's user whatever the umask. The directory is that
-        // user's: the mode is set on the file git wrote, opened without following a
-        // link, never on whatever a path names by now.
-        {
-            use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-            std::fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(&bundle)?
-                .set_permissions(std::fs::Permissions::from_mode(0o644))?;
-        }
+        let branch = super::ecs::checked_out_branch(repo)?;
         input.repo = RepoSource::Path(format!("{PROXY_MOUNT}/{SOURCE_BUNDLE}").into());
         if branch != "HEAD" && !branch.is_empty() {
             input.base_ref = Some(branch);
@@ -416,11 +398,33 @@ impl Docker {
         let mut env = input.to_env();
         // The root filesystem is read-only; /tmp is a tmpfs.
         env.push(("HOME".into(), "/tmp".into()));
+        // Last, so nothing after it can fail: the bundle is made while the container
+        // starts (the minion waits for it), written under another name, then renamed
+        // into place whole.
+        let bundling = {
+            let (repo, dir, push_to) = (repo.to_path_buf(), proxy_dir.dir.clone(), spec.push_to.clone());
+            tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+                let part = dir.join(format!("{SOURCE_BUNDLE}.part"));
+                super::ecs::bundle_repo(&repo, &part, push_to.as_deref())?;
+                // Readable by the container's user whatever the umask. The directory is
+                // that user's: the mode is set on the file git wrote, opened without
+                // following a link, never on whatever a path names by now.
+                use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .open(&part)?
+                    .set_permissions(std::fs::Permissions::from_mode(0o644))?;
+                std::fs::rename(&part, dir.join(SOURCE_BUNDLE))?;
+                Ok(())
+            })
+        };
         Ok(Prepared {
             env,
             binds,
             proxy,
             proxy_dir,
+            bundling,
         })
     }
 
@@ -431,7 +435,6 @@ impl Docker {
         spec: &RunSpec,
         dir: &Path,
         prepared: &Prepared,
-        dir_guard: super::RunDirGuard,
     ) -> anyhow::Result<ContainerGuard> {
         let limits = self.limits.as_ref().ok_or_else(|| {
             anyhow::anyhow!("this Docker backend was opened to look runs up, not to launch them")
@@ -512,7 +515,6 @@ impl Docker {
             name: name.clone(),
             armed: true,
         };
-        dir_guard.keep();
         if let Err(e) = self
             .engine
             .start_container(
@@ -534,6 +536,8 @@ struct Prepared {
     binds: Vec<String>,
     proxy: Proxy,
     proxy_dir: ProxyDir,
+    /// The repository's bundle being made (the minion waits for it).
+    bundling: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
 #[async_trait::async_trait]
@@ -571,10 +575,27 @@ impl Backend for Docker {
                 if spec.stubs { "stubs" } else { &spec.model }
             ),
         );
-        let guard = self.start(spec, &dir, &prepared, dir_guard).await?;
+        let container = self.start(spec, &dir, &prepared).await;
         let Prepared {
-            proxy, proxy_dir, ..
+            proxy,
+            proxy_dir,
+            bundling,
+            ..
         } = prepared;
+        // The bundle is waited for whatever happened: its folder goes with `proxy_dir`.
+        let bundled = match bundling.await {
+            Ok(r) => r.map_err(|e| anyhow::anyhow!("cannot bundle the repository: {e:#}")),
+            Err(e) => Err(anyhow::anyhow!("git bundle did not finish: {e}")),
+        };
+        let guard = match (container, bundled) {
+            (Ok(guard), Ok(())) => guard,
+            (Ok(guard), Err(e)) => {
+                guard.remove().await;
+                return Err(e);
+            }
+            (Err(e), _) => return Err(e),
+        };
+        dir_guard.keep();
         let spinner =
             (!spec.follow).then(|| reporter.spinner(&format!("minion {} running", spec.run_id)));
         Ok(RunHandle {

@@ -318,6 +318,15 @@ pub(crate) struct GitHubProof {
     pub(crate) default_branch: String,
 }
 
+/// The branch checked out in `repo` (`HEAD` when detached).
+pub(crate) fn checked_out_branch(repo: &std::path::Path) -> anyhow::Result<String> {
+    let branch = std::process::Command::new("git")
+        .args(["rev-parse", "--abbrev-ref", "HEAD"])
+        .current_dir(repo)
+        .output()?;
+    Ok(String::from_utf8_lossy(&branch.stdout).trim().to_string())
+}
+
 /// The repository's current branch, bundled whole for a run without GitHub (with the
 /// existing branch of `--push-to`, which the run checks out).
 pub(crate) fn bundle_repo(
@@ -325,11 +334,7 @@ pub(crate) fn bundle_repo(
     out: &std::path::Path,
     push_to: Option<&str>,
 ) -> anyhow::Result<String> {
-    let branch = std::process::Command::new("git")
-        .args(["rev-parse", "--abbrev-ref", "HEAD"])
-        .current_dir(repo)
-        .output()?;
-    let branch = String::from_utf8_lossy(&branch.stdout).trim().to_string();
+    let branch = checked_out_branch(repo)?;
     let status = std::process::Command::new("git")
         .args(["bundle", "create", "--quiet"])
         .arg(out)
