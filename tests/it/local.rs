@@ -574,9 +574,7 @@ fn the_api_key_never_shows_and_the_container_is_hardened() {
     assert!(!String::from_utf8_lossy(&out.stderr).contains(CANARY_KEY));
     let id = dir.file_name().unwrap().to_string_lossy().to_string();
     assert!(
-        !std::env::temp_dir()
-            .join(format!("lackey-proxy-{id}"))
-            .exists(),
+        !l.t.tmp().join(format!("lackey-proxy-{id}")).exists(),
         "the proxy's directory outlived the run"
     );
     assert_eq!(

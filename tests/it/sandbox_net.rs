@@ -817,9 +817,7 @@ fn the_container_holds_no_key_and_the_llm_gets_it_from_the_proxy() {
     assert_no_canary("stderr", &String::from_utf8_lossy(&out.stderr));
     let id = dir.file_name().unwrap().to_string_lossy().to_string();
     assert!(
-        !std::env::temp_dir()
-            .join(format!("lackey-proxy-{id}"))
-            .exists(),
+        !t.tmp().join(format!("lackey-proxy-{id}")).exists(),
         "the proxy's directory outlived the run"
     );
 }

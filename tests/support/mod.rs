@@ -164,8 +164,17 @@ impl TestEnv {
             "LACKEY_ARTIFACTS_DIR".into(),
             dir.path().join("artifacts").display().to_string(),
         );
+        // The CLI's own temporary folders (a local run's proxy socket and bundle) too: a
+        // test that kills the CLI leaves them, and they go with the test's directory.
+        std::fs::create_dir_all(dir.path().join("tmp")).unwrap();
+        env.insert("TMPDIR".into(), dir.path().join("tmp").display().to_string());
         record("dir", &dir.path().display().to_string());
         TestEnv { dir, env }
+    }
+
+    /// The CLI's temporary directory (`TMPDIR`).
+    pub fn tmp(&self) -> PathBuf {
+        self.dir.path().join("tmp")
     }
 
     /// The working directory lackey runs in.
