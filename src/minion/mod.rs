@@ -587,6 +587,7 @@ impl Run {
         if let Some(r) = &self.input.base_ref {
             git.run(&["checkout", "--quiet", r]).await?;
         }
+        git.settle_index().await;
         let base = git.head().await?;
         self.log(&format!("base commit {base}"));
         self.default_branch = git
