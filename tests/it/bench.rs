@@ -358,6 +358,9 @@ fn report_llm_latency(
         v.sort_by(|a, b| a.partial_cmp(b).unwrap());
         v[((v.len() as f64 - 1.0) * q).round() as usize]
     };
+    // What each request paid: the proxied request against the direct one sent right
+    // before it (the two are interleaved), so a slow moment of the machine counts once.
+    let mut added: Vec<f64> = proxied.iter().zip(&direct).map(|(p, d)| p - d).collect();
     let (dm, d99) = (pct(&mut direct, 0.5), pct(&mut direct, 0.99));
     let (pm, p99) = (pct(&mut proxied, 0.5), pct(&mut proxied, 0.99));
     println!(
@@ -365,9 +368,9 @@ fn report_llm_latency(
     );
     println!("{bench}: {path}: median {pm:.3} ms, p99 {p99:.3} ms over {n}");
     println!(
-        "{bench}: added by {adder}: median {:.3} ms, p99 {:.3} ms (target ≤ 2 ms)",
-        pm - dm,
-        p99 - d99
+        "{bench}: added by {adder} (each request against the direct one before it): median {:.3} ms, p99 {:.3} ms (target ≤ 2 ms)",
+        pct(&mut added, 0.5),
+        pct(&mut added, 0.99)
     );
 }
 
