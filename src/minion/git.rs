@@ -329,6 +329,25 @@ impl Git {
         let _ = self.run(&["update-index", "-q", "--refresh"]).await;
     }
 
+    /// Every entry of `commit`'s tree, path → `<mode> <object id>` (as git reads it now).
+    pub async fn tree_listing(
+        &self,
+        commit: &str,
+    ) -> Result<std::collections::HashMap<String, String>, GitError> {
+        let out = self
+            .run(&["ls-tree", "-r", "-z", "--full-tree", commit])
+            .await?;
+        Ok(out
+            .split('\0')
+            .filter_map(|e| {
+                let (meta, path) = e.split_once('\t')?;
+                let mut m = meta.split(' ');
+                let (mode, _kind, id) = (m.next()?, m.next()?, m.next()?);
+                Some((path.to_string(), format!("{mode} {id}")))
+            })
+            .collect())
+    }
+
     /// Stop every stray process (when the minion armed the sweeps); logs what it did.
     pub fn sweep(&self) -> Result<Option<super::sandbox::Sweep>, GitError> {
         match super::sandbox::sweep() {

@@ -89,6 +89,10 @@ struct Run {
     /// and commit: the repository is as they left it, so the end's own checks would
     /// find nothing and are skipped.
     sealed: bool,
+    /// The tree of `tip` (path → mode and object id), listed when nothing untrusted had
+    /// run yet or verified when the minion committed it: what the next commit must still
+    /// hold outside the scope.
+    tip_listing: Option<std::collections::HashMap<String, String>>,
     default_branch: Option<String>,
     github_token: Option<String>,
     scope: Option<Value>,
@@ -192,6 +196,7 @@ pub async fn run(input: MinionInput) -> RunSummary {
         branch: input.branch.clone(),
         branch_created: false,
         sealed: false,
+        tip_listing: None,
         default_branch: None,
         github_token: None,
         scope: None,
@@ -589,6 +594,8 @@ impl Run {
         }
         git.settle_index().await;
         let base = git.head().await?;
+        // Listed now, before anything untrusted runs: the object store is the clone's.
+        self.tip_listing = Some(git.tree_listing(&base).await?);
         self.log(&format!("base commit {base}"));
         self.default_branch = git
             .run(&["rev-parse", "--abbrev-ref", "HEAD"])
@@ -634,6 +641,9 @@ impl Run {
         }
         self.git().run(&["checkout", "--quiet", b]).await?;
         self.tip = Some(self.git().head().await?);
+        // A blueprint checks a branch out before its agents and commands run.
+        let tip = self.tip.clone().unwrap_or_default();
+        self.tip_listing = Some(self.git().tree_listing(&tip).await?);
         self.head_ref = Some(local);
         self.branch = b.to_string();
         self.templates.values.insert("branch", b.to_string());
@@ -1073,7 +1083,54 @@ impl Run {
                 .map(|s| s.describe())
                 .unwrap_or_else(|| "stray processes not swept (not armed)".into())
         ));
-        Ok(self.git().commit_paths(&inside, message).await?)
+        let committed = self.git().commit_paths(&inside, message).await?;
+        if let Some(sha) = &committed {
+            self.verify_outside_scope(&scope, sha, &tip).await?;
+        }
+        Ok(committed)
+    }
+
+    /// The commit just made must hold, outside the scope, exactly what `tip` held when it
+    /// was listed (before anything untrusted ran, or when the minion made it). The checks above read the
+    /// object store, which the agents' commands could write: one that rewrote the
+    /// base's tree objects (say, a pack listing a file of its own under the base's tree
+    /// id) would make an out-of-scope change look unchanged, and the commit carry it.
+    /// What git wrote is compared with the listing kept in memory; on a difference the
+    /// branch goes back to `tip` and the run ends, bringing nothing of it back.
+    async fn verify_outside_scope(
+        &mut self,
+        scope: &WriteScope,
+        sha: &str,
+        tip: &str,
+    ) -> Result<(), Stop> {
+        let Some(before) = self.tip_listing.take() else {
+            return Ok(());
+        };
+        let now = self.git().tree_listing(sha).await?;
+        let changed = changed_outside(scope, &before, &now);
+        if changed.is_empty() {
+            self.tip_listing = Some(now);
+            return Ok(());
+        }
+        let shown: Vec<&str> = changed.iter().take(20).map(String::as_str).collect();
+        match &self.head_ref {
+            Some(r) => {
+                self.git().run(&["update-ref", r, tip]).await?;
+            }
+            None => {
+                self.git()
+                    .run(&["update-ref", "--no-deref", "HEAD", tip])
+                    .await?;
+            }
+        }
+        Err(Stop::End(
+            Outcome::Error,
+            format!(
+                "the commit would have changed {} path(s) outside the scope that the checks saw as unchanged ({}): the repository's objects were tampered with; the commit was undone",
+                changed.len(),
+                shown.join(", ")
+            ),
+        ))
     }
 
     /// Undo changes outside `scope` (made by shell commands: the edit tools refuse them).
@@ -1611,5 +1668,71 @@ pub fn exit_code(summary: &RunSummary) -> u8 {
         0
     } else {
         1
+    }
+}
+
+/// The paths outside `scope` whose entry differs between two tree listings (changed,
+/// added or removed), sorted.
+fn changed_outside(
+    scope: &WriteScope,
+    before: &std::collections::HashMap<String, String>,
+    now: &std::collections::HashMap<String, String>,
+) -> Vec<String> {
+    let mut changed: Vec<String> = now
+        .iter()
+        .filter(|(p, v)| !scope.allows(p) && before.get(*p) != Some(*v))
+        .map(|(p, _)| p.clone())
+        .chain(
+            before
+                .keys()
+                .filter(|p| !scope.allows(p) && !now.contains_key(*p))
+                .cloned(),
+        )
+        .collect();
+    changed.sort();
+    changed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_commit_may_differ_from_its_tip_only_inside_the_scope() {
+        let scope = WriteScope {
+            dirs: vec!["src".into()],
+            files: vec!["hello.sh".into()],
+        };
+        let listing = |entries: &[(&str, &str)]| {
+            entries
+                .iter()
+                .map(|(p, v)| (p.to_string(), v.to_string()))
+                .collect::<std::collections::HashMap<_, _>>()
+        };
+        let before = listing(&[
+            ("hello.sh", "100644 a"),
+            ("src/x.rs", "100644 b"),
+            ("test.sh", "100755 c"),
+            (".github/ci.yml", "100644 d"),
+        ]);
+        let inside = listing(&[
+            ("hello.sh", "100644 a2"),
+            ("src/x.rs", "100644 b2"),
+            ("src/new.rs", "100644 e"),
+            ("test.sh", "100755 c"),
+            (".github/ci.yml", "100644 d"),
+        ]);
+        assert!(changed_outside(&scope, &before, &inside).is_empty());
+        // A mode, a new file, a removal: each outside the scope is a change.
+        let outside = listing(&[
+            ("hello.sh", "100644 a"),
+            ("src/x.rs", "100644 b"),
+            ("test.sh", "100644 c"),
+            ("evil.sh", "100644 f"),
+        ]);
+        assert_eq!(
+            changed_outside(&scope, &before, &outside),
+            [".github/ci.yml", "evil.sh", "test.sh"]
+        );
     }
 }

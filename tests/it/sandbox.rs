@@ -782,3 +782,94 @@ fn a_run_that_floods_its_output_and_fills_its_artifacts_directory_is_stopped() {
         "{junk} bytes of junk"
     );
 }
+
+/// The agent's bash tool rewrites the object store so that the base commit's tree id
+/// names a tree of its own, in which `test.sh` (outside the scope) is a script of its
+/// own, and writes that script into the work tree: were the forged tree believed, the
+/// file would look unchanged to the scope checks and the commit would carry it. Two
+/// layers stop it: git checks a tree's hash when it parses one (`hash mismatch`), and
+/// the minion compares each commit with the tree listing it made before anything
+/// untrusted ran (undoing the commit on a difference). The run ends in an error and
+/// nothing of the forgery reaches the user's repository.
+#[test]
+fn a_rewritten_object_store_cannot_smuggle_an_out_of_scope_file_into_the_commit() {
+    use crate::support::fake_llm::{self, FakeLlm};
+    use serde_json::json;
+    if !docker::available() {
+        return;
+    }
+    let mut t = TestEnv::new();
+    let project = t.work().join("project");
+    repo::hello_project(&project);
+    let tamper = r#"set -e
+T=$(git rev-parse HEAD^{tree})
+Y=$(printf '#!/bin/sh\necho PWNED\n' | git hash-object -w --stdin)
+T2=$(git ls-tree HEAD | sed "s/$(git rev-parse HEAD:test.sh)/$Y/" | git mktree)
+mkdir -p /tmp/packs && mv .git/objects/pack/* /tmp/packs/
+for p in /tmp/packs/*.pack; do git unpack-objects -q < "$p"; done
+git cat-file tree "$T2" > /tmp/t2
+python3 -c "
+import sys, zlib, os
+t, src = sys.argv[1], open('/tmp/t2', 'rb').read()
+path = '.git/objects/%s/%s' % (t[:2], t[2:])
+os.chmod(path, 0o644); os.remove(path)
+open(path, 'wb').write(zlib.compress(b'tree %d\0' % len(src) + src))
+" "$T"
+printf '#!/bin/sh\necho PWNED\n' > test.sh
+git ls-tree HEAD test.sh
+echo tampered"#;
+    let llm = FakeLlm::start(
+        CANARY_KEY,
+        vec![
+            fake_llm::tool_use(
+                "submit_scope",
+                json!({"summary": "greeting", "allowed_dirs": [], "allowed_files": ["hello.sh"], "test_files": [], "rationale": "r"}),
+            ),
+            fake_llm::tool_use("bash", json!({ "command": tamper })),
+            fake_llm::tool_use("view", json!({"path": "hello.sh"})),
+            fake_llm::tool_use(
+                "str_replace",
+                json!({"path": "hello.sh", "old_str": "echo \"hello\"", "new_str": "echo \"hello, world\""}),
+            ),
+            fake_llm::tool_use("finish", json!({"summary": "done"})),
+        ],
+    );
+    let artifacts = t.path().join("artifacts");
+    t.set("LACKEY_ARTIFACTS_DIR", artifacts.display().to_string())
+        .set("LACKEY_IMAGE", docker::test_image())
+        .set("ANTHROPIC_API_KEY", CANARY_KEY)
+        .set("ANTHROPIC_BASE_URL", llm.url());
+    let out = t.run(&[
+        "run",
+        "make hello.sh print hello, world",
+        "--repo",
+        "project",
+    ]);
+    let dir = std::fs::read_dir(&artifacts)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .next()
+        .expect("the run's directory");
+    let s = summary_of(&dir);
+    let log = std::fs::read_to_string(dir.join("minion.log")).unwrap_or_default();
+    // The tampering took: git in the container read the forged tree.
+    let commands = std::fs::read_to_string(dir.join("tool_calls.log")).unwrap_or_default();
+    assert!(commands.contains("tampered"), "{commands}\n{log}");
+    out.assert_code(1);
+    assert_eq!(s["outcome"], "error", "{s:#}\n{log}");
+    let error = s["error"].as_str().unwrap();
+    assert!(
+        error.contains("hash mismatch")
+            || (error.contains("outside the scope") && error.contains("test.sh")),
+        "{error}"
+    );
+    // Nothing of it is in the user's repository.
+    let id = dir.file_name().unwrap().to_string_lossy().to_string();
+    let branch = format!("minion/{id}");
+    if !repo::git(&project, &["branch", "--list", &branch]).trim().is_empty() {
+        let on_branch = repo::git(&project, &["show", &format!("{branch}:test.sh")]);
+        assert!(!on_branch.contains("PWNED"), "{on_branch}");
+    }
+    let everywhere = repo::git(&project, &["log", "--all", "-p"]);
+    assert!(!everywhere.contains("PWNED"), "the forged script reached the repository");
+}
