@@ -116,9 +116,15 @@ mod tests {
     fn a_prefix_is_the_run_id_and_128_private_bits_and_its_record_parses_back() {
         let id = "20261129-042233-a1b2";
         let p = new_prefix(id);
-        assert!(p.starts_with(&format!("{id}/")) && p.len() == id.len() + 33, "{p}");
+        assert!(
+            p.starts_with(&format!("{id}/")) && p.len() == id.len() + 33,
+            "{p}"
+        );
         assert_ne!(p, new_prefix(id), "two prefixes of one run are different");
-        assert_eq!(parse(&format!("runs/{p}")), Some((id.to_string(), p.clone())));
+        assert_eq!(
+            parse(&format!("runs/{p}")),
+            Some((id.to_string(), p.clone()))
+        );
         for not_a_record in [
             format!("{p}/run_summary.json"),
             format!("runs/{id}/short"),

@@ -459,7 +459,11 @@ pub async fn get_text(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> anyho
 }
 
 /// A run's summary from the bucket, no larger than a summary may be.
-pub async fn get_summary(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> anyhow::Result<String> {
+pub async fn get_summary(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+) -> anyhow::Result<String> {
     get_text_capped(s3, bucket, key, crate::runner::rundir::MAX_SUMMARY_BYTES).await
 }
 
@@ -479,7 +483,8 @@ pub async fn get_text_capped(
         .await
         .aws(format!("failed to read `s3://{bucket}/{key}`"))?;
     // A run's task could write any size there: read no more than the cap.
-    let too_large = || anyhow::anyhow!("`s3://{bucket}/{key}` is larger than {cap} bytes: not read");
+    let too_large =
+        || anyhow::anyhow!("`s3://{bucket}/{key}` is larger than {cap} bytes: not read");
     if out.content_length().is_some_and(|n| n.max(0) as u64 > cap) {
         return Err(too_large());
     }

@@ -617,7 +617,9 @@ impl FleetBackend for EcsFleet {
         records::record(&s3, &self.cloud.bucket, &artifacts)
             .await
             .map_err(failed)?;
-        let launched = self.launch_recorded(run, &spec, deadline, source, &artifacts).await;
+        let launched = self
+            .launch_recorded(run, &spec, deadline, source, &artifacts)
+            .await;
         if launched.is_err() {
             records::forget(&s3, &self.cloud.bucket, &artifacts).await;
         }

@@ -249,12 +249,11 @@ pub fn pack_commits(pack: &[u8]) -> Result<Vec<(String, Vec<String>)>, String> {
 /// after `committer`) would make a root commit look like a descendant here, so such a
 /// commit is refused rather than read two ways.
 fn commit_parents(content: &[u8]) -> Result<Vec<String>, String> {
-    let headers = content
-        .split(|&b| b == b'\n')
-        .take_while(|l| !l.is_empty());
+    let headers = content.split(|&b| b == b'\n').take_while(|l| !l.is_empty());
     let is_id = |h: &[u8]| {
         (h.len() == 40 || h.len() == 64)
-            && h.iter().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c))
+            && h.iter()
+                .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c))
     };
     let mut parents = Vec::new();
     let mut in_parents = false;
@@ -333,7 +332,12 @@ mod tests {
         );
         // A root commit: the message's `parent` line is no header.
         assert_eq!(
-            commit_parents(commit(&format!("tree {t}\nauthor a <a> 1 +0000\ncommitter a <a> 1 +0000")).as_bytes()),
+            commit_parents(
+                commit(&format!(
+                    "tree {t}\nauthor a <a> 1 +0000\ncommitter a <a> 1 +0000"
+                ))
+                .as_bytes()
+            ),
             Ok(vec![])
         );
         // A `parent` header after the author (git: a root commit) is refused, as is a

@@ -364,9 +364,15 @@ mod tests {
         let ok = route("POST", "/anthropic/v1/messages", None, true, None).unwrap();
         assert_eq!(ok.upstream, Upstream::Llm);
         assert_eq!(ok.path, "/v1/messages");
-        assert!(route("POST", "/anthropic/v1/messages", Some("beta=true"), true, None)
-            .unwrap_err()
-            .contains("query string"));
+        assert!(route(
+            "POST",
+            "/anthropic/v1/messages",
+            Some("beta=true"),
+            true,
+            None
+        )
+        .unwrap_err()
+        .contains("query string"));
         for (m, p) in [
             ("GET", "/anthropic/v1/messages"),
             ("GET", "/anthropic/v1/models"),
@@ -513,13 +519,20 @@ mod tests {
     #[test]
     fn an_llm_request_may_use_only_its_own_tools() {
         let ok = br#"{"model":"m","max_tokens":10,"messages":[],"tools":[{"name":"bash","input_schema":{}},{"type":"custom","name":"x","input_schema":{}}]}"#;
-        assert_eq!(check_message(ok, false).unwrap(), ok.to_vec(), "what goes on is what came");
+        assert_eq!(
+            check_message(ok, false).unwrap(),
+            ok.to_vec(),
+            "what goes on is what came"
+        );
         // Inline content passes; content the service would fetch does not, wherever it is.
         let inline = br#"{"messages":[{"role":"user","content":[{"type":"image","source":{"type":"base64","media_type":"image/png","data":"AA=="}},{"type":"document","source":{"type":"text","media_type":"text/plain","data":"x"}},{"type":"search_result","source":"https://example.com","title":"t","content":[]}]}]}"#;
         check_message(inline, false).unwrap();
         // A key given twice is sent once, as checked.
-        let twice = br#"{"messages":[],"tools":[{"type":"web_search_20250305","name":"w"}],"tools":[]}"#;
-        assert!(check_message(twice, false).is_ok_and(|b| !b.windows(10).any(|w| w == b"web_search")));
+        let twice =
+            br#"{"messages":[],"tools":[{"type":"web_search_20250305","name":"w"}],"tools":[]}"#;
+        assert!(
+            check_message(twice, false).is_ok_and(|b| !b.windows(10).any(|w| w == b"web_search"))
+        );
         assert!(check_message(ok, true)
             .unwrap_err()
             .contains("anthropic-beta"));

@@ -268,7 +268,11 @@ mod tests {
         std::fs::write(tmp.path().join("tool_calls.log"), &huge).unwrap();
         let dir = RunDir::open(tmp.path()).unwrap();
         let read = read_optional(&dir, "commands.log");
-        assert!(read.len() as u64 <= RENDER_CAP && read.ends_with('\n'), "{}", read.len());
+        assert!(
+            read.len() as u64 <= RENDER_CAP && read.ends_with('\n'),
+            "{}",
+            read.len()
+        );
         assert_eq!(ndjson(&read).len(), read.len() / line.len());
         // The over-long line is not parsed; the one after it is.
         assert_eq!(ndjson(&read_optional(&dir, "tool_calls.log")).len(), 1);

@@ -176,7 +176,10 @@ async fn sweep_stale_dirs(docker: &Engine) {
             continue;
         };
         use std::os::unix::fs::MetadataExt;
-        if e.metadata().map(|m| !ours.contains(&m.uid())).unwrap_or(true) {
+        if e.metadata()
+            .map(|m| !ours.contains(&m.uid()))
+            .unwrap_or(true)
+        {
             continue;
         }
         // A run starting right now has its directory before its container: leave
@@ -402,7 +405,11 @@ impl Docker {
         // starts (the minion waits for it), written under another name, then renamed
         // into place whole.
         let bundling = {
-            let (repo, dir, push_to) = (repo.to_path_buf(), proxy_dir.dir.clone(), spec.push_to.clone());
+            let (repo, dir, push_to) = (
+                repo.to_path_buf(),
+                proxy_dir.dir.clone(),
+                spec.push_to.clone(),
+            );
             tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
                 let part = dir.join(format!("{SOURCE_BUNDLE}.part"));
                 super::ecs::bundle_repo(&repo, &part, push_to.as_deref())?;
@@ -823,7 +830,9 @@ fn disk_used(dir: &Path) -> Result<u64, String> {
             total = total.saturating_add(m.blocks().saturating_mul(512));
             if m.is_dir() {
                 if depth >= 16 {
-                    return Err("the run nested folders over 16 deep in its artifacts directory".into());
+                    return Err(
+                        "the run nested folders over 16 deep in its artifacts directory".into(),
+                    );
                 }
                 todo.push((e.path(), depth + 1));
             }

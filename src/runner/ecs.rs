@@ -946,7 +946,9 @@ impl<A: Borrow<Aws> + Send + Sync> Ecs<A> {
                 None
             }
             Err(e) => {
-                reporter.warn(&format!("could not download the artifacts from {at}: {e:#}"));
+                reporter.warn(&format!(
+                    "could not download the artifacts from {at}: {e:#}"
+                ));
                 None
             }
         }
@@ -1530,13 +1532,19 @@ impl<A: Borrow<Aws> + Send + Sync> Backend for Ecs<A> {
         // The runs the records name (what a task wrote elsewhere in the bucket is no run).
         let recorded = tokio::time::timeout(Duration::from_secs(20), records::all(&s3, bucket))
             .await
-            .map_err(|_| anyhow::anyhow!("listing s3://{bucket}/{} took over 20 s", records::RECORDS))??;
+            .map_err(|_| {
+                anyhow::anyhow!("listing s3://{bucket}/{} took over 20 s", records::RECORDS)
+            })??;
         let mut by_id: HashMap<String, Vec<String>> = HashMap::new();
         for (id, prefix) in recorded {
             by_id.entry(id).or_default().push(prefix);
         }
         // Run ids sort by time: the newest first.
-        let mut ids: Vec<String> = by_id.keys().filter(|id| !known.contains(id)).cloned().collect();
+        let mut ids: Vec<String> = by_id
+            .keys()
+            .filter(|id| !known.contains(id))
+            .cloned()
+            .collect();
         ids.sort();
         ids.reverse();
         ids.truncate(limit);
@@ -1555,11 +1563,20 @@ impl<A: Borrow<Aws> + Send + Sync> Backend for Ecs<A> {
                         break;
                     }
                 }
-                RunRow::new(&id, Runtime::Cloud, summary.as_ref(), records::url(bucket, &at))
+                RunRow::new(
+                    &id,
+                    Runtime::Cloud,
+                    summary.as_ref(),
+                    records::url(bucket, &at),
+                )
             }
         });
         // At most 8 at once: each is up to a summary's cap in memory.
-        Ok(futures::StreamExt::collect(futures::StreamExt::buffered(futures::stream::iter(rows), 8)).await)
+        Ok(futures::StreamExt::collect(futures::StreamExt::buffered(
+            futures::stream::iter(rows),
+            8,
+        ))
+        .await)
     }
 }
 

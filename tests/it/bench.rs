@@ -942,7 +942,10 @@ fn bench_fleet() {
     // Counted between the first and the last stop-marker check (one S3 HEAD per poll
     // tick) of the window, in moto's order: whole ticks, so a poll at either edge of the
     // window does not count without its tick.
-    let cli: Vec<_> = reqs[before..].iter().filter(|r| r.caller == "cli").collect();
+    let cli: Vec<_> = reqs[before..]
+        .iter()
+        .filter(|r| r.caller == "cli")
+        .collect();
     let heads: Vec<usize> = (0..cli.len())
         .filter(|&i| cli[i].service == "s3" && cli[i].action == "HEAD")
         .collect();

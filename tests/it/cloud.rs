@@ -352,7 +352,10 @@ fn a_stub_cloud_run_end_to_end() {
     // The pull request names the run's folder, never the private prefix below it.
     let body = pulls[0]["body"].as_str().unwrap();
     assert!(body.contains(&format!("s3://lackey-artifacts-123456789012/{id}/")));
-    assert!(!body.contains(&prefix), "the PR publishes the private prefix: {body}");
+    assert!(
+        !body.contains(&prefix),
+        "the PR publishes the private prefix: {body}"
+    );
     c.github.assert_clean();
     let keys = c.s3_keys(&format!("{id}/"));
     for a in ARTIFACTS {

@@ -777,10 +777,7 @@ fn a_run_that_floods_its_output_and_fills_its_artifacts_directory_is_stopped() {
         .filter(|e| e.file_name().to_string_lossy().starts_with("junk."))
         .map(|e| e.metadata().unwrap().len())
         .sum();
-    assert!(
-        junk > 64 << 20 && junk <= 256 << 20,
-        "{junk} bytes of junk"
-    );
+    assert!(junk > 64 << 20 && junk <= 256 << 20, "{junk} bytes of junk");
 }
 
 /// The agent's bash tool rewrites the object store so that the base commit's tree id
@@ -866,10 +863,16 @@ echo tampered"#;
     // Nothing of it is in the user's repository.
     let id = dir.file_name().unwrap().to_string_lossy().to_string();
     let branch = format!("minion/{id}");
-    if !repo::git(&project, &["branch", "--list", &branch]).trim().is_empty() {
+    if !repo::git(&project, &["branch", "--list", &branch])
+        .trim()
+        .is_empty()
+    {
         let on_branch = repo::git(&project, &["show", &format!("{branch}:test.sh")]);
         assert!(!on_branch.contains("PWNED"), "{on_branch}");
     }
     let everywhere = repo::git(&project, &["log", "--all", "-p"]);
-    assert!(!everywhere.contains("PWNED"), "the forged script reached the repository");
+    assert!(
+        !everywhere.contains("PWNED"),
+        "the forged script reached the repository"
+    );
 }

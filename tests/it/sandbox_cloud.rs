@@ -481,7 +481,9 @@ fn another_runs_task_cannot_forge_or_find_a_runs_artifacts() {
             format!("{never_ran}/run_summary.json"),
         ] {
             let run_id = key.split('/').next().unwrap().to_string();
-            put(key, forged(&run_id)).await.expect("a task writes there");
+            put(key, forged(&run_id))
+                .await
+                .expect("a task writes there");
         }
         put(format!("{id}/repo.bundle"), "not a bundle".into())
             .await
@@ -545,7 +547,10 @@ fn another_runs_task_cannot_forge_or_find_a_runs_artifacts() {
     assert_eq!(summary["task"], "the real task");
     assert_eq!(summary["outcome"], "success");
     let page = std::fs::read_to_string(c.run_dir(&id).join("report.html")).unwrap();
-    assert!(!page.contains("FORGED"), "the report shows a forged summary");
+    assert!(
+        !page.contains("FORGED"),
+        "the report shows a forged summary"
+    );
     let absent = c.t.run(&["report", never_ran]);
     absent.assert_code(1);
     // The run's branch, back in the repository, is the run's own.

@@ -126,7 +126,10 @@ async fn the_proxy_refuses_a_request_body_over_its_cap() {
     if let Ok(r) = streamed {
         assert_eq!(r.status().as_u16(), 403);
     }
-    assert!(llm.received().is_empty(), "an oversized request reached the LLM");
+    assert!(
+        llm.received().is_empty(),
+        "an oversized request reached the LLM"
+    );
     let refusals = proxy.refusals();
     assert_eq!(refusals.len(), 2, "{refusals:?}");
     assert!(refusals[0].contains("larger than 32 MiB"), "{refusals:?}");

@@ -167,7 +167,10 @@ impl TestEnv {
         // The CLI's own temporary folders (a local run's proxy socket and bundle) too: a
         // test that kills the CLI leaves them, and they go with the test's directory.
         std::fs::create_dir_all(dir.path().join("tmp")).unwrap();
-        env.insert("TMPDIR".into(), dir.path().join("tmp").display().to_string());
+        env.insert(
+            "TMPDIR".into(),
+            dir.path().join("tmp").display().to_string(),
+        );
         record("dir", &dir.path().display().to_string());
         TestEnv { dir, env }
     }
