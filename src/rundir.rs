@@ -178,6 +178,20 @@ impl RunDir {
         Ok((buf, more))
     }
 
+    /// The last `cap` bytes of `name`, and whether anything came before them.
+    pub fn read_tail(&self, name: &str, cap: u64) -> io::Result<(Vec<u8>, bool)> {
+        use std::io::{Seek, SeekFrom};
+        let mut file = self.open_file(name)?;
+        let len = file.metadata()?.len();
+        let cut = len > cap;
+        if cut {
+            file.seek(SeekFrom::Start(len - cap))?;
+        }
+        let mut buf = Vec::new();
+        file.take(cap).read_to_end(&mut buf)?;
+        Ok((buf, cut))
+    }
+
     /// The whole of `name`, refused when it is longer than `cap`.
     pub fn read(&self, name: &str, cap: u64) -> io::Result<Vec<u8>> {
         let (buf, more) = self.read_capped(name, cap)?;

@@ -99,6 +99,9 @@ pub struct EcsFleet {
     report: ReportFn,
     states: Mutex<HashMap<String, TaskState>>,
     started: Mutex<HashMap<String, chrono::DateTime<chrono::Utc>>>,
+    /// The artifact prefix each run launched by this process was given (a run found
+    /// again after a restart is looked up in the records).
+    prefixes: Mutex<HashMap<String, String>>,
     /// The log read position, by the first stream of a group of streams.
     cursors: Mutex<HashMap<String, LogCursor>>,
     /// Each run's RunTask request and the task that stands for its handle now: ECS
@@ -190,6 +193,7 @@ impl EcsFleet {
             report,
             states: Mutex::new(HashMap::new()),
             started: Mutex::new(HashMap::new()),
+            prefixes: Mutex::new(HashMap::new()),
             cursors: Mutex::new(HashMap::new()),
             relaunches: Mutex::new(HashMap::new()),
             calls: Default::default(),
@@ -550,6 +554,10 @@ impl EcsFleet {
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .insert(run.run_id.clone(), chrono::Utc::now());
+                self.prefixes
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(run.run_id.clone(), artifacts.to_string());
                 let _ = std::fs::write(dir.join(".ecs-task"), &arn);
                 self.relaunches
                     .lock()
@@ -715,11 +723,18 @@ impl FleetBackend for EcsFleet {
             .unwrap_or_default();
         // The same collection as a single cloud run: inputs deleted, artifacts
         // downloaded, the summary settled, the branch brought back.
+        let prefix = self
+            .prefixes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&run.run_id)
+            .cloned();
         let h = self.ecs.handle(
             &run.run_id,
             current.as_deref().unwrap_or_default(),
             dir.clone(),
             started,
+            prefix,
         );
         let summary = match self.ecs.collect(h, state.end(end), &spec, &Silent).await {
             Ok(o) => {

@@ -515,8 +515,6 @@ impl Run {
     }
 
     async fn clone_repo(&mut self) -> Result<(), Stop> {
-        /// How long a local run waits for the host's bundle of the repository.
-        const BUNDLE_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
         let git = Git::new(
             &self.repo_dir,
             self.art.clone(),
@@ -528,15 +526,15 @@ impl Run {
         // (it appears whole, renamed into place): wait for it.
         if let RepoSource::Path(p) = &self.input.repo {
             if p.extension().is_some_and(|e| e == "bundle") && !p.exists() {
+                // Until the run's deadline: a large repository takes a while to bundle.
                 let waited = Instant::now();
                 while !p.exists() {
-                    if waited.elapsed() > BUNDLE_WAIT {
+                    if self.deadline.is_some_and(|d| Instant::now() >= d) {
                         return Err(Stop::End(
                             Outcome::Error,
                             format!(
-                                "the host did not provide the repository's bundle `{}` within {} s",
-                                p.display(),
-                                BUNDLE_WAIT.as_secs()
+                                "the host did not provide the repository's bundle `{}` before the run's deadline",
+                                p.display()
                             ),
                         ));
                     }

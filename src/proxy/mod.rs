@@ -47,8 +47,14 @@ const MAX_OTHER: usize = 8 * MIB;
 /// All the request bodies held at once by every proxy of this process, however many
 /// connections its containers open: a local run's proxy lives in the user's CLI (a
 /// local fleet's runs each have one), whose memory a hostile container must not
-/// exhaust. A request waits until its kind's cap fits in what is left.
-const BODY_BUDGET: usize = 512 * MIB;
+/// exhaust. A request is charged its declared length (its kind's cap when it declares
+/// none), in MiB rounded up, from its run's share and from this.
+const BODY_BUDGET: usize = 1024 * MIB;
+/// The most of [`BODY_BUDGET`] one proxy (one run) may hold: a run that holds its share
+/// with bodies it never finishes sending slows only itself.
+const PROXY_SHARE: usize = 256 * MIB;
+/// How long a request may wait for room in the budget, and take to send its body.
+const BODY_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// [`BODY_BUDGET`] in MiB, shared by every proxy of the process.
 static BUDGET: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(BODY_BUDGET / MIB);
@@ -106,6 +112,8 @@ struct State {
     client: reqwest::Client,
     refusals: Mutex<Vec<String>>,
     forwarded: AtomicU64,
+    /// This proxy's share of the body budget, in MiB ([`PROXY_SHARE`]).
+    share: tokio::sync::Semaphore,
 }
 
 type Body = UnsyncBoxBody<Bytes, std::io::Error>;
@@ -136,6 +144,7 @@ impl Proxy {
             client,
             refusals: Mutex::new(Vec::new()),
             forwarded: AtomicU64::new(0),
+            share: tokio::sync::Semaphore::new(PROXY_SHARE / MIB),
         }))
     }
 
@@ -353,17 +362,40 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
             &format!("the request body is larger than {} MiB", cap / MIB),
         ));
     }
-    // Held until the request is answered: its body is in memory until then.
-    let Ok(_held) = BUDGET.acquire_many((cap / MIB) as u32).await else {
-        return Ok(state.refuse(&method, &path, "the proxy is shutting down"));
+    // Charged until the request is answered (its body is in memory until it is sent),
+    // from the run's share first, so one run cannot hold what the others need.
+    let mib = declared.map_or(cap, |n| n as usize).div_ceil(MIB).max(1) as u32;
+    let held = tokio::time::timeout(BODY_WAIT, async {
+        let own = state.share.acquire_many(mib).await.ok()?;
+        let all = BUDGET.acquire_many(mib).await.ok()?;
+        Some((own, all))
+    })
+    .await;
+    let Ok(Some(_held)) = held else {
+        return Ok(state.refuse(
+            &method,
+            &path,
+            "the proxy holds as many request bodies as it may; try again later",
+        ));
     };
-    let body = match Limited::new(body, cap).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) => {
+    let limit = declared.map_or(cap, |n| n as usize);
+    let body = match tokio::time::timeout(BODY_WAIT, Limited::new(body, limit).collect()).await {
+        Ok(Ok(b)) => b.to_bytes(),
+        Ok(Err(e)) => {
             return Ok(state.refuse(
                 &method,
                 &path,
                 &format!("the request body could not be read ({e})"),
+            ))
+        }
+        Err(_) => {
+            return Ok(state.refuse(
+                &method,
+                &path,
+                &format!(
+                    "the request body did not arrive within {} s",
+                    BODY_WAIT.as_secs()
+                ),
             ))
         }
     };

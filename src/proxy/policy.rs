@@ -225,7 +225,13 @@ fn fetched_source(v: &serde_json::Value, depth: usize) -> Option<String> {
     }
     match v {
         serde_json::Value::Object(m) => {
-            if let Some(serde_json::Value::Object(src)) = m.get("source") {
+            // A content block the service reads a `source` of: an image or a document
+            // (a tool's schema or input may have a field named `source` of its own).
+            let block = matches!(
+                m.get("type").and_then(|t| t.as_str()),
+                Some("image" | "document")
+            );
+            if let (true, Some(src)) = (block, m.get("source")) {
                 match src.get("type").and_then(|t| t.as_str()) {
                     Some("base64" | "text" | "content") => {}
                     other => return Some(other.unwrap_or("untyped").to_string()),
@@ -527,6 +533,9 @@ mod tests {
         // Inline content passes; content the service would fetch does not, wherever it is.
         let inline = br#"{"messages":[{"role":"user","content":[{"type":"image","source":{"type":"base64","media_type":"image/png","data":"AA=="}},{"type":"document","source":{"type":"text","media_type":"text/plain","data":"x"}},{"type":"search_result","source":"https://example.com","title":"t","content":[]}]}]}"#;
         check_message(inline, false).unwrap();
+        // A field named `source` of a tool's own is no content block.
+        let tool = br#"{"messages":[],"tools":[{"name":"t","input_schema":{"type":"object","properties":{"source":{"type":"string"}}}}]}"#;
+        check_message(tool, false).unwrap();
         // A key given twice is sent once, as checked.
         let twice =
             br#"{"messages":[],"tools":[{"type":"web_search_20250305","name":"w"}],"tools":[]}"#;
@@ -545,6 +554,7 @@ mod tests {
             r#"{"messages":[{"role":"user","content":[{"type":"tool_result","tool_use_id":"t","content":[{"type":"document","source":{"type":"url","url":"https://evil.example/"}}]}]}]}"#,
             r#"{"messages":[{"role":"user","content":[{"type":"document","source":{"type":"file","file_id":"f"}}]}]}"#,
             r#"{"messages":[{"role":"user","content":[{"type":"image","source":{"url":"https://evil.example/"}}]}]}"#,
+            r#"{"messages":[{"role":"user","content":[{"type":"document","source":"https://evil.example/"}]}]}"#,
             "not json",
         ] {
             assert!(check_message(bad.as_bytes(), false).is_err(), "{bad}");

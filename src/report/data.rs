@@ -61,6 +61,8 @@ pub struct RunData {
     pub commands: Vec<Value>,
     pub turns: Vec<Turn>,
     pub log: Vec<LogLine>,
+    /// The artifacts larger than the report reads, shown in part.
+    pub cut: Vec<&'static str>,
 }
 
 /// The most of one artifact the report reads. The page is for a reader, and what the
@@ -75,14 +77,32 @@ const RENDER_LINE_CAP: usize = 2 * 1024 * 1024;
 /// An artifact as text, read without following a link (a local run's directory was
 /// the container's to write) and capped at [`RENDER_CAP`]: a name that is missing or
 /// not a regular file reads as empty; a longer file is read up to its last whole line
-/// within the cap.
-fn read_optional(dir: &RunDir, name: &str) -> String {
+/// within the cap (and its name added to `cut`).
+fn read_optional(dir: &RunDir, name: &'static str, cut: &mut Vec<&'static str>) -> String {
     let Ok((mut bytes, more)) = dir.read_capped(name, RENDER_CAP) else {
         return String::new();
     };
     if more {
         let whole = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
         bytes.truncate(whole);
+        cut.push(name);
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// The same for a log, whose end matters most: its last [`RENDER_CAP`] bytes, from its
+/// first whole line.
+fn read_optional_tail(dir: &RunDir, name: &'static str, cut: &mut Vec<&'static str>) -> String {
+    let Ok((mut bytes, more)) = dir.read_tail(name, RENDER_CAP) else {
+        return String::new();
+    };
+    if more {
+        let start = bytes
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(bytes.len(), |i| i + 1);
+        bytes.drain(..start);
+        cut.push(name);
     }
     String::from_utf8_lossy(&bytes).into_owned()
 }
@@ -110,19 +130,25 @@ impl RunData {
                     )
                 })
             })?;
-        let scope = serde_json::from_str(&read_optional(dir, "scope.json")).unwrap_or(Value::Null);
-        let transcript = ndjson(&read_optional(dir, "transcript.jsonl"));
-        let tool_log = ndjson(&read_optional(dir, "tool_calls.log"));
+        let mut cut = Vec::new();
+        let scope = serde_json::from_str(&read_optional(dir, "scope.json", &mut cut))
+            .unwrap_or(Value::Null);
+        let transcript = ndjson(&read_optional(dir, "transcript.jsonl", &mut cut));
+        let tool_log = ndjson(&read_optional(dir, "tool_calls.log", &mut cut));
+        let diff = read_optional(dir, "diff.patch", &mut cut);
+        let commands = ndjson(&read_optional(dir, "commands.log", &mut cut));
+        let log = read_optional_tail(dir, "minion.log", &mut cut)
+            .lines()
+            .filter_map(parse_log_line)
+            .collect();
         Ok(RunData {
             summary,
             scope,
-            diff: read_optional(dir, "diff.patch"),
-            commands: ndjson(&read_optional(dir, "commands.log")),
+            diff,
+            commands,
             turns: turns(&transcript, &tool_log),
-            log: read_optional(dir, "minion.log")
-                .lines()
-                .filter_map(parse_log_line)
-                .collect(),
+            log,
+            cut,
         })
     }
 }
@@ -267,7 +293,9 @@ mod tests {
         let huge = format!("[{}0]\n{line}", "0,".repeat(RENDER_LINE_CAP));
         std::fs::write(tmp.path().join("tool_calls.log"), &huge).unwrap();
         let dir = RunDir::open(tmp.path()).unwrap();
-        let read = read_optional(&dir, "commands.log");
+        let mut cut = Vec::new();
+        let read = read_optional(&dir, "commands.log", &mut cut);
+        assert_eq!(cut, ["commands.log"]);
         assert!(
             read.len() as u64 <= RENDER_CAP && read.ends_with('\n'),
             "{}",
@@ -275,7 +303,15 @@ mod tests {
         );
         assert_eq!(ndjson(&read).len(), read.len() / line.len());
         // The over-long line is not parsed; the one after it is.
-        assert_eq!(ndjson(&read_optional(&dir, "tool_calls.log")).len(), 1);
+        assert_eq!(
+            ndjson(&read_optional(&dir, "tool_calls.log", &mut cut)).len(),
+            1
+        );
+        // A log keeps its end, from a whole line.
+        std::fs::write(tmp.path().join("minion.log"), &many).unwrap();
+        let tail = read_optional_tail(&dir, "minion.log", &mut cut);
+        assert!(tail.len() as u64 <= RENDER_CAP && tail.starts_with('{') && many.ends_with(&tail));
+        assert_eq!(cut, ["commands.log", "minion.log"]);
     }
 
     #[test]

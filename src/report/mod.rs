@@ -199,6 +199,11 @@ impl Page<'_> {
         self.raw(STYLE);
         self.raw("</style>\n</head>\n<body>\n");
         self.header(run);
+        if !run.cut.is_empty() {
+            self.raw("<p class=\"error\" role=\"note\"><strong>Shown in part:</strong> larger than the report reads (8 MiB), so only part of ");
+            self.text(&run.cut.join(", "));
+            self.raw(" is shown here (a log's end, any other file's beginning); the run's folder holds the whole files.</p>\n");
+        }
         self.raw("<nav aria-label=\"Sections\"><ul><li><a href=\"#scope\">Scope</a></li><li><a href=\"#steps\">Steps</a></li><li><a href=\"#timeline\">Timeline</a></li><li><a href=\"#checks\">Checks</a></li><li><a href=\"#diff\">Diff</a></li><li><a href=\"#usage\">Tokens and cost</a></li></ul><div id=\"controls\" hidden></div></nav>\n<main>\n");
         let files = diff::parse(&run.diff);
         self.scope(run, &files);

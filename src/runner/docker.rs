@@ -165,8 +165,7 @@ async fn sweep_stale_dirs(docker: &Engine) {
     let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
         return;
     };
-    // Ours: made by this user, or (lackey running as root) given to the container's.
-    let ours = [unsafe { libc::getuid() }, container_user().0];
+    let me = unsafe { libc::getuid() };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().to_string();
         let Some(id) = name
@@ -176,10 +175,7 @@ async fn sweep_stale_dirs(docker: &Engine) {
             continue;
         };
         use std::os::unix::fs::MetadataExt;
-        if e.metadata()
-            .map(|m| !ours.contains(&m.uid()))
-            .unwrap_or(true)
-        {
+        if e.metadata().map(|m| m.uid() != me).unwrap_or(true) {
             continue;
         }
         // A run starting right now has its directory before its container: leave
@@ -274,7 +270,7 @@ const OUTPUT_LOG_MAX_FILES: &str = "2";
 /// The end of the run's container output (stdout and stderr, its last 1,000 lines, at
 /// most [`OUTPUT_READ_LIMIT`] bytes), for when the minion wrote no log.
 async fn container_output(docker: &Engine, name: &str) -> String {
-    let mut out = Vec::new();
+    let mut out: Vec<u8> = Vec::new();
     let mut logs = docker.logs(
         name,
         Some(
@@ -285,13 +281,16 @@ async fn container_output(docker: &Engine, name: &str) -> String {
                 .build(),
         ),
     );
+    // At most 1,000 lines of at most 16 KiB each (Docker splits longer ones): the last
+    // OUTPUT_READ_LIMIT bytes of them are kept.
     while let Some(Ok(chunk)) = logs.next().await {
-        let bytes = chunk.into_bytes();
-        let room = OUTPUT_READ_LIMIT - out.len();
-        out.extend_from_slice(&bytes[..bytes.len().min(room)]);
-        if out.len() >= OUTPUT_READ_LIMIT {
-            break;
+        out.extend_from_slice(&chunk.into_bytes());
+        if out.len() > 2 * OUTPUT_READ_LIMIT {
+            out.drain(..out.len() - OUTPUT_READ_LIMIT);
         }
+    }
+    if out.len() > OUTPUT_READ_LIMIT {
+        out.drain(..out.len() - OUTPUT_READ_LIMIT);
     }
     String::from_utf8_lossy(&out).into_owned()
 }
@@ -776,6 +775,20 @@ struct OutputLimit {
     bytes: u64,
 }
 
+/// The free space a local run must leave on the disk holding its artifacts directory.
+const DISK_FLOOR: u64 = 256 * 1024 * 1024;
+
+/// Free bytes (for an unprivileged user) on the filesystem holding `dir`.
+fn disk_free(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statvfs is plain old data; all zeroes is a valid value to be filled in.
+    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a NUL-terminated path and `s` a statvfs the call fills in.
+    (unsafe { libc::statvfs(c.as_ptr(), &mut s) } == 0)
+        .then(|| (s.f_bavail as u64).saturating_mul(s.f_frsize as u64))
+}
+
 /// How often the artifacts directory is measured while the container runs.
 const OUTPUT_CHECK_EVERY: Duration = Duration::from_secs(1);
 /// The most entries a run's artifacts directory may hold (a run leaves about ten).
@@ -788,9 +801,19 @@ impl OutputLimit {
         loop {
             tokio::time::sleep(OUTPUT_CHECK_EVERY).await;
             let dir = self.dir.clone();
-            let used = tokio::task::spawn_blocking(move || disk_used(&dir))
-                .await
-                .unwrap_or(Ok(0));
+            let used = tokio::task::spawn_blocking(move || {
+                // What the walk cannot see (a file deleted while still open and
+                // written): the disk itself must keep room.
+                match disk_free(&dir) {
+                    Some(free) if free < DISK_FLOOR => Err(format!(
+                        "the disk holding the run's artifacts directory has under {} MiB free",
+                        DISK_FLOOR / (1024 * 1024)
+                    )),
+                    _ => disk_used(&dir),
+                }
+            })
+            .await
+            .unwrap_or(Ok(0));
             match used {
                 Ok(n) if n > self.bytes => {
                     return format!(
@@ -814,8 +837,13 @@ fn disk_used(dir: &Path) -> Result<u64, String> {
     let mut entries = 0u64;
     let mut todo = vec![(dir.to_path_buf(), 0usize)];
     while let Some((d, depth)) = todo.pop() {
-        let Ok(listing) = std::fs::read_dir(&d) else {
-            continue;
+        // A folder the walk cannot read could hide anything.
+        let listing = match std::fs::read_dir(&d) {
+            Ok(l) => l,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(_) => {
+                return Err("the run made a folder of its artifacts directory unreadable".into())
+            }
         };
         for e in listing.flatten() {
             entries += 1;

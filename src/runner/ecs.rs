@@ -701,6 +701,10 @@ impl<A: Borrow<Aws> + Send + Sync> Ecs<A> {
     /// the task has the credential sidecar, for the sidecar (the credentials and
     /// upstreams move to it, [`through_sidecar`]), under ECS's size limit (a long task
     /// goes through S3, under the run's input key).
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "each is one input of the overrides, prepared by a different launch step"
+    )]
     pub(crate) async fn environment(
         &self,
         cloud: &CloudSpec,
@@ -886,6 +890,7 @@ impl<A: Borrow<Aws> + Send + Sync> Ecs<A> {
         task_arn: &str,
         dir: PathBuf,
         started: chrono::DateTime<chrono::Utc>,
+        artifacts: Option<String>,
     ) -> RunHandle {
         RunHandle {
             run_id: run_id.to_string(),
@@ -901,7 +906,7 @@ impl<A: Borrow<Aws> + Send + Sync> Ecs<A> {
                 first_status: String::new(),
                 log_group: self.target.log_group.clone(),
                 relaunch: None,
-                artifacts: None,
+                artifacts,
             }),
         }
     }
