@@ -326,6 +326,52 @@ fn dropped(name: &str) -> bool {
 /// copies them into its `minion.log`; they are the container's own requests).
 pub const REFUSALS_PATH: &str = "/_lackey/refusals";
 
+/// What a request's body holds of the budget until the request is answered.
+type Held<'s> = (
+    tokio::sync::SemaphorePermit<'s>,
+    tokio::sync::SemaphorePermit<'static>,
+);
+
+/// A request's whole body, within its kind's cap, charged to the budget (its run's
+/// share first, so one run cannot hold what the others need) until the returned
+/// permits are dropped; or why not.
+async fn read_body<'s>(
+    state: &'s State,
+    parts: &hyper::http::request::Parts,
+    body: Incoming,
+    allowed: &policy::Allowed,
+) -> Result<(Bytes, Held<'s>), String> {
+    let cap = body_cap(allowed);
+    let declared = parts
+        .headers
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > cap as u64) {
+        return Err(format!("the request body is larger than {} MiB", cap / MIB));
+    }
+    // Its declared length (its cap when it declares none) is charged while its body is
+    // in memory, that is until it is answered.
+    let limit = declared.map_or(cap, |n| n as usize);
+    let mib = limit.div_ceil(MIB).max(1) as u32;
+    let held = tokio::time::timeout(BODY_WAIT, async {
+        let own = state.share.acquire_many(mib).await.ok()?;
+        let all = BUDGET.acquire_many(mib).await.ok()?;
+        Some((own, all))
+    })
+    .await;
+    let Ok(Some(held)) = held else {
+        return Err("the proxy holds as many request bodies as it may; try again later".into());
+    };
+    match tokio::time::timeout(BODY_WAIT, Limited::new(body, limit).collect()).await {
+        Ok(Ok(b)) => Ok((b.to_bytes(), held)),
+        Ok(Err(e)) => Err(format!("the request body could not be read ({e})")),
+        Err(_) => Err(format!(
+            "the request body did not arrive within {} s",
+            BODY_WAIT.as_secs()
+        )),
+    }
+}
+
 async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     let method = req.method().as_str().to_string();
     let path = req.uri().path().to_string();
@@ -350,54 +396,9 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
         Err(reason) => return Ok(state.refuse(&method, &path, &reason)),
     };
     let (parts, body) = req.into_parts();
-    let cap = body_cap(&allowed);
-    let declared = parts
-        .headers
-        .get(hyper::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > cap as u64) {
-        return Ok(state.refuse(
-            &method,
-            &path,
-            &format!("the request body is larger than {} MiB", cap / MIB),
-        ));
-    }
-    // Charged until the request is answered (its body is in memory until it is sent),
-    // from the run's share first, so one run cannot hold what the others need.
-    let mib = declared.map_or(cap, |n| n as usize).div_ceil(MIB).max(1) as u32;
-    let held = tokio::time::timeout(BODY_WAIT, async {
-        let own = state.share.acquire_many(mib).await.ok()?;
-        let all = BUDGET.acquire_many(mib).await.ok()?;
-        Some((own, all))
-    })
-    .await;
-    let Ok(Some(_held)) = held else {
-        return Ok(state.refuse(
-            &method,
-            &path,
-            "the proxy holds as many request bodies as it may; try again later",
-        ));
-    };
-    let limit = declared.map_or(cap, |n| n as usize);
-    let body = match tokio::time::timeout(BODY_WAIT, Limited::new(body, limit).collect()).await {
-        Ok(Ok(b)) => b.to_bytes(),
-        Ok(Err(e)) => {
-            return Ok(state.refuse(
-                &method,
-                &path,
-                &format!("the request body could not be read ({e})"),
-            ))
-        }
-        Err(_) => {
-            return Ok(state.refuse(
-                &method,
-                &path,
-                &format!(
-                    "the request body did not arrive within {} s",
-                    BODY_WAIT.as_secs()
-                ),
-            ))
-        }
+    let (body, _held) = match read_body(&state, &parts, body, &allowed).await {
+        Ok(read) => read,
+        Err(reason) => return Ok(state.refuse(&method, &path, &reason)),
     };
     let body = if allowed.upstream == policy::Upstream::Llm {
         if parts.headers.contains_key(hyper::header::CONTENT_ENCODING) {
