@@ -240,6 +240,24 @@ fn source_context(dir: &Path) -> anyhow::Result<Vec<u8>> {
 
 fn project_context(repo: &Path) -> anyhow::Result<Vec<u8>> {
     let dir = repo.join(".lackey");
+    // The build context is `.lackey` itself, never what a link there names: a
+    // repository whose `.lackey` links to `.` would otherwise send its whole work tree
+    // (an untracked `.env`, `.git/config`) to a build whose steps it wrote. Inside it,
+    // links are left out (the walk does not follow them).
+    let real = |p: &Path, dir: bool| {
+        std::fs::symlink_metadata(p).is_ok_and(|m| {
+            let t = m.file_type();
+            !t.is_symlink() && if dir { t.is_dir() } else { t.is_file() }
+        })
+    };
+    if dir.exists() && !(real(&dir, true) && real(&dir.join("Dockerfile"), false)) {
+        return Err(Fail::new(format!(
+            "`{}` or its Dockerfile is a symbolic link (or not a plain folder and file)",
+            dir.display()
+        ))
+        .with_hint("a project image is built from the real `.lackey` folder of the repository only: replace the link with the folder")
+        .into());
+    }
     if !dir.join("Dockerfile").is_file() {
         return Err(
             Fail::new(format!("`{}` has no .lackey/Dockerfile", repo.display()))
@@ -565,6 +583,33 @@ pub fn docker_error(e: bollard::errors::Error, doing: &str) -> anyhow::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_linked_lackey_folder_never_becomes_the_build_context() {
+        let repo = tempfile::tempdir().unwrap();
+        std::fs::write(repo.path().join("Dockerfile"), "FROM x\nCOPY . /\n").unwrap();
+        std::fs::write(repo.path().join(".env"), "SECRET=1\n").unwrap();
+        std::os::unix::fs::symlink(".", repo.path().join(".lackey")).unwrap();
+        let err = project_context(repo.path()).unwrap_err();
+        assert!(format!("{err:#}").contains("symbolic link"), "{err:#}");
+        // A real folder whose Dockerfile is a link is refused too; a real one is packed,
+        // its links left out.
+        std::fs::remove_file(repo.path().join(".lackey")).unwrap();
+        std::fs::create_dir(repo.path().join(".lackey")).unwrap();
+        std::os::unix::fs::symlink("../Dockerfile", repo.path().join(".lackey/Dockerfile"))
+            .unwrap();
+        assert!(project_context(repo.path()).is_err());
+        std::fs::remove_file(repo.path().join(".lackey/Dockerfile")).unwrap();
+        std::fs::write(repo.path().join(".lackey/Dockerfile"), "FROM x\n").unwrap();
+        std::os::unix::fs::symlink("../.env", repo.path().join(".lackey/env")).unwrap();
+        let tar = project_context(repo.path()).unwrap();
+        let names: Vec<String> = tar::Archive::new(&tar[..])
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().display().to_string())
+            .collect();
+        assert_eq!(names, ["Dockerfile"]);
+    }
 
     /// The first 20 bytes of an ELF header for `machine`, in either byte order.
     fn elf(machine: u16, big_endian: bool) -> Vec<u8> {

@@ -224,6 +224,40 @@ pub fn passable(name: &str) -> bool {
     !secret_looking(name) && reserved_prefix(name).is_none()
 }
 
+/// Why a variable's value looks like a credential whatever its name (a URL with a
+/// password, a token of a well-known shape, a private key), or None. The value itself
+/// is never part of the answer.
+pub fn credential_value(value: &str) -> Option<&'static str> {
+    let v = value.trim();
+    if let Some((_, rest)) = v.split_once("://") {
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        if authority.contains('@') {
+            return Some("a URL with a user and password");
+        }
+    }
+    const PREFIXES: [&str; 12] = [
+        "ghp_",
+        "gho_",
+        "ghu_",
+        "ghs_",
+        "ghr_",
+        "github_pat_",
+        "glpat-",
+        "sk-",
+        "xox",
+        "AKIA",
+        "ASIA",
+        "AIza",
+    ];
+    if PREFIXES.iter().any(|p| v.starts_with(p)) && v.len() >= 16 {
+        return Some("a token of a well-known shape");
+    }
+    if v.contains("-----BEGIN") {
+        return Some("a private key or certificate");
+    }
+    None
+}
+
 /// Whether a variable's name says it holds a secret (such a variable is never passed
 /// through to a run, on either side of the contract).
 pub fn secret_looking(name: &str) -> bool {

@@ -172,7 +172,7 @@ fn specs_for(ctx: &Ctx, m: &Manifest, source: &str) -> anyhow::Result<HashMap<St
                 .settings(&flags_for(&m.options, t))
                 .and_then(|s| {
                     let mut spec =
-                        RunSpec::from_settings(&s, &t.task, cloud)?.with_pass_env(&s, &ctx.env);
+                        RunSpec::from_settings(&s, &t.task, cloud)?.with_pass_env(&s, &ctx.env)?;
                     // A local repository's blueprint names the branch (a GitHub
                     // repository's is read by the fleet's backend, once per repository).
                     spec.decide_branch_in_repo()?;

@@ -128,6 +128,20 @@ fn load_inputs(global: &GlobalArgs, read_config: bool) -> anyhow::Result<(EnvVar
         None => (PathBuf::from(".env"), false),
     };
     let env = EnvVars::load(&dotenv, explicit)?;
+    if !explicit {
+        refuse_repository_settings(&dotenv, || {
+            env.dotenv_only()
+                .map(|(k, _)| k.to_string())
+                .filter(|k| {
+                    k.starts_with("AWS_")
+                        || k.starts_with("DOCKER_")
+                        || REPOSITORY_MAY_NOT_SET
+                            .iter()
+                            .any(|key| key.env.contains(&k.as_str()))
+                })
+                .collect()
+        })?;
+    }
     // The AWS SDK (credentials) and bollard (DOCKER_HOST) read their own variables:
     // let them see the ones only .env sets. Nothing else is exported, so no secret from
     // .env reaches a child process. This runs before the runtime starts, while the
@@ -141,7 +155,17 @@ fn load_inputs(global: &GlobalArgs, read_config: bool) -> anyhow::Result<(EnvVar
     let file = if !read_config {
         ConfigFile::default()
     } else if path.exists() {
-        ConfigFile::load(&path)?
+        let file = ConfigFile::load(&path)?;
+        if !explicit {
+            refuse_repository_settings(&path, || {
+                REPOSITORY_MAY_NOT_SET
+                    .iter()
+                    .filter(|key| file.values.contains_key(key.name))
+                    .map(|key| key.name.to_string())
+                    .collect()
+            })?;
+        }
+        file
     } else if explicit {
         return Err(
             Fail::new(format!("config file `{}` does not exist", path.display()))
@@ -152,6 +176,72 @@ fn load_inputs(global: &GlobalArgs, read_config: bool) -> anyhow::Result<(EnvVar
         ConfigFile::default()
     };
     Ok((env, file))
+}
+
+/// What a file a repository carries may not set: where credentials are sent, which of
+/// the user's variables reach the container, how open its network is, where runs are
+/// written, and which AWS and Docker endpoints and credentials the CLI uses.
+const REPOSITORY_MAY_NOT_SET: &[&Key] = &[
+    &keys::ANTHROPIC_BASE_URL,
+    &keys::GITHUB_API_URL,
+    &keys::GITHUB_GIT_URL,
+    &keys::RUN_ENV,
+    &keys::RUN_NETWORK,
+    &keys::LOCAL_ARTIFACTS_DIR,
+    &keys::AWS_ENDPOINT_URL,
+];
+
+/// `.env` and `lackey.toml` are read from the working directory, which is usually the
+/// repository a run works on; one committed to that repository was written by whoever
+/// wrote the repository. Such a file may not set [`REPOSITORY_MAY_NOT_SET`] (nor, for
+/// `.env`, any `AWS_` or `DOCKER_` variable): a cloned repository must not send the
+/// user's API key or App token elsewhere, or run a credential process of its own.
+fn refuse_repository_settings(
+    file: &Path,
+    set: impl FnOnce() -> Vec<String>,
+) -> anyhow::Result<()> {
+    let Some(name) = file.file_name() else {
+        return Ok(());
+    };
+    let dir = file
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    // Tracked by git in the repository holding it (its own config cannot run anything
+    // here: no fsmonitor, no hooks for ls-files).
+    let tracked = std::process::Command::new("git")
+        .args([
+            "-c",
+            "core.fsmonitor=false",
+            "ls-files",
+            "--error-unmatch",
+            "--",
+        ])
+        .arg(name)
+        .current_dir(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !tracked {
+        return Ok(());
+    }
+    let set = set();
+    if set.is_empty() {
+        return Ok(());
+    }
+    Err(Fail::new(format!(
+        "`{}` is committed to the repository and sets {}: a repository's own files may not decide where credentials go or what reaches the container",
+        file.display(),
+        set.join(", ")
+    ))
+    .with_hint(format!(
+        "set them in the environment or in a file of yours passed with --env-file / --config (or stop tracking it: `git rm --cached {}`)",
+        name.to_string_lossy()
+    ))
+    .into())
 }
 
 fn init_tracing(verbose: u8) {

@@ -55,7 +55,7 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<u8> {
         args.task.as_deref().unwrap_or_default(),
         args.cloud,
     )?
-    .with_pass_env(&settings, &ctx.env);
+    .with_pass_env(&settings, &ctx.env)?;
     spec.follow = args.follow;
     // The run's branch is decided here, before launch (for a GitHub repository, by the
     // cloud backend once it can read the repository).

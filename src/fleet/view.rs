@@ -37,6 +37,8 @@ pub trait View: Send {
 
 /// `add a hello world test to the…`: at most `n` characters.
 pub fn clip(s: &str, n: usize) -> String {
+    // A task's text or a run's error may hold escape sequences: dropped whole.
+    let s = crate::output::without_escapes(s);
     let one_line = s.split_whitespace().collect::<Vec<_>>().join(" ");
     if one_line.chars().count() <= n {
         one_line

@@ -149,13 +149,16 @@ impl Printer {
     }
 
     /// A result line on stdout (human mode only; JSON mode prints one document instead).
+    /// Much of what is printed came from a run (its summary's branch, error, PR link):
+    /// control characters are shown escaped, never sent to the terminal.
     pub fn result(&self, line: impl Display) {
         if self.opts.json {
             return;
         }
+        let line = line.to_string();
         let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{line}");
+        let _ = writeln!(out, "{}", printable(&line));
     }
 
     /// A line of content (a run's log) on stdout, in every mode: `--json` has no document
@@ -185,7 +188,7 @@ impl Printer {
                 _ => Tone::Warn,
             };
             let head = self.paint(&format!("{label}:"), tone, true);
-            self.err_line(&format!("{head} {text}"));
+            self.err_line(&format!("{head} {}", printable(&text)));
         }
     }
 
@@ -194,7 +197,7 @@ impl Printer {
         if self.opts.quiet {
             return;
         }
-        self.err_line(&text.to_string());
+        self.err_line(&printable(&text.to_string()));
     }
 }
 
@@ -204,19 +207,19 @@ impl Reporter for Printer {
             return;
         }
         let verb = self.paint(&format!("{verb:>12}"), tone, true);
-        self.err_line(&format!("{verb} {message}"));
+        self.err_line(&format!("{verb} {}", printable(message)));
     }
 
     fn warn(&self, message: &str) {
         let head = self.paint("warning:", Tone::Warn, true);
-        self.err_line(&format!("{head} {message}"));
+        self.err_line(&format!("{head} {}", printable(message)));
     }
 
     fn info(&self, message: &str) {
         if self.opts.quiet {
             return;
         }
-        self.err_line(message);
+        self.err_line(&printable(message));
     }
 
     fn spinner(&self, message: &str) -> Box<dyn Progress> {
@@ -411,6 +414,24 @@ mod tests {
 /// A line that came from a run (its log, its container's output) made safe for a
 /// terminal: control characters but the tab are shown escaped (`\u{1b}`), so a hostile
 /// process cannot move the cursor, rewrite earlier lines or set the clipboard (OSC 52).
+/// [`visible`] for text of several lines: line breaks and tabs kept, every other control
+/// character (an escape sequence's ESC among them) shown escaped.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    let bad = |c: char| c.is_control() && c != '\t' && c != '\n';
+    if !text.chars().any(bad) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if bad(c) {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 pub fn visible(line: &str) -> std::borrow::Cow<'_, str> {
     if !line.chars().any(|c| c.is_control() && c != '\t') {
         return std::borrow::Cow::Borrowed(line);
@@ -476,6 +497,18 @@ pub fn without_escapes(line: &str) -> String {
 
 #[cfg(test)]
 mod visible_tests {
+    #[test]
+    fn printed_results_keep_their_lines_and_lose_their_escapes() {
+        assert_eq!(super::printable("a\n\tb"), "a\n\tb");
+        let error = "done\u{1b}]52;c;Y3Vy\u{7}\n\u{1b}[1A\u{1b}[2Koutcome:   success";
+        let shown = super::printable(error);
+        assert!(
+            !shown.contains('\u{1b}') && !shown.contains('\u{7}'),
+            "{shown}"
+        );
+        assert_eq!(shown.lines().count(), 2);
+    }
+
     #[test]
     fn control_characters_from_a_run_are_shown_escaped() {
         assert_eq!(super::visible("plain\ttext"), "plain\ttext");

@@ -322,6 +322,7 @@ mod tests {
         RunSpec::from_settings(&s, task, false)
             .unwrap()
             .with_pass_env(&s, &env)
+            .unwrap()
     }
 
     const EXAMPLE: &str = include_str!("../../examples/blueprints/python-implement.yaml");

@@ -487,6 +487,8 @@ impl Docker {
                 security_opt: Some(vec!["no-new-privileges".into()]),
                 nano_cpus: Some((limits.cpus * 1e9) as i64),
                 memory: Some(limits.memory_mb * 1024 * 1024),
+                // No swap beyond the memory limit (Docker's default gives as much again).
+                memory_swap: Some(limits.memory_mb * 1024 * 1024),
                 pids_limit: Some(limits.pids),
                 network_mode: Some(
                     match limits.network {

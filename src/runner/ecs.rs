@@ -1875,7 +1875,8 @@ pub async fn tail_logs(
             Ok(out) => {
                 for e in out.events() {
                     if let Some(m) = e.message() {
-                        print(m.trim_end());
+                        // What the task wrote, made harmless for a terminal.
+                        print(&crate::output::visible(m.trim_end()));
                     }
                 }
                 let next = out.next_forward_token().map(str::to_string);

@@ -148,8 +148,13 @@ impl RunSpec {
 
     /// Take the values of the variables `[run] env` (`LACKEY_PASS_ENV`) names from the
     /// environment or `.env`; a name that is set nowhere is left out (its `env.NAME` is
-    /// false). The names were checked when the settings were read: none looks secret.
-    pub fn with_pass_env(mut self, settings: &Settings, env: &crate::config::EnvVars) -> RunSpec {
+    /// false). The names were checked when the settings were read: none looks secret. A
+    /// value that looks like a credential whatever its name is refused too.
+    pub fn with_pass_env(
+        mut self,
+        settings: &Settings,
+        env: &crate::config::EnvVars,
+    ) -> anyhow::Result<RunSpec> {
         self.pass_env = settings
             .get(&keys::RUN_ENV)
             .unwrap_or_default()
@@ -158,7 +163,20 @@ impl RunSpec {
             .filter(|n| !n.is_empty() && !crate::run_contract::secret_looking(n))
             .filter_map(|n| env.value(n).map(|v| (n.to_string(), v.to_string())))
             .collect();
-        self
+        if let Some((name, why)) = self
+            .pass_env
+            .iter()
+            .find_map(|(n, v)| crate::run_contract::credential_value(v).map(|why| (n, why)))
+        {
+            return Err(Fail::new(format!(
+                "the value of `{name}` looks like a credential ({why}), and secrets are never passed to a run"
+            ))
+            .with_hint(format!(
+                "remove `{name}` from [run] env / LACKEY_PASS_ENV, or give the run a value without the credential"
+            ))
+            .into());
+        }
+        Ok(self)
     }
 
     pub fn artifacts_dir(&self) -> PathBuf {
@@ -283,7 +301,34 @@ pub fn create_artifacts_dir(spec: &mut RunSpec) -> anyhow::Result<PathBuf> {
         .with_hint("set [local] artifacts_dir (or LACKEY_ARTIFACTS_DIR) to a writable directory")
         .into()
     };
-    std::fs::create_dir_all(&spec.artifacts_root).map_err(|e| fail(&spec.artifacts_root, e))?;
+    {
+        use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+        // Made private when it is made: a run's folder holds its repository's bundle.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&spec.artifacts_root)
+            .map_err(|e| fail(&spec.artifacts_root, e))?;
+        // A root another user made (the default is in /tmp) or may write in could read
+        // every run, or swap a finished run's folder for one of its own before the host
+        // reads it.
+        let m =
+            std::fs::metadata(&spec.artifacts_root).map_err(|e| fail(&spec.artifacts_root, e))?;
+        let me = unsafe { libc::getuid() };
+        if m.uid() != me || m.mode() & 0o022 != 0 {
+            return Err(Fail::new(format!(
+                "the artifact directory `{}` {}",
+                spec.artifacts_root.display(),
+                if m.uid() != me {
+                    format!("belongs to another user (uid {})", m.uid())
+                } else {
+                    "may be written by other users".to_string()
+                }
+            ))
+            .with_hint("set [local] artifacts_dir (or LACKEY_ARTIFACTS_DIR) to a folder only you can write, or `chmod go-w` it")
+            .into());
+        }
+    }
     for _ in 0..20 {
         let dir = spec.artifacts_dir();
         match std::fs::create_dir(&dir) {

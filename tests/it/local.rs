@@ -644,3 +644,32 @@ fn a_repository_only_its_owner_can_read_still_runs() {
     let branches = repo::git(&project, &["branch", "--list", "minion/*"]);
     assert!(branches.contains("minion/"), "{branches}\n{}", out.stderr);
 }
+
+/// The artifact directory's root holds every run's folder (a run's repository bundle
+/// among them): one other users may write in (the default is under /tmp) is refused
+/// before anything runs, and one lackey makes is private.
+#[test]
+fn an_artifact_root_others_may_write_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(mut l) = Local::new() else { return };
+    let shared = l.t.path().join("shared");
+    std::fs::create_dir_all(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+    l.t.set("LACKEY_ARTIFACTS_DIR", shared.display().to_string());
+    let out = l.t.run(&l.args("x", &["--stubs"]));
+    out.assert_code(1);
+    assert!(
+        out.stderr.starts_with(&format!(
+            "error: the artifact directory `{}` may be written by other users",
+            shared.display()
+        )) && out.stderr.contains("hint: "),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(std::fs::read_dir(&shared).unwrap().count(), 0);
+    let fresh = l.t.path().join("fresh/runs");
+    l.t.set("LACKEY_ARTIFACTS_DIR", fresh.display().to_string());
+    l.t.run(&l.args("x", &["--stubs"])).assert_success();
+    let mode = std::fs::metadata(&fresh).unwrap().permissions().mode();
+    assert_eq!(mode & 0o077, 0, "{mode:o}");
+}

@@ -308,6 +308,27 @@ fn pass_env_names() {
     assert!(check_pass_env("A,,B").is_err());
     assert!(check_pass_env("1X").is_err());
     assert!(!secret_looking("GIT_AUTHOR_NAME"));
+    // Whatever the name, a value shaped like a credential is one.
+    use crate::run_contract::credential_value;
+    for v in [
+        "postgres://app:hunter2@db.internal:5432/app",
+        "ghp_0123456789abcdefghijABCDEFGHIJ012345",
+        "github_pat_11AAAAAAA0abcdefghijkl",
+        "sk-ant-api03-0123456789abcdef",
+        "AKIAIOSFODNN7EXAMPLE",
+        "-----BEGIN OPENSSH PRIVATE KEY-----",
+    ] {
+        assert!(credential_value(v).is_some(), "{v}");
+    }
+    for v in [
+        "ci",
+        "https://example.com/a@b",
+        "staging-eu",
+        "sk-1",
+        "postgres://db:5432/app",
+    ] {
+        assert!(credential_value(v).is_none(), "{v}");
+    }
 }
 
 #[test]
