@@ -16,6 +16,8 @@ use crate::run_contract::{GithubAuth, Secret, SidecarInput};
 
 /// Installation tokens live an hour: a new one is minted well before.
 const REMINT_EVERY: Duration = Duration::from_secs(45 * 60);
+/// After a re-mint that failed (GitHub down a moment), the next attempt.
+const REMINT_RETRY: Duration = Duration::from_secs(60);
 
 /// One line on the sidecar's stderr (its log stream).
 #[allow(
@@ -157,17 +159,26 @@ pub async fn serve(
         .await
         .map_err(|e| anyhow::anyhow!("the credential sidecar cannot listen on {addr}: {e}"))?;
     let mut shown = 0;
-    let mut remint =
-        tokio::time::interval_at(tokio::time::Instant::now() + REMINT_EVERY, REMINT_EVERY);
+    // The next re-mint: every REMINT_EVERY, and a minute after one that failed (the
+    // token in use has a quarter of an hour left when the first attempt is made).
+    let mut next_mint = tokio::time::Instant::now() + REMINT_EVERY;
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
-            _ = remint.tick(), if matches!(minter, Minter::App { .. }) => match minter.token().await {
-                Ok(Some(t)) => proxy.set_github_token(t),
-                Ok(None) => {}
-                Err(e) => say(&format!("could not mint a new installation token: {e:#}")),
-            },
+            _ = tokio::time::sleep_until(next_mint), if matches!(minter, Minter::App { .. }) => {
+                next_mint = match minter.token().await {
+                    Ok(Some(t)) => {
+                        proxy.set_github_token(t);
+                        tokio::time::Instant::now() + REMINT_EVERY
+                    }
+                    Ok(None) => tokio::time::Instant::now() + REMINT_EVERY,
+                    Err(e) => {
+                        say(&format!("could not mint a new installation token (trying again in a minute): {e:#}"));
+                        tokio::time::Instant::now() + REMINT_RETRY
+                    }
+                };
+            }
             _ = tick.tick() => {}
         }
         // The refusals, as they come, on the sidecar's own log stream.
