@@ -52,18 +52,24 @@ impl Minter {
                 app_id,
                 installation_id,
                 private_key,
-            }) => match private_key.as_ref().and_then(Secret::value) {
-                Some(key) => Minter::App {
+            }) => match (
+                private_key.as_ref().and_then(Secret::value),
+                input
+                    .github_repo
+                    .as_deref()
+                    .and_then(|r| r.split_once('/').map(|(_, n)| n.to_string())),
+            ) {
+                // A token only for the run's one repository: without one, none at all
+                // (a token for the whole installation would serve nothing the run does).
+                (Some(key), Some(repo)) => Minter::App {
                     api_url: input.github_api_url.clone(),
                     app_id: app_id.clone(),
                     installation_id: installation_id.clone(),
                     key: key.to_string(),
-                    repo: input
-                        .github_repo
-                        .as_deref()
-                        .and_then(|r| r.split_once('/').map(|(_, n)| n.to_string())),
+                    repo: Some(repo),
                 },
-                None => {
+                (Some(_), None) => Minter::None,
+                (None, _) => {
                     say("GitHub App credentials without the private key: no GitHub access (the task definition must inject LACKEY_GITHUB_APP_PRIVATE_KEY into this container)");
                     Minter::None
                 }
