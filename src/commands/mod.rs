@@ -129,18 +129,18 @@ fn load_inputs(global: &GlobalArgs, read_config: bool) -> anyhow::Result<(EnvVar
     };
     let env = EnvVars::load(&dotenv, explicit)?;
     if !explicit {
-        refuse_repository_settings(&dotenv, || {
-            env.dotenv_only()
-                .map(|(k, _)| k.to_string())
-                .filter(|k| {
-                    k.starts_with("AWS_")
-                        || k.starts_with("DOCKER_")
-                        || REPOSITORY_MAY_NOT_SET
-                            .iter()
-                            .any(|key| key.env.contains(&k.as_str()))
-                })
-                .collect()
-        })?;
+        let set = env
+            .dotenv_only()
+            .map(|(k, _)| k.to_string())
+            .filter(|k| {
+                k.starts_with("AWS_")
+                    || k.starts_with("DOCKER_")
+                    || REPOSITORY_MAY_NOT_SET
+                        .iter()
+                        .any(|key| key.env.contains(&k.as_str()))
+            })
+            .collect();
+        refuse_repository_settings(&dotenv, set)?;
     }
     // The AWS SDK (credentials) and bollard (DOCKER_HOST) read their own variables:
     // let them see the ones only .env sets. Nothing else is exported, so no secret from
@@ -157,13 +157,12 @@ fn load_inputs(global: &GlobalArgs, read_config: bool) -> anyhow::Result<(EnvVar
     } else if path.exists() {
         let file = ConfigFile::load(&path)?;
         if !explicit {
-            refuse_repository_settings(&path, || {
-                REPOSITORY_MAY_NOT_SET
-                    .iter()
-                    .filter(|key| file.values.contains_key(key.name))
-                    .map(|key| key.name.to_string())
-                    .collect()
-            })?;
+            let set = REPOSITORY_MAY_NOT_SET
+                .iter()
+                .filter(|key| file.values.contains_key(key.name))
+                .map(|key| key.name.to_string())
+                .collect();
+            refuse_repository_settings(&path, set)?;
         }
         file
     } else if explicit {
@@ -196,11 +195,9 @@ const REPOSITORY_MAY_NOT_SET: &[&Key] = &[
 /// wrote the repository. Such a file may not set [`REPOSITORY_MAY_NOT_SET`] (nor, for
 /// `.env`, any `AWS_` or `DOCKER_` variable): a cloned repository must not send the
 /// user's API key or App token elsewhere, or run a credential process of its own.
-fn refuse_repository_settings(
-    file: &Path,
-    set: impl FnOnce() -> Vec<String>,
-) -> anyhow::Result<()> {
-    let Some(name) = file.file_name() else {
+fn refuse_repository_settings(file: &Path, set: Vec<String>) -> anyhow::Result<()> {
+    // Most files set none of it: then git is not asked (this runs before every command).
+    let Some(name) = file.file_name().filter(|_| !set.is_empty()) else {
         return Ok(());
     };
     let dir = file
@@ -226,10 +223,6 @@ fn refuse_repository_settings(
         .status()
         .is_ok_and(|s| s.success());
     if !tracked {
-        return Ok(());
-    }
-    let set = set();
-    if set.is_empty() {
         return Ok(());
     }
     Err(Fail::new(format!(

@@ -56,7 +56,7 @@ fn bench_minion_prompt_prefix() {
         "bash",
         json!({"command": "sh test.sh || echo failing"}),
     ));
-    script.push(fake_llm::tool_use("str_replace", json!({"path": "hello.sh", "old_str": "echo \"hello\"", "new_str": "echo \"hello, world\""})));
+    script.push(fake_llm::edit_hello_sh());
     for i in 0..5 {
         script.push(fake_llm::tool_use("str_replace", json!({"path": format!("lib/part{i}.sh"), "old_str": "line 3:", "new_str": "line three:"})));
     }

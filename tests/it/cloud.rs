@@ -664,15 +664,9 @@ fn canary_secrets_appear_nowhere() {
     let llm = FakeLlm::start(
         CANARY_KEY,
         vec![
-            fake_llm::tool_use(
-                "submit_scope",
-                json!({"summary": "greeting", "allowed_dirs": [], "allowed_files": ["hello.sh"], "test_files": [], "rationale": "r"}),
-            ),
+            fake_llm::scope_hello_sh(),
             fake_llm::tool_use("view", json!({"path": "hello.sh"})),
-            fake_llm::tool_use(
-                "str_replace",
-                json!({"path": "hello.sh", "old_str": "echo \"hello\"", "new_str": "echo \"hello, world\""}),
-            ),
+            fake_llm::edit_hello_sh(),
             fake_llm::tool_use(
                 "bash",
                 json!({"command": "env | grep -ci -e anthropic -e github -e ghs_ ; git remote -v"}),

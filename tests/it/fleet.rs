@@ -591,10 +591,7 @@ fn a_successful_run() -> Vec<Answer> {
                    "test_files": ["test.sh"], "rationale": "hello.sh prints the greeting"}),
         ),
         fake_llm::tool_use("view", json!({"path": "hello.sh"})),
-        fake_llm::tool_use(
-            "str_replace",
-            json!({"path": "hello.sh", "old_str": "echo \"hello\"", "new_str": "echo \"hello, world\""}),
-        ),
+        fake_llm::edit_hello_sh(),
         fake_llm::tool_use("finish", json!({"summary": "done"})),
     ]
 }
@@ -745,10 +742,7 @@ fn mixed_outcomes_exit_1_with_the_right_counts() {
             // 1: success.
             scope(),
             fake_llm::tool_use("view", json!({"path": "hello.sh"})),
-            fake_llm::tool_use(
-                "str_replace",
-                json!({"path": "hello.sh", "old_str": "echo \"hello\"", "new_str": "echo \"hello, world\""}),
-            ),
+            fake_llm::edit_hello_sh(),
             fake_llm::tool_use("finish", json!({"summary": "done"})),
             // 2: the test fails and the fixer gives up.
             scope(),

@@ -490,10 +490,7 @@ fn the_api_key_never_shows_and_the_container_is_hardened() {
                 )),
             ),
             fake_llm::tool_use("view", json!({"path": "hello.sh"})),
-            fake_llm::tool_use(
-                "str_replace",
-                json!({"path": "hello.sh", "old_str": "echo \"hello\"", "new_str": "echo \"hello, world\""}),
-            ),
+            fake_llm::edit_hello_sh(),
             fake_llm::tool_use(
                 "bash",
                 json!({"command": "sh test.sh; cat /run/secrets/anthropic_api_key; env | grep -i anthropic; echo done"}),

@@ -411,15 +411,9 @@ fn an_edit_without_a_read_is_refused() {
         CANARY_KEY,
         vec![
             scope_hello(),
-            fake_llm::tool_use(
-                "str_replace",
-                json!({"path": "hello.sh", "old_str": "echo \"hello\"", "new_str": "echo \"hello, world\""}),
-            ),
+            fake_llm::edit_hello_sh(),
             fake_llm::tool_use("view", json!({"path": "hello.sh"})),
-            fake_llm::tool_use(
-                "str_replace",
-                json!({"path": "hello.sh", "old_str": "echo \"hello\"", "new_str": "echo \"hello, world\""}),
-            ),
+            fake_llm::edit_hello_sh(),
             fake_llm::tool_use("finish", json!({"summary": "done"})),
         ],
     );

@@ -93,16 +93,7 @@ fn priced_script() -> Vec<fake_llm::Answer> {
             2500,
             0,
         ),
-        with_usage(
-            fake_llm::tool_use(
-                "str_replace",
-                json!({"path": "hello.sh", "old_str": "echo \"hello\"", "new_str": "echo \"hello, world\""}),
-            ),
-            400,
-            300,
-            300,
-            2500,
-        ),
+        with_usage(fake_llm::edit_hello_sh(), 400, 300, 300, 2500),
         with_usage(
             fake_llm::tool_use("finish", json!({"summary": "done"})),
             100,

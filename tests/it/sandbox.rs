@@ -498,16 +498,10 @@ steps:
     let llm = FakeLlm::start(
         CANARY_KEY,
         vec![
-            fake_llm::tool_use(
-                "submit_scope",
-                json!({"summary": "greeting", "allowed_dirs": [], "allowed_files": ["hello.sh"], "test_files": [], "rationale": "r"}),
-            ),
+            fake_llm::scope_hello_sh(),
             fake_llm::tool_use("bash", json!({ "command": writer })),
             fake_llm::tool_use("view", json!({"path": "hello.sh"})),
-            fake_llm::tool_use(
-                "str_replace",
-                json!({"path": "hello.sh", "old_str": "echo \"hello\"", "new_str": "echo \"hello, world\""}),
-            ),
+            fake_llm::edit_hello_sh(),
             fake_llm::tool_use("finish", json!({"summary": "done"})),
         ],
     );
@@ -637,10 +631,7 @@ fn git_config_tricks_neither_run_nor_leak_the_token() {
             ),
             fake_llm::tool_use("bash", json!({ "command": GIT_TRICKS })),
             fake_llm::tool_use("view", json!({"path": "hello.sh"})),
-            fake_llm::tool_use(
-                "str_replace",
-                json!({"path": "hello.sh", "old_str": "echo \"hello\"", "new_str": "echo \"hello, world\""}),
-            ),
+            fake_llm::edit_hello_sh(),
             fake_llm::tool_use("finish", json!({"summary": "done"})),
         ],
     );
@@ -818,16 +809,10 @@ echo tampered"#;
     let llm = FakeLlm::start(
         CANARY_KEY,
         vec![
-            fake_llm::tool_use(
-                "submit_scope",
-                json!({"summary": "greeting", "allowed_dirs": [], "allowed_files": ["hello.sh"], "test_files": [], "rationale": "r"}),
-            ),
+            fake_llm::scope_hello_sh(),
             fake_llm::tool_use("bash", json!({ "command": tamper })),
             fake_llm::tool_use("view", json!({"path": "hello.sh"})),
-            fake_llm::tool_use(
-                "str_replace",
-                json!({"path": "hello.sh", "old_str": "echo \"hello\"", "new_str": "echo \"hello, world\""}),
-            ),
+            fake_llm::edit_hello_sh(),
             fake_llm::tool_use("finish", json!({"summary": "done"})),
         ],
     );

@@ -115,16 +115,10 @@ fn a_cloud_runs_container_holds_no_credential_and_the_sidecar_adds_them() {
     let llm = FakeLlm::start(
         CANARY_KEY,
         vec![
-            fake_llm::tool_use(
-                "submit_scope",
-                json!({"summary": "greeting", "allowed_dirs": [], "allowed_files": ["hello.sh"], "test_files": [], "rationale": "r"}),
-            ),
+            fake_llm::scope_hello_sh(),
             // The executor edits only a file it has viewed.
             fake_llm::tool_use("view", json!({"path": "hello.sh"})),
-            fake_llm::tool_use(
-                "str_replace",
-                json!({"path": "hello.sh", "old_str": "echo \"hello\"", "new_str": "echo \"hello, world\""}),
-            ),
+            fake_llm::edit_hello_sh(),
             fake_llm::tool_use("bash", json!({"command": HUNT})),
             fake_llm::tool_use("bash", json!({"command": ATTACKS})),
             fake_llm::tool_use("finish", json!({"summary": "done"})),

@@ -88,14 +88,9 @@ async fn post(
     (r.status().as_u16(), r.text().await.unwrap())
 }
 
-/// A hostile container cannot make the proxy (in the user's CLI, for a local run) hold
-/// unbounded memory: an LLM request over the Messages API's 32 MB is refused from its
-/// declared length before a byte is read, and one streamed without a length is cut at
-/// the cap; neither reaches the LLM.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_proxy_refuses_a_request_body_over_its_cap() {
-    let llm = FakeLlm::start(KEY, vec![]);
-    let proxy = Proxy::serve_tcp(
+/// A proxy on loopback TCP in front of `llm`, holding its key (no GitHub access).
+async fn llm_proxy(llm: &FakeLlm) -> Proxy {
+    Proxy::serve_tcp(
         "127.0.0.1:0".parse().unwrap(),
         ProxyConfig {
             llm: Some(LlmUpstream {
@@ -106,7 +101,17 @@ async fn the_proxy_refuses_a_request_body_over_its_cap() {
         },
     )
     .await
-    .unwrap();
+    .unwrap()
+}
+
+/// A hostile container cannot make the proxy (in the user's CLI, for a local run) hold
+/// unbounded memory: an LLM request over the Messages API's 32 MB is refused from its
+/// declared length before a byte is read, and one streamed without a length is cut at
+/// the cap; neither reaches the LLM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_proxy_refuses_a_request_body_over_its_cap() {
+    let llm = FakeLlm::start(KEY, vec![]);
+    let proxy = llm_proxy(&llm).await;
     let url = format!("http://{}/anthropic/v1/messages", proxy.addr.unwrap());
     let client = reqwest::Client::new();
     let big = vec![b' '; 33 * 1024 * 1024];
@@ -139,18 +144,7 @@ async fn the_proxy_refuses_a_request_body_over_its_cap() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_proxy_adds_the_api_key_and_refuses_every_other_llm_call() {
     let llm = FakeLlm::start(KEY, vec![fake_llm::text("hi")]);
-    let proxy = Proxy::serve_tcp(
-        "127.0.0.1:0".parse().unwrap(),
-        ProxyConfig {
-            llm: Some(LlmUpstream {
-                base_url: llm.url(),
-                api_key: KEY.into(),
-            }),
-            github: None,
-        },
-    )
-    .await
-    .unwrap();
+    let proxy = llm_proxy(&llm).await;
     let base = format!("http://{}", proxy.addr.unwrap());
     let client = reqwest::Client::new();
     // The client sends a wrong key and an authorization header: both are dropped.

@@ -69,6 +69,23 @@ pub fn tool_use(name: &str, input: Value) -> Answer {
     tool_uses(&[(name, input)])
 }
 
+/// The scoper's answer in the tests on `repo::hello_project`: only `hello.sh` may change.
+pub fn scope_hello_sh() -> Answer {
+    tool_use(
+        "submit_scope",
+        json!({"summary": "greeting", "allowed_dirs": [], "allowed_files": ["hello.sh"], "test_files": [], "rationale": "r"}),
+    )
+}
+
+/// The executor's edit in those tests (after a `view` of the file): `hello.sh` prints
+/// `hello, world`.
+pub fn edit_hello_sh() -> Answer {
+    tool_use(
+        "str_replace",
+        json!({"path": "hello.sh", "old_str": "echo \"hello\"", "new_str": "echo \"hello, world\""}),
+    )
+}
+
 pub fn tool_uses(calls: &[(&str, Value)]) -> Answer {
     let content = calls
         .iter()
